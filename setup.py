@@ -1,0 +1,45 @@
+"""lingshu-jax: Lingshu / Qwen2.5-VL medical VLM training and evaluation in JAX/Flax."""
+from setuptools import find_packages, setup
+
+# Versions pinned to what the test-suite was run against (see README "Environment").
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "grain==0.2.18",
+    "transformers==5.24.0",
+    "tensorflow-datasets==4.9.10",
+    "ml-collections",
+    "safetensors",
+    "tokenizers",
+    "numpy",
+    "pillow",
+    "pydicom",
+    "psutil",
+    "tqdm",
+    "tensorboardX",
+    "matplotlib",
+    "absl-py",
+    "array-record",
+]
+
+EXTRAS = {
+    # Offline data for the embedded demo: easy-vqa ships 5,000 PNGs + questions; dashscope ships
+    # Qwen's BPE ranks (qwen.tiktoken) from which we derive a Qwen2-compatible tokenizer offline.
+    "demo": ["easy-vqa==1.0", "dashscope==2.0.2"],
+    # torch is pinned: 2.13.0 resolves to a CPU wheel on local disk; any other spec downloads GBs.
+    "test": ["torch==2.13.0", "pytest", "pytest-xdist", "easy-vqa==1.0", "dashscope==2.0.2"],
+}
+
+setup(
+    name="lingshu-jax",
+    version="0.1.0",
+    description="Lingshu / Qwen2.5-VL in JAX/Flax: parity with transformers, sharded training, GRPO, medical evals",
+    packages=find_packages(include=["lingshu_jax", "lingshu_jax.*"]),
+    package_data={"lingshu_jax": ["assets/*"]},
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)
