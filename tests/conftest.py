@@ -1,0 +1,11 @@
+"""Suite-wide test setup: 8 simulated CPU devices (meshes), exact float32 matmuls, a shared tiny HF model."""
+import os
+
+# Must happen before JAX initialises its backends.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
