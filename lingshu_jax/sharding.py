@@ -5,6 +5,7 @@ One rules table, `[(logical_name, mesh_axis or tuple or None), ...]`, from the e
 them onto mesh axes `data`, `fsdp`, `tensor`, `sequence`; ablations change the table, not the model.
 A parameter dimension that does not divide its mesh axes falls back to replication, with a warning.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,150 +51,177 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
 
 
 def shard(x, names: tuple[str | None, ...]):
-  """Sharding constraint on an activation by logical names; a no-op outside a mesh + rules context."""
-  return nn.with_logical_constraint(x, names)
+    """Sharding constraint on an activation by logical names; a no-op outside a mesh + rules context."""
+    return nn.with_logical_constraint(x, names)
 
 
 def rules_from_config(rules) -> tuple[tuple[str, Any], ...]:
-  """Config rules (list of [name, axis|list|None]) -> the tuple form Flax expects."""
-  if rules is None:
-    return DEFAULT_RULES
-  out = []
-  for item in rules:
-    name, axes = item[0], item[1]
-    if isinstance(axes, list):
-      axes = tuple(axes)
-    for a in (axes if isinstance(axes, tuple) else (axes,)):
-      if a is not None and a not in MESH_AXES:
-        raise ValueError(f"sharding rule {name!r}: unknown mesh axis {a!r}; mesh axes are {MESH_AXES}")
-    out.append((name, axes))
-  return tuple(out)
+    """Config rules (list of [name, axis|list|None]) -> the tuple form Flax expects."""
+    if rules is None:
+        return DEFAULT_RULES
+    out = []
+    for item in rules:
+        name, axes = item[0], item[1]
+        if isinstance(axes, list):
+            axes = tuple(axes)
+        for a in axes if isinstance(axes, tuple) else (axes,):
+            if a is not None and a not in MESH_AXES:
+                raise ValueError(
+                    f"sharding rule {name!r}: unknown mesh axis {a!r}; mesh axes are {MESH_AXES}"
+                )
+        out.append((name, axes))
+    return tuple(out)
 
 
 # ------------------------------------------------------------------------------------------- meshes
 def mesh_shape(mesh_cfg, num_devices: int) -> dict[str, int]:
-  """Resolves `-1` (at most one) so the product equals `num_devices`; errors name the key."""
-  shape = {a: int(mesh_cfg.get(a, 1)) for a in MESH_AXES}
-  free = [a for a, n in shape.items() if n == -1]
-  if len(free) > 1:
-    raise ValueError(f"mesh: only one axis may be -1, got {free}")
-  fixed = math.prod(n for n in shape.values() if n != -1)
-  if free:
-    if num_devices % fixed:
-      raise ValueError(f"mesh: {num_devices} devices not divisible by the fixed axes {shape}")
-    shape[free[0]] = num_devices // fixed
-  if math.prod(shape.values()) != num_devices:
-    raise ValueError(f"mesh: {shape} needs {math.prod(shape.values())} devices but {num_devices} are "
-                     f"available (config.mesh.*)")
-  return shape
+    """Resolves `-1` (at most one) so the product equals `num_devices`; errors name the key."""
+    shape = {a: int(mesh_cfg.get(a, 1)) for a in MESH_AXES}
+    free = [a for a, n in shape.items() if n == -1]
+    if len(free) > 1:
+        raise ValueError(f"mesh: only one axis may be -1, got {free}")
+    fixed = math.prod(n for n in shape.values() if n != -1)
+    if free:
+        if num_devices % fixed:
+            raise ValueError(f"mesh: {num_devices} devices not divisible by the fixed axes {shape}")
+        shape[free[0]] = num_devices // fixed
+    if math.prod(shape.values()) != num_devices:
+        raise ValueError(
+            f"mesh: {shape} needs {math.prod(shape.values())} devices but {num_devices} are "
+            f"available (config.mesh.*)"
+        )
+    return shape
 
 
 def make_mesh(mesh_cfg, devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A Mesh with axes (data, fsdp, tensor, sequence). With `mesh_cfg.dcn` (a dict of axis -> slices),
-  builds a multi-slice mesh (ICI inside a slice, DCN across) with create_hybrid_device_mesh."""
-  devices = list(devices if devices is not None else jax.devices())
-  dcn = dict(mesh_cfg.get("dcn", None) or {})
-  if dcn:
-    dcn_shape = [int(dcn.get(a, 1)) for a in MESH_AXES]
-    n_slices = math.prod(dcn_shape)
-    ici = mesh_shape(mesh_cfg, len(devices) // n_slices)
-    arr = mesh_utils.create_hybrid_device_mesh([ici[a] for a in MESH_AXES], dcn_shape, devices)
+    """A Mesh with axes (data, fsdp, tensor, sequence). With `mesh_cfg.dcn` (a dict of axis -> slices),
+    builds a multi-slice mesh (ICI inside a slice, DCN across) with create_hybrid_device_mesh."""
+    devices = list(devices if devices is not None else jax.devices())
+    dcn = dict(mesh_cfg.get("dcn", None) or {})
+    if dcn:
+        dcn_shape = [int(dcn.get(a, 1)) for a in MESH_AXES]
+        n_slices = math.prod(dcn_shape)
+        ici = mesh_shape(mesh_cfg, len(devices) // n_slices)
+        arr = mesh_utils.create_hybrid_device_mesh([ici[a] for a in MESH_AXES], dcn_shape, devices)
+        return Mesh(arr, MESH_AXES)
+    shape = mesh_shape(mesh_cfg, len(devices))
+    try:
+        arr = mesh_utils.create_device_mesh([shape[a] for a in MESH_AXES], devices)
+    except (ValueError, NotImplementedError, AssertionError):
+        arr = np.asarray(devices).reshape([shape[a] for a in MESH_AXES])
     return Mesh(arr, MESH_AXES)
-  shape = mesh_shape(mesh_cfg, len(devices))
-  try:
-    arr = mesh_utils.create_device_mesh([shape[a] for a in MESH_AXES], devices)
-  except (ValueError, NotImplementedError, AssertionError):
-    arr = np.asarray(devices).reshape([shape[a] for a in MESH_AXES])
-  return Mesh(arr, MESH_AXES)
 
 
 @contextlib.contextmanager
 def mesh_context(mesh: Mesh, rules):
-  """Activates the mesh and the logical rules so `shard()` constraints inside the model take effect."""
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    yield
+    """Activates the mesh and the logical rules so `shard()` constraints inside the model take effect."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        yield
 
 
 # --------------------------------------------------------------------------------------- shardings
 def _spec_for(shape, names, mesh: Mesh, rules, path: str) -> P:
-  spec = nn.logical_to_mesh_axes(names, rules)
-  out = []
-  for dim, axes, name in zip(shape, spec, names):
-    axes_t = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
-    size = math.prod(mesh.shape[a] for a in axes_t)
-    if size > 1 and dim % size:
-      log.warning("sharding: %s dim %s=%d does not divide mesh axes %s (size %d); replicating it",
-                  path, name, dim, axes_t, size)
-      axes = None
-    out.append(axes)
-  return P(*out)
+    spec = nn.logical_to_mesh_axes(names, rules)
+    out = []
+    for dim, axes, name in zip(shape, spec, names):
+        axes_t = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
+        size = math.prod(mesh.shape[a] for a in axes_t)
+        if size > 1 and dim % size:
+            log.warning(
+                "sharding: %s dim %s=%d does not divide mesh axes %s (size %d); replicating it",
+                path,
+                name,
+                dim,
+                axes_t,
+                size,
+            )
+            axes = None
+        out.append(axes)
+    return P(*out)
 
 
 def param_shardings(boxed_abstract_params, mesh: Mesh, rules) -> Any:
-  """NamedSharding per parameter from the logical names in its metadata (non-divisible dims replicate)."""
-  def one(path, leaf):
-    names = leaf.names if isinstance(leaf, nn.LogicallyPartitioned) else (None,) * len(leaf.shape)
-    value = leaf.value if isinstance(leaf, nn.LogicallyPartitioned) else leaf
-    key = "/".join(str(getattr(k, "key", k)) for k in path)
-    return NamedSharding(mesh, _spec_for(value.shape, names, mesh, rules, key))
-  return jax.tree_util.tree_map_with_path(
-      one, boxed_abstract_params, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+    """NamedSharding per parameter from the logical names in its metadata (non-divisible dims replicate)."""
+
+    def one(path, leaf):
+        names = leaf.names if isinstance(leaf, nn.LogicallyPartitioned) else (None,) * len(leaf.shape)
+        value = leaf.value if isinstance(leaf, nn.LogicallyPartitioned) else leaf
+        key = "/".join(str(getattr(k, "key", k)) for k in path)
+        return NamedSharding(mesh, _spec_for(value.shape, names, mesh, rules, key))
+
+    return jax.tree_util.tree_map_with_path(
+        one, boxed_abstract_params, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned)
+    )
 
 
 def logical_sharding(mesh: Mesh, rules, names: tuple[str | None, ...], shape=None) -> NamedSharding:
-  """NamedSharding for an input/activation given its logical names."""
-  if shape is None:
-    return NamedSharding(mesh, nn.logical_to_mesh_axes(names, rules))
-  return NamedSharding(mesh, _spec_for(shape, names, mesh, rules, "/".join(map(str, names))))
+    """NamedSharding for an input/activation given its logical names."""
+    if shape is None:
+        return NamedSharding(mesh, nn.logical_to_mesh_axes(names, rules))
+    return NamedSharding(mesh, _spec_for(shape, names, mesh, rules, "/".join(map(str, names))))
 
 
 # Logical names of every model input (docs/DESIGN.md "Model inputs").
 BATCH_AXES = {
-    "input_ids": ("batch", "seq"), "segment_ids": ("batch", "seq"), "labels": ("batch", "seq"),
-    "loss_mask": ("batch", "seq"), "vision_token_index": ("batch", "seq"),
+    "input_ids": ("batch", "seq"),
+    "segment_ids": ("batch", "seq"),
+    "labels": ("batch", "seq"),
+    "loss_mask": ("batch", "seq"),
+    "vision_token_index": ("batch", "seq"),
     "position_ids": (None, "batch", "seq"),
-    "pixel_values": ("vis_tokens", None), "vision_pos": ("vis_tokens", None),
-    "window_segments": ("vis_tokens",), "frame_segments": ("vis_tokens",),
+    "pixel_values": ("vis_tokens", None),
+    "vision_pos": ("vis_tokens", None),
+    "window_segments": ("vis_tokens",),
+    "frame_segments": ("vis_tokens",),
 }
 
 
 def batch_shardings(batch: dict, mesh: Mesh, rules) -> dict[str, NamedSharding]:
-  def names(key, ndim):
-    return BATCH_AXES.get(key, ("batch",) + (None,) * (ndim - 1))[:ndim]
-  return {k: logical_sharding(mesh, rules, names(k, np.ndim(v)), np.shape(v)) for k, v in batch.items()}
+    def names(key, ndim):
+        return BATCH_AXES.get(key, ("batch",) + (None,) * (ndim - 1))[:ndim]
+
+    return {k: logical_sharding(mesh, rules, names(k, np.ndim(v)), np.shape(v)) for k, v in batch.items()}
 
 
 def global_batch(local_batch: dict, mesh: Mesh, rules) -> dict[str, jax.Array]:
-  """Per-host numpy batch -> global jax.Arrays (jax.make_array_from_process_local_data).
+    """Per-host numpy batch -> global jax.Arrays (jax.make_array_from_process_local_data).
 
-  Batch-sharded arrays are split by rows across processes; the vision stream is replicated across
-  processes (each host passes the same global stream: see data/ for per-host streams).
-  """
-  shardings = batch_shardings(local_batch, mesh, rules)
-  out = {}
-  for k, v in local_batch.items():
-    v = np.asarray(v)
-    s = shardings[k]
-    if s.is_fully_replicated or jax.process_count() == 1:
-      out[k] = jax.make_array_from_process_local_data(s, v, v.shape)
-    else:
-      out[k] = jax.make_array_from_process_local_data(s, v)
-  return out
+    Batch-sharded arrays are split by rows across processes; the vision stream is replicated across
+    processes (each host passes the same global stream: see data/ for per-host streams).
+    """
+    shardings = batch_shardings(local_batch, mesh, rules)
+    out = {}
+    for k, v in local_batch.items():
+        v = np.asarray(v)
+        s = shardings[k]
+        if s.is_fully_replicated or jax.process_count() == 1:
+            out[k] = jax.make_array_from_process_local_data(s, v, v.shape)
+        else:
+            out[k] = jax.make_array_from_process_local_data(s, v)
+    return out
 
 
 # ------------------------------------------------------------------------------------- multi-host
 def initialize_distributed(cfg=None) -> None:
-  """jax.distributed.initialize from explicit flags, or auto-detected (TPU pods, SLURM, Open MPI).
+    """jax.distributed.initialize from explicit flags, or auto-detected (TPU pods, SLURM, Open MPI).
 
-  cfg: optional dict-like with coordinator_address, num_processes, process_id, local_device_ids.
-  Without a coordinator address we only initialise when a cluster environment is detected.
-  """
-  cfg = dict(cfg or {})
-  if cfg.get("coordinator_address"):
-    jax.distributed.initialize(coordinator_address=cfg["coordinator_address"],
-                               num_processes=int(cfg["num_processes"]), process_id=int(cfg["process_id"]),
-                               local_device_ids=cfg.get("local_device_ids"))
-    return
-  cluster_env = ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
-  if any(os.environ.get(k) for k in cluster_env):
-    jax.distributed.initialize()
+    cfg: optional dict-like with coordinator_address, num_processes, process_id, local_device_ids.
+    Without a coordinator address we only initialise when a cluster environment is detected.
+    """
+    cfg = dict(cfg or {})
+    if cfg.get("coordinator_address"):
+        jax.distributed.initialize(
+            coordinator_address=cfg["coordinator_address"],
+            num_processes=int(cfg["num_processes"]),
+            process_id=int(cfg["process_id"]),
+            local_device_ids=cfg.get("local_device_ids"),
+        )
+        return
+    cluster_env = (
+        "SLURM_JOB_ID",
+        "OMPI_COMM_WORLD_SIZE",
+        "TPU_WORKER_HOSTNAMES",
+        "MEGASCALE_COORDINATOR_ADDRESS",
+    )
+    if any(os.environ.get(k) for k in cluster_env):
+        jax.distributed.initialize()

@@ -1,4 +1,5 @@
 """Suite-wide test setup: 8 simulated CPU devices (meshes), exact float32 matmuls, a shared tiny HF model."""
+
 import os
 
 # Must happen before JAX initialises its backends.

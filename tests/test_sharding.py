@@ -1,4 +1,5 @@
 """Sharded execution equals single-device execution; parameter shardings follow the logical rules."""
+
 import jax
 import numpy as np
 import pytest
@@ -10,73 +11,81 @@ from lingshu_jax.train.step import loss_and_grads
 
 
 def _batch(cfg, rows=8, seq=40, seed=0):
-  rng = np.random.default_rng(seed)
-  ids = rng.integers(0, 900, (rows, seq)).astype(np.int32)
-  mask = np.ones_like(ids)
-  grids = []
-  for r in range(rows):          # every row: some left padding and one image of 2x2 merged tokens
-    pad = r % 3
-    mask[r, :pad] = 0
-    ids[r, pad + 2] = cfg.vision_start_token_id
-    ids[r, pad + 3:pad + 7] = cfg.image_token_id
-    ids[r, pad + 7] = cfg.vision_end_token_id
-    grids.append([1, 4, 4])
-  pix = rng.standard_normal((16 * rows, cfg.vision.patch_dim)).astype(np.float32)
-  batch = prepare_inputs(cfg, ids, mask, pixel_values=pix, image_grid_thw=np.array(grids))
-  labels = np.where(mask == 1, ids, -100)
-  labels[ids == cfg.image_token_id] = -100
-  batch["labels"] = labels.astype(np.int32)
-  return batch
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 900, (rows, seq)).astype(np.int32)
+    mask = np.ones_like(ids)
+    grids = []
+    for r in range(rows):  # every row: some left padding and one image of 2x2 merged tokens
+        pad = r % 3
+        mask[r, :pad] = 0
+        ids[r, pad + 2] = cfg.vision_start_token_id
+        ids[r, pad + 3 : pad + 7] = cfg.image_token_id
+        ids[r, pad + 7] = cfg.vision_end_token_id
+        grids.append([1, 4, 4])
+    pix = rng.standard_normal((16 * rows, cfg.vision.patch_dim)).astype(np.float32)
+    batch = prepare_inputs(cfg, ids, mask, pixel_values=pix, image_grid_thw=np.array(grids))
+    labels = np.where(mask == 1, ids, -100)
+    labels[ids == cfg.image_token_id] = -100
+    batch["labels"] = labels.astype(np.int32)
+    return batch
 
 
 @pytest.fixture(scope="module")
 def setup():
-  cfg = preset("tiny")
-  params = init_params(cfg, jax.random.key(0))
-  batch = _batch(cfg)
-  model = Qwen25VL(cfg)
-  loss, grads = jax.jit(lambda p, b: loss_and_grads(model, p, b))(params, batch)
-  return cfg, model, params, batch, loss, grads
+    cfg = preset("tiny")
+    params = init_params(cfg, jax.random.key(0))
+    batch = _batch(cfg)
+    model = Qwen25VL(cfg)
+    loss, grads = jax.jit(lambda p, b: loss_and_grads(model, p, b))(params, batch)
+    return cfg, model, params, batch, loss, grads
 
 
-@pytest.mark.parametrize("axes", [dict(data=8), dict(fsdp=8), dict(fsdp=4, tensor=2),
-                                  dict(data=2, fsdp=2, tensor=2)])
+@pytest.mark.parametrize(
+    "axes", [dict(data=8), dict(fsdp=8), dict(fsdp=4, tensor=2), dict(data=2, fsdp=2, tensor=2)]
+)
 def test_loss_and_grads_on_mesh_equal_single_device(setup, axes):
-  cfg, model, params, batch, loss1, grads1 = setup
-  mesh = sharding.make_mesh(axes)
-  rules = sharding.DEFAULT_RULES
-  p_sh = sharding.param_shardings(abstract_params(cfg, boxed=True), mesh, rules)
-  with sharding.mesh_context(mesh, rules):
-    gparams = jax.device_put(params, p_sh)
-    gbatch = sharding.global_batch(batch, mesh, rules)
-    step = jax.jit(lambda p, b: loss_and_grads(model, p, b), in_shardings=(p_sh, None), out_shardings=(None, p_sh))
-    loss, grads = step(gparams, gbatch)
-  assert abs(float(loss) - float(loss1)) <= 1e-5 * abs(float(loss1))
-  for (path, g1), g in zip(jax.tree_util.tree_leaves_with_path(grads1), jax.tree_util.tree_leaves(grads)):
-    g1, g = np.asarray(g1), np.asarray(g)
-    assert np.abs(g - g1).max() <= 1e-5 * max(np.abs(g1).max(), 1e-6), jax.tree_util.keystr(path)
-  # the weights really are distributed: the embedding is split whenever fsdp or tensor > 1
-  emb = gparams["model"]["embed_tokens"]["embedding"]
-  expected_shards = axes.get("fsdp", 1) * axes.get("tensor", 1)
-  assert len({str(s.index) for s in emb.addressable_shards}) == expected_shards
+    cfg, model, params, batch, loss1, grads1 = setup
+    mesh = sharding.make_mesh(axes)
+    rules = sharding.DEFAULT_RULES
+    p_sh = sharding.param_shardings(abstract_params(cfg, boxed=True), mesh, rules)
+    with sharding.mesh_context(mesh, rules):
+        gparams = jax.device_put(params, p_sh)
+        gbatch = sharding.global_batch(batch, mesh, rules)
+        step = jax.jit(
+            lambda p, b: loss_and_grads(model, p, b), in_shardings=(p_sh, None), out_shardings=(None, p_sh)
+        )
+        loss, grads = step(gparams, gbatch)
+    assert abs(float(loss) - float(loss1)) <= 1e-5 * abs(float(loss1))
+    for (path, g1), g in zip(jax.tree_util.tree_leaves_with_path(grads1), jax.tree_util.tree_leaves(grads)):
+        g1, g = np.asarray(g1), np.asarray(g)
+        assert np.abs(g - g1).max() <= 1e-5 * max(np.abs(g1).max(), 1e-6), jax.tree_util.keystr(path)
+    # the weights really are distributed: the embedding is split whenever fsdp or tensor > 1
+    emb = gparams["model"]["embed_tokens"]["embedding"]
+    expected_shards = axes.get("fsdp", 1) * axes.get("tensor", 1)
+    assert len({str(s.index) for s in emb.addressable_shards}) == expected_shards
 
 
 def test_non_divisible_dimension_falls_back_to_replication(caplog):
-  mesh = sharding.make_mesh(dict(tensor=8))
-  cfg = preset("tiny")  # 2 KV heads * 16 = 32 divisible by 8; vision qkv 96 yes; vocab 1024 yes; mlp_2 out 64
-  ab = abstract_params(cfg.replace(text=cfg.text.__class__(**{**cfg.text.__dict__, "intermediate_size": 132})),
-                       boxed=True)
-  with caplog.at_level("WARNING"):
-    sh = sharding.param_shardings(ab, mesh, sharding.DEFAULT_RULES)
-  assert sh["model"]["layers"]["mlp"]["gate_proj"]["kernel"].spec == jax.sharding.PartitionSpec(None, "fsdp", None)
-  assert "does not divide" in caplog.text and "gate_proj" in caplog.text
+    mesh = sharding.make_mesh(dict(tensor=8))
+    cfg = preset(
+        "tiny"
+    )  # 2 KV heads * 16 = 32 divisible by 8; vision qkv 96 yes; vocab 1024 yes; mlp_2 out 64
+    ab = abstract_params(
+        cfg.replace(text=cfg.text.__class__(**{**cfg.text.__dict__, "intermediate_size": 132})), boxed=True
+    )
+    with caplog.at_level("WARNING"):
+        sh = sharding.param_shardings(ab, mesh, sharding.DEFAULT_RULES)
+    assert sh["model"]["layers"]["mlp"]["gate_proj"]["kernel"].spec == jax.sharding.PartitionSpec(
+        None, "fsdp", None
+    )
+    assert "does not divide" in caplog.text and "gate_proj" in caplog.text
 
 
 def test_mesh_minus_one_fills_and_errors_name_the_problem():
-  assert sharding.mesh_shape({"fsdp": -1, "tensor": 2}, 8) == dict(data=1, fsdp=4, tensor=2, sequence=1)
-  with pytest.raises(ValueError, match="needs 16 devices"):
-    sharding.mesh_shape({"fsdp": 8, "tensor": 2}, 8)
-  with pytest.raises(ValueError, match="only one axis"):
-    sharding.mesh_shape({"fsdp": -1, "tensor": -1}, 8)
-  with pytest.raises(ValueError, match="unknown mesh axis 'model'"):
-    sharding.rules_from_config([["embed", "model"]])
+    assert sharding.mesh_shape({"fsdp": -1, "tensor": 2}, 8) == dict(data=1, fsdp=4, tensor=2, sequence=1)
+    with pytest.raises(ValueError, match="needs 16 devices"):
+        sharding.mesh_shape({"fsdp": 8, "tensor": 2}, 8)
+    with pytest.raises(ValueError, match="only one axis"):
+        sharding.mesh_shape({"fsdp": -1, "tensor": -1}, 8)
+    with pytest.raises(ValueError, match="unknown mesh axis 'model'"):
+        sharding.rules_from_config([["embed", "model"]])

@@ -4,6 +4,7 @@ Model code reads only these frozen configs, never the experiment config. Presets
 HF-style fields per size, so `ModelConfig.from_hf_dict(PRESETS[name])` is the single construction path
 for both presets and real checkpoints.
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,240 +20,331 @@ _DTYPES = ("float32", "bfloat16", "float16")
 
 @dataclasses.dataclass(frozen=True)
 class VisionConfig:
-  depth: int = 32
-  hidden_size: int = 1280
-  intermediate_size: int = 3420
-  num_heads: int = 16
-  in_channels: int = 3
-  patch_size: int = 14
-  temporal_patch_size: int = 2
-  spatial_merge_size: int = 2
-  window_size: int = 112
-  out_hidden_size: int = 3584
-  fullatt_block_indexes: tuple[int, ...] = (7, 15, 23, 31)
-  tokens_per_second: int = 2
-  rope_theta: float = 10000.0
-  hidden_act: str = "silu"
+    depth: int = 32
+    hidden_size: int = 1280
+    intermediate_size: int = 3420
+    num_heads: int = 16
+    in_channels: int = 3
+    patch_size: int = 14
+    temporal_patch_size: int = 2
+    spatial_merge_size: int = 2
+    window_size: int = 112
+    out_hidden_size: int = 3584
+    fullatt_block_indexes: tuple[int, ...] = (7, 15, 23, 31)
+    tokens_per_second: int = 2
+    rope_theta: float = 10000.0
+    hidden_act: str = "silu"
 
-  @property
-  def head_dim(self) -> int:
-    return self.hidden_size // self.num_heads
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
 
-  @property
-  def patch_dim(self) -> int:
-    """Values per flattened patch row: channels * temporal_patch * patch * patch (1176)."""
-    return self.in_channels * self.temporal_patch_size * self.patch_size**2
+    @property
+    def patch_dim(self) -> int:
+        """Values per flattened patch row: channels * temporal_patch * patch * patch (1176)."""
+        return self.in_channels * self.temporal_patch_size * self.patch_size**2
 
-  @property
-  def merge_unit(self) -> int:
-    return self.spatial_merge_size**2
+    @property
+    def merge_unit(self) -> int:
+        return self.spatial_merge_size**2
 
-  @property
-  def window_merge_units(self) -> int:
-    """Window side length in merged units (112 // 2 // 14 = 4)."""
-    return self.window_size // self.spatial_merge_size // self.patch_size
+    @property
+    def window_merge_units(self) -> int:
+        """Window side length in merged units (112 // 2 // 14 = 4)."""
+        return self.window_size // self.spatial_merge_size // self.patch_size
 
 
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
-  vocab_size: int = 152064
-  hidden_size: int = 3584
-  intermediate_size: int = 18944
-  num_hidden_layers: int = 28
-  num_attention_heads: int = 28
-  num_key_value_heads: int = 4
-  rms_norm_eps: float = 1e-6
-  rope_theta: float = 1000000.0
-  mrope_section: tuple[int, int, int] = (16, 24, 24)
-  max_position_embeddings: int = 128000
-  hidden_act: str = "silu"
+    vocab_size: int = 152064
+    hidden_size: int = 3584
+    intermediate_size: int = 18944
+    num_hidden_layers: int = 28
+    num_attention_heads: int = 28
+    num_key_value_heads: int = 4
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 1000000.0
+    mrope_section: tuple[int, int, int] = (16, 24, 24)
+    max_position_embeddings: int = 128000
+    hidden_act: str = "silu"
 
-  @property
-  def head_dim(self) -> int:
-    return self.hidden_size // self.num_attention_heads
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """Everything the model needs. `dtype` is the compute dtype, `param_dtype` the storage dtype."""
-  vision: VisionConfig = dataclasses.field(default_factory=VisionConfig)
-  text: TextConfig = dataclasses.field(default_factory=TextConfig)
-  tie_word_embeddings: bool = False
-  image_token_id: int = 151655
-  video_token_id: int = 151656
-  vision_start_token_id: int = 151652
-  vision_end_token_id: int = 151653
-  bos_token_id: int = 151643
-  eos_token_id: int | tuple[int, ...] = 151645
-  # Execution policy (not part of the HF checkpoint).
-  dtype: str = "float32"
-  param_dtype: str = "float32"
-  vision_dtype: str | None = None  # None: same as dtype
-  attention_impl: str = "xla"  # "xla" | "cudnn"
-  remat_policy: str = "none"  # "none" | "full" | "dots_saveable" | "offload_dots"
-  vision_remat_policy: str = "none"
+    """Everything the model needs. `dtype` is the compute dtype, `param_dtype` the storage dtype."""
 
-  def __post_init__(self):
-    for key in ("dtype", "param_dtype"):
-      if getattr(self, key) not in _DTYPES:
-        raise ValueError(f"ModelConfig.{key}={getattr(self, key)!r}: expected one of {_DTYPES}")
-    if self.vision_dtype is not None and self.vision_dtype not in _DTYPES:
-      raise ValueError(f"ModelConfig.vision_dtype={self.vision_dtype!r}: expected one of {_DTYPES}")
-    t, v = self.text, self.vision
-    if t.hidden_size % t.num_attention_heads:
-      raise ValueError(f"text.hidden_size {t.hidden_size} not divisible by num_attention_heads {t.num_attention_heads}")
-    if t.num_attention_heads % t.num_key_value_heads:
-      raise ValueError("text.num_attention_heads must be a multiple of num_key_value_heads")
-    if 2 * sum(t.mrope_section) != t.head_dim:
-      raise ValueError(f"text.mrope_section {t.mrope_section} must sum to head_dim/2 = {t.head_dim // 2}")
-    if v.hidden_size % v.num_heads:
-      raise ValueError(f"vision.hidden_size {v.hidden_size} not divisible by num_heads {v.num_heads}")
-    if v.out_hidden_size != t.hidden_size:
-      raise ValueError(f"vision.out_hidden_size {v.out_hidden_size} != text.hidden_size {t.hidden_size}")
-    bad = [i for i in v.fullatt_block_indexes if not 0 <= i < v.depth]
-    if bad:
-      raise ValueError(f"vision.fullatt_block_indexes {bad} outside [0, {v.depth})")
+    vision: VisionConfig = dataclasses.field(default_factory=VisionConfig)
+    text: TextConfig = dataclasses.field(default_factory=TextConfig)
+    tie_word_embeddings: bool = False
+    image_token_id: int = 151655
+    video_token_id: int = 151656
+    vision_start_token_id: int = 151652
+    vision_end_token_id: int = 151653
+    bos_token_id: int = 151643
+    eos_token_id: int | tuple[int, ...] = 151645
+    # Execution policy (not part of the HF checkpoint).
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    vision_dtype: str | None = None  # None: same as dtype
+    attention_impl: str = "xla"  # "xla" | "cudnn"
+    remat_policy: str = "none"  # "none" | "full" | "dots_saveable" | "offload_dots"
+    vision_remat_policy: str = "none"
 
-  @property
-  def eos_token_ids(self) -> tuple[int, ...]:
-    return tuple(self.eos_token_id) if isinstance(self.eos_token_id, (list, tuple)) else (self.eos_token_id,)
+    def __post_init__(self):
+        for key in ("dtype", "param_dtype"):
+            if getattr(self, key) not in _DTYPES:
+                raise ValueError(f"ModelConfig.{key}={getattr(self, key)!r}: expected one of {_DTYPES}")
+        if self.vision_dtype is not None and self.vision_dtype not in _DTYPES:
+            raise ValueError(f"ModelConfig.vision_dtype={self.vision_dtype!r}: expected one of {_DTYPES}")
+        t, v = self.text, self.vision
+        if t.hidden_size % t.num_attention_heads:
+            raise ValueError(
+                f"text.hidden_size {t.hidden_size} not divisible by num_attention_heads {t.num_attention_heads}"
+            )
+        if t.num_attention_heads % t.num_key_value_heads:
+            raise ValueError("text.num_attention_heads must be a multiple of num_key_value_heads")
+        if 2 * sum(t.mrope_section) != t.head_dim:
+            raise ValueError(
+                f"text.mrope_section {t.mrope_section} must sum to head_dim/2 = {t.head_dim // 2}"
+            )
+        if v.hidden_size % v.num_heads:
+            raise ValueError(f"vision.hidden_size {v.hidden_size} not divisible by num_heads {v.num_heads}")
+        if v.out_hidden_size != t.hidden_size:
+            raise ValueError(
+                f"vision.out_hidden_size {v.out_hidden_size} != text.hidden_size {t.hidden_size}"
+            )
+        bad = [i for i in v.fullatt_block_indexes if not 0 <= i < v.depth]
+        if bad:
+            raise ValueError(f"vision.fullatt_block_indexes {bad} outside [0, {v.depth})")
 
-  def replace(self, **kw) -> "ModelConfig":
-    return dataclasses.replace(self, **kw)
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        return (
+            tuple(self.eos_token_id) if isinstance(self.eos_token_id, (list, tuple)) else (self.eos_token_id,)
+        )
 
-  # ---------------------------------------------------------------- HF config.json
-  @classmethod
-  def from_hf_dict(cls, hf: dict[str, Any], **policy) -> "ModelConfig":
-    """Builds from a Qwen2.5-VL `config.json` dict (flat v4 layout or nested v5 `text_config`)."""
-    model_type = hf.get("model_type")
-    if model_type not in (None, "qwen2_5_vl"):
-      raise ValueError(f"config.json: model_type={model_type!r}, expected 'qwen2_5_vl' "
-                       "(Qwen2-VL and text-only Qwen2 checkpoints are not this architecture)")
-    if "vision_config" not in hf:
-      raise ValueError("config.json: missing key 'vision_config' (a text-only checkpoint?)")
-    text_src = dict(hf)
-    text_src.update(hf.get("text_config") or {})
-    rope = dict(text_src.get("rope_scaling") or {})
-    rope.update(text_src.get("rope_parameters") or {})
-    tfields = {f.name for f in dataclasses.fields(TextConfig)}
-    text_kw = {k: text_src[k] for k in tfields if k in text_src}
-    text_kw["rope_theta"] = float(rope.get("rope_theta", text_src.get("rope_theta", TextConfig.rope_theta)))
-    if "mrope_section" in rope:
-      text_kw["mrope_section"] = tuple(rope["mrope_section"])
-    vsrc = dict(hf["vision_config"])
-    vfields = {f.name for f in dataclasses.fields(VisionConfig)}
-    vision_kw = {k: vsrc[k] for k in vfields if k in vsrc}
-    vrope = vsrc.get("rope_parameters") or {}
-    if "rope_theta" in vrope:
-      vision_kw["rope_theta"] = float(vrope["rope_theta"])
-    if "fullatt_block_indexes" in vision_kw:
-      vision_kw["fullatt_block_indexes"] = tuple(vision_kw["fullatt_block_indexes"])
-    vision_kw.setdefault("out_hidden_size", text_kw.get("hidden_size", TextConfig.hidden_size))
-    top = {}
-    for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id",
-              "bos_token_id", "eos_token_id"):
-      if text_src.get(k) is not None:
-        top[k] = tuple(text_src[k]) if isinstance(text_src[k], list) else text_src[k]
-    tie = hf.get("tie_word_embeddings", (hf.get("text_config") or {}).get("tie_word_embeddings", False))
-    return cls(vision=VisionConfig(**vision_kw), text=TextConfig(**text_kw),
-               tie_word_embeddings=bool(tie), **top, **policy)
+    def replace(self, **kw) -> "ModelConfig":
+        return dataclasses.replace(self, **kw)
 
-  def to_hf_dict(self, torch_dtype: str | None = None) -> dict[str, Any]:
-    """The `config.json` transformers writes for Qwen2_5_VLForConditionalGeneration (nested v5 layout,
-    with the text fields also flat at top level so older readers (v4, vLLM) find them)."""
-    t, v = self.text, self.vision
-    dtype = torch_dtype or self.param_dtype
-    text = {
-        "model_type": "qwen2_5_vl_text", "vocab_size": t.vocab_size, "hidden_size": t.hidden_size,
-        "intermediate_size": t.intermediate_size, "num_hidden_layers": t.num_hidden_layers,
-        "num_attention_heads": t.num_attention_heads, "num_key_value_heads": t.num_key_value_heads,
-        "rms_norm_eps": t.rms_norm_eps, "hidden_act": t.hidden_act,
-        "max_position_embeddings": t.max_position_embeddings, "rope_theta": t.rope_theta,
-        "rope_parameters": {"rope_type": "default", "rope_theta": t.rope_theta,
-                            "mrope_section": list(t.mrope_section)},
-        "rope_scaling": {"type": "mrope", "mrope_section": list(t.mrope_section)},
-        "use_sliding_window": False, "sliding_window": None, "max_window_layers": t.num_hidden_layers,
-        "attention_dropout": 0.0, "bos_token_id": self.bos_token_id,
-        "eos_token_id": list(self.eos_token_id) if isinstance(self.eos_token_id, tuple) else self.eos_token_id,
-        "dtype": dtype, "tie_word_embeddings": self.tie_word_embeddings,
-    }
-    vision = {
-        "model_type": "qwen2_5_vl_vision", "depth": v.depth, "hidden_size": v.hidden_size,
-        "intermediate_size": v.intermediate_size, "num_heads": v.num_heads, "in_channels": v.in_channels,
-        "patch_size": v.patch_size, "temporal_patch_size": v.temporal_patch_size,
-        "spatial_merge_size": v.spatial_merge_size, "window_size": v.window_size,
-        "out_hidden_size": v.out_hidden_size, "fullatt_block_indexes": list(v.fullatt_block_indexes),
-        "tokens_per_second": v.tokens_per_second, "hidden_act": v.hidden_act,
-    }
-    out = {"architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl"}
-    out.update({k: val for k, val in text.items() if k != "model_type"})
-    out.update({
-        "text_config": text, "vision_config": vision, "image_token_id": self.image_token_id,
-        "video_token_id": self.video_token_id, "vision_start_token_id": self.vision_start_token_id,
-        "vision_end_token_id": self.vision_end_token_id, "torch_dtype": dtype,
-    })
-    return out
+    # ---------------------------------------------------------------- HF config.json
+    @classmethod
+    def from_hf_dict(cls, hf: dict[str, Any], **policy) -> "ModelConfig":
+        """Builds from a Qwen2.5-VL `config.json` dict (flat v4 layout or nested v5 `text_config`)."""
+        model_type = hf.get("model_type")
+        if model_type not in (None, "qwen2_5_vl"):
+            raise ValueError(
+                f"config.json: model_type={model_type!r}, expected 'qwen2_5_vl' "
+                "(Qwen2-VL and text-only Qwen2 checkpoints are not this architecture)"
+            )
+        if "vision_config" not in hf:
+            raise ValueError("config.json: missing key 'vision_config' (a text-only checkpoint?)")
+        text_src = dict(hf)
+        text_src.update(hf.get("text_config") or {})
+        rope = dict(text_src.get("rope_scaling") or {})
+        rope.update(text_src.get("rope_parameters") or {})
+        tfields = {f.name for f in dataclasses.fields(TextConfig)}
+        text_kw = {k: text_src[k] for k in tfields if k in text_src}
+        text_kw["rope_theta"] = float(
+            rope.get("rope_theta", text_src.get("rope_theta", TextConfig.rope_theta))
+        )
+        if "mrope_section" in rope:
+            text_kw["mrope_section"] = tuple(rope["mrope_section"])
+        vsrc = dict(hf["vision_config"])
+        vfields = {f.name for f in dataclasses.fields(VisionConfig)}
+        vision_kw = {k: vsrc[k] for k in vfields if k in vsrc}
+        vrope = vsrc.get("rope_parameters") or {}
+        if "rope_theta" in vrope:
+            vision_kw["rope_theta"] = float(vrope["rope_theta"])
+        if "fullatt_block_indexes" in vision_kw:
+            vision_kw["fullatt_block_indexes"] = tuple(vision_kw["fullatt_block_indexes"])
+        vision_kw.setdefault("out_hidden_size", text_kw.get("hidden_size", TextConfig.hidden_size))
+        top = {}
+        for k in (
+            "image_token_id",
+            "video_token_id",
+            "vision_start_token_id",
+            "vision_end_token_id",
+            "bos_token_id",
+            "eos_token_id",
+        ):
+            if text_src.get(k) is not None:
+                top[k] = tuple(text_src[k]) if isinstance(text_src[k], list) else text_src[k]
+        tie = hf.get("tie_word_embeddings", (hf.get("text_config") or {}).get("tie_word_embeddings", False))
+        return cls(
+            vision=VisionConfig(**vision_kw),
+            text=TextConfig(**text_kw),
+            tie_word_embeddings=bool(tie),
+            **top,
+            **policy,
+        )
 
-  @classmethod
-  def from_pretrained(cls, path: str, **policy) -> "ModelConfig":
-    f = os.path.join(path, "config.json") if os.path.isdir(path) else path
-    if not os.path.exists(f):
-      raise FileNotFoundError(f"{f}: no config.json (expected a Hugging Face Qwen2.5-VL model directory)")
-    try:
-      with open(f) as fh:
-        hf = json.load(fh)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{f}: not valid JSON ({e})") from None
-    return cls.from_hf_dict(hf, **policy)
+    def to_hf_dict(self, torch_dtype: str | None = None) -> dict[str, Any]:
+        """The `config.json` transformers writes for Qwen2_5_VLForConditionalGeneration (nested v5 layout,
+        with the text fields also flat at top level so older readers (v4, vLLM) find them)."""
+        t, v = self.text, self.vision
+        dtype = torch_dtype or self.param_dtype
+        text = {
+            "model_type": "qwen2_5_vl_text",
+            "vocab_size": t.vocab_size,
+            "hidden_size": t.hidden_size,
+            "intermediate_size": t.intermediate_size,
+            "num_hidden_layers": t.num_hidden_layers,
+            "num_attention_heads": t.num_attention_heads,
+            "num_key_value_heads": t.num_key_value_heads,
+            "rms_norm_eps": t.rms_norm_eps,
+            "hidden_act": t.hidden_act,
+            "max_position_embeddings": t.max_position_embeddings,
+            "rope_theta": t.rope_theta,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": t.rope_theta,
+                "mrope_section": list(t.mrope_section),
+            },
+            "rope_scaling": {"type": "mrope", "mrope_section": list(t.mrope_section)},
+            "use_sliding_window": False,
+            "sliding_window": None,
+            "max_window_layers": t.num_hidden_layers,
+            "attention_dropout": 0.0,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": list(self.eos_token_id)
+            if isinstance(self.eos_token_id, tuple)
+            else self.eos_token_id,
+            "dtype": dtype,
+            "tie_word_embeddings": self.tie_word_embeddings,
+        }
+        vision = {
+            "model_type": "qwen2_5_vl_vision",
+            "depth": v.depth,
+            "hidden_size": v.hidden_size,
+            "intermediate_size": v.intermediate_size,
+            "num_heads": v.num_heads,
+            "in_channels": v.in_channels,
+            "patch_size": v.patch_size,
+            "temporal_patch_size": v.temporal_patch_size,
+            "spatial_merge_size": v.spatial_merge_size,
+            "window_size": v.window_size,
+            "out_hidden_size": v.out_hidden_size,
+            "fullatt_block_indexes": list(v.fullatt_block_indexes),
+            "tokens_per_second": v.tokens_per_second,
+            "hidden_act": v.hidden_act,
+        }
+        out = {"architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl"}
+        out.update({k: val for k, val in text.items() if k != "model_type"})
+        out.update(
+            {
+                "text_config": text,
+                "vision_config": vision,
+                "image_token_id": self.image_token_id,
+                "video_token_id": self.video_token_id,
+                "vision_start_token_id": self.vision_start_token_id,
+                "vision_end_token_id": self.vision_end_token_id,
+                "torch_dtype": dtype,
+            }
+        )
+        return out
 
-  def save_pretrained(self, path: str, torch_dtype: str | None = None) -> str:
-    os.makedirs(path, exist_ok=True)
-    f = os.path.join(path, "config.json")
-    with open(f, "w") as fh:
-      json.dump(self.to_hf_dict(torch_dtype), fh, indent=2)
-    return f
+    @classmethod
+    def from_pretrained(cls, path: str, **policy) -> "ModelConfig":
+        f = os.path.join(path, "config.json") if os.path.isdir(path) else path
+        if not os.path.exists(f):
+            raise FileNotFoundError(
+                f"{f}: no config.json (expected a Hugging Face Qwen2.5-VL model directory)"
+            )
+        try:
+            with open(f) as fh:
+                hf = json.load(fh)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{f}: not valid JSON ({e})") from None
+        return cls.from_hf_dict(hf, **policy)
 
-  # ---------------------------------------------------------------- ml-collections
-  def to_config_dict(self) -> ml_collections.ConfigDict:
-    d = dataclasses.asdict(self)
-    return ml_collections.ConfigDict(_lists(d))
+    def save_pretrained(self, path: str, torch_dtype: str | None = None) -> str:
+        os.makedirs(path, exist_ok=True)
+        f = os.path.join(path, "config.json")
+        with open(f, "w") as fh:
+            json.dump(self.to_hf_dict(torch_dtype), fh, indent=2)
+        return f
 
-  @classmethod
-  def from_config_dict(cls, cd: ml_collections.ConfigDict | dict) -> "ModelConfig":
-    d = cd.to_dict() if hasattr(cd, "to_dict") else copy.deepcopy(dict(cd))
-    vision = VisionConfig(**_tuples(d.pop("vision", {})))
-    text = TextConfig(**_tuples(d.pop("text", {})))
-    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-      raise ValueError(f"model config: unknown keys {sorted(unknown)}")
-    if isinstance(d.get("eos_token_id"), list):
-      d["eos_token_id"] = tuple(d["eos_token_id"])
-    return cls(vision=vision, text=text, **d)
+    # ---------------------------------------------------------------- ml-collections
+    def to_config_dict(self) -> ml_collections.ConfigDict:
+        d = dataclasses.asdict(self)
+        return ml_collections.ConfigDict(_lists(d))
+
+    @classmethod
+    def from_config_dict(cls, cd: ml_collections.ConfigDict | dict) -> "ModelConfig":
+        d = cd.to_dict() if hasattr(cd, "to_dict") else copy.deepcopy(dict(cd))
+        vision = VisionConfig(**_tuples(d.pop("vision", {})))
+        text = TextConfig(**_tuples(d.pop("text", {})))
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"model config: unknown keys {sorted(unknown)}")
+        if isinstance(d.get("eos_token_id"), list):
+            d["eos_token_id"] = tuple(d["eos_token_id"])
+        return cls(vision=vision, text=text, **d)
 
 
 def _lists(d):
-  if isinstance(d, dict):
-    return {k: _lists(v) for k, v in d.items()}
-  return list(d) if isinstance(d, tuple) else d
+    if isinstance(d, dict):
+        return {k: _lists(v) for k, v in d.items()}
+    return list(d) if isinstance(d, tuple) else d
 
 
 def _tuples(d):
-  return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
 # ------------------------------------------------------------------------------ presets
-def _hf(*, hidden, inter, layers, heads, kv, vocab=152064, tie=False, vdepth=32, vhidden=1280, vheads=16,
-        vinter=3420, fullatt=(7, 15, 23, 31), max_pos=128000, mrope=(16, 24, 24), eps=1e-6, **extra):
-  d = {"model_type": "qwen2_5_vl", "hidden_size": hidden, "intermediate_size": inter,
-       "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
-       "vocab_size": vocab, "tie_word_embeddings": tie, "rope_theta": 1000000.0, "rms_norm_eps": eps,
-       "max_position_embeddings": max_pos, "rope_scaling": {"type": "mrope", "mrope_section": list(mrope)},
-       "vision_config": {"depth": vdepth, "hidden_size": vhidden, "num_heads": vheads,
-                         "intermediate_size": vinter, "out_hidden_size": hidden,
-                         "fullatt_block_indexes": list(fullatt), "window_size": 112, "patch_size": 14,
-                         "spatial_merge_size": 2, "temporal_patch_size": 2, "tokens_per_second": 2}}
-  d.update(extra)
-  return d
+def _hf(
+    *,
+    hidden,
+    inter,
+    layers,
+    heads,
+    kv,
+    vocab=152064,
+    tie=False,
+    vdepth=32,
+    vhidden=1280,
+    vheads=16,
+    vinter=3420,
+    fullatt=(7, 15, 23, 31),
+    max_pos=128000,
+    mrope=(16, 24, 24),
+    eps=1e-6,
+    **extra,
+):
+    d = {
+        "model_type": "qwen2_5_vl",
+        "hidden_size": hidden,
+        "intermediate_size": inter,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv,
+        "vocab_size": vocab,
+        "tie_word_embeddings": tie,
+        "rope_theta": 1000000.0,
+        "rms_norm_eps": eps,
+        "max_position_embeddings": max_pos,
+        "rope_scaling": {"type": "mrope", "mrope_section": list(mrope)},
+        "vision_config": {
+            "depth": vdepth,
+            "hidden_size": vhidden,
+            "num_heads": vheads,
+            "intermediate_size": vinter,
+            "out_hidden_size": hidden,
+            "fullatt_block_indexes": list(fullatt),
+            "window_size": 112,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "tokens_per_second": 2,
+        },
+    }
+    d.update(extra)
+    return d
 
 
 _QWEN7B = _hf(hidden=3584, inter=18944, layers=28, heads=28, kv=4)
@@ -261,19 +353,68 @@ _QWEN32B = _hf(hidden=5120, inter=27648, layers=64, heads=40, kv=8, vocab=152064
 # Qwen's order from id 1000 (<|endoftext|> 1000, <|im_start|> 1001, <|im_end|> 1002, ...,
 # <|vision_start|> 1009, <|vision_end|> 1010, <|image_pad|> 1012, <|video_pad|> 1013).
 TINY_TOKENIZER_RANKS = 1000
-_TINY_IDS = dict(bos_token_id=1000, eos_token_id=1002, vision_start_token_id=1009, vision_end_token_id=1010,
-                 image_token_id=1012, video_token_id=1013)
+_TINY_IDS = dict(
+    bos_token_id=1000,
+    eos_token_id=1002,
+    vision_start_token_id=1009,
+    vision_end_token_id=1010,
+    image_token_id=1012,
+    video_token_id=1013,
+)
 PRESETS: dict[str, dict[str, Any]] = {
     # Tiny: for tests and the CPU demo. Merge 2, two window + one full-attention vision blocks.
-    "tiny": _hf(hidden=64, inter=128, layers=2, heads=4, kv=2, vocab=1024, tie=False, vdepth=3, vhidden=32,
-                vheads=2, vinter=64, fullatt=(1,), mrope=(2, 3, 3), max_pos=4096, **_TINY_IDS),
-    "tiny-tied": _hf(hidden=64, inter=128, layers=2, heads=4, kv=2, vocab=1024, tie=True, vdepth=3,
-                     vhidden=32, vheads=2, vinter=64, fullatt=(1,), mrope=(2, 3, 3), max_pos=4096, **_TINY_IDS),
+    "tiny": _hf(
+        hidden=64,
+        inter=128,
+        layers=2,
+        heads=4,
+        kv=2,
+        vocab=1024,
+        tie=False,
+        vdepth=3,
+        vhidden=32,
+        vheads=2,
+        vinter=64,
+        fullatt=(1,),
+        mrope=(2, 3, 3),
+        max_pos=4096,
+        **_TINY_IDS,
+    ),
+    "tiny-tied": _hf(
+        hidden=64,
+        inter=128,
+        layers=2,
+        heads=4,
+        kv=2,
+        vocab=1024,
+        tie=True,
+        vdepth=3,
+        vhidden=32,
+        vheads=2,
+        vinter=64,
+        fullatt=(1,),
+        mrope=(2, 3, 3),
+        max_pos=4096,
+        **_TINY_IDS,
+    ),
     # ~100M parameters, Qwen2.5-VL-shaped: the CPU benchmark default.
-    "bench-100m": _hf(hidden=512, inter=1408, layers=8, heads=8, kv=2, vocab=32768, vdepth=4, vhidden=256,
-                      vheads=4, vinter=688, fullatt=(3,), mrope=(8, 12, 12)),
-    "qwen2.5-vl-3b": _hf(hidden=2048, inter=11008, layers=36, heads=16, kv=2, vocab=151936, tie=True,
-                         vinter=3420),
+    "bench-100m": _hf(
+        hidden=512,
+        inter=1408,
+        layers=8,
+        heads=8,
+        kv=2,
+        vocab=32768,
+        vdepth=4,
+        vhidden=256,
+        vheads=4,
+        vinter=688,
+        fullatt=(3,),
+        mrope=(8, 12, 12),
+    ),
+    "qwen2.5-vl-3b": _hf(
+        hidden=2048, inter=11008, layers=36, heads=16, kv=2, vocab=151936, tie=True, vinter=3420
+    ),
     "qwen2.5-vl-7b": _QWEN7B,
     "qwen2.5-vl-32b": _QWEN32B,
     "qwen2.5-vl-72b": _hf(hidden=8192, inter=29568, layers=80, heads=64, kv=8, vocab=152064, vinter=3456),
@@ -283,12 +424,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, **policy) -> ModelConfig:
-  """A named preset as a ModelConfig; `policy` sets dtype / attention_impl / remat fields."""
-  if name not in PRESETS:
-    raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}")
-  return ModelConfig.from_hf_dict(PRESETS[name], **policy)
+    """A named preset as a ModelConfig; `policy` sets dtype / attention_impl / remat fields."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}")
+    return ModelConfig.from_hf_dict(PRESETS[name], **policy)
 
 
 def preset_config_dict(name: str, **policy) -> ml_collections.ConfigDict:
-  """A preset as an ml-collections ConfigDict, for experiment configs (`config.model = ...`)."""
-  return preset(name, **policy).to_config_dict()
+    """A preset as an ml-collections ConfigDict, for experiment configs (`config.model = ...`)."""
+    return preset(name, **policy).to_config_dict()

@@ -1,4 +1,5 @@
 """Small building blocks with logical axis names on every parameter (MaxText-style)."""
+
 from __future__ import annotations
 
 import jax
@@ -11,48 +12,59 @@ _INIT = nn.initializers.normal(stddev=0.02)
 
 
 def dtype_of(name: str):
-  return jnp.dtype(name)
+    return jnp.dtype(name)
 
 
 def dense(features: int, names: tuple[str, str], *, use_bias: bool, dtype, param_dtype, name: str):
-  """nn.Dense with kernel [in, out] named `names` and bias named `names[1]`."""
-  return nn.Dense(
-      features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, name=name,
-      kernel_init=nn.with_logical_partitioning(_INIT, names),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (names[1],)))
+    """nn.Dense with kernel [in, out] named `names` and bias named `names[1]`."""
+    return nn.Dense(
+        features,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        name=name,
+        kernel_init=nn.with_logical_partitioning(_INIT, names),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (names[1],)),
+    )
 
 
 class RMSNorm(nn.Module):
-  """RMSNorm as transformers computes it: normalise in float32, cast back, then scale."""
-  eps: float = 1e-6
-  dtype: jnp.dtype = jnp.float32
-  param_dtype: jnp.dtype = jnp.float32
-  axis_name: str = "norm"
+    """RMSNorm as transformers computes it: normalise in float32, cast back, then scale."""
 
-  @nn.compact
-  def __call__(self, x):
-    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones_init(), (self.axis_name,)),
-                       (x.shape[-1],), self.param_dtype)
-    x32 = x.astype(jnp.float32)
-    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-    return scale.astype(self.dtype) * y.astype(self.dtype)
+    eps: float = 1e-6
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+    axis_name: str = "norm"
+
+    @nn.compact
+    def __call__(self, x):
+        scale = self.param(
+            "scale",
+            nn.with_logical_partitioning(nn.initializers.ones_init(), (self.axis_name,)),
+            (x.shape[-1],),
+            self.param_dtype,
+        )
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return scale.astype(self.dtype) * y.astype(self.dtype)
 
 
 class SwiGLU(nn.Module):
-  """down(silu(gate(x)) * up(x)); the vision MLP has biases, the text MLP does not."""
-  hidden: int
-  inner: int
-  use_bias: bool
-  names: tuple[str, str]  # (embed axis, mlp axis)
-  dtype: jnp.dtype = jnp.float32
-  param_dtype: jnp.dtype = jnp.float32
+    """down(silu(gate(x)) * up(x)); the vision MLP has biases, the text MLP does not."""
 
-  @nn.compact
-  def __call__(self, x):
-    kw = dict(use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype)
-    gate = dense(self.inner, self.names, name="gate_proj", **kw)(x)
-    up = dense(self.inner, self.names, name="up_proj", **kw)(x)
-    return dense(self.hidden, self.names[::-1], name="down_proj", **kw)(nn.silu(gate) * up)
+    hidden: int
+    inner: int
+    use_bias: bool
+    names: tuple[str, str]  # (embed axis, mlp axis)
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        kw = dict(use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype)
+        gate = dense(self.inner, self.names, name="gate_proj", **kw)(x)
+        up = dense(self.inner, self.names, name="up_proj", **kw)(x)
+        return dense(self.hidden, self.names[::-1], name="down_proj", **kw)(nn.silu(gate) * up)
 
 
 REMAT_POLICIES = {
@@ -64,17 +76,21 @@ REMAT_POLICIES = {
 
 
 def maybe_remat(module_cls, policy_name: str):
-  """Wraps a layer class in nn.remat according to the named policy ('none' returns it unchanged)."""
-  if policy_name not in REMAT_POLICIES:
-    raise ValueError(f"remat policy {policy_name!r}: expected one of {sorted(REMAT_POLICIES)}")
-  policy = REMAT_POLICIES[policy_name]
-  if policy is None:
-    return module_cls
-  if policy == "offload":
-    policy = jax.checkpoint_policies.offload_dot_with_no_batch_dims("device", "pinned_host")
-  return nn.remat(module_cls, policy=policy, prevent_cse=False)
+    """Wraps a layer class in nn.remat according to the named policy ('none' returns it unchanged)."""
+    if policy_name not in REMAT_POLICIES:
+        raise ValueError(f"remat policy {policy_name!r}: expected one of {sorted(REMAT_POLICIES)}")
+    policy = REMAT_POLICIES[policy_name]
+    if policy is None:
+        return module_cls
+    if policy == "offload":
+        policy = jax.checkpoint_policies.offload_dot_with_no_batch_dims("device", "pinned_host")
+    return nn.remat(module_cls, policy=policy, prevent_cse=False)
 
 
 def compute_dtypes(config: ModelConfig):
-  """(text compute dtype, vision compute dtype, param dtype)."""
-  return (dtype_of(config.dtype), dtype_of(config.vision_dtype or config.dtype), dtype_of(config.param_dtype))
+    """(text compute dtype, vision compute dtype, param dtype)."""
+    return (
+        dtype_of(config.dtype),
+        dtype_of(config.vision_dtype or config.dtype),
+        dtype_of(config.param_dtype),
+    )

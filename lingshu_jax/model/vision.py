@@ -4,6 +4,7 @@ Input is the host-prepared vision stream (see `vision_inputs.py`): pixel rows al
 (row, col) rotary ids, window and frame segment ids. Output: merged tokens [N / 4, D_text] in window
 order; `vision_token_index` maps them into the token stream.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -18,74 +19,112 @@ from lingshu_jax.sharding import shard
 
 
 class VisionAttention(nn.Module):
-  config: ModelConfig
+    config: ModelConfig
 
-  @nn.compact
-  def __call__(self, x, cos, sin, mask):
-    v = self.config.vision
-    _, dtype, pdtype = compute_dtypes(self.config)
-    n = x.shape[0]
-    qkv = dense(3 * v.hidden_size, ("vis_embed", "vis_qkv"), use_bias=True, dtype=dtype, param_dtype=pdtype,
-                name="qkv")(x).reshape(n, 3, v.num_heads, v.head_dim)
-    q, k, val = qkv[:, 0], qkv[:, 1], qkv[:, 2]                       # [N, heads, head_dim]
-    q = rope.apply_rotary(q.astype(jnp.float32), cos, sin).astype(dtype)
-    k = rope.apply_rotary(k.astype(jnp.float32), cos, sin).astype(dtype)
-    out = dot_product_attention(q[None], k[None], val[None], mask, impl=self.config.attention_impl)
-    out = out.reshape(n, v.hidden_size)
-    return dense(v.hidden_size, ("vis_qkv", "vis_embed"), use_bias=True, dtype=dtype, param_dtype=pdtype,
-                 name="proj")(out)
+    @nn.compact
+    def __call__(self, x, cos, sin, mask):
+        v = self.config.vision
+        _, dtype, pdtype = compute_dtypes(self.config)
+        n = x.shape[0]
+        qkv = dense(
+            3 * v.hidden_size,
+            ("vis_embed", "vis_qkv"),
+            use_bias=True,
+            dtype=dtype,
+            param_dtype=pdtype,
+            name="qkv",
+        )(x).reshape(n, 3, v.num_heads, v.head_dim)
+        q, k, val = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # [N, heads, head_dim]
+        q = rope.apply_rotary(q.astype(jnp.float32), cos, sin).astype(dtype)
+        k = rope.apply_rotary(k.astype(jnp.float32), cos, sin).astype(dtype)
+        out = dot_product_attention(q[None], k[None], val[None], mask, impl=self.config.attention_impl)
+        out = out.reshape(n, v.hidden_size)
+        return dense(
+            v.hidden_size,
+            ("vis_qkv", "vis_embed"),
+            use_bias=True,
+            dtype=dtype,
+            param_dtype=pdtype,
+            name="proj",
+        )(out)
 
 
 class VisionBlock(nn.Module):
-  """One pre-norm block. Scanned: carry = hidden [N, Dv]; `is_full` selects full vs window attention."""
-  config: ModelConfig
+    """One pre-norm block. Scanned: carry = hidden [N, Dv]; `is_full` selects full vs window attention."""
 
-  @nn.compact
-  def __call__(self, x, is_full, cos, sin, window_segments, frame_segments):
-    v = self.config.vision
-    _, dtype, pdtype = compute_dtypes(self.config)
-    segments = jnp.where(is_full, frame_segments, window_segments)[None]   # [1, N]
-    mask = segment_mask(segments, segments, causal=False)
-    norm = lambda name: RMSNorm(1e-6, dtype, pdtype, "vis_norm", name=name)
-    x = x + VisionAttention(self.config, name="attn")(norm("norm1")(x), cos, sin, mask)
-    x = x + SwiGLU(v.hidden_size, v.intermediate_size, True, ("vis_embed", "vis_mlp"), dtype, pdtype,
-                   name="mlp")(norm("norm2")(x))
-    return shard(x, ("vis_tokens", "vis_embed")), None
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, is_full, cos, sin, window_segments, frame_segments):
+        v = self.config.vision
+        _, dtype, pdtype = compute_dtypes(self.config)
+        segments = jnp.where(is_full, frame_segments, window_segments)[None]  # [1, N]
+        mask = segment_mask(segments, segments, causal=False)
+        norm = lambda name: RMSNorm(1e-6, dtype, pdtype, "vis_norm", name=name)
+        x = x + VisionAttention(self.config, name="attn")(norm("norm1")(x), cos, sin, mask)
+        x = x + SwiGLU(
+            v.hidden_size, v.intermediate_size, True, ("vis_embed", "vis_mlp"), dtype, pdtype, name="mlp"
+        )(norm("norm2")(x))
+        return shard(x, ("vis_tokens", "vis_embed")), None
 
 
 class PatchMerger(nn.Module):
-  config: ModelConfig
+    config: ModelConfig
 
-  @nn.compact
-  def __call__(self, x):
-    v, t = self.config.vision, self.config.text
-    _, dtype, pdtype = compute_dtypes(self.config)
-    x = RMSNorm(1e-6, dtype, pdtype, "vis_norm", name="ln_q")(x)
-    x = x.reshape(-1, v.hidden_size * v.merge_unit)                    # [N / 4, 4 Dv]
-    x = dense(x.shape[-1], ("vis_merge", "vis_merge_mlp"), use_bias=True, dtype=dtype, param_dtype=pdtype,
-              name="mlp_0")(x)
-    x = nn.gelu(x, approximate=False)                                  # exact erf GELU, as torch nn.GELU()
-    return dense(t.hidden_size, ("vis_merge_mlp", "embed"), use_bias=True, dtype=dtype, param_dtype=pdtype,
-                 name="mlp_2")(x)
+    @nn.compact
+    def __call__(self, x):
+        v, t = self.config.vision, self.config.text
+        _, dtype, pdtype = compute_dtypes(self.config)
+        x = RMSNorm(1e-6, dtype, pdtype, "vis_norm", name="ln_q")(x)
+        x = x.reshape(-1, v.hidden_size * v.merge_unit)  # [N / 4, 4 Dv]
+        x = dense(
+            x.shape[-1],
+            ("vis_merge", "vis_merge_mlp"),
+            use_bias=True,
+            dtype=dtype,
+            param_dtype=pdtype,
+            name="mlp_0",
+        )(x)
+        x = nn.gelu(x, approximate=False)  # exact erf GELU, as torch nn.GELU()
+        return dense(
+            t.hidden_size,
+            ("vis_merge_mlp", "embed"),
+            use_bias=True,
+            dtype=dtype,
+            param_dtype=pdtype,
+            name="mlp_2",
+        )(x)
 
 
 class VisionTower(nn.Module):
-  config: ModelConfig
+    config: ModelConfig
 
-  @nn.compact
-  def __call__(self, pixel_values, vision_pos, window_segments, frame_segments):
-    """pixel_values [N, 1176] (window order) -> merged tokens [N / 4, D_text] (window order)."""
-    v = self.config.vision
-    _, dtype, pdtype = compute_dtypes(self.config)
-    x = nn.Dense(v.hidden_size, use_bias=False, dtype=dtype, param_dtype=pdtype, name="patch_embed",
-                 kernel_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vis_patch", "vis_embed"))
-                 )(pixel_values.astype(dtype))
-    x = shard(x, ("vis_tokens", "vis_embed"))
-    cos, sin = rope.vision_cos_sin(vision_pos, v.head_dim, v.rope_theta)
-    is_full = jnp.asarray(np.isin(np.arange(v.depth), v.fullatt_block_indexes))
-    block = maybe_remat(VisionBlock, self.config.vision_remat_policy)
-    blocks = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
-                     in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast), length=v.depth,
-                     metadata_params={nn.PARTITION_NAME: "layers"})
-    x, _ = blocks(self.config, name="blocks")(x, is_full, cos, sin, window_segments, frame_segments)
-    return PatchMerger(self.config, name="merger")(x)
+    @nn.compact
+    def __call__(self, pixel_values, vision_pos, window_segments, frame_segments):
+        """pixel_values [N, 1176] (window order) -> merged tokens [N / 4, D_text] (window order)."""
+        v = self.config.vision
+        _, dtype, pdtype = compute_dtypes(self.config)
+        x = nn.Dense(
+            v.hidden_size,
+            use_bias=False,
+            dtype=dtype,
+            param_dtype=pdtype,
+            name="patch_embed",
+            kernel_init=nn.with_logical_partitioning(
+                nn.initializers.normal(0.02), ("vis_patch", "vis_embed")
+            ),
+        )(pixel_values.astype(dtype))
+        x = shard(x, ("vis_tokens", "vis_embed"))
+        cos, sin = rope.vision_cos_sin(vision_pos, v.head_dim, v.rope_theta)
+        is_full = jnp.asarray(np.isin(np.arange(v.depth), v.fullatt_block_indexes))
+        block = maybe_remat(VisionBlock, self.config.vision_remat_policy)
+        blocks = nn.scan(
+            block,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+            length=v.depth,
+            metadata_params={nn.PARTITION_NAME: "layers"},
+        )
+        x, _ = blocks(self.config, name="blocks")(x, is_full, cos, sin, window_segments, frame_segments)
+        return PatchMerger(self.config, name="merger")(x)

@@ -9,6 +9,7 @@ images, then all videos) we compute, once per batch on the host:
   (`vision_token_index`, -1 for text), which replaces transformers' masked_scatter + argsort.
 Everything can be padded to a fixed patch budget so a training run compiles once.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,113 +19,135 @@ import numpy as np
 
 @dataclasses.dataclass
 class VisionStream:
-  pixel_values: np.ndarray        # [N, patch_dim] float, window order
-  vision_pos: np.ndarray          # [N, 2] int32 (row, col)
-  window_segments: np.ndarray     # [N] int32
-  frame_segments: np.ndarray      # [N] int32
-  unit_position: np.ndarray       # [U] int32: original merged token u -> its row in window order
-  num_real_patches: int
+    pixel_values: np.ndarray  # [N, patch_dim] float, window order
+    vision_pos: np.ndarray  # [N, 2] int32 (row, col)
+    window_segments: np.ndarray  # [N] int32
+    frame_segments: np.ndarray  # [N] int32
+    unit_position: np.ndarray  # [U] int32: original merged token u -> its row in window order
+    num_real_patches: int
 
-  def as_dict(self):
-    return {"pixel_values": self.pixel_values, "vision_pos": self.vision_pos,
-            "window_segments": self.window_segments, "frame_segments": self.frame_segments}
+    def as_dict(self):
+        return {
+            "pixel_values": self.pixel_values,
+            "vision_pos": self.vision_pos,
+            "window_segments": self.window_segments,
+            "frame_segments": self.frame_segments,
+        }
 
 
 def _window_order(t: int, h: int, w: int, ws: int) -> tuple[np.ndarray, np.ndarray]:
-  """Merge-unit permutation and window lengths (in merge units) for one image/video of merged grid t,h,w."""
-  index = np.arange(t * h * w).reshape(t, h, w)
-  pad_h, pad_w = ws - h % ws, ws - w % ws  # transformers pads a full window even when h % ws == 0
-  nh, nw = (h + pad_h) // ws, (w + pad_w) // ws
-  padded = np.full((t, h + pad_h, w + pad_w), -100, np.int64)
-  padded[:, :h, :w] = index
-  padded = padded.reshape(t, nh, ws, nw, ws).transpose(0, 1, 3, 2, 4).reshape(t, nh * nw, ws * ws)
-  lengths = (padded != -100).sum(-1).reshape(-1)
-  order = padded.reshape(-1)
-  return order[order != -100], lengths[lengths > 0]
+    """Merge-unit permutation and window lengths (in merge units) for one image/video of merged grid t,h,w."""
+    index = np.arange(t * h * w).reshape(t, h, w)
+    pad_h, pad_w = ws - h % ws, ws - w % ws  # transformers pads a full window even when h % ws == 0
+    nh, nw = (h + pad_h) // ws, (w + pad_w) // ws
+    padded = np.full((t, h + pad_h, w + pad_w), -100, np.int64)
+    padded[:, :h, :w] = index
+    padded = padded.reshape(t, nh, ws, nw, ws).transpose(0, 1, 3, 2, 4).reshape(t, nh * nw, ws * ws)
+    lengths = (padded != -100).sum(-1).reshape(-1)
+    order = padded.reshape(-1)
+    return order[order != -100], lengths[lengths > 0]
 
 
 def _rotary_ids(t: int, h: int, w: int, merge: int) -> np.ndarray:
-  """(row, col) ids in transformers' patch order (merge blocks row-major), repeated over t: [t*h*w, 2]."""
-  hh, ww = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-  shape = (h // merge, merge, w // merge, merge)
-  hh = hh.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
-  ww = ww.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
-  return np.tile(np.stack([hh, ww], -1), (t, 1))
+    """(row, col) ids in transformers' patch order (merge blocks row-major), repeated over t: [t*h*w, 2]."""
+    hh, ww = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    shape = (h // merge, merge, w // merge, merge)
+    hh = hh.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
+    ww = ww.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
+    return np.tile(np.stack([hh, ww], -1), (t, 1))
 
 
-def build_vision_stream(pixel_values, grid_thw, *, spatial_merge_size: int, window_merge_units: int,
-                        patch_budget: int | None = None) -> VisionStream:
-  """pixel_values [N, patch_dim] in transformers' row order; grid_thw [n, 3] (t, h, w in patches)."""
-  pixel_values = np.asarray(pixel_values)
-  grid_thw = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
-  m, unit = spatial_merge_size, spatial_merge_size**2
-  expected = int(np.prod(grid_thw, axis=1).sum()) if len(grid_thw) else 0
-  if pixel_values.shape[0] != expected:
-    raise ValueError(f"pixel_values has {pixel_values.shape[0]} patch rows but image/video grid_thw "
-                     f"{grid_thw.tolist()} implies {expected}")
-  if len(grid_thw) and ((grid_thw[:, 1:] % m) != 0).any():
-    raise ValueError(f"grid_thw {grid_thw.tolist()}: h and w must be multiples of spatial_merge_size {m}")
-  perms, pos, wseg, fseg = [], [], [], []
-  unit_offset = n_windows = n_frames = 0
-  for t, h, w in grid_thw.tolist():
-    order, lengths = _window_order(t, h // m, w // m, window_merge_units)
-    perms.append(order + unit_offset)
-    rot = _rotary_ids(t, h, w, m).reshape(-1, unit, 2)[order].reshape(-1, 2)
-    pos.append(rot)
-    wseg.append(np.repeat(np.arange(len(lengths)) + n_windows, lengths * unit))
-    fseg.append(np.repeat(np.arange(t) + n_frames, h * w))
-    unit_offset += t * (h // m) * (w // m)
-    n_windows += len(lengths)
-    n_frames += t
-  perm = np.concatenate(perms) if perms else np.zeros((0,), np.int64)
-  rows = (perm[:, None] * unit + np.arange(unit)).reshape(-1)
-  stream = VisionStream(
-      pixel_values=pixel_values[rows] if len(rows) else pixel_values.reshape(0, -1),
-      vision_pos=np.concatenate(pos).astype(np.int32) if pos else np.zeros((0, 2), np.int32),
-      window_segments=np.concatenate(wseg).astype(np.int32) if wseg else np.zeros((0,), np.int32),
-      frame_segments=np.concatenate(fseg).astype(np.int32) if fseg else np.zeros((0,), np.int32),
-      unit_position=np.argsort(perm).astype(np.int32),
-      num_real_patches=expected)
-  return pad_vision_stream(stream, patch_budget) if patch_budget is not None else stream
+def build_vision_stream(
+    pixel_values,
+    grid_thw,
+    *,
+    spatial_merge_size: int,
+    window_merge_units: int,
+    patch_budget: int | None = None,
+) -> VisionStream:
+    """pixel_values [N, patch_dim] in transformers' row order; grid_thw [n, 3] (t, h, w in patches)."""
+    pixel_values = np.asarray(pixel_values)
+    grid_thw = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
+    m, unit = spatial_merge_size, spatial_merge_size**2
+    expected = int(np.prod(grid_thw, axis=1).sum()) if len(grid_thw) else 0
+    if pixel_values.shape[0] != expected:
+        raise ValueError(
+            f"pixel_values has {pixel_values.shape[0]} patch rows but image/video grid_thw "
+            f"{grid_thw.tolist()} implies {expected}"
+        )
+    if len(grid_thw) and ((grid_thw[:, 1:] % m) != 0).any():
+        raise ValueError(f"grid_thw {grid_thw.tolist()}: h and w must be multiples of spatial_merge_size {m}")
+    perms, pos, wseg, fseg = [], [], [], []
+    unit_offset = n_windows = n_frames = 0
+    for t, h, w in grid_thw.tolist():
+        order, lengths = _window_order(t, h // m, w // m, window_merge_units)
+        perms.append(order + unit_offset)
+        rot = _rotary_ids(t, h, w, m).reshape(-1, unit, 2)[order].reshape(-1, 2)
+        pos.append(rot)
+        wseg.append(np.repeat(np.arange(len(lengths)) + n_windows, lengths * unit))
+        fseg.append(np.repeat(np.arange(t) + n_frames, h * w))
+        unit_offset += t * (h // m) * (w // m)
+        n_windows += len(lengths)
+        n_frames += t
+    perm = np.concatenate(perms) if perms else np.zeros((0,), np.int64)
+    rows = (perm[:, None] * unit + np.arange(unit)).reshape(-1)
+    stream = VisionStream(
+        pixel_values=pixel_values[rows] if len(rows) else pixel_values.reshape(0, -1),
+        vision_pos=np.concatenate(pos).astype(np.int32) if pos else np.zeros((0, 2), np.int32),
+        window_segments=np.concatenate(wseg).astype(np.int32) if wseg else np.zeros((0,), np.int32),
+        frame_segments=np.concatenate(fseg).astype(np.int32) if fseg else np.zeros((0,), np.int32),
+        unit_position=np.argsort(perm).astype(np.int32),
+        num_real_patches=expected,
+    )
+    return pad_vision_stream(stream, patch_budget) if patch_budget is not None else stream
 
 
 def pad_vision_stream(stream: VisionStream, patch_budget: int) -> VisionStream:
-  """Pads the stream to `patch_budget` rows; padding rows form their own segment (attend only each other)."""
-  n = stream.pixel_values.shape[0]
-  if patch_budget < n:
-    raise ValueError(f"vision patch budget {patch_budget} is smaller than the batch's {n} patches")
-  pad = patch_budget - n
-  if pad == 0:
-    return stream
-  pad_id = lambda seg: (int(seg.max()) + 1) if seg.size else 0
-  return dataclasses.replace(
-      stream,
-      pixel_values=np.concatenate([stream.pixel_values,
-                                   np.zeros((pad, stream.pixel_values.shape[1]), stream.pixel_values.dtype)]),
-      vision_pos=np.concatenate([stream.vision_pos, np.zeros((pad, 2), np.int32)]),
-      window_segments=np.concatenate([stream.window_segments,
-                                      np.full((pad,), pad_id(stream.window_segments), np.int32)]),
-      frame_segments=np.concatenate([stream.frame_segments,
-                                     np.full((pad,), pad_id(stream.frame_segments), np.int32)]))
+    """Pads the stream to `patch_budget` rows; padding rows form their own segment (attend only each other)."""
+    n = stream.pixel_values.shape[0]
+    if patch_budget < n:
+        raise ValueError(f"vision patch budget {patch_budget} is smaller than the batch's {n} patches")
+    pad = patch_budget - n
+    if pad == 0:
+        return stream
+    pad_id = lambda seg: (int(seg.max()) + 1) if seg.size else 0
+    return dataclasses.replace(
+        stream,
+        pixel_values=np.concatenate(
+            [stream.pixel_values, np.zeros((pad, stream.pixel_values.shape[1]), stream.pixel_values.dtype)]
+        ),
+        vision_pos=np.concatenate([stream.vision_pos, np.zeros((pad, 2), np.int32)]),
+        window_segments=np.concatenate(
+            [stream.window_segments, np.full((pad,), pad_id(stream.window_segments), np.int32)]
+        ),
+        frame_segments=np.concatenate(
+            [stream.frame_segments, np.full((pad,), pad_id(stream.frame_segments), np.int32)]
+        ),
+    )
 
 
-def vision_token_index(input_ids, unit_position, *, image_token_id: int, video_token_id: int,
-                       num_image_units: int) -> np.ndarray:
-  """[B, S] int32: for each image (video) pad token, the window-order row of its merged embedding; -1 else.
+def vision_token_index(
+    input_ids, unit_position, *, image_token_id: int, video_token_id: int, num_image_units: int
+) -> np.ndarray:
+    """[B, S] int32: for each image (video) pad token, the window-order row of its merged embedding; -1 else.
 
-  Image pad tokens take image units 0.. in flattened batch order; video pad tokens take the units after
-  all images (the stream holds images first), as transformers' two masked_scatter calls do.
-  """
-  input_ids = np.asarray(input_ids)
-  out = np.full(input_ids.shape, -1, np.int32)
-  is_img, is_vid = input_ids == image_token_id, input_ids == video_token_id
-  n_img, n_vid = int(is_img.sum()), int(is_vid.sum())
-  n_vid_units = len(unit_position) - num_image_units
-  if n_img != num_image_units:
-    raise ValueError(f"input_ids hold {n_img} image pad tokens but the images give {num_image_units} "
-                     "merged tokens (more image tokens than images, or a grid that disagrees)")
-  if n_vid != n_vid_units:
-    raise ValueError(f"input_ids hold {n_vid} video pad tokens but the videos give {n_vid_units} merged tokens")
-  out[is_img] = unit_position[:n_img]
-  out[is_vid] = unit_position[num_image_units:num_image_units + n_vid]
-  return out
+    Image pad tokens take image units 0.. in flattened batch order; video pad tokens take the units after
+    all images (the stream holds images first), as transformers' two masked_scatter calls do.
+    """
+    input_ids = np.asarray(input_ids)
+    out = np.full(input_ids.shape, -1, np.int32)
+    is_img, is_vid = input_ids == image_token_id, input_ids == video_token_id
+    n_img, n_vid = int(is_img.sum()), int(is_vid.sum())
+    n_vid_units = len(unit_position) - num_image_units
+    if n_img != num_image_units:
+        raise ValueError(
+            f"input_ids hold {n_img} image pad tokens but the images give {num_image_units} "
+            "merged tokens (more image tokens than images, or a grid that disagrees)"
+        )
+    if n_vid != n_vid_units:
+        raise ValueError(
+            f"input_ids hold {n_vid} video pad tokens but the videos give {n_vid_units} merged tokens"
+        )
+    out[is_img] = unit_position[:n_img]
+    out[is_vid] = unit_position[num_image_units : num_image_units + n_vid]
+    return out

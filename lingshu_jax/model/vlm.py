@@ -4,6 +4,7 @@
 Its batch is the dict described in docs/DESIGN.md "Model inputs"; `prepare_inputs` builds that dict on
 the host from what transformers' processor returns.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -22,93 +23,127 @@ VISION_KEYS = ("pixel_values", "vision_pos", "window_segments", "frame_segments"
 
 
 class Qwen25VL(nn.Module):
-  config: ModelConfig
+    config: ModelConfig
 
-  def setup(self):
-    dtype, _, pdtype = compute_dtypes(self.config)
-    self.visual = VisionTower(self.config)
-    self.model = TextModel(self.config)
-    if not self.config.tie_word_embeddings:
-      self.lm_head = dense(self.config.text.vocab_size, ("embed", "vocab"), use_bias=False, dtype=dtype,
-                           param_dtype=pdtype, name="lm_head")
+    def setup(self):
+        dtype, _, pdtype = compute_dtypes(self.config)
+        self.visual = VisionTower(self.config)
+        self.model = TextModel(self.config)
+        if not self.config.tie_word_embeddings:
+            self.lm_head = dense(
+                self.config.text.vocab_size,
+                ("embed", "vocab"),
+                use_bias=False,
+                dtype=dtype,
+                param_dtype=pdtype,
+                name="lm_head",
+            )
 
-  def embed(self, batch):
-    """Token embeddings with vision tokens scattered in: [B, S, D]."""
-    x = self.model.embed(batch["input_ids"])
-    if "pixel_values" not in batch:
-      return x
-    vis = self.visual(*(batch[k] for k in VISION_KEYS)).astype(x.dtype)   # [U, D], window order
-    idx = batch["vision_token_index"]                                      # [B, S], -1 = text
-    gathered = jnp.take(vis, jnp.maximum(idx, 0), axis=0)
-    return jnp.where((idx >= 0)[..., None], gathered, x)
+    def embed(self, batch):
+        """Token embeddings with vision tokens scattered in: [B, S, D]."""
+        x = self.model.embed(batch["input_ids"])
+        if "pixel_values" not in batch:
+            return x
+        vis = self.visual(*(batch[k] for k in VISION_KEYS)).astype(x.dtype)  # [U, D], window order
+        idx = batch["vision_token_index"]  # [B, S], -1 = text
+        gathered = jnp.take(vis, jnp.maximum(idx, 0), axis=0)
+        return jnp.where((idx >= 0)[..., None], gathered, x)
 
-  def logits(self, hidden):
-    out = self.model.attend(hidden) if self.config.tie_word_embeddings else self.lm_head(hidden)
-    return shard(out, ("batch", "seq", "act_vocab"))
+    def logits(self, hidden):
+        out = self.model.attend(hidden) if self.config.tie_word_embeddings else self.lm_head(hidden)
+        return shard(out, ("batch", "seq", "act_vocab"))
 
-  def __call__(self, batch, cache=None, return_hidden: bool = False):
-    """batch: DESIGN.md model inputs -> (logits [B, S, V] (or hidden [B, S, D]), new_cache)."""
-    x = self.embed(batch)
-    hidden, new_cache = self.model(x, batch["position_ids"], batch["segment_ids"], cache)
-    return (hidden if return_hidden else self.logits(hidden)), new_cache
+    def __call__(self, batch, cache=None, return_hidden: bool = False):
+        """batch: DESIGN.md model inputs -> (logits [B, S, V] (or hidden [B, S, D]), new_cache)."""
+        x = self.embed(batch)
+        hidden, new_cache = self.model(x, batch["position_ids"], batch["segment_ids"], cache)
+        return (hidden if return_hidden else self.logits(hidden)), new_cache
 
 
-def prepare_inputs(config: ModelConfig, input_ids, attention_mask=None, pixel_values=None, image_grid_thw=None,
-                   pixel_values_videos=None, video_grid_thw=None, second_per_grid_ts=None,
-                   patch_budget: int | None = None) -> dict[str, np.ndarray]:
-  """Host-side: transformers-processor outputs -> the model's static-shape batch dict (numpy)."""
-  input_ids = np.asarray(input_ids).astype(np.int32)
-  if input_ids.ndim != 2:
-    raise ValueError(f"input_ids must be [batch, seq], got shape {input_ids.shape}")
-  mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask).astype(np.int32)
-  v = config.vision
-  position_ids, _ = rope.get_rope_index(
-      input_ids, image_token_id=config.image_token_id, video_token_id=config.video_token_id,
-      spatial_merge_size=v.spatial_merge_size, tokens_per_second=v.tokens_per_second,
-      image_grid_thw=image_grid_thw, video_grid_thw=video_grid_thw, second_per_grid_ts=second_per_grid_ts,
-      attention_mask=mask)
-  batch = {"input_ids": input_ids, "segment_ids": mask, "position_ids": position_ids}
-  pix, grids = [], []
-  for p, g, name in ((pixel_values, image_grid_thw, "image"), (pixel_values_videos, video_grid_thw, "video")):
-    if (p is None) != (g is None):
-      raise ValueError(f"{name}: pixel values and grid_thw must be given together")
-    if p is not None:
-      pix.append(np.asarray(p, np.float32))
-      grids.append(np.asarray(g, np.int64).reshape(-1, 3))
-  if not pix:
-    n_vis = int(np.isin(input_ids, [config.image_token_id, config.video_token_id]).sum())
-    if n_vis:
-      raise ValueError(f"input_ids hold {n_vis} image/video pad tokens but no pixel values were given")
+def prepare_inputs(
+    config: ModelConfig,
+    input_ids,
+    attention_mask=None,
+    pixel_values=None,
+    image_grid_thw=None,
+    pixel_values_videos=None,
+    video_grid_thw=None,
+    second_per_grid_ts=None,
+    patch_budget: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Host-side: transformers-processor outputs -> the model's static-shape batch dict (numpy)."""
+    input_ids = np.asarray(input_ids).astype(np.int32)
+    if input_ids.ndim != 2:
+        raise ValueError(f"input_ids must be [batch, seq], got shape {input_ids.shape}")
+    mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask).astype(np.int32)
+    v = config.vision
+    position_ids, _ = rope.get_rope_index(
+        input_ids,
+        image_token_id=config.image_token_id,
+        video_token_id=config.video_token_id,
+        spatial_merge_size=v.spatial_merge_size,
+        tokens_per_second=v.tokens_per_second,
+        image_grid_thw=image_grid_thw,
+        video_grid_thw=video_grid_thw,
+        second_per_grid_ts=second_per_grid_ts,
+        attention_mask=mask,
+    )
+    batch = {"input_ids": input_ids, "segment_ids": mask, "position_ids": position_ids}
+    pix, grids = [], []
+    for p, g, name in (
+        (pixel_values, image_grid_thw, "image"),
+        (pixel_values_videos, video_grid_thw, "video"),
+    ):
+        if (p is None) != (g is None):
+            raise ValueError(f"{name}: pixel values and grid_thw must be given together")
+        if p is not None:
+            pix.append(np.asarray(p, np.float32))
+            grids.append(np.asarray(g, np.int64).reshape(-1, 3))
+    if not pix:
+        n_vis = int(np.isin(input_ids, [config.image_token_id, config.video_token_id]).sum())
+        if n_vis:
+            raise ValueError(f"input_ids hold {n_vis} image/video pad tokens but no pixel values were given")
+        return batch
+    stream = build_vision_stream(
+        np.concatenate(pix),
+        np.concatenate(grids),
+        spatial_merge_size=v.spatial_merge_size,
+        window_merge_units=v.window_merge_units,
+        patch_budget=patch_budget,
+    )
+    n_image_units = (
+        0 if image_grid_thw is None else int(np.prod(np.asarray(image_grid_thw), 1).sum()) // v.merge_unit
+    )
+    batch.update(stream.as_dict())
+    batch["vision_token_index"] = vision_token_index(
+        input_ids,
+        stream.unit_position,
+        image_token_id=config.image_token_id,
+        video_token_id=config.video_token_id,
+        num_image_units=n_image_units,
+    )
     return batch
-  stream = build_vision_stream(np.concatenate(pix), np.concatenate(grids),
-                               spatial_merge_size=v.spatial_merge_size, window_merge_units=v.window_merge_units,
-                               patch_budget=patch_budget)
-  n_image_units = 0 if image_grid_thw is None else int(np.prod(np.asarray(image_grid_thw), 1).sum()) // v.merge_unit
-  batch.update(stream.as_dict())
-  batch["vision_token_index"] = vision_token_index(
-      input_ids, stream.unit_position, image_token_id=config.image_token_id,
-      video_token_id=config.video_token_id, num_image_units=n_image_units)
-  return batch
 
 
 def dummy_batch(config: ModelConfig, batch: int = 1, seq: int = 8) -> dict[str, np.ndarray]:
-  """A smallest batch with one image, so `init` / `eval_shape` create every parameter."""
-  m = config.vision.spatial_merge_size
-  units = 1
-  ids = np.zeros((batch, seq), np.int32)
-  ids[0, :units] = config.image_token_id
-  pix = np.zeros((m * m * units, config.vision.patch_dim), np.float32)
-  return prepare_inputs(config, ids, pixel_values=pix, image_grid_thw=np.array([[1, m, m]]))
+    """A smallest batch with one image, so `init` / `eval_shape` create every parameter."""
+    m = config.vision.spatial_merge_size
+    units = 1
+    ids = np.zeros((batch, seq), np.int32)
+    ids[0, :units] = config.image_token_id
+    pix = np.zeros((m * m * units, config.vision.patch_dim), np.float32)
+    return prepare_inputs(config, ids, pixel_values=pix, image_grid_thw=np.array([[1, m, m]]))
 
 
 def init_params(config: ModelConfig, rng, boxed: bool = False):
-  """Random parameters (the `params` collection). `boxed=True` keeps the logical-axis metadata."""
-  variables = Qwen25VL(config).init(rng, dummy_batch(config))
-  params = variables["params"]
-  return params if boxed else nn.meta.unbox(params)
+    """Random parameters (the `params` collection). `boxed=True` keeps the logical-axis metadata."""
+    variables = Qwen25VL(config).init(rng, dummy_batch(config))
+    params = variables["params"]
+    return params if boxed else nn.meta.unbox(params)
 
 
 def abstract_params(config: ModelConfig, boxed: bool = False):
-  """Parameter shapes/dtypes without allocating memory (jax.eval_shape)."""
-  import jax
-  return jax.eval_shape(lambda: init_params(config, jax.random.key(0), boxed=boxed))
+    """Parameter shapes/dtypes without allocating memory (jax.eval_shape)."""
+    import jax
+
+    return jax.eval_shape(lambda: init_params(config, jax.random.key(0), boxed=boxed))
