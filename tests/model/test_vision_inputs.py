@@ -1,0 +1,49 @@
+"""Host-side vision stream equals transformers' window index / rotary ids; bad inputs raise clearly."""
+import numpy as np
+import pytest
+import torch
+from transformers import vision_utils
+
+from lingshu_jax.model.vision_inputs import build_vision_stream, pad_vision_stream, vision_token_index
+
+GRIDS = [[1, 8, 12], [1, 16, 16], [1, 2, 2], [2, 10, 6], [1, 30, 4], [3, 8, 8]]
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+def test_window_order_and_rotary_ids_match_transformers(grid):
+    g = torch.tensor([grid])
+    win, cu = vision_utils.get_vision_window_index(g, spatial_merge_size=2, window_size=112, patch_size=14)
+    pos = vision_utils.get_vision_position_ids(g, 2).numpy()
+    n = int(np.prod(grid))
+    pix = np.arange(n, dtype=np.float32)[:, None].repeat(3, 1)  # row i holds value i
+    s = build_vision_stream(pix, [grid], spatial_merge_size=2, window_merge_units=4)
+    rows = (win.numpy()[:, None] * 4 + np.arange(4)).reshape(-1)
+    np.testing.assert_array_equal(s.pixel_values[:, 0], rows)
+    np.testing.assert_array_equal(s.vision_pos, pos[rows])
+    # window segments change exactly at transformers' cu_window_seqlens
+    boundaries = np.flatnonzero(np.diff(s.window_segments)) + 1
+    np.testing.assert_array_equal(boundaries, cu.numpy()[1:-1])
+    # frame segments: one per temporal patch
+    assert len(np.unique(s.frame_segments)) == grid[0]
+    np.testing.assert_array_equal(s.unit_position, np.argsort(win.numpy()))
+
+
+def test_padding_rows_form_their_own_segment():
+    s = build_vision_stream(np.zeros((64, 1176), np.float32), [[1, 8, 8]], spatial_merge_size=2,
+                            window_merge_units=4)
+    p = pad_vision_stream(s, 80)
+    assert p.pixel_values.shape == (80, 1176)
+    assert set(p.window_segments[64:]) == {p.window_segments[:64].max() + 1}
+    with pytest.raises(ValueError, match="budget 32 is smaller"):
+        pad_vision_stream(s, 32)
+
+
+def test_grid_disagreeing_with_pixel_rows_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"pixel_values has 60 patch rows but .*implies 64"):
+        build_vision_stream(np.zeros((60, 1176)), [[1, 8, 8]], spatial_merge_size=2, window_merge_units=4)
+
+
+def test_more_image_tokens_than_images_is_a_clear_error():
+    ids = np.array([[5, 9, 9, 9, 9, 9, 6]])
+    with pytest.raises(ValueError, match="5 image pad tokens but the images give 4"):
+        vision_token_index(ids, np.arange(4), image_token_id=9, video_token_id=8, num_image_units=4)
