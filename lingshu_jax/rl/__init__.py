@@ -1,0 +1,27 @@
+"""GRPO (Lingshu stage 4): loss pieces (`loss`) and reward plugins (`rewards`)."""
+from lingshu_jax.rl.loss import aggregate, group_advantages, grpo_loss, k3_kl, token_entropy, token_log_probs
+from lingshu_jax.rl.rewards import (
+    LINGSHU_REWARDS,
+    accuracy_reward,
+    combine_rewards,
+    format_reward,
+    get_reward,
+    list_rewards,
+    register_reward,
+)
+
+__all__ = [
+    "LINGSHU_REWARDS",
+    "accuracy_reward",
+    "aggregate",
+    "combine_rewards",
+    "format_reward",
+    "get_reward",
+    "group_advantages",
+    "grpo_loss",
+    "k3_kl",
+    "list_rewards",
+    "register_reward",
+    "token_entropy",
+    "token_log_probs",
+]
