@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "tensorboardX",
     "matplotlib",
     "absl-py",
+    "jinja2>=3.1.6",
     "array-record",
 ]
 

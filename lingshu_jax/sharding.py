@@ -39,7 +39,7 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("vocab", "tensor"),
     ("layers", None),
     ("norm", None),
-    ("vis_tokens", None),
+    ("vis_tokens", ("data", "fsdp")),
     ("vis_patch", None),
     ("vis_embed", "fsdp"),
     ("vis_mlp", "tensor"),
@@ -176,20 +176,33 @@ BATCH_AXES = {
 }
 
 
-def batch_shardings(batch: dict, mesh: Mesh, rules) -> dict[str, NamedSharding]:
-    def names(key, ndim):
-        return BATCH_AXES.get(key, ("batch",) + (None,) * (ndim - 1))[:ndim]
+def _batch_names(key: str, ndim: int, micro_axis: bool) -> tuple:
+    if micro_axis:
+        return (None,) + BATCH_AXES.get(key, ("batch",) + (None,) * (ndim - 2))[: ndim - 1]
+    return BATCH_AXES.get(key, ("batch",) + (None,) * (ndim - 1))[:ndim]
 
-    return {k: logical_sharding(mesh, rules, names(k, np.ndim(v)), np.shape(v)) for k, v in batch.items()}
+
+def batch_shardings(batch: dict, mesh: Mesh, rules, micro_axis: bool = False, num_hosts: int = 1) -> dict:
+    """Shardings of a batch's arrays; `micro_axis`: every leaf has a leading micro-batch axis [K, ...].
+    `num_hosts`: the batch holds one host's rows / vision stream, so those dims are num_hosts x larger
+    globally (divisibility is checked on the global shape)."""
+    out = {}
+    for k, v in batch.items():
+        names = _batch_names(k, np.ndim(v), micro_axis)
+        shape = [n * num_hosts if name in ("batch", "vis_tokens") else n for n, name in zip(np.shape(v), names)]
+        out[k] = logical_sharding(mesh, rules, names, tuple(shape))
+    return out
 
 
-def global_batch(local_batch: dict, mesh: Mesh, rules) -> dict[str, jax.Array]:
+def global_batch(local_batch: dict, mesh: Mesh, rules, micro_axis: bool = False) -> dict[str, jax.Array]:
     """Per-host numpy batch -> global jax.Arrays (jax.make_array_from_process_local_data).
 
-    Batch-sharded arrays are split by rows across processes; the vision stream is replicated across
-    processes (each host passes the same global stream: see data/ for per-host streams).
+    Rows are split across processes; so is the vision stream: the global stream is the hosts' streams
+    concatenated in process order, with each host's token indices and segment ids offset
+    (`offset_host_vision`) so they stay unique and point into the global stream.
     """
-    shardings = batch_shardings(local_batch, mesh, rules)
+    local_batch = offset_host_vision(local_batch, jax.process_index(), micro_axis)
+    shardings = batch_shardings(local_batch, mesh, rules, micro_axis, num_hosts=jax.process_count())
     out = {}
     for k, v in local_batch.items():
         v = np.asarray(v)
@@ -198,6 +211,30 @@ def global_batch(local_batch: dict, mesh: Mesh, rules) -> dict[str, jax.Array]:
             out[k] = jax.make_array_from_process_local_data(s, v, v.shape)
         else:
             out[k] = jax.make_array_from_process_local_data(s, v)
+    return out
+
+
+def offset_host_vision(batch: dict, host: int, micro_axis: bool = False) -> dict:
+    """Shifts host `host`'s vision token indices by host * (its merged tokens) and its segment ids by
+    host * (its patches); a no-op for host 0 and text-only batches."""
+    if host == 0 or "pixel_values" not in batch:
+        return batch
+    n = np.shape(batch["pixel_values"])[1 if micro_axis else 0]
+    out = dict(batch)
+    idx = np.asarray(batch["vision_token_index"])
+    out["vision_token_index"] = np.where(idx >= 0, idx + host * (n // 4), idx).astype(idx.dtype)
+    for k in ("window_segments", "frame_segments"):
+        out[k] = (np.asarray(batch[k]) + host * n).astype(np.int32)
+    return out
+
+
+def merge_host_batches(batches: list[dict]) -> dict:
+    """What the global batch of several hosts' local batches is, assembled on one host (tests, debugging)."""
+    shifted = [offset_host_vision(b, i) for i, b in enumerate(batches)]
+    out = {}
+    for k in shifted[0]:
+        axis = 1 if k == "position_ids" else 0
+        out[k] = np.concatenate([np.asarray(b[k]) for b in shifted], axis=axis)
     return out
 
 

@@ -1,0 +1,308 @@
+"""Qwen2.5-VL image and video preprocessing in numpy/PIL (no torch), bit-compatible with transformers.
+
+Images follow transformers 5.x `Qwen2VLImageProcessorPil` step by step: convert to RGB (alpha composited
+onto white), `smart_resize` to multiples of patch*merge (28) within [min_pixels, max_pixels], PIL bicubic
+resize of the uint8 image, rescale by 1/255 (float64, then float32), CLIP mean/std normalisation in
+float32, then patch flattening. Each image is one temporal patch whose two frames are the same picture.
+
+Pixel rows (`pixel_values` [sum t*h*w, 3*2*14*14]) are ordered temporal patch, merged row, merged column,
+then the 2x2 positions inside a merge unit (row-major); each row is ordered channel, frame, y, x.
+
+Videos (lists of frames) follow transformers' `Qwen2VLVideoProcessor` (torchvision-only in transformers,
+so not importable here): frames share one `smart_resize` size, the frame count is padded to a multiple of
+temporal_patch_size by repeating the last frame, and rescale+normalise is fused as
+(x - 255*mean) / (255*std) in float32. Deviation: each frame is resized with PIL bicubic (as the image
+path and transformers < 4.52's video path did) where transformers 5.x uses torchvision's antialiased
+bicubic; resized pixels differ by at most about one uint8 level (measured against torch's antialiased
+bicubic interpolation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from PIL import Image
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+MAX_ASPECT_RATIO = 200
+
+
+def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
+                 max_pixels: int = 14 * 14 * 4 * 1280) -> tuple[int, int]:
+    """Target (height, width): multiples of `factor`, area within [min_pixels, max_pixels], aspect kept.
+
+    Identical to transformers' `smart_resize` (Python `round`, i.e. half to even; errors above 200:1).
+    """
+    if min(height, width) <= 0:
+        raise ValueError(f"image has no pixels: height={height}, width={width}")
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise ValueError(
+            f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
+            f"got {max(height, width) / min(height, width)}"
+        )
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def to_rgb_array(image) -> np.ndarray:
+    """PIL image or uint8 array ([H,W], [H,W,C] or [C,H,W], C in 1/3/4) -> uint8 [H, W, 3].
+
+    Transparency is composited onto white, as transformers' `convert_to_rgb` does.
+    """
+    if isinstance(image, Image.Image):
+        if image.width == 0 or image.height == 0:
+            raise ValueError(f"image has no pixels: size={image.size}")
+        if "A" in image.getbands() or image.info.get("transparency") is not None:
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return np.array(Image.alpha_composite(background, rgba).convert("RGB"))
+        return np.array(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"array images must be uint8 (got {arr.dtype}); convert floats to uint8 or PIL first")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    elif arr.ndim == 3 and arr.shape[0] in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # channels first; transformers also assumes first when ambiguous
+    elif arr.ndim != 3:
+        raise ValueError(f"expected an image array [H,W], [H,W,C] or [C,H,W], got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"image has no pixels: shape={arr.shape}")
+    channels = arr.shape[-1]
+    if channels == 1:
+        return np.repeat(arr, 3, axis=-1)
+    if channels == 4:
+        alpha = arr[..., 3:4] / 255
+        return np.round(alpha * arr[..., :3] + (1 - alpha) * 255).astype(np.uint8)
+    if channels != 3:
+        raise ValueError(f"cannot infer the channel axis of an image of shape {arr.shape}")
+    return arr
+
+
+def resize_rgb(rgb: np.ndarray, height: int, width: int, resample: int = Image.BICUBIC) -> np.ndarray:
+    """uint8 [H, W, 3] -> uint8 [height, width, 3] with PIL (as transformers' PIL backend)."""
+    return np.array(Image.fromarray(rgb).resize((width, height), resample=resample))
+
+
+def normalize_image(rgb: np.ndarray, mean, std, rescale_factor: float = 1 / 255) -> np.ndarray:
+    """uint8 [H, W, 3] -> float32 [3, H, W]: (x * rescale_factor - mean) / std, as the image processor."""
+    chw = np.moveaxis(rgb, -1, 0)
+    scaled = (chw.astype(np.float64) * rescale_factor).astype(np.float32)
+    mean = np.asarray(mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(std, dtype=np.float32)[:, None, None]
+    return (scaled - mean) / std
+
+
+def normalize_video(frames: np.ndarray, mean, std, rescale_factor: float = 1 / 255) -> np.ndarray:
+    """uint8 [T, H, W, 3] -> float32 [T, 3, H, W]: fused (x - mean/r) / (std/r), as the video processor."""
+    x = np.moveaxis(frames, -1, 1).astype(np.float32)
+    mean = (np.asarray(mean, dtype=np.float32) * np.float32(1.0 / rescale_factor))[:, None, None]
+    std = (np.asarray(std, dtype=np.float32) * np.float32(1.0 / rescale_factor))[:, None, None]
+    return (x - mean) / std
+
+
+def patchify(frames: np.ndarray, patch_size: int = 14, merge_size: int = 2,
+             temporal_patch_size: int = 2) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """float32 [T, C, H, W] -> (rows [t*h*w, C*tp*p*p], (t, h, w)) in transformers' row order.
+
+    T is padded to a multiple of temporal_patch_size by repeating the last frame; H, W must be
+    multiples of patch_size * merge_size.
+    """
+    if pad := -frames.shape[0] % temporal_patch_size:
+        frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)], axis=0)
+    n, c, height, width = frames.shape
+    gt, gh, gw = n // temporal_patch_size, height // patch_size, width // patch_size
+    if gh % merge_size or gw % merge_size or height % patch_size or width % patch_size:
+        raise ValueError(f"frame size {height}x{width} is not a multiple of patch*merge={patch_size * merge_size}")
+    x = frames.reshape(gt, temporal_patch_size, c, gh // merge_size, merge_size, patch_size,
+                       gw // merge_size, merge_size, patch_size)
+    # (gt, gh/m, gw/m, m, m, C, tp, p, p)
+    x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    rows = x.reshape(gt * gh * gw, c * temporal_patch_size * patch_size * patch_size)
+    return np.ascontiguousarray(rows, dtype=np.float32), (gt, gh, gw)
+
+
+def _size_from_config(cfg: dict, default_min: int, default_max: int) -> tuple[int, int]:
+    """(min_pixels, max_pixels) from a preprocessor config: explicit keys win over `size`."""
+    size = cfg.get("size") or {}
+    min_pixels = cfg.get("min_pixels") or size.get("shortest_edge") or size.get("min_pixels") or default_min
+    max_pixels = cfg.get("max_pixels") or size.get("longest_edge") or size.get("max_pixels") or default_max
+    return int(min_pixels), int(max_pixels)
+
+
+def _read_config(model_dir: str, key: str, names: Sequence[str]) -> dict:
+    """First of processor_config.json[key] (nested, transformers 5 layout) or the named json files."""
+    nested = os.path.join(model_dir, "processor_config.json")
+    if os.path.isfile(nested):
+        with open(nested, encoding="utf-8") as f:
+            data = json.load(f)
+        if isinstance(data.get(key), dict):
+            return data[key]
+    for name in names:
+        path = os.path.join(model_dir, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                try:
+                    return json.load(f)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: invalid JSON ({e})") from e
+    return {}
+
+
+@dataclass(frozen=True)
+class ImageProcessor:
+    """Qwen2-VL image processor; `__call__(images)` -> pixel_values [N, 1176] f32, image_grid_thw [n, 3] i64."""
+
+    min_pixels: int = 56 * 56
+    max_pixels: int = 28 * 28 * 1280
+    patch_size: int = 14
+    temporal_patch_size: int = 2
+    merge_size: int = 2
+    image_mean: tuple = OPENAI_CLIP_MEAN
+    image_std: tuple = OPENAI_CLIP_STD
+    rescale_factor: float = 1 / 255
+    resample: int = Image.BICUBIC
+    do_resize: bool = True
+    do_rescale: bool = True
+    do_normalize: bool = True
+    config_names: tuple = field(default=("preprocessor_config.json",), repr=False)
+    config_key: str = field(default="image_processor", repr=False)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> ImageProcessor:
+        """From a preprocessor_config.json dict (min/max_pixels or size {shortest_edge, longest_edge})."""
+        base = cls()
+        min_pixels, max_pixels = _size_from_config(cfg, base.min_pixels, base.max_pixels)
+        updates = {k: cfg[k] for k in ("patch_size", "temporal_patch_size", "merge_size", "rescale_factor",
+                                       "resample", "do_resize", "do_rescale", "do_normalize") if k in cfg}
+        for k in ("image_mean", "image_std"):
+            if cfg.get(k) is not None:
+                updates[k] = tuple(float(v) for v in cfg[k])
+        return replace(base, min_pixels=min_pixels, max_pixels=max_pixels, **updates)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str) -> ImageProcessor:
+        base = cls()
+        return cls.from_config(_read_config(model_dir, base.config_key, base.config_names))
+
+    @property
+    def factor(self) -> int:
+        return self.patch_size * self.merge_size
+
+    def target_size(self, height: int, width: int) -> tuple[int, int]:
+        """Resized (height, width) of an input of this size."""
+        if not self.do_resize:
+            return height, width
+        return smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
+
+    def num_image_tokens(self, height: int, width: int) -> int:
+        """LLM tokens (merged patches) of one image of this size."""
+        h, w = self.target_size(height, width)
+        return (h // self.patch_size) * (w // self.patch_size) // self.merge_size**2
+
+    def _prepare(self, rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+        if (height, width) != rgb.shape[:2]:
+            rgb = resize_rgb(rgb, height, width, self.resample)
+        if self.do_normalize:
+            scale = self.rescale_factor if self.do_rescale else 1.0
+            return normalize_image(rgb, self.image_mean, self.image_std, scale)
+        x = np.moveaxis(rgb, -1, 0).astype(np.float64)
+        return (x * self.rescale_factor if self.do_rescale else x).astype(np.float32)
+
+    def process_one(self, image) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """One image -> (rows [h*w, 1176] float32, (1, h, w))."""
+        rgb = to_rgb_array(image)
+        height, width = self.target_size(*rgb.shape[:2])
+        chw = self._prepare(rgb, height, width)  # [3, H, W]
+        frames = np.broadcast_to(chw[None], (self.temporal_patch_size, *chw.shape))
+        return patchify(frames, self.patch_size, self.merge_size, self.temporal_patch_size)
+
+    def __call__(self, images) -> dict:
+        """images: one image or a list -> dict(pixel_values [N, 1176] f32, image_grid_thw [n, 3] i64)."""
+        if isinstance(images, (Image.Image, np.ndarray)):
+            images = [images]
+        if len(images) == 0:
+            raise ValueError("no images given")
+        rows, grids = zip(*(self.process_one(im) for im in images))
+        return {"pixel_values": np.concatenate(rows, axis=0),
+                "image_grid_thw": np.asarray(grids, dtype=np.int64).reshape(-1, 3)}
+
+
+@dataclass(frozen=True)
+class VideoProcessor(ImageProcessor):
+    """Qwen2-VL video processor; `__call__(videos)` -> pixel_values_videos, video_grid_thw, second_per_grid_ts.
+
+    A video is a list of frames (PIL or uint8 arrays) or a uint8 array [T, H, W, C]. Defaults are
+    transformers' video defaults; from_pretrained reads video_preprocessor_config.json, then
+    preprocessor_config.json, as transformers does.
+    """
+
+    min_pixels: int = 128 * 28 * 28
+    max_pixels: int = 28 * 28 * 768
+    default_fps: float = 24.0  # transformers' `sampled_fps` when a video comes without metadata
+    config_names: tuple = field(default=("video_preprocessor_config.json", "preprocessor_config.json"),
+                                repr=False)
+    config_key: str = field(default="video_processor", repr=False)
+
+    def process_one(self, video) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """One video -> (rows [t*h*w, 1176] float32, (t, h, w))."""
+        frames = [to_rgb_array(f) for f in (list(video) if not isinstance(video, np.ndarray) else video)]
+        if not frames:
+            raise ValueError("video has no frames")
+        if any(f.shape != frames[0].shape for f in frames):
+            raise ValueError(f"video frames differ in size: {sorted({f.shape for f in frames})}")
+        height, width = self.target_size(*frames[0].shape[:2])
+        frames = np.stack([resize_rgb(f, height, width, self.resample) if f.shape[:2] != (height, width) else f
+                           for f in frames])  # [T, H, W, 3] uint8
+        if self.do_normalize:
+            x = normalize_video(frames, self.image_mean, self.image_std,
+                                self.rescale_factor if self.do_rescale else 1.0)
+        else:
+            x = np.moveaxis(frames, -1, 1).astype(np.float32) * (self.rescale_factor if self.do_rescale else 1)
+        return patchify(x, self.patch_size, self.merge_size, self.temporal_patch_size)
+
+    def __call__(self, videos, fps=None) -> dict:
+        """videos: list of videos (or one [T,H,W,C] array); fps: per-video sampled fps (default 24)."""
+        if isinstance(videos, np.ndarray) and videos.ndim == 4:
+            videos = [videos]
+        elif len(videos) and (isinstance(videos[0], Image.Image) or getattr(videos[0], "ndim", 0) == 3):
+            videos = [videos]  # a single video given as its list of frames
+        if len(videos) == 0:
+            raise ValueError("no videos given")
+        rows, grids = zip(*(self.process_one(v) for v in videos))
+        fps = [self.default_fps] * len(videos) if fps is None else list(np.broadcast_to(fps, (len(videos),)))
+        return {"pixel_values_videos": np.concatenate(rows, axis=0),
+                "video_grid_thw": np.asarray(grids, dtype=np.int64).reshape(-1, 3),
+                "second_per_grid_ts": np.asarray([self.temporal_patch_size / f for f in fps], dtype=np.float64)}
+
+
+def check_grid(pixel_values: np.ndarray, grid_thw: np.ndarray, patch_dim: int | None = None,
+               merge_size: int = 2, what: str = "image") -> None:
+    """ValueError unless pixel rows agree with grid_thw (sum t*h*w rows; h, w multiples of merge_size)."""
+    grid_thw = np.asarray(grid_thw)
+    if grid_thw.ndim != 2 or grid_thw.shape[1] != 3:
+        raise ValueError(f"{what}_grid_thw must have shape [n, 3], got {grid_thw.shape}")
+    if (grid_thw <= 0).any() or (grid_thw[:, 1:] % merge_size).any():
+        raise ValueError(f"{what}_grid_thw has a non-positive size or h/w not divisible by {merge_size}: "
+                         f"{grid_thw.tolist()}")
+    rows = int(np.prod(grid_thw, axis=1).sum())
+    if pixel_values.ndim != 2 or pixel_values.shape[0] != rows:
+        raise ValueError(f"{what}_grid_thw {grid_thw.tolist()} needs {rows} pixel rows, "
+                         f"got pixel values of shape {pixel_values.shape}")
+    if patch_dim is not None and pixel_values.shape[1] != patch_dim:
+        raise ValueError(f"{what} pixel rows must have {patch_dim} values, got {pixel_values.shape[1]}")

@@ -1,0 +1,195 @@
+"""Image/video preprocessing vs transformers' Qwen2VLImageProcessorPil (bit-level) and its video code."""
+
+import ast
+import inspect
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lingshu_jax.processing.image import ImageProcessor, VideoProcessor, patchify, smart_resize
+
+from .helpers import rgb
+
+hf_image = pytest.importorskip("transformers.models.qwen2_vl.image_processing_pil_qwen2_vl")
+
+# (height, width): extreme aspect ratios, tiny images, half-to-even rounding (42 = 1.5*28, 70 = 2.5*28).
+SIZES = [(1, 1), (2, 2), (13, 13), (14, 14), (28, 28), (42, 70), (70, 98), (1, 150), (150, 1), (10, 1500),
+         (28, 2000), (3000, 40), (56, 56), (224, 224), (333, 517), (517, 333), (1000, 1000), (99, 1001),
+         (481, 640), (640, 481), (768, 1366), (2, 399)]
+# Checkpoint (Hub) values, transformers' class defaults, and a tight window where both edges bind.
+CONFIGS = [{"min_pixels": 3136, "max_pixels": 12845056}, {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280},
+           {"min_pixels": 16 * 28 * 28, "max_pixels": 24 * 28 * 28}]
+
+
+def test_smart_resize_equals_transformers_including_half_to_even_and_edges():
+    rs = np.random.RandomState(0)
+    sizes = SIZES + [tuple(int(v) for v in rs.randint(1, 4000, 2)) for _ in range(300)]
+    sizes += [(14 * k, 14 * j) for k in range(1, 12) for j in (1, 3, 5, 7)]  # exact .5 ratios to factor 28
+    for h, w in sizes:
+        if max(h, w) / min(h, w) > 200:
+            continue
+        for cfg in CONFIGS + [{"min_pixels": 28 * 28 * 4, "max_pixels": 28 * 28 * 4}]:
+            assert smart_resize(h, w, 28, **cfg) == hf_image.smart_resize(h, w, 28, **cfg), (h, w, cfg)
+
+
+def test_aspect_ratio_over_200_raises_as_transformers():
+    for h, w in [(1, 201), (300, 1), (10, 2001)]:
+        with pytest.raises(ValueError, match="aspect ratio"):
+            hf_image.smart_resize(h, w)
+        with pytest.raises(ValueError, match="aspect ratio"):
+            smart_resize(h, w)
+        with pytest.raises(ValueError, match="aspect ratio"):
+            ImageProcessor()(rgb(h, w))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["hub", "class_default", "tight"])
+def test_pixel_values_equal_transformers_pil_processor_over_22_sizes(cfg):
+    hf = hf_image.Qwen2VLImageProcessorPil(**cfg)
+    ours = ImageProcessor(**cfg)
+    worst = 0.0
+    for i, (h, w) in enumerate(SIZES):
+        image = rgb(h, w, seed=i)
+        ref, out = hf(image), ours(image)
+        np.testing.assert_array_equal(out["image_grid_thw"], ref["image_grid_thw"])
+        assert out["pixel_values"].dtype == np.float32 and out["image_grid_thw"].dtype == np.int64
+        assert out["pixel_values"].shape == ref["pixel_values"].shape
+        worst = max(worst, float(np.abs(out["pixel_values"] - ref["pixel_values"]).max()))
+    assert worst <= 1e-6, worst
+
+
+def test_batch_of_images_concatenates_rows_in_order():
+    images = [rgb(50, 70, 1), rgb(300, 120, 2), rgb(28, 28, 3)]
+    ref = hf_image.Qwen2VLImageProcessorPil()(images)
+    out = ImageProcessor()(images)
+    np.testing.assert_array_equal(out["image_grid_thw"], ref["image_grid_thw"])
+    np.testing.assert_allclose(out["pixel_values"], ref["pixel_values"], rtol=0, atol=1e-6)
+
+
+def _odd_inputs():
+    rs = np.random.RandomState(5)
+    rgba = rs.randint(0, 256, (40, 60, 4), dtype=np.uint8)
+    palette = Image.fromarray(rs.randint(0, 8, (40, 60), dtype=np.uint8), mode="L").convert("P")
+    palette.info["transparency"] = 3
+    return {
+        "rgba_pil": Image.fromarray(rgba),
+        "gray_pil": Image.fromarray(rgba[..., 0]),
+        "palette_transparency": palette,
+        "uint8_hwc": rgba[..., :3].copy(),
+        "uint8_chw": np.ascontiguousarray(np.moveaxis(rgba[..., :3], -1, 0)),
+        "uint8_rgba_array": rgba,
+    }
+
+
+@pytest.mark.parametrize("kind", list(_odd_inputs()))
+def test_alpha_grayscale_palette_and_array_inputs_equal_transformers(kind):
+    image = _odd_inputs()[kind]
+    ref = hf_image.Qwen2VLImageProcessorPil()(image)
+    out = ImageProcessor()(image)
+    np.testing.assert_array_equal(out["image_grid_thw"], ref["image_grid_thw"])
+    np.testing.assert_allclose(out["pixel_values"], ref["pixel_values"], rtol=0, atol=1e-6)
+
+
+def test_row_layout_is_temporal_merged_row_merged_col_then_2x2_and_channel_frame_y_x():
+    # Unnormalised 56x84 image whose pixel value encodes (channel, y, x): check rows by hand.
+    h, w, p = 56, 84, 14
+    c_idx, y_idx, x_idx = np.meshgrid(np.arange(3), np.arange(h), np.arange(w), indexing="ij")
+    chw = (c_idx * 10000 + y_idx * 100 + x_idx).astype(np.float32)
+    rows, grid = patchify(np.stack([chw, chw + 0.5]), p, 2, 2)  # two frames, the second offset by 0.5
+    assert grid == (1, 4, 6)
+    r = 0
+    for mr in range(2):
+        for mc in range(3):
+            for ir in range(2):
+                for ic in range(2):
+                    y0, x0 = (2 * mr + ir) * p, (2 * mc + ic) * p
+                    expect = np.stack([chw[:, y0:y0 + p, x0:x0 + p], chw[:, y0:y0 + p, x0:x0 + p] + 0.5], axis=1)
+                    np.testing.assert_array_equal(rows[r], expect.reshape(-1))  # [C, T, y, x]
+                    r += 1
+
+
+def test_from_pretrained_reads_min_max_pixels_or_size_dict(tmp_path):
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"min_pixels": 3136, "max_pixels": 12845056}))
+    assert (ImageProcessor.from_pretrained(str(tmp_path)).min_pixels,
+            ImageProcessor.from_pretrained(str(tmp_path)).max_pixels) == (3136, 12845056)
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps({"size": {"shortest_edge": 1000, "longest_edge": 200000}, "merge_size": 2}))
+    ip = ImageProcessor.from_pretrained(str(tmp_path))
+    assert (ip.min_pixels, ip.max_pixels) == (1000, 200000)
+    # No video config: the video processor falls back to preprocessor_config.json, as transformers does.
+    assert VideoProcessor.from_pretrained(str(tmp_path)).max_pixels == 200000
+    (tmp_path / "video_preprocessor_config.json").write_text(json.dumps({"max_pixels": 50000}))
+    assert VideoProcessor.from_pretrained(str(tmp_path)).max_pixels == 50000
+
+
+def test_zero_pixel_array_raises():
+    with pytest.raises(ValueError, match="no pixels"):
+        ImageProcessor()(np.zeros((0, 10, 3), np.uint8))
+
+
+def _transformers_video_code():
+    """Qwen2VLVideoProcessor.patchify and its class defaults, taken from transformers' source by AST
+    (the module imports torchvision, which must not be installed here)."""
+    import transformers.models.qwen2_vl as pkg
+
+    path = inspect.getfile(pkg).replace("__init__.py", "video_processing_qwen2_vl.py")
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Qwen2VLVideoProcessor")
+    fn = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "patchify")
+    fn.returns = None
+    for a in fn.args.args:
+        a.annotation = None
+    namespace = {"torch": pytest.importorskip("torch")}
+    code = compile(ast.Module(body=[fn], type_ignores=[]), path, "exec")
+    exec(code, namespace)  # noqa: S102 -- transformers' own source, parsed above
+    defaults = {t.targets[0].id: eval(compile(ast.Expression(t.value), path, "eval"))
+                for t in cls.body if isinstance(t, ast.Assign) and isinstance(t.targets[0], ast.Name)
+                and t.targets[0].id in ("size", "patch_size", "temporal_patch_size", "merge_size")}
+    return namespace["patchify"], defaults
+
+
+def test_video_defaults_equal_transformers_video_processor():
+    _, defaults = _transformers_video_code()
+    vp = VideoProcessor()
+    assert (vp.min_pixels, vp.max_pixels) == (defaults["size"]["shortest_edge"], defaults["size"]["longest_edge"])
+    assert (vp.patch_size, vp.temporal_patch_size, vp.merge_size) == (
+        defaults["patch_size"], defaults["temporal_patch_size"], defaults["merge_size"])
+
+
+@pytest.mark.parametrize("num_frames", [1, 3, 4])
+def test_video_rows_equal_transformers_patchify_with_last_frame_padding(num_frames):
+    torch = pytest.importorskip("torch")
+    hf_patchify, _ = _transformers_video_code()
+    frames = [rgb(60, 80, seed=i) for i in range(num_frames)]
+    vp = VideoProcessor(min_pixels=56 * 56, max_pixels=8 * 28 * 28)
+    out = vp([frames])
+    # transformers' video path: resize every frame, fused rescale+normalise in float32, then patchify.
+    h, w = smart_resize(60, 80, 28, vp.min_pixels, vp.max_pixels)
+    x = np.stack([np.array(f.resize((w, h), Image.BICUBIC)) for f in frames]).astype(np.float32)
+    mean = torch.tensor(vp.image_mean) * (1.0 / vp.rescale_factor)
+    std = torch.tensor(vp.image_std) * (1.0 / vp.rescale_factor)
+    video = (torch.from_numpy(x).permute(0, 3, 1, 2) - mean[:, None, None]) / std[:, None, None]
+    ref, gt, gh, gw = hf_patchify(None, video[None], vp.patch_size, vp.merge_size, vp.temporal_patch_size)
+    assert out["video_grid_thw"].tolist() == [[gt, gh, gw]] and gt == math.ceil(num_frames / 2)
+    np.testing.assert_allclose(out["pixel_values_videos"], ref[0].numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out["second_per_grid_ts"], [2 / 24])  # transformers' fps without metadata
+
+
+def test_two_identical_frames_give_the_image_rows():
+    image = rgb(90, 120, seed=3)
+    img = ImageProcessor(min_pixels=3136, max_pixels=100000)(image)
+    vid = VideoProcessor(min_pixels=3136, max_pixels=100000)([[image, image]])
+    np.testing.assert_array_equal(img["image_grid_thw"], vid["video_grid_thw"])
+    # Image path: (x/255 - m)/s; video path: (x - 255m)/(255s) -- equal up to float32 rounding.
+    np.testing.assert_allclose(img["pixel_values"], vid["pixel_values_videos"], rtol=0, atol=2e-6)
+
+
+def test_single_video_may_be_given_as_its_frame_list_or_array():
+    frames = [rgb(40, 60, seed=i) for i in range(3)]
+    nested = VideoProcessor()([frames])
+    np.testing.assert_array_equal(VideoProcessor()(frames)["pixel_values_videos"], nested["pixel_values_videos"])
+    stacked = np.stack([np.array(f) for f in frames])
+    np.testing.assert_array_equal(VideoProcessor()(stacked)["pixel_values_videos"], nested["pixel_values_videos"])

@@ -1,0 +1,33 @@
+"""Two jax.distributed processes on 127.0.0.1 (4 CPU devices each) compute the loss of one process."""
+import json
+import os
+import subprocess
+import sys
+
+import portpicker
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, timeout=300):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    env.pop("XLA_FLAGS", None)
+    return subprocess.Popen([sys.executable, "-m", "tests.multihost_worker", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _result(proc):
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_two_process_loss_equals_single_process():
+    port = str(portpicker.pick_unused_port())
+    procs = [_run([port, str(i), "2"]) for i in range(2)]
+    results = [_result(p) for p in procs]
+    single = _result(_run(["0", "0", "1"]))
+    assert all(r["devices"] == 8 for r in results) and single["devices"] == 4
+    for r in results:
+        assert abs(r["loss"] - single["loss"]) <= 1e-5 * abs(single["loss"])
+        assert abs(r["grad_sq"] - single["grad_sq"]) <= 1e-4 * abs(single["grad_sq"])
