@@ -90,10 +90,10 @@ def from_pretrained(
     dtype: compute dtype; param_dtype: storage dtype (default: same as dtype). `shardings`: a pytree
     of NamedSharding matching the parameters, to place each slice straight onto its devices.
     """
-    from lingshu_jax.convert import load_params
+    from lingshu_jax.convert.load import load_any
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such model directory or checkpoint")
-    config, params, source = load_params(path, dtype=param_dtype or dtype, shardings=shardings)
+    config, params, source = load_any(path, dtype=param_dtype or dtype, shardings=shardings)
     config = config.replace(dtype=dtype, param_dtype=param_dtype or dtype, **policy)
     return LingshuModel(config, params, source_dir=source)

@@ -1,0 +1,75 @@
+"""One entry point for "a model path": a Hugging Face directory or a lingshu-jax checkpoint.
+
+Training (`config.init_from`), evaluation, generation and `lingshu_jax.from_pretrained` all call
+`load_any`, so every tool accepts both kinds of path the same way.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from lingshu_jax.convert import checkpoint as ckpt_lib
+from lingshu_jax.convert import keymap
+from lingshu_jax.model.config import ModelConfig
+
+
+def is_checkpoint(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, ckpt_lib.MANIFEST))
+
+
+def resolve(path: str) -> str:
+    """A training workdir resolves to its `final/` checkpoint (what a finished stage leaves)."""
+    final = os.path.join(path, "final")
+    if not is_checkpoint(path) and not os.path.isfile(os.path.join(path, "config.json")) and is_checkpoint(final):
+        return final
+    return path
+
+
+def model_config_from(path: str, **policy) -> ModelConfig:
+    path = resolve(path)
+    if is_checkpoint(path):
+        return ckpt_lib.config_from_checkpoint(path, **policy)
+    return ModelConfig.from_pretrained(path, **policy)
+
+
+def assets_dir_of(path: str) -> str:
+    """Where the tokenizer / processor files of a model path live."""
+    path = resolve(path)
+    return os.path.join(path, ckpt_lib.ASSETS_DIR) if is_checkpoint(path) else path
+
+
+def load_any(path: str, dtype=None, shardings=None) -> tuple[ModelConfig, dict, str]:
+    """(config, params, assets_dir) from an HF directory or our checkpoint, placed by `shardings`."""
+    path = resolve(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: not a directory (expected an HF model directory or a lingshu-jax checkpoint)")
+    if is_checkpoint(path):
+        return ckpt_lib.config_from_checkpoint(path), ckpt_lib.load_params(path, shardings, dtype), assets_dir_of(path)
+    from lingshu_jax.convert.hf_to_jax import hf_to_jax
+
+    return ModelConfig.from_pretrained(path), hf_to_jax(path, dtype=dtype, shardings=shardings), path
+
+
+def save_checkpoint(params, config: ModelConfig, out_dir: str, assets_from: str | None = None,
+                    overwrite: bool = True) -> str:
+    """Writes `params` as a lingshu-jax checkpoint (what `load_any` and `scripts/convert.py jax-to-hf` read)."""
+    writer = ckpt_lib.ParamsWriter(out_dir, overwrite=overwrite)
+    dtypes: dict[str, int] = {}
+    for path in keymap.tree_paths(params):
+        leaf = keymap.tree_get(params, path)
+        host = np.asarray(jax.device_get(leaf)) if jax.process_count() == 1 else _gather(leaf)
+        dtypes[host.dtype.name] = dtypes.get(host.dtype.name, 0) + host.size
+        writer.add(path, host)
+    writer.finalize(config, max(dtypes, key=dtypes.get), {"dtypes": dtypes})
+    if assets_from:
+        ckpt_lib.copy_hf_assets(assets_from, os.path.join(out_dir, ckpt_lib.ASSETS_DIR))
+    return out_dir
+
+
+def _gather(leaf):
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
