@@ -23,6 +23,9 @@ INSTALL_REQUIRES = [
     "matplotlib",
     "absl-py",
     "jinja2>=3.1.6",
+    "nltk==3.10.4",
+    "rouge==1.0.1",
+    "pycocoevalcap==1.2",
     "array-record",
 ]
 

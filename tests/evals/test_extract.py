@@ -1,0 +1,64 @@
+"""Answer extraction: boxed (nested, last), <answer> tags, answer markers, think stripping, format check."""
+import pytest
+
+from lingshu_jax.evals.extract import (after_answer_marker, extract_answer, extract_boxed, extract_tag,
+                                       has_think_answer_format, strip_think)
+
+
+def test_boxed_keeps_nested_braces_and_takes_the_last_box():
+    assert extract_boxed(r"first \boxed{1} then \boxed{\frac{1}{2}} done") == r"\frac{1}{2}"
+    assert extract_boxed(r"\boxed{ {a}{b} }") == "{a}{b}"
+
+
+def test_boxed_absent_or_unclosed_gives_none():
+    assert extract_boxed("no box here") is None
+    assert extract_boxed(r"\boxed{open {never closed}") is None
+
+
+def test_answer_tags_are_joined_like_medevalkit():
+    assert extract_tag("<answer>B</answer> and <answer>C</answer>", "answer") == "B C"
+    assert extract_tag("<answer>unclosed", "answer") is None
+
+
+def test_answer_markers_take_text_after_the_last_marker_case_insensitive():
+    assert after_answer_marker("Reasoning... The answer is B.") == "B."
+    assert after_answer_marker("**Answer**: yes") == "yes"
+    assert after_answer_marker("Final Answer: left lung") == "left lung"
+    assert after_answer_marker("nothing to split") == "nothing to split"
+
+
+def test_extract_answer_priority_boxed_then_tag_then_marker():
+    assert extract_answer(r"<answer>A</answer> \boxed{C}") == "C"
+    assert extract_answer("<answer>The answer is D</answer>") == "D"
+    assert extract_answer("answer: Pneumonia") == "Pneumonia"
+    assert extract_answer(None) == ""
+
+
+def test_think_block_never_supplies_the_answer():
+    text = r"<think>maybe \boxed{A}, the answer is A</think> The answer is B"
+    assert strip_think(text) == "The answer is B"
+    assert extract_answer(text) == "B"
+    assert extract_answer("<think>truncated reasoning \\boxed{A}") == ""
+
+
+@pytest.mark.parametrize("text,style,ok", [
+    ("<think>reason</think><answer>B</answer>", "either", True),
+    ("<think>reason</think>\n<answer> B </answer>\n", "tag", True),
+    ("<think>reason</think> so \\boxed{B}", "boxed", True),
+    ("<think>reason</think> so \\boxed{B}", "tag", False),
+    ("<think>reason</think><answer>B</answer> trailing", "tag", False),
+    ("<think>reason</think><answer></answer>", "either", False),
+    ("<think> </think><answer>B</answer>", "either", False),
+    ("<answer>B</answer>", "either", False),
+    ("preamble <think>r</think><answer>B</answer>", "either", False),
+    ("<think>a</think><think>b</think><answer>B</answer>", "either", False),
+    ("<think>r</think><answer>B</answer><answer>C</answer>", "tag", False),
+    ("<think>r</think> \\boxed{}", "boxed", False),
+])
+def test_has_think_answer_format(text, style, ok):
+    assert has_think_answer_format(text, style) is ok
+
+
+def test_has_think_answer_format_rejects_unknown_style():
+    with pytest.raises(ValueError, match="answer_style"):
+        has_think_answer_format("<think>a</think>b", "xml")

@@ -1,0 +1,87 @@
+"""Report metrics against the reference packages' own numbers; honest "not computed" otherwise."""
+import importlib.util
+import shutil
+
+import pytest
+
+from lingshu_jax.evals import metrics as M
+
+PREDS = ["Findings: The heart size is normal. Lungs are clear. Impression: No acute disease.",
+         "Findings: Small left effusion. Impression: Effusion."]
+REFS = [M.report_reference("The heart size is normal. The lungs are clear.", "No acute cardiopulmonary abnormality."),
+        M.report_reference("Mild cardiomegaly. Small left pleural effusion.", "Cardiomegaly with small effusion.")]
+
+
+def test_report_tokens_follow_medevalkit_prep_reports():
+    assert M.report_tokens("Heart  normal. Lungs") == ["heart", "normal", ".", "lungs"]
+    assert M.report_reference("F", "I") == "Findings: F Impression: I."
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_bleu_and_rouge_equal_nltk_and_rouge_package_averages():
+    from nltk.translate.bleu_score import sentence_bleu
+    from rouge import Rouge
+
+    got = M.report_metrics(PREDS, REFS, compute_meteor=False)
+    for n in (1, 4):
+        want = sum(sentence_bleu([M.report_tokens(r)], M.report_tokens(p), weights=[1 / n] * n)
+                   for p, r in zip(PREDS, REFS)) / 2
+        assert got[f"bleu{n}"] == pytest.approx(want)
+    want_l = sum(Rouge().get_scores(p.lower(), r.lower())[0]["rouge-l"]["f"] for p, r in zip(PREDS, REFS)) / 2
+    assert got["rougel"] == pytest.approx(want_l)
+    assert 0 < got["bleu4"] < got["bleu1"] < 1
+
+
+def test_cider_d_equals_pycocoevalcap_on_the_same_tokens():
+    from pycocoevalcap.cider.cider import Cider
+
+    gts = {i: [" ".join(M.report_tokens(r))] for i, r in enumerate(REFS)}
+    res = {i: [" ".join(M.report_tokens(p))] for i, p in enumerate(PREDS)}
+    want, _ = Cider().compute_score(gts, res)
+    assert M.cider_d(PREDS, REFS) == pytest.approx(float(want))
+
+
+def test_empty_prediction_scores_zero_and_counts_in_the_average():
+    got = M.report_metrics(["", REFS[1]], REFS, compute_meteor=False)
+    alone = M.report_metrics([REFS[1]], [REFS[1]], compute_meteor=False)
+    assert got["bleu1"] == pytest.approx(alone["bleu1"] / 2)
+    assert got["rougel"] == pytest.approx(alone["rougel"] / 2)
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="no java for pycocoevalcap METEOR")
+def test_meteor_is_pycocoevalcap_java_meteor_when_wordnet_is_absent(monkeypatch):
+    # Reference: pycocoevalcap 1.2 `Meteor().compute_score` on these reports' tokens gave per-report
+    # scores 0.47215249267790876 and 0.2951822429569779 (one JVM start is ~10-20 s, so it is not rerun here).
+    monkeypatch.setattr(M, "_nltk_wordnet_available", lambda: False)
+    value, impl = M.meteor(PREDS, REFS)
+    assert impl == "meteor-1.5-java"
+    assert value == pytest.approx((0.47215249267790876 + 0.2951822429569779) / 2, abs=1e-6)
+
+
+def test_meteor_not_computed_without_wordnet_or_java(monkeypatch):
+    monkeypatch.setattr(M, "_nltk_wordnet_available", lambda: False)
+    monkeypatch.setattr(M.shutil, "which", lambda name: None)
+    got = M.report_metrics(PREDS, REFS)
+    assert got["meteor"] is None
+    assert "java" in got["not_computed"]["meteor"]
+
+
+def test_clinical_metrics_not_computed_without_models_each_with_a_reason():
+    got = M.report_metrics(PREDS, REFS, compute_meteor=False)
+    for name in ("rate", "sembscore", "radcliq"):
+        assert got[name] is None
+        assert got["not_computed"][name]
+
+
+def test_rate_model_paths_without_the_package_say_so():
+    if importlib.util.find_spec("RaTEScore") is not None:
+        pytest.skip("RaTEScore is installed here")
+    got = M.report_metrics(PREDS, REFS, rate_models={"bert_model": "/x", "eval_model": "/y"}, compute_meteor=False)
+    assert got["rate"] is None and "not installed" in got["not_computed"]["rate"]
+
+
+def test_user_supplied_clinical_scorers_are_used():
+    got = M.report_metrics(PREDS, REFS, scorers={"sembscore": lambda p, r: 0.25, "radcliq": lambda p, r: 0.5},
+                           compute_meteor=False)
+    assert got["sembscore"] == 0.25 and got["radcliq"] == 0.5
+    assert "sembscore" not in got["not_computed"] and "rate" in got["not_computed"]
