@@ -23,12 +23,17 @@ def is_checkpoint(path: str) -> bool:
 def resolve(path: str) -> str:
     """A training workdir resolves to its `final/` checkpoint (what a finished stage leaves)."""
     final = os.path.join(path, "final")
-    if not is_checkpoint(path) and not os.path.isfile(os.path.join(path, "config.json")) and is_checkpoint(final):
-        return final
-    return path
+    return final if not is_checkpoint(path) and is_checkpoint(final) else path
+
+
+def _check_exists(path: str) -> None:
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: no such directory (expected an HF model directory, a lingshu-jax "
+                                "checkpoint, or the workdir of a finished stage, which holds final/)")
 
 
 def model_config_from(path: str, **policy) -> ModelConfig:
+    _check_exists(path)
     path = resolve(path)
     if is_checkpoint(path):
         return ckpt_lib.config_from_checkpoint(path, **policy)
@@ -43,9 +48,8 @@ def assets_dir_of(path: str) -> str:
 
 def load_any(path: str, dtype=None, shardings=None) -> tuple[ModelConfig, dict, str]:
     """(config, params, assets_dir) from an HF directory or our checkpoint, placed by `shardings`."""
+    _check_exists(path)
     path = resolve(path)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"{path}: not a directory (expected an HF model directory or a lingshu-jax checkpoint)")
     if is_checkpoint(path):
         return ckpt_lib.config_from_checkpoint(path), ckpt_lib.load_params(path, shardings, dtype), assets_dir_of(path)
     from lingshu_jax.convert.hf_to_jax import hf_to_jax

@@ -241,3 +241,25 @@ def mfu(flops: float, step_time: float, n_devices: int, peak_flops_per_device: f
     raise ValueError(f"mfu: step_time={step_time}, n_devices={n_devices}, "
                      f"peak_flops_per_device={peak_flops_per_device} must all be positive")
   return float(flops) / (step_time * n_devices * peak_flops_per_device)
+
+
+def measured_peak_flops(n: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
+  """FLOP/s of an n x n x n matmul on the first device (best of `repeats`): the CPU "peak" for MFU.
+
+  Vendor peaks are used for accelerators; on a CPU the achievable matmul rate depends on the machine, so
+  we measure it on the same machine, in the same process, as the run being reported.
+  """
+  import time
+
+  import jax
+  import jax.numpy as jnp
+
+  a = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2 * n**3 / best

@@ -94,6 +94,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs (or resumes) one stage; returns the last logged metrics."""
     os.makedirs(workdir, exist_ok=True)
     sharding.initialize_distributed(config.get("distributed"))
+    if config.get("prepare_demo_data"):
+        from lingshu_jax.demo import prepare_demo_data
+
+        prepare_demo_data(config.prepare_demo_data)
     _write_config(config, workdir)
 
     # ---- mesh and model -----------------------------------------------------------------------
@@ -146,7 +150,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer = MetricsWriter(workdir, total, start_step=start, progress=config.train.get("progress", True))
     preempt = _Preemption().install()
     last: dict[str, Any] = {}
-    window = {"tokens": 0.0, "time": 0.0, "flops": 0.0, "steps": 0}
+    window = _new_window()
 
     # ---- loop -----------------------------------------------------------------------------------
     with sharding.mesh_context(mesh, rules):
@@ -161,7 +165,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             loss = float(m["loss"])  # blocks: step time includes the device work
             dt = time.perf_counter() - t0
             writer.advance()
-            window["tokens"] += float(m["tokens"])
+            window["tokens"] += float(np.count_nonzero(batch["segment_ids"]))
+            window["loss_tokens"] += float(m["tokens"])
             window["time"] += dt
             window["steps"] += 1
             window["flops"] += _step_flops(model_cfg, micro, trainable)
@@ -172,7 +177,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                              "loss or gradient (config.train.max_bad_steps); stopping")
             if step % config.train.log_every == 0 or step == total:
                 last = _log_row(step, loss, m, opt_info, window, data_it, jax.device_count(), peak)
-                window = {"tokens": 0.0, "time": 0.0, "flops": 0.0, "steps": 0}
+                window = _new_window()
                 metrics = dict(last)
                 if config.get("eval") and config.eval.get("every") and (step % config.eval.every == 0 or step == total):
                     metrics.update(evaluate(eval_fn, state["params"], config, processor, model_cfg))
@@ -259,14 +264,24 @@ def _grids_of(b: dict, cfg: ModelConfig) -> list:
 
 
 def _peak_flops(config) -> float | None:
+    """Per-device peak FLOP/s for MFU: the config's, the vendor figure, or (CPU) a measured matmul rate."""
     if config.train.get("peak_flops_per_device"):
         return float(config.train.peak_flops_per_device)
-    return flops_lib.peak_flops_per_device(jax.devices()[0].device_kind)
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return flops_lib.measured_peak_flops() / max(jax.local_device_count(), 1)
+    return flops_lib.peak_flops_per_device(device.device_kind)
+
+
+def _new_window() -> dict:
+    return {"tokens": 0.0, "loss_tokens": 0.0, "time": 0.0, "flops": 0.0, "steps": 0}
 
 
 def _log_row(step, loss, m, opt_info, window, data_it, n_devices, peak) -> dict:
+    """One metrics row; rates are averages over the steps since the last row."""
     row = {"loss": loss, "grad_norm": float(m["grad_norm"]), "step_time": window["time"] / max(window["steps"], 1),
-           "tokens_per_s": window["tokens"] / max(window["time"], 1e-9)}
+           "tokens_per_s": window["tokens"] / max(window["time"], 1e-9),
+           "loss_tokens_per_step": window["loss_tokens"] / max(window["steps"], 1)}
     for group, lr in opt_info.current_lrs(step - 1).items():
         row[f"lr/{group}"] = float(lr)
     if peak:
@@ -299,7 +314,7 @@ def evaluate(eval_fn, params, config, processor, model_cfg) -> dict:
 
 
 def _write_config(config, workdir: str):
-    with open(os.path.join(workdir, "config.json"), "w") as f:
+    with open(os.path.join(workdir, "train_config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
 
 

@@ -1,0 +1,32 @@
+"""Pieces shared by the experiment configs: argument parsing and the base ConfigDict."""
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """'stage=2,steps=50' -> ConfigDict(stage=2, steps=50, ...) with types taken from the defaults."""
+    out = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, _, value = item.partition("=")
+        if key not in defaults:
+            raise ValueError(f"config argument {key!r}: known arguments are {sorted(defaults)}")
+        kind = type(defaults[key])
+        out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    return out
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.init_from = ""  # HF directory, lingshu-jax checkpoint, or a previous stage's workdir
+    c.assets_dir = ""  # tokenizer + preprocessor files (default: those of init_from)
+    c.export_hf = ""  # write a Hugging Face directory here at the end
+    c.prepare_demo_data = ""  # build the embedded demo data into this directory first
+    c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1, "sequence": 1})
+    c.sharding_rules = ml_collections.config_dict.placeholder(list)
+    c.distributed = ml_collections.ConfigDict({"coordinator_address": "", "num_processes": 1, "process_id": 0})
+    c.train = ml_collections.ConfigDict({
+        "total_steps": 100, "grad_accum": 1, "log_every": 10, "checkpoint_every": 50, "keep_checkpoints": 2,
+        "keep_best": 0, "best_metric": "eval/accuracy", "max_bad_steps": 10, "progress": True,
+        "peak_flops_per_device": 0.0})
+    return c

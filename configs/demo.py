@@ -1,0 +1,55 @@
+"""The embedded demo: a tiny Lingshu-shaped model on easy-VQA + pydicom's CT/MR slices, on a CPU.
+
+  python scripts/train.py --config=configs/demo.py:stage=1 --workdir=runs/demo/stage1
+  python scripts/train.py --config=configs/demo.py:stage=2 --workdir=runs/demo/stage2   (inits from stage1)
+  python scripts/train.py --config=configs/demo.py:stage=3 --workdir=runs/demo/stage3   (inits from stage2)
+
+Arguments: stage (1|2|3), root (where stage workdirs and the demo data live), steps (0 = the stage default).
+The stages follow Lingshu's recipe (stage 1: ViT + projector, LLM frozen; 2: all; 3: instruction tuning with
+packing) with learning rates raised for a model trained from scratch in minutes.
+"""
+
+import os
+
+from configs.common import base_config, parse_arg
+from lingshu_jax.demo import _easy_vqa_root
+from lingshu_jax.model.config import preset_config_dict
+from lingshu_jax.train.optimizer import lingshu_groups
+
+STEPS = {1: 60, 2: 120, 3: 300}
+
+
+def get_config(arg=None):
+    a = parse_arg(arg, stage=3, root="runs/demo", steps=0)
+    c = base_config()
+    data_dir = os.path.join(a.root, "data")
+    c.prepare_demo_data = data_dir
+    c.assets_dir = os.path.join(data_dir, "assets")
+    c.model = preset_config_dict("demo")
+    c.init_from = "" if a.stage == 1 else os.path.join(a.root, f"stage{a.stage - 1}")
+    steps = a.steps or STEPS[a.stage]
+    c.train.total_steps = steps
+    c.train.log_every = 10
+    c.train.checkpoint_every = 50
+    sources = [
+        {"name": "easy_vqa_captions", "paths": [os.path.join(data_dir, "captions.jsonl")], "root": _easy_vqa_root(),
+         "weight": 50.0},
+        {"name": "dicom", "paths": [os.path.join(data_dir, "dicom.jsonl")], "root": os.path.join(data_dir, "dicom"),
+         "weight": 1.0},
+    ]
+    if a.stage == 3:
+        sources[0] = {"name": "easy_vqa", "paths": [os.path.join(data_dir, "vqa_train.jsonl")],
+                      "root": _easy_vqa_root(), "weight": 50.0}
+    c.data = {"sources": sources, "seq_len": 256 if a.stage == 3 else 96, "batch_size": 4 if a.stage == 3 else 16,
+              "patch_budget": 512, "packing": a.stage == 3, "max_segments_per_row": 8, "epochs": None,
+              "worker_count": 0}
+    lrs = dict(lr_llm=2e-3, lr_vit=1e-3, lr_proj=2e-3)
+    c.optim = {"name": "adamw", "b1": 0.9, "b2": 0.98, "eps": 1e-8, "weight_decay": 0.01, "clip_norm": 1.0,
+               "groups": lingshu_groups(a.stage, **lrs, warmup_steps=min(20, steps // 5), total_steps=steps)}
+    c.eval = {"every": 100 if a.stage == 3 else 0, "max_batches": 1000,
+              "data": {"sources": [{"name": "easy_vqa_eval", "paths": [os.path.join(data_dir, "vqa_eval.jsonl")],
+                                    "root": _easy_vqa_root()}],
+                       "seq_len": 96, "batch_size": 50, "patch_budget": 1024, "epochs": 1, "shuffle": False}}
+    if a.stage == 3:
+        c.export_hf = os.path.join(a.root, "hf_export")
+    return c

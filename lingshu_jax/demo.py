@@ -1,0 +1,99 @@
+"""The embedded demo: real offline data, a tiny Lingshu-shaped model, stages 1 -> 2 -> 3 on a CPU.
+
+Data (nothing downloaded):
+- easy-VQA (PyPI `easy-vqa`): 4,000 + 1,000 64x64 PNG images of coloured shapes, 48K questions with 13
+  answers. Captions for the alignment stages are derived from each image's own answers ("A teal circle.").
+- pydicom's bundled CT and MR test slices (`CT_small.dcm`, `MR_small.dcm`): modality captions/questions,
+  read through our DICOM path (rescale, window, to RGB).
+The tokenizer is Qwen's BPE cut to its first 1,000 ranks (from `dashscope`'s qwen.tiktoken).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import shutil
+
+SHAPES = ("circle", "rectangle", "triangle")
+SYSTEM = "You are a helpful medical assistant."
+
+
+def _easy_vqa_root() -> str:
+    import easy_vqa
+
+    return os.path.join(os.path.dirname(easy_vqa.__file__), "data")
+
+
+def _conv(image: str, question: str, answer: str) -> dict:
+    return {"messages": [
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
+        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]},
+        {"role": "assistant", "content": [{"type": "text", "text": answer}]}]}
+
+
+def _captions(questions, answers, image_ids, split: str) -> list[dict]:
+    facts = collections.defaultdict(dict)
+    for q, a, i in zip(questions, answers, image_ids):
+        if "color" in q:
+            facts[i]["color"] = a
+        if a in SHAPES:
+            facts[i]["shape"] = a
+    out = []
+    for i, f in sorted(facts.items()):
+        if "shape" in f:
+            words = " ".join(w for w in (f.get("color"), f["shape"]) if w)
+            out.append(_conv(f"{split}/images/{i}.png", "Describe the image.", f"A {words}."))
+    return out
+
+
+def _write_jsonl(path: str, rows: list[dict]) -> str:
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return path
+
+
+def prepare_demo_data(out_dir: str, eval_questions: int = 300, seed: int = 0) -> dict[str, str]:
+    """Writes the demo's JSONL files, DICOM copies and tokenizer/processor assets; idempotent."""
+    done = os.path.join(out_dir, "READY")
+    paths = {k: os.path.join(out_dir, f) for k, f in (
+        ("captions", "captions.jsonl"), ("vqa_train", "vqa_train.jsonl"), ("vqa_eval", "vqa_eval.jsonl"),
+        ("dicom", "dicom.jsonl"))}
+    paths.update(assets=os.path.join(out_dir, "assets"), easy_vqa_root=_easy_vqa_root(),
+                 dicom_root=os.path.join(out_dir, "dicom"))
+    if os.path.exists(done):
+        return paths
+    from easy_vqa import get_test_questions, get_train_questions
+    from pydicom.data import get_testdata_file
+
+    os.makedirs(paths["dicom_root"], exist_ok=True)
+    tq, ta, ti = get_train_questions()
+    eq, ea, ei = get_test_questions()
+    _write_jsonl(paths["captions"], _captions(tq, ta, ti, "train"))
+    _write_jsonl(paths["vqa_train"], [_conv(f"train/images/{i}.png", q, a) for q, a, i in zip(tq, ta, ti)])
+    rng = random.Random(seed)
+    pick = rng.sample(range(len(eq)), min(eval_questions, len(eq)))
+    _write_jsonl(paths["vqa_eval"], [_conv(f"test/images/{ei[k]}.png", eq[k], ea[k]) for k in sorted(pick)])
+    dicom_rows = []
+    for name, modality in (("CT_small.dcm", "CT"), ("MR_small.dcm", "MR")):
+        shutil.copy(get_testdata_file(name), os.path.join(paths["dicom_root"], name))
+        dicom_rows += [_conv(name, "Describe the image.", f"A {modality} slice."),
+                       _conv(name, "What imaging modality is this?", modality)]
+    _write_jsonl(paths["dicom"], dicom_rows)
+    write_demo_assets(paths["assets"])
+    open(done, "w").close()
+    return paths
+
+
+def write_demo_assets(assets_dir: str) -> str:
+    """Tokenizer (Qwen BPE, first 1,000 ranks) + processor config for the demo's small images."""
+    from lingshu_jax.model.config import TINY_TOKENIZER_RANKS
+    from lingshu_jax.testing.hf_models import PREPROCESSOR_CONFIG
+    from lingshu_jax.testing.tokenizer import build_qwen_tokenizer
+
+    os.makedirs(assets_dir, exist_ok=True)
+    build_qwen_tokenizer(assets_dir, vocab_size=TINY_TOKENIZER_RANKS)
+    with open(os.path.join(assets_dir, "preprocessor_config.json"), "w") as f:
+        json.dump({**PREPROCESSOR_CONFIG, "max_pixels": 28 * 28 * 64}, f, indent=2)
+    return assets_dir
