@@ -120,6 +120,15 @@ def mesh_context(mesh: Mesh, rules):
 
 
 # --------------------------------------------------------------------------------------- shardings
+_WARNED: set = set()
+
+
+def _warn_once(msg, *args):
+    if (msg, args) not in _WARNED:
+        _WARNED.add((msg, args))
+        log.warning(msg, *args)
+
+
 def _spec_for(shape, names, mesh: Mesh, rules, path: str) -> P:
     spec = nn.logical_to_mesh_axes(names, rules)
     out = []
@@ -127,7 +136,7 @@ def _spec_for(shape, names, mesh: Mesh, rules, path: str) -> P:
         axes_t = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
         size = math.prod(mesh.shape[a] for a in axes_t)
         if size > 1 and dim % size:
-            log.warning(
+            _warn_once(
                 "sharding: %s dim %s=%d does not divide mesh axes %s (size %d); replicating it",
                 path,
                 name,

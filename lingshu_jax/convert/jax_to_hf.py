@@ -63,8 +63,12 @@ def _leaf_source(params_or_dir: Any, specs: list[ParamSpec]):
 
   def gen() -> Iterator[tuple[keymap.Path, np.ndarray]]:
     import jax
+    from jax.experimental import multihost_utils
     for p in paths:
-      yield p, np.asarray(jax.device_get(keymap.tree_get(params_or_dir, p)))
+      leaf = keymap.tree_get(params_or_dir, p)
+      if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:    # multi-host: gather the leaf
+        leaf = multihost_utils.process_allgather(leaf, tiled=True)
+      yield p, np.asarray(jax.device_get(leaf))
   return dtypes, gen()
 
 

@@ -11,9 +11,10 @@ not understood"), so this module imports it.
 
 Writing streams: the whole shard plan (names, shapes, dtypes -> offsets) is known up front, so each shard's
 header is written first and tensors are appended as they arrive, in row blocks (cast per block). Peak
-host memory is one block, not one shard (nor one tensor: the caller may pass a transposed view). Files follow the safetensors format exactly (8-byte little-endian
-header length, JSON header padded with spaces to a multiple of 8, `__metadata__ = {"format": "pt"}` as
-transformers writes) and are read back by `safe_open` and `transformers` in the tests.
+host memory is one block, not one shard (nor one tensor: the caller may pass a transposed view). Files
+follow the safetensors format exactly (8-byte little-endian header length, JSON header padded with spaces
+to a multiple of 8, `__metadata__ = {"format": "pt"}` as transformers writes) and are read back by
+`safe_open` and `transformers` in the tests.
 """
 from __future__ import annotations
 

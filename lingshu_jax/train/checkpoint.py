@@ -58,7 +58,7 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{self.directory}: no complete checkpoint to restore")
-        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        items = {"state": ocp.args.StandardRestore(abstract_state)}  # None: arrays as saved
         if data_iterator is not None:
             import grain
 

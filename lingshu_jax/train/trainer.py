@@ -40,10 +40,13 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------- steps
-def train_step(model, tx, state: dict, batch: dict) -> tuple[dict, dict]:
-    """state {step, params, opt_state, bad_steps}; batch leaves [K micro-batches, ...] -> (state, metrics)."""
-    loss, grads, n_tokens = accumulate_gradients(lambda p, b: loss_sums(model, p, b), state["params"], batch)
-    grad_norm = optax.global_norm(grads)
+def train_step(model, tx, state: dict, batch: dict, trainable=None) -> tuple[dict, dict]:
+    """state {step, params, opt_state, bad_steps}; batch leaves [K micro-batches, ...] -> (state, metrics).
+
+    `trainable`: bool tree like params; frozen leaves get no gradient computation at all."""
+    loss, grads, n_tokens = accumulate_gradients(lambda p, b: loss_sums(model, p, b), state["params"], batch,
+                                                 trainable=trainable)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -78,12 +81,19 @@ def eval_step(model, params, batch: dict) -> dict:
 # ------------------------------------------------------------------------------------- the loop
 @dataclasses.dataclass
 class _Preemption:
+    """SIGTERM / SIGINT request a checkpoint and a clean stop after the current step."""
+
     requested: bool = False
+    previous: dict = dataclasses.field(default_factory=dict)
 
     def install(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
+            self.previous[sig] = signal.signal(sig, self._handle)
         return self
+
+    def uninstall(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum, frame):
         log.warning("signal %d: saving a checkpoint and stopping after this step", signum)
@@ -127,22 +137,28 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                             shard_count=jax.process_count(), seed=config.seed)
 
     # ---- state and resume -----------------------------------------------------------------------
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     with sharding.mesh_context(mesh, rules):
         opt_state = jax.jit(tx.init)(params)
     state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": opt_state,
              "bad_steps": jnp.zeros((), jnp.int32)}
-    state_shard = jax.tree.map(lambda x: x.sharding, state)
+    state_shard = {"step": replicated, "params": p_shard, "bad_steps": replicated,
+                   "opt_state": jax.tree.map(lambda x: x.sharding, opt_state)}
+    state = jax.device_put(state, state_shard)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep_last=config.train.keep_checkpoints,
                         keep_best=config.train.get("keep_best", 0), best_metric=config.train.get("best_metric"))
     if ckpt.latest_step() is not None:
         abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_shard)
         state = ckpt.restore(None, abstract, data_it)
     start = int(state["step"])
+    if start == 0 and config.train.get("checkpoint_initial"):
+        ckpt.save(0, state, data_it)  # the exact starting point (e.g. to prove frozen weights stay frozen)
     total = int(config.train.total_steps)
     accum = int(config.train.get("grad_accum", 1))
 
     # ---- compiled steps -------------------------------------------------------------------------
-    step_fn = jax.jit(functools.partial(train_step, model, tx), in_shardings=(state_shard, None),
+    step_fn = jax.jit(functools.partial(train_step, model, tx, trainable=opt_info.trainable_mask),
+                      in_shardings=(state_shard, None),
                       out_shardings=(state_shard, None), donate_argnums=(0,))
     eval_fn = jax.jit(functools.partial(eval_step, model))
     peak = _peak_flops(config)
@@ -189,6 +205,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 ckpt.wait()
                 log.warning("stopped at step %d on request; rerun the same command to resume", step)
                 break
+    preempt.uninstall()
     ckpt.close()
     writer.close()
     if not preempt.requested and int(state["step"]) >= total:

@@ -52,7 +52,8 @@ def test_text_only_qwen2_checkpoint_is_recognised_by_key(tmp_path):
   cfg = transformers.Qwen2Config(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                  num_attention_heads=2, num_key_value_heads=1)
   transformers.Qwen2ForCausalLM(cfg).save_pretrained(str(tmp_path))
-  with pytest.raises(ValueError, match=r"missing key 'visual\.patch_embed\.proj\.weight'.*'model\.layers\.0\..*text-only"):
+  with pytest.raises(ValueError,
+                     match=r"missing key 'visual\.patch_embed\.proj\.weight'.*'model\.layers\.0\..*text-only"):
     hf_to_jax(str(tmp_path))
 
 
@@ -99,7 +100,8 @@ def test_index_pointing_to_missing_shard_names_shard_and_key(hf_checkpoint, tmp_
   os.remove(os.path.join(out, "model-00002-of-00005.safetensors"))
   shutil.copyfile(os.path.join(hf_dir, "config.json"), os.path.join(out, "config.json"))
   key = min(k for k, v in weight_map.items() if v == "model-00002-of-00005.safetensors")
-  with pytest.raises(ValueError, match=rf"shard 'model-00002-of-00005\.safetensors' \(holding key '{key}'\) does not exist"):
+  with pytest.raises(ValueError,
+                     match=rf"shard 'model-00002-of-00005\.safetensors' \(holding key '{key}'\) does not exist"):
     hf_to_jax(out)
 
 

@@ -45,7 +45,8 @@ def test_params_have_the_design_layout_and_values(hf_checkpoint):
                                 sd["visual.patch_embed.proj.weight"].reshape(32, -1).T)
   np.testing.assert_array_equal(params["model"]["layers"]["self_attn"]["q_proj"]["kernel"][1],
                                 sd["model.layers.1.self_attn.q_proj.weight"].T)
-  np.testing.assert_array_equal(params["visual"]["blocks"]["attn"]["qkv"]["bias"][2], sd["visual.blocks.2.attn.qkv.bias"])
+  np.testing.assert_array_equal(params["visual"]["blocks"]["attn"]["qkv"]["bias"][2],
+                                sd["visual.blocks.2.attn.qkv.bias"])
   np.testing.assert_array_equal(params["lm_head"]["kernel"], sd["lm_head.weight"].T)
 
 

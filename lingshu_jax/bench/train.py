@@ -1,0 +1,198 @@
+"""Training step: ours (jitted `train_step`, grouped AdamW) vs transformers (forward + backward +
+`torch.optim.AdamW`), same checkpoint, same batch, same optimizer settings.
+
+Both sides: AdamW lr 1e-5 (constant), betas (0.9, 0.999), eps 1e-8, no weight decay, gradient clipping
+at global norm 1.0. Ours also keeps its NaN/inf guard (part of every real step). One `run()` = one step,
+blocked until the loss is on the host. `breakdown()` splits a step into vision forward, whole forward,
+forward + backward and the rest (optimizer), measured the same way on both sides.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from lingshu_jax.bench import common
+from lingshu_jax.bench.harness import median, timed
+
+LR, CLIP = 1e-5, 1.0
+OPTIM = {"groups": [(".*", LR, "all")], "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
+         "clip_norm": CLIP}
+
+
+def hlo_op_counts(hlo_text: str) -> dict[str, int]:
+    """Instruction counts of a compiled HLO module by opcode family (all computations, fusion bodies
+    included): a cheap fingerprint of what XLA made of the step."""
+    ops = re.findall(r"=\s*\S+\s+([a-z][a-z0-9\-]*)\(", hlo_text)
+    families = ("dot", "fusion", "custom-call", "convolution", "while", "all-reduce", "copy", "transpose",
+                "gather", "scatter", "reduce")
+    out = {k: sum(1 for o in ops if o == k) for k in families}
+    out["instructions"] = len(ops)
+    return out
+
+
+class OursTrain:
+    """Our jitted train step (`lingshu_jax.train.trainer.train_step`) on the fixed batch."""
+
+    def __init__(self, spec: dict[str, Any]):
+        import jax
+        import jax.numpy as jnp
+
+        from lingshu_jax.model.vlm import Qwen25VL
+        from lingshu_jax.train.optimizer import make_optimizer
+        from lingshu_jax.train.trainer import train_step
+
+        model = common.load_ours(spec)
+        self.config = model.config
+        self.inputs = common.spec_inputs(spec, self.config)
+        labels = self.inputs["labels"]
+        batch = model.prepare(**{k: v for k, v in self.inputs.items() if k != "labels"})
+        batch["labels"] = labels.astype("int32")
+        self.batch = jax.device_put({k: v[None] for k, v in batch.items()})  # one micro-batch
+        self.module = Qwen25VL(self.config)
+        self.tx, _ = make_optimizer(OPTIM, model.params)
+        params = model.params
+        self.state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": jax.jit(self.tx.init)(params),
+                      "bad_steps": jnp.zeros((), jnp.int32)}
+        jitted = jax.jit(functools.partial(train_step, self.module, self.tx), donate_argnums=(0,))
+        self.lower_s, lowered = timed(lambda: jitted.lower(self.state, self.batch))
+        self.compile_s, self.step_fn = timed(lowered.compile)
+        self.hlo_ops = hlo_op_counts(self.step_fn.as_text())
+
+    def _step(self) -> float:
+        self.state, metrics = self.step_fn(self.state, self.batch)
+        return float(metrics["loss"])  # blocks until the step is done
+
+    def first(self) -> dict[str, Any]:
+        t, loss = timed(self._step)
+        return {"time_s": t, "loss": loss, "compile_s": self.compile_s, "lower_s": self.lower_s,
+                "hlo_ops": self.hlo_ops, "environment": common.jax_environment()}
+
+    def run(self) -> dict[str, Any]:
+        t, loss = timed(self._step)
+        return {"time_s": t, "loss": loss}
+
+    def device_memory(self):
+        from lingshu_jax.bench.harness import jax_device_memory
+
+        return jax_device_memory()
+
+    def breakdown(self, reps: int = 3) -> dict[str, float]:
+        """Median seconds of: vision tower forward, whole forward (loss), forward + backward, whole step."""
+        import jax
+
+        from lingshu_jax.model.vlm import VISION_KEYS
+        from lingshu_jax.train.step import mean_loss
+
+        b = {k: v[0] for k, v in self.batch.items()}
+        vision = jax.jit(lambda p: self.module.apply({"params": p}, *(b[k] for k in VISION_KEYS),
+                                                     method=lambda m, *a: m.visual(*a)))
+        fwd = jax.jit(lambda p: mean_loss(self.module, p, b))
+        fwd_bwd = jax.jit(jax.value_and_grad(lambda p: mean_loss(self.module, p, b)))
+        params = self.state["params"]
+        out = {}
+        for name, fn in (("vision_forward", vision), ("forward", fwd), ("forward_backward", fwd_bwd)):
+            compile_s, compiled = timed(lambda: fn.lower(params).compile())
+            out[f"{name}_compile_s"] = compile_s
+            jax.block_until_ready(compiled(params))
+            out[name] = median([timed(lambda: jax.block_until_ready(compiled(params)))[0] for _ in range(reps)])
+        out["step"] = median([timed(self._step)[0] for _ in range(reps)])
+        return _derive(out)
+
+
+class HFTrain:
+    """transformers: `loss = model(**batch, labels=...).loss; loss.backward(); clip; AdamW.step()`."""
+
+    def __init__(self, spec: dict[str, Any]):
+        self.torch, self.device, dtype = common.torch_setup(spec)
+        torch = self.torch
+        self.model = common.load_hf(spec, train=True)
+        from lingshu_jax.model.config import ModelConfig
+
+        config = ModelConfig.from_pretrained(spec["model_dir"])
+        self.inputs = common.torch_inputs(common.spec_inputs(spec, config), self.device, dtype)
+        self.optimizer, self.optimizer_impl = _torch_adamw(torch, self.model.parameters())
+
+    def _step(self) -> float:
+        out = self.model(**self.inputs)
+        out.loss.backward()
+        self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIP)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(out.loss.detach())  # .item(): synchronises on GPU
+
+    def first(self) -> dict[str, Any]:
+        t, loss = timed(self._step)
+        return {"time_s": t, "loss": loss, "optimizer_impl": self.optimizer_impl,
+                "environment": common.torch_environment()}
+
+    def run(self) -> dict[str, Any]:
+        t, loss = timed(self._step)
+        return {"time_s": t, "loss": loss}
+
+    def device_memory(self):
+        from lingshu_jax.bench.harness import torch_device_memory
+
+        return torch_device_memory()
+
+    def breakdown(self, reps: int = 3) -> dict[str, float]:
+        """Same split as ours: vision forward (autograd on), forward, forward + backward, whole step."""
+        torch, model, x = self.torch, self.model, self.inputs
+        sync = functools.partial(common.torch_sync, self.device)
+        pix, grid = x["pixel_values"], x["image_grid_thw"]
+
+        def vision():
+            model.model.visual(pix, grid_thw=grid)
+            sync()
+
+        def forward():
+            model(**x).loss.detach()
+            sync()
+
+        def forward_backward():
+            model(**x).loss.backward()
+            sync()
+            model.zero_grad(set_to_none=True)
+
+        out = {}
+        for name, fn in (("vision_forward", vision), ("forward", forward), ("forward_backward", forward_backward)):
+            fn()
+            out[name] = median([timed(fn)[0] for _ in range(reps)])
+        out["step"] = median([timed(self._step)[0] for _ in range(reps)])
+        out["top_ops"] = _torch_top_ops(torch, self._step)
+        return _derive(out)
+
+
+def _derive(t: dict[str, Any]) -> dict[str, Any]:
+    """Adds the parts implied by the nested measurements: text (+ head + loss) forward, backward, and
+    optimizer (+ clipping, guard) time."""
+    out = dict(t)
+    out["text_forward"] = t["forward"] - t["vision_forward"]
+    out["backward"] = t["forward_backward"] - t["forward"]
+    out["optimizer"] = t["step"] - t["forward_backward"]
+    return out
+
+
+def _torch_adamw(torch, params):
+    """torch.optim.AdamW, the fused kernel when this torch build has one for the device (the fastest
+    stock choice, and transformers' default `adamw_torch_fused` where available), else foreach."""
+    params = list(params)
+    kw = dict(lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    try:
+        opt = torch.optim.AdamW(params, fused=True, **kw)
+        impl = "fused"
+    except (RuntimeError, ValueError, TypeError):
+        opt, impl = torch.optim.AdamW(params, foreach=True, **kw), "foreach"
+    return opt, impl
+
+
+def _torch_top_ops(torch, step, k: int = 8) -> list[tuple[str, float]]:
+    """(op, self CPU seconds) of the k most expensive ops of one profiled step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:k]
+    return [(r.key, r.self_cpu_time_total / 1e6) for r in rows]
+

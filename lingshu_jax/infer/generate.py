@@ -1,0 +1,274 @@
+"""Batched generation: one compiled program = prefill (left padding) + KV-cache decode in a while_loop.
+
+    out = generate(config, params, processor_outputs, max_new_tokens=64, sampling=SamplingConfig())
+    out["tokens"]   [B, T_new] int32, the stop token included, `pad_token_id` after it (T_new <= max_new_tokens:
+                    the loop ends once every row has stopped, as transformers' generate does)
+    out["lengths"]  [B] int32, generated tokens per row (the stop token counted)
+
+Host side (numpy): right padding becomes left padding, the prompt is left-padded to a length bucket, the
+batch to a multiple of the mesh's batch shards and the vision stream to a patch bucket; M-RoPE ids come from
+`prepare_inputs`. Device side: the KV cache holds `cache_len` = round_up(prompt bucket + max_new_tokens,
+`Buckets.cache`) slots; the prefill writes slots [0, S), decode step t writes slot S + t - 1 with position
+(max prompt position of the row) + t on all three M-RoPE axes (transformers' rope_deltas rule). A program is
+jit-compiled once per static key (config, cache length, max_new_tokens, sampling, stop/pad ids, mesh) and
+input shapes; `TRACES` counts the compilations.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lingshu_jax import sharding
+from lingshu_jax.infer import batching
+from lingshu_jax.infer.sampling import GREEDY, SamplingConfig, sample
+from lingshu_jax.model.config import ModelConfig
+from lingshu_jax.model.text import init_cache
+from lingshu_jax.model.vlm import Qwen25VL, abstract_params, prepare_inputs
+
+TRACES: collections.Counter = collections.Counter()  # static key -> times the program was traced (compiled)
+CACHE_AXES = ("layers", "batch", None, "kv_heads", None)  # k, v: [L, B, max_len, KVH, Dh]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramKey:
+    """Everything static about one compiled generation program (hashable)."""
+
+    config: ModelConfig
+    cache_len: int
+    max_new_tokens: int
+    sampling: SamplingConfig
+    stop_token_ids: tuple[int, ...]
+    pad_token_id: int
+    return_logits: bool = False
+    mesh: Any = None  # jax.sharding.Mesh or None
+    rules: tuple | None = None
+
+
+def generation_rules(rules) -> tuple:
+    """Logical rules for generation: the activations' `seq` axis stays unsharded (decode steps have
+    one token, which no sequence axis can split)."""
+    rules = sharding.DEFAULT_RULES if rules is None else sharding.rules_from_config(rules)
+    return tuple((name, None if name == "seq" else axes) for name, axes in rules)
+
+
+def batch_shards(mesh, rules) -> int:
+    """How many ways the mesh splits the `batch` logical axis (1 without a mesh)."""
+    if mesh is None:
+        return 1
+    from flax import linen as nn
+
+    axes = nn.logical_to_mesh_axes(("batch",), rules)[0]
+    axes = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
+    return int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+
+
+# ------------------------------------------------------------------------------------------ device side
+def _forward_last(module: Qwen25VL, batch, cache):
+    """Forward with a cache; logits of the last position only: ([B, V] float32, new cache)."""
+    hidden, cache = module(batch, cache=cache, return_hidden=True)
+    return module.logits(hidden[:, -1:])[:, 0].astype(jnp.float32), cache
+
+
+def _constrain_cache(cache, key: ProgramKey):
+    """KV cache sharded over batch and kv_heads on the mesh (dims that do not divide stay replicated)."""
+    if key.mesh is None:
+        return cache
+    out = dict(cache)
+    for name, names in (("k", CACHE_AXES), ("v", CACHE_AXES), ("segment_ids", ("batch", None))):
+        spec = sharding.logical_sharding(key.mesh, key.rules, names, cache[name].shape)
+        out[name] = jax.lax.with_sharding_constraint(cache[name], spec)
+    return out
+
+
+def _is_stop(tokens, stop_token_ids: tuple[int, ...]):
+    hit = jnp.zeros(tokens.shape, bool)
+    for t in stop_token_ids:
+        hit = hit | (tokens == t)
+    return hit
+
+
+def _decode_loop(key: ProgramKey, apply, state, next_pos, rng):
+    """while_loop over decode steps 1 .. max_new_tokens - 1; stops early when every row is done."""
+    b = next_pos.shape[0]
+    ones = jnp.ones((b, 1), jnp.int32)
+
+    def cond(s):
+        return (s["step"] < key.max_new_tokens) & ~jnp.all(s["done"])
+
+    def body(s):
+        step = s["step"]
+        prev = jax.lax.dynamic_index_in_dim(s["tokens"], step - 1, axis=1, keepdims=True)  # [B, 1]
+        pos = jnp.broadcast_to((next_pos + step - 1)[None, :, None], (3, b, 1)).astype(jnp.int32)
+        logits, cache = apply({"input_ids": prev, "segment_ids": ones, "position_ids": pos}, s["cache"])
+        tok = sample(logits, jax.random.fold_in(rng, step), key.sampling)
+        tok = jnp.where(s["done"], key.pad_token_id, tok)
+        out = dict(s, step=step + 1, cache=_constrain_cache(cache, key))
+        out["tokens"] = jax.lax.dynamic_update_index_in_dim(s["tokens"], tok, step, axis=1)
+        out["lengths"] = s["lengths"] + (~s["done"]).astype(jnp.int32)
+        out["done"] = s["done"] | _is_stop(tok, key.stop_token_ids)
+        if key.return_logits:
+            out["logits"] = jax.lax.dynamic_update_index_in_dim(s["logits"], logits, step, axis=1)
+        return out
+
+    return jax.lax.while_loop(cond, body, state)
+
+
+def _run(key: ProgramKey, params, batch, rng):
+    """The whole generation program (traced once per key and input shapes)."""
+    TRACES[key] += 1
+    module = Qwen25VL(key.config)
+    apply = functools.partial(module.apply, {"params": params}, method=_forward_last)
+    b = batch["input_ids"].shape[0]
+    cache = _constrain_cache(init_cache(key.config, b, key.cache_len), key)
+    logits, cache = apply(batch, cache)
+    live = jnp.max(batch["segment_ids"], axis=1) > 0
+    next_pos = jnp.max(batch["position_ids"], axis=(0, 2)).astype(jnp.int32) + 1  # [B]
+    tok = jnp.where(live, sample(logits, jax.random.fold_in(rng, 0), key.sampling), key.pad_token_id)
+    state = {
+        "step": jnp.ones((), jnp.int32),
+        "cache": _constrain_cache(cache, key),
+        "tokens": jnp.full((b, key.max_new_tokens), key.pad_token_id, jnp.int32).at[:, 0].set(tok),
+        "lengths": live.astype(jnp.int32),
+        "done": ~live | _is_stop(tok, key.stop_token_ids),
+    }
+    if key.return_logits:
+        state["logits"] = jnp.zeros((b, key.max_new_tokens, logits.shape[-1]), jnp.float32).at[:, 0].set(logits)
+    state = _decode_loop(key, apply, state, next_pos, rng)
+    out = {"tokens": state["tokens"], "lengths": state["lengths"], "steps": state["step"]}
+    if key.return_logits:
+        out["logits"] = state["logits"]
+    return out
+
+
+@functools.lru_cache(maxsize=128)
+def compiled_program(key: ProgramKey):
+    """The jitted program of one static key (jax caches one executable per input shapes under it)."""
+    return jax.jit(functools.partial(_run, key))
+
+
+@functools.lru_cache(maxsize=16)
+def _param_shardings(config: ModelConfig, mesh, rules):
+    return sharding.param_shardings(abstract_params(config, boxed=True), mesh, rules)
+
+
+def place_params(config: ModelConfig, params, mesh, rules=None):
+    """Parameters laid out on `mesh` by the logical rules (a no-op for arrays already placed so)."""
+    rules = generation_rules(rules)
+    return jax.device_put(params, _param_shardings(config, mesh, rules))
+
+
+# -------------------------------------------------------------------------------------------- host side
+@dataclasses.dataclass(frozen=True)
+class Buckets:
+    """Shape buckets: prompt length and vision patches by `batching.bucket_size`; the cache length rounds
+    up to a multiple of `cache`."""
+
+    prompt: int = 64
+    patches: int = 256
+    cache: int = 64
+
+
+DEFAULT_BUCKETS = Buckets()
+
+
+def prepare_generation_batch(
+    config: ModelConfig, inputs: dict, pad_token_id: int, buckets: Buckets = DEFAULT_BUCKETS, batch_multiple: int = 1
+) -> tuple[dict[str, np.ndarray], int]:
+    """Processor outputs -> (the model's batch dict, left-padded and bucketed; number of real rows)."""
+    inputs = batching.left_align(batching.to_numpy(inputs))
+    rows, length = inputs["input_ids"].shape
+    inputs = batching.pad_inputs(
+        inputs,
+        length=batching.bucket_size(length, buckets.prompt),
+        rows=batching.round_up(max(rows, 1), batch_multiple),
+        pad_id=pad_token_id,
+    )
+    n = batching.num_patches(inputs)
+    batch = prepare_inputs(
+        config,
+        inputs["input_ids"],
+        inputs["attention_mask"],
+        inputs.get("pixel_values"),
+        inputs.get("image_grid_thw"),
+        inputs.get("pixel_values_videos"),
+        inputs.get("video_grid_thw"),
+        inputs.get("second_per_grid_ts"),
+        patch_budget=batching.bucket_size(n, buckets.patches) if n else None,
+    )
+    return batch, rows
+
+
+def _stop_and_pad(config: ModelConfig, stop_token_ids, pad_token_id) -> tuple[tuple[int, ...], int]:
+    stop = tuple(int(t) for t in (config.eos_token_ids if stop_token_ids is None else stop_token_ids))
+    pad = int(pad_token_id) if pad_token_id is not None else (stop[0] if stop else 0)
+    return stop, pad
+
+
+def generate(
+    config: ModelConfig,
+    params,
+    inputs: dict,
+    max_new_tokens: int,
+    sampling: SamplingConfig = GREEDY,
+    rng=None,
+    stop_token_ids=None,
+    pad_token_id: int | None = None,
+    *,
+    mesh=None,
+    rules=None,
+    buckets: Buckets = DEFAULT_BUCKETS,
+    return_logits: bool = False,
+) -> dict[str, np.ndarray]:
+    """Generates up to `max_new_tokens` for each row of a processor-output batch.
+
+    Args:
+      config, params: the model (`LingshuModel.config`, `.params`).
+      inputs: processor outputs (numpy): input_ids / attention_mask [B, S] (any padding side), optional
+        pixel_values + image_grid_thw, pixel_values_videos + video_grid_thw (+ second_per_grid_ts).
+      sampling: greedy by default; rng: a jax PRNG key (default key 0), used when sampling.
+      stop_token_ids: a row stops after emitting one (default: config.eos_token_ids; () never stops).
+      pad_token_id: written after the stop (default: the first stop id).
+      mesh, rules: run sharded (parameters by the logical rules, the KV cache over batch and kv_heads).
+      return_logits: also return the float32 logits each token was chosen from, [B, T_new, V].
+    Returns:
+      {"tokens": [B, T_new] int32, "lengths": [B] int32} (+ "logits"), numpy.
+    """
+    if int(max_new_tokens) < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens}: must be >= 1")
+    stop, pad = _stop_and_pad(config, stop_token_ids, pad_token_id)
+    rules = generation_rules(rules) if mesh is not None else None
+    batch, rows = prepare_generation_batch(config, inputs, pad, buckets, batch_shards(mesh, rules))
+    key = ProgramKey(
+        config=config,
+        cache_len=batching.round_up(batch["input_ids"].shape[1] + int(max_new_tokens), buckets.cache),
+        max_new_tokens=int(max_new_tokens),
+        sampling=sampling,
+        stop_token_ids=stop,
+        pad_token_id=pad,
+        return_logits=return_logits,
+        mesh=mesh,
+        rules=rules,
+    )
+    rng = jax.random.key(0) if rng is None else rng
+    if mesh is None:
+        out = compiled_program(key)(params, batch, rng)
+    else:
+        with sharding.mesh_context(mesh, rules):
+            out = compiled_program(key)(
+                place_params(config, params, mesh, rules), sharding.global_batch(batch, mesh, rules), rng
+            )
+    steps = int(out["steps"])
+    result = {
+        "tokens": np.asarray(out["tokens"])[:rows, :steps],
+        "lengths": np.asarray(out["lengths"])[:rows],
+    }
+    if return_logits:
+        result["logits"] = np.asarray(out["logits"])[:rows, :steps]
+    return result
