@@ -24,7 +24,9 @@ class ModelOutput:
 
 
 class LingshuModel:
-    """A Qwen2.5-VL / Lingshu model: config + parameter tree + jitted forward."""
+    """A Qwen2.5-VL / Lingshu model: config + parameter tree + jitted forward (+ generate / generate_text)."""
+
+    from lingshu_jax.infer.model_methods import generate, generate_text  # noqa: E402  KV-cache generation
 
     def __init__(self, config: ModelConfig, params, source_dir: str | None = None):
         self.config = config
