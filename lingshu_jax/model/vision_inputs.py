@@ -92,7 +92,7 @@ def build_vision_stream(
     perm = np.concatenate(perms) if perms else np.zeros((0,), np.int64)
     rows = (perm[:, None] * unit + np.arange(unit)).reshape(-1)
     stream = VisionStream(
-        pixel_values=pixel_values[rows] if len(rows) else pixel_values.reshape(0, -1),
+        pixel_values=pixel_values[rows] if len(rows) else pixel_values.reshape(0, *pixel_values.shape[1:]),
         vision_pos=np.concatenate(pos).astype(np.int32) if pos else np.zeros((0, 2), np.int32),
         window_segments=np.concatenate(wseg).astype(np.int32) if wseg else np.zeros((0,), np.int32),
         frame_segments=np.concatenate(fseg).astype(np.int32) if fseg else np.zeros((0,), np.int32),

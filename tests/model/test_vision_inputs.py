@@ -47,3 +47,9 @@ def test_more_image_tokens_than_images_is_a_clear_error():
     ids = np.array([[5, 9, 9, 9, 9, 9, 6]])
     with pytest.raises(ValueError, match="5 image pad tokens but the images give 4"):
         vision_token_index(ids, np.arange(4), image_token_id=9, video_token_id=8, num_image_units=4)
+
+
+def test_a_batch_without_images_gives_an_empty_stream():
+    s = build_vision_stream(np.zeros((0, 1176), np.float32), np.zeros((0, 3)), spatial_merge_size=2,
+                            window_merge_units=4, patch_budget=8)
+    assert s.pixel_values.shape == (8, 1176) and s.num_real_patches == 0

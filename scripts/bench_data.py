@@ -1,0 +1,218 @@
+"""Input-pipeline throughput: ours (grain, N worker processes) vs transformers' Qwen2_5_VLProcessor.
+
+Same samples for both: `--samples` JPEG images of `--image`x`--image` pixels, each in a two-turn VQA
+conversation of about `--tokens` tokens, tokenised with the full Qwen2.5-VL vocabulary (built offline from
+dashscope's qwen.tiktoken). transformers does the processor call only (chat template, tokenize, PIL image
+processor); ours does more (labels, M-RoPE ids, packing, window permutation, padding to the patch budget).
+
+  python scripts/bench_data.py --samples 160 --workers 2
+  python scripts/bench_data.py --mixed 600       # packing efficiency on caption + VQA + text-only data
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+WORDS = ("the chest radiograph shows a small nodule in the right upper lobe with no pleural effusion and a normal "
+         "cardiac silhouette findings are consistent with early pneumonia follow up imaging is recommended").split()
+
+
+def make_data(root: str, n: int, side: int, tokens: int, seed: int = 0) -> str:
+  """n JPEGs + a JSONL of LLaMA-Factory records (about `tokens` tokens each); returns the JSONL path."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:side, 0:side]
+  path = os.path.join(root, "data.jsonl")
+  with open(path, "w") as f:
+    for i in range(n):
+      base = (np.sin(xx / (7 + i % 5)) + np.cos(yy / (11 + i % 3))) * 60 + 128
+      img = np.clip(base[..., None] + rng.normal(0, 20, (side, side, 3)), 0, 255).astype(np.uint8)
+      Image.fromarray(img).save(os.path.join(root, f"{i}.jpg"), quality=90)
+      words = rng.choice(WORDS, size=int(tokens * 0.8))  # ~1.2 tokens per word with the template
+      q, a = " ".join(words[: len(words) // 3]), " ".join(words[len(words) // 3:])
+      f.write(json.dumps({"messages": [{"role": "user", "content": f"<image>{q}"},
+                                       {"role": "assistant", "content": a}], "images": [f"{i}.jpg"]}) + "\n")
+  return path
+
+
+def make_mixed(root: str, n: int, seed: int = 0) -> str:
+  """Caption (image + 20..120-word caption), VQA (image + short question/answer) and text-only QA
+  (60..600 words) records, a third each; images 224..896 px. Returns the JSONL path."""
+  rng = np.random.default_rng(seed)
+  words = lambda k: " ".join(rng.choice(WORDS, size=int(k)))  # noqa: E731
+  path = os.path.join(root, "mixed.jsonl")
+  with open(path, "w") as f:
+    for i in range(n):
+      kind = i % 3
+      if kind == 2:
+        msgs = [{"role": "user", "content": words(rng.integers(20, 200))},
+                {"role": "assistant", "content": words(rng.integers(40, 400))}]
+        f.write(json.dumps({"messages": msgs}) + "\n")
+        continue
+      h, w = (int(rng.integers(8, 33)) * 28 for _ in range(2))
+      Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(os.path.join(root, f"m{i}.jpg"))
+      q, a = (("Describe the image.", words(rng.integers(20, 120))) if kind == 0 else
+              (words(rng.integers(5, 30)) + "?", words(rng.integers(1, 10))))
+      msgs = [{"role": "user", "content": "<image>" + q}, {"role": "assistant", "content": a}]
+      f.write(json.dumps({"messages": msgs, "images": [f"m{i}.jpg"]}) + "\n")
+  return path
+
+
+def efficiency(path: str, processor, model_config, args) -> None:
+  """Prints token and patch utilisation with and without packing."""
+  from lingshu_jax.data import make_pipeline
+
+  for packing in (False, True):
+    cfg = {"sources": [{"name": "mixed", "path": path}], "seq_len": args.seq_len, "batch_size": args.batch_size,
+           "patch_budget": args.patch_budget, "packing": packing, "worker_count": args.workers, "prefetch": 2}
+    it = make_pipeline(cfg, None, processor, model_config)
+    for _ in it:
+      pass
+    it.close()
+    c = it.counters
+    print(f"packing={packing}: {c['batches']} batches of [{args.batch_size}, {args.seq_len}], "
+          f"{c['segments']} samples; token efficiency {it.packing_efficiency:.3f}, patch budget used "
+          f"{c['patches/real'] / c['patches/total']:.3f}, supervised {c['tokens/supervised'] / c['tokens/total']:.3f}")
+
+
+def hf_processor(tok_dir: str, min_pixels: int, max_pixels: int):
+  """transformers' Qwen2_5_VLProcessor with its PIL image processor (its video processor needs
+  torchvision, so a stub stands in; the class check is bypassed only while constructing)."""
+  import transformers.processing_utils as pu
+  from transformers import AutoTokenizer, Qwen2_5_VLProcessor
+  from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+  from transformers.video_processing_utils import VideoProcessorMixin
+
+  from lingshu_jax.processing.chat import QWEN25_VL_CHAT_TEMPLATE
+
+  class NoVideo(VideoProcessorMixin):
+    merge_size, temporal_patch_size = 2, 2
+
+    def __call__(self, *a, **k):
+      raise NotImplementedError("no videos in this benchmark")
+
+  saved = pu.ProcessorMixin.__dict__["get_possibly_dynamic_module"]
+  original = pu.ProcessorMixin.get_possibly_dynamic_module
+  pu.ProcessorMixin.get_possibly_dynamic_module = staticmethod(
+      lambda name: VideoProcessorMixin if name == "VideoProcessorMixin" else original(name))
+  try:
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels),
+        tokenizer=AutoTokenizer.from_pretrained(tok_dir), video_processor=NoVideo(),
+        chat_template=QWEN25_VL_CHAT_TEMPLATE)
+  finally:
+    pu.ProcessorMixin.get_possibly_dynamic_module = saved
+
+
+def _cpu() -> float:
+  """CPU seconds of this process and of its finished (joined) children."""
+  t = os.times()
+  return t.user + t.system + t.children_user + t.children_system
+
+
+def bench_hf(processor, path: str, root: str) -> tuple[float, float, int]:
+  """(wall seconds, CPU seconds) for transformers to process every record of `path`; total tokens."""
+  records = [json.loads(line) for line in open(path)]
+  start, cpu, tokens = time.perf_counter(), _cpu(), 0
+  for r in records:
+    images = [Image.open(os.path.join(root, p)).convert("RGB") for p in r["images"]]
+    messages = [{"role": m["role"], "content": ([{"type": "image"}, {"type": "text", "text": m["content"][7:]}]
+                                               if m["content"].startswith("<image>") else
+                                               [{"type": "text", "text": m["content"]}])}
+                for m in r["messages"]]
+    text = processor.apply_chat_template(messages, tokenize=False)
+    out = processor(text=[text], images=images, return_tensors="np")
+    tokens += out["input_ids"].shape[1]
+  return time.perf_counter() - start, _cpu() - cpu, tokens
+
+
+def bench_ours(path: str, processor, model_config, args) -> dict:
+  """Seconds for our pipeline (with and without worker start-up) over every record of `path`."""
+  from lingshu_jax.data import make_pipeline
+
+  cfg = {"sources": [{"name": "bench", "path": path}], "seq_len": args.seq_len, "batch_size": args.batch_size,
+         "patch_budget": args.patch_budget, "packing": True, "shuffle": False, "worker_count": args.workers,
+         "prefetch": 2}
+  start, cpu = time.perf_counter(), _cpu()
+  it = make_pipeline(cfg, None, processor, model_config)
+  first = next(it)
+  t_first = time.perf_counter()
+  n_first = int(it.counters["segments"])
+  for _ in it:
+    pass
+  end = time.perf_counter()
+  it.close()  # joins the workers, so their CPU time is counted
+  del first
+  return {"total_s": end - start, "steady_s": end - t_first, "cpu_s": _cpu() - cpu, "samples": int(it.counters["segments"]),
+          "steady_samples": int(it.counters["segments"]) - n_first, "efficiency": it.packing_efficiency,
+          "tokens": int(it.counters["tokens/real"]), "skipped": {k: v for k, v in it.counters.items()
+                                                               if k.startswith("skipped/")}}
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--samples", type=int, default=240)
+  ap.add_argument("--workers", default="2", help="comma list of worker counts to time (0 = in-process threads)")
+  ap.add_argument("--image", type=int, default=448)
+  ap.add_argument("--tokens", type=int, default=512)
+  ap.add_argument("--seq_len", type=int, default=8192)
+  ap.add_argument("--batch_size", type=int, default=1)
+  ap.add_argument("--patch_budget", type=int, default=16384)
+  ap.add_argument("--json", default=None, help="also write the figures here")
+  ap.add_argument("--mixed", type=int, default=0, help="only report packing efficiency on N mixed records")
+  args = ap.parse_args()
+
+  from absl import flags
+
+  flags.FLAGS.mark_as_parsed()
+  from lingshu_jax.model.config import preset
+  from lingshu_jax.processing.image import ImageProcessor
+  from lingshu_jax.processing.processor import Processor
+  from lingshu_jax.processing.tokenizer import Tokenizer
+  from lingshu_jax.testing.tokenizer import build_qwen_tokenizer
+
+  root = tempfile.mkdtemp(prefix="bench_data_")
+  tok_dir = build_qwen_tokenizer(os.path.join(root, "tok"))
+  min_pixels, max_pixels = 3136, 12845056  # Qwen2.5-VL hub preprocessor_config
+  ours_proc = Processor(Tokenizer.from_pretrained(tok_dir), ImageProcessor(min_pixels=min_pixels,
+                                                                           max_pixels=max_pixels))
+  if args.mixed:
+    args.workers = int(args.workers.split(",")[0])
+    efficiency(make_mixed(root, args.mixed), ours_proc, preset("qwen2.5-vl-7b"), args)
+    return
+  path = make_data(root, args.samples, args.image, args.tokens)
+  hf_s, hf_cpu, hf_tokens = bench_hf(hf_processor(tok_dir, min_pixels, max_pixels), path, root)
+  hf_rate = args.samples / hf_s
+  out = {"samples": args.samples, "image": args.image, "tokens_per_sample": hf_tokens / args.samples,
+         "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "hf_samples_per_s": hf_rate,
+         "hf_cpu_ms_per_sample": 1e3 * hf_cpu / args.samples, "ours": {}}
+  print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes count too)")
+  print(f"transformers Qwen2_5_VLProcessor (PIL), 1 process: {hf_rate:7.1f} samples/s, "
+        f"{1e3 * hf_cpu / args.samples:.1f} CPU ms/sample ({hf_tokens / args.samples:.0f} tokens/sample, "
+        f"{args.image}x{args.image} images)")
+  for workers in (int(w) for w in args.workers.split(",")):
+    args_w = argparse.Namespace(**{**vars(args), "workers": workers})
+    ours = bench_ours(path, ours_proc, preset("qwen2.5-vl-7b"), args_w)
+    steady = ours["steady_samples"] / ours["steady_s"]
+    total = ours["samples"] / ours["total_s"]
+    cpu_ms = 1e3 * ours["cpu_s"] / ours["samples"]
+    out["ours"][workers] = {"samples_per_s_steady": steady, "samples_per_s_incl_startup": total,
+                            "cpu_ms_per_sample_incl_startup": cpu_ms,
+                            "ratio_steady": steady / hf_rate, "ratio_incl_startup": total / hf_rate,
+                            "packing_efficiency": ours["efficiency"], "skipped": ours["skipped"]}
+    label = f"{workers} worker processes" if workers else "in-process (2 threads)"
+    print(f"lingshu_jax.data, {label}: {steady:7.1f} samples/s after the first batch, {total:.1f} with start-up, "
+          f"{cpu_ms:.1f} CPU ms/sample incl. start-up (all processes)\n  ratio {steady / hf_rate:.2f}x "
+          f"({total / hf_rate:.2f}x with start-up); packing efficiency {ours['efficiency']:.3f}")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()
