@@ -271,3 +271,24 @@ def initialize_distributed(cfg=None) -> None:
     )
     if any(os.environ.get(k) for k in cluster_env):
         jax.distributed.initialize()
+
+
+# ------------------------------------------------------------------------------------- inspection
+def abstract_mesh(mesh_cfg, num_devices: int) -> jax.sharding.AbstractMesh:
+    """A device-less mesh of `num_devices` (to plan shardings of a pod from a laptop)."""
+    shape = mesh_shape(mesh_cfg, num_devices)
+    return jax.sharding.AbstractMesh(tuple(shape[a] for a in MESH_AXES), MESH_AXES)
+
+
+def describe_shardings(boxed_abstract_params, mesh, rules) -> list[dict]:
+    """One row per parameter: path, shape, partition spec, per-device shard shape and bytes."""
+    shardings = param_shardings(boxed_abstract_params, mesh, rules)
+    values = nn.meta.unbox(boxed_abstract_params)
+    rows = []
+    for (path, leaf), s in zip(jax.tree_util.tree_leaves_with_path(values), jax.tree_util.tree_leaves(shardings)):
+        shard = s.shard_shape(leaf.shape)
+        rows.append({"path": "/".join(str(getattr(k, "key", k)) for k in path), "shape": tuple(leaf.shape),
+                     "spec": tuple(s.spec), "shard_shape": tuple(shard),
+                     "bytes_per_device": math.prod(shard) * np.dtype(leaf.dtype).itemsize,
+                     "bytes": math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize})
+    return rows

@@ -89,3 +89,15 @@ def test_mesh_minus_one_fills_and_errors_name_the_problem():
         sharding.mesh_shape({"fsdp": -1, "tensor": -1}, 8)
     with pytest.raises(ValueError, match="unknown mesh axis 'model'"):
         sharding.rules_from_config([["embed", "model"]])
+
+
+def test_7b_shardings_on_a_256_device_mesh_shard_every_large_matrix():
+    mesh = sharding.abstract_mesh({"fsdp": 64, "tensor": 4}, 256)
+    rows = sharding.describe_shardings(abstract_params(preset("qwen2.5-vl-7b"), boxed=True), mesh,
+                                       sharding.DEFAULT_RULES)
+    large = [r for r in rows if r["bytes"] >= 4 << 20]
+    assert large and all(any(a is not None for a in r["spec"]) for r in large)
+    # the big matrices are split over both axes (fsdp x tensor); nothing large is replicated by accident
+    assert all(r["bytes_per_device"] * 256 == r["bytes"] for r in large if r["bytes"] >= 64 << 20)
+    total, per_device = sum(r["bytes"] for r in rows), sum(r["bytes_per_device"] for r in rows)
+    assert per_device < 1.02 * total / 256
