@@ -4,7 +4,8 @@
   python scripts/train.py --config=configs/demo.py:stage=2 --workdir=runs/demo/stage2   (inits from stage1)
   python scripts/train.py --config=configs/demo.py:stage=3 --workdir=runs/demo/stage3   (inits from stage2)
 
-Arguments: stage (1|2|3), root (where stage workdirs and the demo data live), steps (0 = the stage default).
+Arguments: stage (1|2|3), root (where stage workdirs and the demo data live), steps (0 = the stage default),
+lr (peak LLM/projector learning rate; the ViT gets half).
 The stages follow Lingshu's recipe (stage 1: ViT + projector, LLM frozen; 2: all; 3: instruction tuning with
 packing) with learning rates raised for a model trained from scratch in minutes.
 """
@@ -20,7 +21,7 @@ STEPS = {1: 60, 2: 120, 3: 300}
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, stage=3, root="runs/demo", steps=0)
+    a = parse_arg(arg, stage=3, root="runs/demo", steps=0, lr=2e-3)
     c = base_config()
     data_dir = os.path.join(a.root, "data")
     c.prepare_demo_data = data_dir
@@ -43,7 +44,7 @@ def get_config(arg=None):
     c.data = {"sources": sources, "seq_len": 256 if a.stage == 3 else 96, "batch_size": 4 if a.stage == 3 else 16,
               "patch_budget": 512, "packing": a.stage == 3, "max_segments_per_row": 8, "epochs": None,
               "worker_count": 0}
-    lrs = dict(lr_llm=2e-3, lr_vit=1e-3, lr_proj=2e-3)
+    lrs = dict(lr_llm=a.lr, lr_vit=a.lr / 2, lr_proj=a.lr)
     c.optim = {"name": "adamw", "b1": 0.9, "b2": 0.98, "eps": 1e-8, "weight_decay": 0.01, "clip_norm": 1.0,
                "groups": lingshu_groups(a.stage, **lrs, warmup_steps=min(20, steps // 5), total_steps=steps)}
     c.eval = {"every": 100 if a.stage == 3 else 0, "max_batches": 1000,

@@ -21,6 +21,9 @@ flags.DEFINE_integer("steps", 0, "Steps per stage (0 = the demo defaults: 60, 12
 def main(argv):
     del argv
     from configs import demo
+    from lingshu_jax import logs
+
+    logs.setup()
     from lingshu_jax.train.trainer import train
 
     root = flags.FLAGS.root

@@ -3,7 +3,6 @@
 Rerunning the same command resumes from the latest complete checkpoint in DIR.
 """
 
-import logging
 import os
 import sys
 
@@ -19,8 +18,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    logging.getLogger().setLevel(logging.INFO)
+    from lingshu_jax import logs
     from lingshu_jax.train.trainer import train
+
+    logs.setup()
 
     train(flags.FLAGS.config, flags.FLAGS.workdir)
 

@@ -97,3 +97,12 @@ def text_tokens(inputs: dict[str, np.ndarray]) -> int:
 
 def vision_grids(inputs: dict[str, np.ndarray]) -> list[tuple[int, int, int]]:
     return [tuple(int(x) for x in g) for g in np.asarray(inputs["image_grid_thw"]).reshape(-1, 3)]
+
+
+def make_text_inputs(config: ModelConfig, batch: int, prompt_len: int, seed: int = 1) -> dict[str, np.ndarray]:
+    """Text-only prompts of random ordinary token ids (no padding), for the decode measurement."""
+    specials = (config.image_token_id, config.video_token_id, config.vision_start_token_id,
+                config.vision_end_token_id, config.bos_token_id, *config.eos_token_ids)
+    high = min(config.text.vocab_size, min(specials))
+    ids = np.random.default_rng(seed).integers(0, high, (batch, prompt_len)).astype(np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "mm_token_type_ids": np.zeros_like(ids)}

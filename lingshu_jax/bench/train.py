@@ -78,27 +78,89 @@ class OursTrain:
 
         return jax_device_memory()
 
-    def breakdown(self, reps: int = 3) -> dict[str, float]:
-        """Median seconds of: vision tower forward, whole forward (loss), forward + backward, whole step."""
+    def breakdown(self, reps: int = 1, parts=("vision_forward", "forward")) -> dict[str, Any]:
+        """Median seconds of the vision tower forward, the whole forward (loss) and (if in `parts`)
+        forward + backward, each its own jitted program, plus the whole step; and `attention_probe`."""
         import jax
 
         from lingshu_jax.model.vlm import VISION_KEYS
         from lingshu_jax.train.step import mean_loss
 
         b = {k: v[0] for k, v in self.batch.items()}
-        vision = jax.jit(lambda p: self.module.apply({"params": p}, *(b[k] for k in VISION_KEYS),
-                                                     method=lambda m, *a: m.visual(*a)))
-        fwd = jax.jit(lambda p: mean_loss(self.module, p, b))
-        fwd_bwd = jax.jit(jax.value_and_grad(lambda p: mean_loss(self.module, p, b)))
+        programs = {
+            "vision_forward": lambda p: self.module.apply({"params": p}, *(b[k] for k in VISION_KEYS),
+                                                          method=lambda m, *a: m.visual(*a)),
+            "forward": lambda p: mean_loss(self.module, p, b),
+            "forward_backward": jax.value_and_grad(lambda p: mean_loss(self.module, p, b)),
+        }
         params = self.state["params"]
-        out = {}
-        for name, fn in (("vision_forward", vision), ("forward", fwd), ("forward_backward", fwd_bwd)):
-            compile_s, compiled = timed(lambda: fn.lower(params).compile())
-            out[f"{name}_compile_s"] = compile_s
-            jax.block_until_ready(compiled(params))
-            out[name] = median([timed(lambda: jax.block_until_ready(compiled(params)))[0] for _ in range(reps)])
-        out["step"] = median([timed(self._step)[0] for _ in range(reps)])
+        out: dict[str, Any] = {}
+        for name in parts:
+            out[f"{name}_compile_s"], compiled = timed(lambda: jax.jit(programs[name]).lower(params).compile())
+            out[name] = _median_call(lambda: jax.block_until_ready(compiled(params)), reps)
+        out["step"] = _median_call(self._step, reps)
+        out["vision_attention"] = self.attention_probe(reps)
         return _derive(out)
+
+    def attention_probe(self, reps: int = 1) -> dict[str, Any]:
+        """Forward + backward of the vision attention at this batch's shapes, as the model computes it
+        (one masked dense attention over all N patches of the batch) and per window / per image (the
+        same result from independent blocks), summed over the tower's window and full blocks."""
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+
+        from lingshu_jax.model.attention import dot_product_attention, segment_mask
+
+        v = self.config.vision
+        segs = {"window": np.asarray(self.batch["window_segments"][0]),
+                "full": np.asarray(self.batch["frame_segments"][0])}
+        n = segs["window"].shape[0]
+        dtype = jnp.dtype(self.config.vision_dtype or self.config.dtype)
+        q = jax.random.normal(jax.random.key(0), (3, 1, n, v.num_heads, v.head_dim), dtype)
+
+        def cost(fn, *args):
+            grad = jax.jit(jax.grad(lambda x, *a: fn(x[0], x[1], x[2], *a).astype(jnp.float32).sum()))
+            compiled = grad.lower(q, *args).compile()
+            return _median_call(lambda: jax.block_until_ready(compiled(q, *args)), reps)
+
+        n_full = len(v.fullatt_block_indexes)
+        counts = {"window": v.depth - n_full, "full": n_full}
+        out = {"patches": int(n), "heads": v.num_heads, "head_dim": v.head_dim, "blocks": counts}
+        dense_total, blocked_total = 0.0, 0.0
+        for kind, seg in segs.items():
+            if not counts[kind]:
+                continue
+            mask = segment_mask(jnp.asarray(seg)[None], jnp.asarray(seg)[None], causal=False)
+            dense = cost(lambda a, b, c, m: dot_product_attention(a, b, c, m), mask)
+            size = _equal_block_size(seg)
+            blocked = None
+            if size:
+                blocks = lambda x: x.reshape(n // size, size, v.num_heads, v.head_dim)  # noqa: E731
+                blocked = cost(lambda a, b, c: dot_product_attention(blocks(a), blocks(b), blocks(c), None))
+            out[kind] = {"dense_s": dense, "blocked_s": blocked, "block": size}
+            dense_total += counts[kind] * dense
+            blocked_total = None if blocked is None or blocked_total is None else blocked_total + counts[kind] * blocked
+        out["dense_total_s"], out["blocked_total_s"] = dense_total, blocked_total
+        return out
+
+
+def _median_call(fn, reps: int) -> float:
+    """One warm call, then the median of `reps` timed calls."""
+    fn()
+    return median([timed(fn)[0] for _ in range(max(1, reps))])
+
+
+def _equal_block_size(segments) -> int | None:
+    """Length of the contiguous, equally long runs of `segments`, or None when the runs differ."""
+    import numpy as np
+
+    seg = np.asarray(segments)
+    starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+    lengths = np.diff(np.r_[starts, seg.size])
+    if len(np.unique(seg)) != len(starts) or len(set(lengths.tolist())) != 1:
+        return None
+    return int(lengths[0])
 
 
 class HFTrain:
@@ -136,8 +198,9 @@ class HFTrain:
 
         return torch_device_memory()
 
-    def breakdown(self, reps: int = 3) -> dict[str, float]:
-        """Same split as ours: vision forward (autograd on), forward, forward + backward, whole step."""
+    def breakdown(self, reps: int = 1, parts=None) -> dict[str, Any]:
+        """Same split as ours: vision forward, forward, forward + backward (autograd on, as in a training
+        step), whole step, and the top ops of one profiled step. (`parts` is accepted for symmetry.)"""
         torch, model, x = self.torch, self.model, self.inputs
         sync = functools.partial(common.torch_sync, self.device)
         pix, grid = x["pixel_values"], x["image_grid_thw"]
@@ -155,22 +218,24 @@ class HFTrain:
             sync()
             model.zero_grad(set_to_none=True)
 
-        out = {}
+        out: dict[str, Any] = {}
         for name, fn in (("vision_forward", vision), ("forward", forward), ("forward_backward", forward_backward)):
-            fn()
-            out[name] = median([timed(fn)[0] for _ in range(reps)])
-        out["step"] = median([timed(self._step)[0] for _ in range(reps)])
+            out[name] = _median_call(fn, reps)
+        out["step"] = _median_call(self._step, reps)
         out["top_ops"] = _torch_top_ops(torch, self._step)
         return _derive(out)
 
 
 def _derive(t: dict[str, Any]) -> dict[str, Any]:
-    """Adds the parts implied by the nested measurements: text (+ head + loss) forward, backward, and
-    optimizer (+ clipping, guard) time."""
+    """Adds the parts implied by the nested measurements: text (+ lm_head + loss) forward = forward -
+    vision; backward + optimizer = step - forward; and, when forward + backward was timed, backward and
+    optimizer (+ clipping, guard) apart. Differences of noisy medians: read them as estimates."""
     out = dict(t)
     out["text_forward"] = t["forward"] - t["vision_forward"]
-    out["backward"] = t["forward_backward"] - t["forward"]
-    out["optimizer"] = t["step"] - t["forward_backward"]
+    out["backward_and_optimizer"] = t["step"] - t["forward"]
+    if "forward_backward" in t:
+        out["backward"] = t["forward_backward"] - t["forward"]
+        out["optimizer"] = t["step"] - t["forward_backward"]
     return out
 
 

@@ -196,7 +196,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 window = _new_window()
                 metrics = dict(last)
                 if config.get("eval") and config.eval.get("every") and (step % config.eval.every == 0 or step == total):
-                    metrics.update(evaluate(eval_fn, state["params"], config, processor, model_cfg))
+                    if config.eval.get("data"):
+                        metrics.update(evaluate(eval_fn, state["params"], config, processor, model_cfg))
+                    if config.eval.get("benchmarks"):
+                        metrics.update(evaluate_benchmarks(state["params"], config, processor, model_cfg, workdir, step))
                     last = metrics
                 writer.write(step, metrics)
             if step % config.train.checkpoint_every == 0 or step == total or preempt.requested:
@@ -328,6 +331,27 @@ def evaluate(eval_fn, params, config, processor, model_cfg) -> dict:
         it.close()
     return {"eval/loss": sums["loss_sum"] / max(sums["tokens"], 1), "eval/accuracy": sums["correct"] / max(sums["samples"], 1),
             "eval/samples": int(sums["samples"])}
+
+
+def evaluate_benchmarks(params, config, processor, model_cfg, workdir: str, step: int) -> dict:
+    """MedEvalKit-equivalent benchmarks (config.eval.benchmarks) with greedy generation from the current
+    parameters; results under workdir/evals/step_N, headline accuracies in the metrics row."""
+    from lingshu_jax.evals.runner import evaluate as run_benchmarks
+    from lingshu_jax.infer.eval_adapter import make_generate_fn
+    from lingshu_jax.infer.generator import Generator
+
+    e = config.eval
+    gen = Generator(model_cfg, params, processor)
+    generate_fn = make_generate_fn(gen, max_new_tokens=e.get("max_new_tokens", 64), batch_size=e.get("batch_size", 8))
+    out = os.path.join(workdir, "evals", f"step_{step}")
+    results = run_benchmarks(generate_fn, list(e.benchmarks), e.benchmark_dir, out, limit=e.get("limit"),
+                             progress=False)
+    row = {}
+    for name, m in results.items():
+        total = m.get("total") if isinstance(m, dict) else None
+        if isinstance(total, dict) and "acc" in total:
+            row[f"bench/{name}/acc"] = float(total["acc"])
+    return row
 
 
 def _write_config(config, workdir: str):

@@ -5,7 +5,6 @@ from PIL import Image
 
 from lingshu_jax.model.api import from_pretrained
 from lingshu_jax.processing import Processor
-from lingshu_jax.testing.hf_models import write_tiny_hf_dir
 
 PAD = 1000  # <|endoftext|> of the tiny tokenizer
 
@@ -20,10 +19,6 @@ def user(*parts):
                for p in parts]
     return {"role": "user", "content": content}
 
-
-@pytest.fixture(scope="session")
-def tiny_hf_dir(tmp_path_factory):
-    return write_tiny_hf_dir(str(tmp_path_factory.mktemp("tiny_hf_infer")), "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -183,3 +183,17 @@ def test_config_errors_fail_before_compiling_and_name_the_key(tmp_path):
     c.mesh.fsdp = 64
     with pytest.raises(ValueError, match="needs 64 devices"):
         train(c, str(tmp_path / "run"))
+
+
+def test_in_training_benchmark_eval_logs_medevalkit_accuracy(tmp_path):
+    c = _cfg(str(tmp_path), 3, 2)
+    c.init_from = ""
+    c.eval.every = 2
+    c.eval.data = None
+    c.eval.benchmarks = ["VQA_RAD"]
+    c.eval.benchmark_dir = os.path.join(ROOT, "tests", "evals", "fixtures")
+    c.eval.max_new_tokens = 4
+    train(c, str(tmp_path / "run"))
+    row = read_metrics(str(tmp_path / "run" / "metrics.jsonl"))[-1]
+    assert 0.0 <= row["bench/VQA_RAD/acc"] <= 1.0
+    assert os.path.exists(tmp_path / "run" / "evals" / "step_2" / "VQA_RAD" / "predictions.jsonl")
