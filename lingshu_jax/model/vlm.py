@@ -42,8 +42,8 @@ class Qwen25VL(nn.Module):
     def embed(self, batch):
         """Token embeddings with vision tokens scattered in: [B, S, D]."""
         x = self.model.embed(batch["input_ids"])
-        if "pixel_values" not in batch:
-            return x
+        if "pixel_values" not in batch or batch["pixel_values"].shape[0] == 0:
+            return x  # text only (static: decided at trace time)
         vis = self.visual(*(batch[k] for k in VISION_KEYS)).astype(x.dtype)  # [U, D], window order
         idx = batch["vision_token_index"]  # [B, S], -1 = text
         gathered = jnp.take(vis, jnp.maximum(idx, 0), axis=0)
