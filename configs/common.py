@@ -24,9 +24,22 @@ def base_config() -> ml_collections.ConfigDict:
     c.prepare_demo_data = ""  # build the embedded demo data into this directory first
     c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1, "sequence": 1})
     c.sharding_rules = ml_collections.config_dict.placeholder(list)
-    c.distributed = ml_collections.ConfigDict({"coordinator_address": "", "num_processes": 1, "process_id": 0})
-    c.train = ml_collections.ConfigDict({
-        "total_steps": 100, "grad_accum": 1, "log_every": 10, "checkpoint_every": 50, "keep_checkpoints": 2,
-        "keep_best": 0, "best_metric": "eval/accuracy", "checkpoint_initial": False, "max_bad_steps": 10, "progress": True,
-        "peak_flops_per_device": 0.0})
+    c.distributed = ml_collections.ConfigDict(
+        {"coordinator_address": "", "num_processes": 1, "process_id": 0}
+    )
+    c.train = ml_collections.ConfigDict(
+        {
+            "total_steps": 100,
+            "grad_accum": 1,
+            "log_every": 10,
+            "checkpoint_every": 50,
+            "keep_checkpoints": 2,
+            "keep_best": 0,
+            "best_metric": "eval/accuracy",
+            "checkpoint_initial": False,
+            "max_bad_steps": 10,
+            "progress": True,
+            "peak_flops_per_device": 0.0,
+        }
+    )
     return c

@@ -33,24 +33,64 @@ def get_config(arg=None):
     c.train.log_every = 10
     c.train.checkpoint_every = 50
     sources = [
-        {"name": "easy_vqa_captions", "paths": [os.path.join(data_dir, "captions.jsonl")], "root": _easy_vqa_root(),
-         "weight": 50.0},
-        {"name": "dicom", "paths": [os.path.join(data_dir, "dicom.jsonl")], "root": os.path.join(data_dir, "dicom"),
-         "weight": 1.0},
+        {
+            "name": "easy_vqa_captions",
+            "paths": [os.path.join(data_dir, "captions.jsonl")],
+            "root": _easy_vqa_root(),
+            "weight": 50.0,
+        },
+        {
+            "name": "dicom",
+            "paths": [os.path.join(data_dir, "dicom.jsonl")],
+            "root": os.path.join(data_dir, "dicom"),
+            "weight": 1.0,
+        },
     ]
     if a.stage == 3:
-        sources[0] = {"name": "easy_vqa", "paths": [os.path.join(data_dir, "vqa_train.jsonl")],
-                      "root": _easy_vqa_root(), "weight": 50.0}
-    c.data = {"sources": sources, "seq_len": 256 if a.stage == 3 else 96, "batch_size": 4 if a.stage == 3 else 16,
-              "patch_budget": 512, "packing": a.stage == 3, "max_segments_per_row": 8, "epochs": None,
-              "worker_count": 0}
+        sources[0] = {
+            "name": "easy_vqa",
+            "paths": [os.path.join(data_dir, "vqa_train.jsonl")],
+            "root": _easy_vqa_root(),
+            "weight": 50.0,
+        }
+    c.data = {
+        "sources": sources,
+        "seq_len": 256 if a.stage == 3 else 96,
+        "batch_size": 4 if a.stage == 3 else 16,
+        "patch_budget": 512,
+        "packing": a.stage == 3,
+        "max_segments_per_row": 8,
+        "epochs": None,
+        "worker_count": 0,
+    }
     lrs = dict(lr_llm=a.lr, lr_vit=a.lr / 2, lr_proj=a.lr)
-    c.optim = {"name": "adamw", "b1": 0.9, "b2": 0.98, "eps": 1e-8, "weight_decay": 0.01, "clip_norm": 1.0,
-               "groups": lingshu_groups(a.stage, **lrs, warmup_steps=min(20, steps // 5), total_steps=steps)}
-    c.eval = {"every": 100 if a.stage == 3 else 0, "max_batches": 1000,
-              "data": {"sources": [{"name": "easy_vqa_eval", "paths": [os.path.join(data_dir, "vqa_eval.jsonl")],
-                                    "root": _easy_vqa_root()}],
-                       "seq_len": 96, "batch_size": 50, "patch_budget": 1024, "epochs": 1, "shuffle": False}}
+    c.optim = {
+        "name": "adamw",
+        "b1": 0.9,
+        "b2": 0.98,
+        "eps": 1e-8,
+        "weight_decay": 0.01,
+        "clip_norm": 1.0,
+        "groups": lingshu_groups(a.stage, **lrs, warmup_steps=min(20, steps // 5), total_steps=steps),
+    }
+    c.eval = {
+        "every": 100 if a.stage == 3 else 0,
+        "max_batches": 1000,
+        "data": {
+            "sources": [
+                {
+                    "name": "easy_vqa_eval",
+                    "paths": [os.path.join(data_dir, "vqa_eval.jsonl")],
+                    "root": _easy_vqa_root(),
+                }
+            ],
+            "seq_len": 96,
+            "batch_size": 50,
+            "patch_budget": 1024,
+            "epochs": 1,
+            "shuffle": False,
+        },
+    }
     if a.stage == 3:
         c.export_hf = os.path.join(a.root, "hf_export")
     return c

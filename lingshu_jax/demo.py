@@ -27,10 +27,16 @@ def _easy_vqa_root() -> str:
 
 
 def _conv(image: str, question: str, answer: str) -> dict:
-    return {"messages": [
-        {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
-        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]},
-        {"role": "assistant", "content": [{"type": "text", "text": answer}]}]}
+    return {
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
+            {
+                "role": "user",
+                "content": [{"type": "image", "image": image}, {"type": "text", "text": question}],
+            },
+            {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+        ]
+    }
 
 
 def _captions(questions, answers, image_ids, split: str) -> list[dict]:
@@ -57,11 +63,20 @@ def _write_jsonl(path: str, rows: list[dict]) -> str:
 def prepare_demo_data(out_dir: str, eval_questions: int = 300, seed: int = 0) -> dict[str, str]:
     """Writes the demo's JSONL files, DICOM copies and tokenizer/processor assets; idempotent."""
     done = os.path.join(out_dir, "READY")
-    paths = {k: os.path.join(out_dir, f) for k, f in (
-        ("captions", "captions.jsonl"), ("vqa_train", "vqa_train.jsonl"), ("vqa_eval", "vqa_eval.jsonl"),
-        ("dicom", "dicom.jsonl"))}
-    paths.update(assets=os.path.join(out_dir, "assets"), easy_vqa_root=_easy_vqa_root(),
-                 dicom_root=os.path.join(out_dir, "dicom"))
+    paths = {
+        k: os.path.join(out_dir, f)
+        for k, f in (
+            ("captions", "captions.jsonl"),
+            ("vqa_train", "vqa_train.jsonl"),
+            ("vqa_eval", "vqa_eval.jsonl"),
+            ("dicom", "dicom.jsonl"),
+        )
+    }
+    paths.update(
+        assets=os.path.join(out_dir, "assets"),
+        easy_vqa_root=_easy_vqa_root(),
+        dicom_root=os.path.join(out_dir, "dicom"),
+    )
     if os.path.exists(done):
         return paths
     from easy_vqa import get_test_questions, get_train_questions
@@ -78,8 +93,10 @@ def prepare_demo_data(out_dir: str, eval_questions: int = 300, seed: int = 0) ->
     dicom_rows = []
     for name, modality in (("CT_small.dcm", "CT"), ("MR_small.dcm", "MR")):
         shutil.copy(get_testdata_file(name), os.path.join(paths["dicom_root"], name))
-        dicom_rows += [_conv(name, "Describe the image.", f"A {modality} slice."),
-                       _conv(name, "What imaging modality is this?", modality)]
+        dicom_rows += [
+            _conv(name, "Describe the image.", f"A {modality} slice."),
+            _conv(name, "What imaging modality is this?", modality),
+        ]
     _write_jsonl(paths["dicom"], dicom_rows)
     write_demo_assets(paths["assets"])
     open(done, "w").close()

@@ -1,6 +1,6 @@
 """AOT compile time of the train step for a preset at several depths (abstract inputs, no memory).
 
-  python scripts/compile_time.py --preset qwen2.5-vl-7b --layers 4,28 [--seq 2048 --patches 4096]
+python scripts/compile_time.py --preset qwen2.5-vl-7b --layers 4,28 [--seq 2048 --patches 4096]
 """
 
 import argparse

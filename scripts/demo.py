@@ -37,7 +37,9 @@ def main(argv):
     rows = [json.loads(line) for line in open(os.path.join(root, "stage3", "metrics.jsonl"))]
     evals = [r for r in rows if "eval/accuracy" in r]
     print("eval accuracy by step:", ", ".join(f"{r['step']}: {r['eval/accuracy']:.3f}" for r in evals))
-    print(f"Hugging Face export: {os.path.join(root, 'hf_export')}   curves: {os.path.join(root, 'stage3', 'curves.png')}")
+    print(
+        f"Hugging Face export: {os.path.join(root, 'hf_export')}   curves: {os.path.join(root, 'stage3', 'curves.png')}"
+    )
 
 
 if __name__ == "__main__":

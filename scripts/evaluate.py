@@ -13,6 +13,7 @@ module:factory` plugs in any other (e.g. a vLLM wrapper, or a fake in tests).
 LLM judge (open questions of VQA-RAD, SLAKE, PathVQA): --judge_base_url URL --judge_model NAME
 [--judge_api_key_env OPENAI_API_KEY]; nothing is sent anywhere without these flags.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,19 @@ from lingshu_jax.evals.runner import evaluate, score_predictions
 def _add_judge_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge_base_url", help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
     p.add_argument("--judge_model", help="judge model name (the paper: gpt-4.1-2025-04-14)")
-    p.add_argument("--judge_api_key_env", default="OPENAI_API_KEY",
-                   help="environment variable holding the API key ('' for none)")
+    p.add_argument(
+        "--judge_api_key_env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key ('' for none)",
+    )
     p.add_argument("--judge_cache", help="JSONL cache of verdicts (default: <out>/judge_cache.jsonl)")
 
 
 def _add_report_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip_meteor", action="store_true", help="do not compute METEOR (it may start a JVM)")
-    p.add_argument("--rate_bert_model", help="local RaTE-NER checkpoint (RaTEScore; needs the RaTEScore package)")
+    p.add_argument(
+        "--rate_bert_model", help="local RaTE-NER checkpoint (RaTEScore; needs the RaTEScore package)"
+    )
     p.add_argument("--rate_eval_model", help="local BioLORD checkpoint (RaTEScore)")
 
 
@@ -65,8 +71,10 @@ def _factory(spec: str | None):
         try:
             from lingshu_jax.infer import make_eval_generate_fn  # pylint: disable=import-outside-toplevel
         except ImportError as exc:
-            raise SystemExit(f"lingshu_jax.infer.make_eval_generate_fn is not available ({exc}); "
-                             "pass --generate_fn module:factory") from exc
+            raise SystemExit(
+                f"lingshu_jax.infer.make_eval_generate_fn is not available ({exc}); "
+                "pass --generate_fn module:factory"
+            ) from exc
         return make_eval_generate_fn
     module, _, attr = spec.partition(":")
     if not module or not attr:
@@ -75,14 +83,18 @@ def _factory(spec: str | None):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     score = sub.add_parser("score", help="score a predictions JSONL ({id, response} per line)")
     score.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS))
     score.add_argument("--data_dir", required=True)
     score.add_argument("--predictions", required=True)
     score.add_argument("--out", help="results folder (metrics.json, scored.jsonl, summary.json, results.md)")
-    score.add_argument("--allow_missing", action="store_true", help="score only the items that have a prediction")
+    score.add_argument(
+        "--allow_missing", action="store_true", help="score only the items that have a prediction"
+    )
     _add_judge_flags(score)
     _add_report_flags(score)
     run = sub.add_parser("run", help="generate with a model, then score")
@@ -90,11 +102,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--benchmarks", required=True, help="comma-separated names: " + ",".join(BENCHMARKS))
     run.add_argument("--data_dir", required=True)
     run.add_argument("--out", required=True)
-    run.add_argument("--generate_fn", help="module:factory, factory(model_path, max_new_tokens=...) -> generate_fn")
+    run.add_argument(
+        "--generate_fn", help="module:factory, factory(model_path, max_new_tokens=...) -> generate_fn"
+    )
     run.add_argument("--batch_size", type=int, default=32)
     run.add_argument("--max_new_tokens", type=int, default=8192)
     run.add_argument("--limit", type=int)
-    run.add_argument("--reasoning", action="store_true", help="MedEvalKit reasoning prompts (\\boxed{} answers)")
+    run.add_argument(
+        "--reasoning", action="store_true", help="MedEvalKit reasoning prompts (\\boxed{} answers)"
+    )
     run.add_argument("--no_progress", action="store_true")
     _add_judge_flags(run)
     _add_report_flags(run)
@@ -104,9 +120,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "score":
-        metrics = score_predictions(args.benchmark, args.data_dir, args.predictions, args.out,
-                                    judge=_judge(args, args.out), allow_missing=args.allow_missing,
-                                    report_kwargs=_report_kwargs(args))
+        metrics = score_predictions(
+            args.benchmark,
+            args.data_dir,
+            args.predictions,
+            args.out,
+            judge=_judge(args, args.out),
+            allow_missing=args.allow_missing,
+            report_kwargs=_report_kwargs(args),
+        )
         print(json.dumps(metrics, indent=2, ensure_ascii=False))
         return 0
     names = [n.strip() for n in args.benchmarks.split(",") if n.strip()]
@@ -114,10 +136,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown benchmarks {unknown}; known: {', '.join(BENCHMARKS)}")
     generate_fn = _factory(args.generate_fn)(args.model, max_new_tokens=args.max_new_tokens)
-    summary = evaluate(generate_fn, names, args.data_dir, args.out, batch_size=args.batch_size,
-                       reasoning=args.reasoning, limit=args.limit, judge=_judge(args, args.out),
-                       report_kwargs=_report_kwargs(args),
-                       model_name=os.path.basename(os.path.normpath(args.model)), progress=not args.no_progress)
+    summary = evaluate(
+        generate_fn,
+        names,
+        args.data_dir,
+        args.out,
+        batch_size=args.batch_size,
+        reasoning=args.reasoning,
+        limit=args.limit,
+        judge=_judge(args, args.out),
+        report_kwargs=_report_kwargs(args),
+        model_name=os.path.basename(os.path.normpath(args.model)),
+        progress=not args.no_progress,
+    )
     with open(os.path.join(args.out, "results.md"), encoding="utf-8") as f:
         print(f.read())
     return 0 if summary else 1

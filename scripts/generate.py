@@ -9,6 +9,7 @@ Single mode prints the answer. Chat mode reads user turns from stdin, one per li
 on its own line; `:image PATH` attaches an image to the next turn (`--image` attaches to the first);
 an empty line or end of input quits. Greedy unless --temperature > 0. Errors exit with status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
 def _chat(gen, args, sampling) -> None:
     from lingshu_jax.infer import ChatSession, run_repl
 
-    session = ChatSession(gen, system=args.system, max_new_tokens=args.max_new_tokens, sampling=sampling,
-                          seed=args.seed)
+    session = ChatSession(
+        gen, system=args.system, max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed
+    )
     lines = (f":image {path}\n" for path in args.image)
     if sys.stdin.isatty():
         print("chat: type a question; ':image PATH' attaches an image; empty line quits", file=sys.stderr)
@@ -59,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         messages = [{"role": "system", "content": args.system}] if args.system else []
         messages.append(user_turn(args.prompt, args.image))
-        print(gen.generate(messages, max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed)[0])
+        print(
+            gen.generate(messages, max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed)[0]
+        )
         return 0
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Run a sweep locally in sequence (or print one launch command per run), then tabulate and plot it.
 
-  python scripts/sweep.py --sweep=configs/sweeps/demo_lr.py --root=runs/sweep [--print_only] [--summarize_only]
+python scripts/sweep.py --sweep=configs/sweeps/demo_lr.py --root=runs/sweep [--print_only] [--summarize_only]
 """
 
 import argparse
@@ -16,7 +16,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", required=True, help="a configs/sweeps/<name>.py file with get_sweep(root)")
     ap.add_argument("--root", required=True, help="directory for the runs' workdirs and the results")
-    ap.add_argument("--print_only", action="store_true", help="print one launch command per run (e.g. for a pod)")
+    ap.add_argument(
+        "--print_only", action="store_true", help="print one launch command per run (e.g. for a pod)"
+    )
     ap.add_argument("--summarize_only", action="store_true", help="only (re)build the table and plot")
     args = ap.parse_args()
     from lingshu_jax.train import sweep

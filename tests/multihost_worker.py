@@ -3,6 +3,7 @@
 Each process builds the same tiny model, takes its own half of the rows (and their images), makes
 global arrays with `sharding.global_batch`, and prints the loss of the global batch as JSON.
 """
+
 import json
 import os
 import sys
@@ -16,7 +17,9 @@ jax.config.update("jax_default_matmul_precision", "highest")
 def main():
     port, pid, nproc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if nproc > 1:
-        jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=nproc, process_id=pid)
+        jax.distributed.initialize(
+            coordinator_address=f"127.0.0.1:{port}", num_processes=nproc, process_id=pid
+        )
     from lingshu_jax import sharding
     from lingshu_jax.model.config import preset
     from lingshu_jax.model.vlm import Qwen25VL, abstract_params, init_params
@@ -35,7 +38,11 @@ def main():
         batch = sharding.global_batch(local, mesh, rules)
         loss, grads = jax.jit(lambda p, b: loss_and_grads(model, p, b))(params, batch)
         gnorm = jax.jit(lambda g: sum(jax.numpy.sum(x * x) for x in jax.tree.leaves(g)))(grads)
-    print(json.dumps({"process": pid, "devices": jax.device_count(), "loss": float(loss), "grad_sq": float(gnorm)}))
+    print(
+        json.dumps(
+            {"process": pid, "devices": jax.device_count(), "loss": float(loss), "grad_sq": float(gnorm)}
+        )
+    )
 
 
 if __name__ == "__main__":

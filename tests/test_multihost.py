@@ -1,4 +1,5 @@
 """Two jax.distributed processes on 127.0.0.1 (4 CPU devices each) compute the loss of one process."""
+
 import json
 import os
 import subprocess
@@ -12,8 +13,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _run(args, timeout=300):
     env = {**os.environ, "PYTHONPATH": ROOT}
     env.pop("XLA_FLAGS", None)
-    return subprocess.Popen([sys.executable, "-m", "tests.multihost_worker", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.multihost_worker", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _result(proc):

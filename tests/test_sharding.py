@@ -93,8 +93,9 @@ def test_mesh_minus_one_fills_and_errors_name_the_problem():
 
 def test_7b_shardings_on_a_256_device_mesh_shard_every_large_matrix():
     mesh = sharding.abstract_mesh({"fsdp": 64, "tensor": 4}, 256)
-    rows = sharding.describe_shardings(abstract_params(preset("qwen2.5-vl-7b"), boxed=True), mesh,
-                                       sharding.DEFAULT_RULES)
+    rows = sharding.describe_shardings(
+        abstract_params(preset("qwen2.5-vl-7b"), boxed=True), mesh, sharding.DEFAULT_RULES
+    )
     large = [r for r in rows if r["bytes"] >= 4 << 20]
     assert large and all(any(a is not None for a in r["spec"]) for r in large)
     # the big matrices are split over both axes (fsdp x tensor); nothing large is replicated by accident

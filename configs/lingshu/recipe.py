@@ -16,10 +16,26 @@ from lingshu_jax.train.optimizer import lingshu_groups
 SIZES = {"7b": "lingshu-7b", "32b": "lingshu-32b"}
 DATA = {
     1: {"pmc_oa": 1.0, "roco": 1.0},
-    2: {"rocov2": 1.0, "llava_med": 1.0, "quilt_llava": 1.0, "pubmedvision": 1.0, "mimic_cxr": 1.0,
-        "fairvlmed": 1.0, "medicat": 1.0, "medpix2": 1.0, "synthetic_long_captions": 1.0,
-        "llava15_captions": 1.0, "pixmo": 1.0},
-    3: {"medical_vqa": 3.0, "medical_text_qa": 1.0, "medical_cot": 1.0, "general_vqa": 1.0, "general_text": 1.0},
+    2: {
+        "rocov2": 1.0,
+        "llava_med": 1.0,
+        "quilt_llava": 1.0,
+        "pubmedvision": 1.0,
+        "mimic_cxr": 1.0,
+        "fairvlmed": 1.0,
+        "medicat": 1.0,
+        "medpix2": 1.0,
+        "synthetic_long_captions": 1.0,
+        "llava15_captions": 1.0,
+        "pixmo": 1.0,
+    },
+    3: {
+        "medical_vqa": 3.0,
+        "medical_text_qa": 1.0,
+        "medical_cot": 1.0,
+        "general_vqa": 1.0,
+        "general_text": 1.0,
+    },
 }
 EPOCHS = {1: 1, 2: 1, 3: 2}
 
@@ -29,8 +45,13 @@ def stage_config(stage: int, arg=None):
     if a.size not in SIZES:
         raise ValueError(f"size={a.size!r}: expected one of {sorted(SIZES)}")
     c = base_config()
-    c.model = preset_config_dict(SIZES[a.size], dtype="bfloat16", param_dtype="float32", remat_policy="full",
-                                 vision_remat_policy="full")
+    c.model = preset_config_dict(
+        SIZES[a.size],
+        dtype="bfloat16",
+        param_dtype="float32",
+        remat_policy="full",
+        vision_remat_policy="full",
+    )
     c.init_from = a.init_from  # stage 1: the Qwen2.5-VL / Lingshu HF dir; later: the previous stage's workdir
     c.train.total_steps = a.steps
     c.train.grad_accum = 8
@@ -39,13 +60,33 @@ def stage_config(stage: int, arg=None):
     c.train.keep_checkpoints = 3
     c.mesh.fsdp = -1
     c.data = {
-        "sources": [{"name": n, "paths": [os.path.join(a.data_root, f"{n}.jsonl")],
-                     "root": os.path.join(a.data_root, "images"), "weight": w} for n, w in DATA[stage].items()],
-        "seq_len": 8192, "batch_size": 1, "patch_budget": 16384, "packing": stage == 3, "epochs": EPOCHS[stage],
-        "worker_count": 8, "prefetch": 2,
+        "sources": [
+            {
+                "name": n,
+                "paths": [os.path.join(a.data_root, f"{n}.jsonl")],
+                "root": os.path.join(a.data_root, "images"),
+                "weight": w,
+            }
+            for n, w in DATA[stage].items()
+        ],
+        "seq_len": 8192,
+        "batch_size": 1,
+        "patch_budget": 16384,
+        "packing": stage == 3,
+        "epochs": EPOCHS[stage],
+        "worker_count": 8,
+        "prefetch": 2,
     }
-    c.optim = {"name": "adamw", "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "clip_norm": 1.0,
-               "groups": lingshu_groups(stage, lr_llm=1e-5, lr_vit=2e-6, lr_proj=1e-5, warmup_steps=100,
-                                        total_steps=a.steps)}
+    c.optim = {
+        "name": "adamw",
+        "b1": 0.9,
+        "b2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "clip_norm": 1.0,
+        "groups": lingshu_groups(
+            stage, lr_llm=1e-5, lr_vit=2e-6, lr_proj=1e-5, warmup_steps=100, total_steps=a.steps
+        ),
+    }
     c.eval = {"every": 0}
     return c

@@ -28,8 +28,10 @@ def resolve(path: str) -> str:
 
 def _check_exists(path: str) -> None:
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"{path}: no such directory (expected an HF model directory, a lingshu-jax "
-                                "checkpoint, or the workdir of a finished stage, which holds final/)")
+        raise FileNotFoundError(
+            f"{path}: no such directory (expected an HF model directory, a lingshu-jax "
+            "checkpoint, or the workdir of a finished stage, which holds final/)"
+        )
 
 
 def model_config_from(path: str, **policy) -> ModelConfig:
@@ -51,14 +53,19 @@ def load_any(path: str, dtype=None, shardings=None) -> tuple[ModelConfig, dict, 
     _check_exists(path)
     path = resolve(path)
     if is_checkpoint(path):
-        return ckpt_lib.config_from_checkpoint(path), ckpt_lib.load_params(path, shardings, dtype), assets_dir_of(path)
+        return (
+            ckpt_lib.config_from_checkpoint(path),
+            ckpt_lib.load_params(path, shardings, dtype),
+            assets_dir_of(path),
+        )
     from lingshu_jax.convert.hf_to_jax import hf_to_jax
 
     return ModelConfig.from_pretrained(path), hf_to_jax(path, dtype=dtype, shardings=shardings), path
 
 
-def save_checkpoint(params, config: ModelConfig, out_dir: str, assets_from: str | None = None,
-                    overwrite: bool = True) -> str:
+def save_checkpoint(
+    params, config: ModelConfig, out_dir: str, assets_from: str | None = None, overwrite: bool = True
+) -> str:
     """Writes `params` as a lingshu-jax checkpoint (what `load_any` and `scripts/convert.py jax-to-hf` read)."""
     writer = ckpt_lib.ParamsWriter(out_dir, overwrite=overwrite)
     dtypes: dict[str, int] = {}

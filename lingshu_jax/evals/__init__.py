@@ -7,11 +7,23 @@ Public entry points:
   LLMJudge                                                (lingshu_jax.evals.judge)
   EvalItem                                                (lingshu_jax.evals.types)
 """
+
 from lingshu_jax.evals.benchmarks import BENCHMARKS, load_benchmark
 from lingshu_jax.evals.extract import extract_answer, has_think_answer_format, strip_think
 from lingshu_jax.evals.judge import LLMJudge
 from lingshu_jax.evals.runner import evaluate, score_predictions
 from lingshu_jax.evals.types import EvalItem, ItemScore, LoadOptions
 
-__all__ = ["BENCHMARKS", "EvalItem", "ItemScore", "LLMJudge", "LoadOptions", "evaluate", "extract_answer",
-           "has_think_answer_format", "load_benchmark", "score_predictions", "strip_think"]
+__all__ = [
+    "BENCHMARKS",
+    "EvalItem",
+    "ItemScore",
+    "LLMJudge",
+    "LoadOptions",
+    "evaluate",
+    "extract_answer",
+    "has_think_answer_format",
+    "load_benchmark",
+    "score_predictions",
+    "strip_think",
+]

@@ -3,6 +3,7 @@
 Every error is a `ValueError` that names the file and the record (`file:line` for line formats,
 `file[index]` for arrays and parquet rows) and what is wrong.
 """
+
 from __future__ import annotations
 
 import csv

@@ -7,6 +7,7 @@ answer marker ("**answer**:", "answer is", "answer:", "final answer", ...), appl
 in MedEvalKit's order. One deliberate change: a ``<think>...</think>`` block is removed first
 (`strip_think`), so reasoning text never supplies the answer.
 """
+
 from __future__ import annotations
 
 import re
@@ -72,7 +73,7 @@ def after_answer_marker(text: str) -> str:
     for marker in ANSWER_MARKERS:
         hits = list(re.finditer(re.escape(marker), text, flags=re.IGNORECASE))
         if hits:
-            text = text[hits[-1].end():]
+            text = text[hits[-1].end() :]
     return text.strip()
 
 
@@ -112,7 +113,9 @@ def has_think_answer_format(text: str, answer_style: str = "either") -> bool:
     rest = m.group("rest")
     if "<think>" in rest or "</think>" in rest:
         return False
-    tag_ok = re.fullmatch(r"\s*<answer>(?!.*<answer>)(.*?\S.*?)</answer>\s*", rest, flags=re.DOTALL) is not None
+    tag_ok = (
+        re.fullmatch(r"\s*<answer>(?!.*<answer>)(.*?\S.*?)</answer>\s*", rest, flags=re.DOTALL) is not None
+    )
     boxed = extract_boxed(rest)
     boxed_ok = bool(boxed)
     if answer_style == "tag":

@@ -9,6 +9,7 @@ the retries, counts as wrong and is reported in `failures`.
 Nothing here runs unless the caller builds an `LLMJudge` with a base URL, a model name and (for hosted
 APIs) the name of the environment variable holding the key.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -45,7 +46,12 @@ _RETRY_STATUS = (408, 409, 429, 500, 502, 503, 504)
 
 def judge_messages(question: str, answer: str, response: str) -> list[dict]:
     """The chat messages MedEvalKit sends to the judge."""
-    return [{"role": "user", "content": JUDGE_TEMPLATE.format(question=question, answer=answer, response=response)}]
+    return [
+        {
+            "role": "user",
+            "content": JUDGE_TEMPLATE.format(question=question, answer=answer, response=response),
+        }
+    ]
 
 
 def parse_verdict(reply: str | None) -> bool | None:
@@ -75,9 +81,18 @@ class LLMJudge:
       cache_path: optional JSONL file of verdicts, reused across runs so nothing is judged twice.
     """
 
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY",
-                 timeout: float = 60.0, max_retries: int = 3, retry_wait: float = 2.0,
-                 max_workers: int = 8, max_tokens: int = 1024, cache_path: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        retry_wait: float = 2.0,
+        max_workers: int = 8,
+        max_tokens: int = 1024,
+        cache_path: str | None = None,
+    ):
         if not base_url or not model:
             raise ValueError("LLMJudge needs both base_url and model")
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -113,8 +128,9 @@ class LLMJudge:
 
     def chat(self, messages: list[dict]) -> str:
         """One chat completion (temperature 0); retries transient failures; raises the last error."""
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0,
-                           "max_tokens": self.max_tokens}).encode("utf-8")
+        body = json.dumps(
+            {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+        ).encode("utf-8")
         headers = {"Content-Type": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
@@ -130,7 +146,7 @@ class LLMJudge:
             except (urllib.error.URLError, TimeoutError, ConnectionError):
                 if attempt == self.max_retries:
                     raise
-            time.sleep(self.retry_wait * (2 ** attempt))
+            time.sleep(self.retry_wait * (2**attempt))
         raise AssertionError("unreachable")
 
     def judge(self, question: str, answer: str, response: str) -> bool | None:

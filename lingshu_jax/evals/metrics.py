@@ -19,6 +19,7 @@ What MedEvalKit's `utils/Metrics_Compute/cal_report_metrics.py` does, and what w
 - An empty prediction scores 0 on every per-report metric; the average is over all reports
   (MedEvalKit divides by all reports too, but leaves empty ones out of CIDEr).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -113,13 +114,15 @@ def _close_meteor(scorer) -> None:
         scorer.lock.release()
 
 
-def ratescore(predictions: Sequence[str], references: Sequence[str], bert_model: str,
-              eval_model: str) -> float:
+def ratescore(
+    predictions: Sequence[str], references: Sequence[str], bert_model: str, eval_model: str
+) -> float:
     """Mean RaTEScore with local model paths (needs the `RaTEScore` package; nothing is downloaded)."""
     from RaTEScore import RaTEScore  # pylint: disable=import-outside-toplevel
 
     scores = RaTEScore(bert_model=bert_model, eval_model=eval_model).compute_score(
-        list(predictions), list(references))
+        list(predictions), list(references)
+    )
     return float(sum(scores) / max(len(scores), 1))
 
 
@@ -129,7 +132,9 @@ def _clinical(predictions, references, rate_models, scorers) -> tuple[dict, dict
     scorers = dict(scorers or {})
     if "rate" not in scorers and rate_models:
         if importlib.util.find_spec("RaTEScore") is not None:
-            scorers["rate"] = lambda p, r: ratescore(p, r, rate_models["bert_model"], rate_models["eval_model"])
+            scorers["rate"] = lambda p, r: ratescore(
+                p, r, rate_models["bert_model"], rate_models["eval_model"]
+            )
         else:
             reasons["rate"] = "model paths given but the RaTEScore package is not installed"
     for name in CLINICAL_METRICS:
@@ -144,10 +149,14 @@ def _clinical(predictions, references, rate_models, scorers) -> tuple[dict, dict
     return values, reasons
 
 
-def report_metrics(predictions: Sequence[str], references: Sequence[str], *,
-                   rate_models: Mapping[str, str] | None = None,
-                   scorers: Mapping[str, Scorer] | None = None,
-                   compute_meteor: bool = True) -> dict:
+def report_metrics(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    *,
+    rate_models: Mapping[str, str] | None = None,
+    scorers: Mapping[str, Scorer] | None = None,
+    compute_meteor: bool = True,
+) -> dict:
     """All report metrics of a benchmark; values in [0, 1] (CIDEr-D in [0, 10]); None when not computed.
 
     Args:
@@ -180,6 +189,8 @@ def report_metrics(predictions: Sequence[str], references: Sequence[str], *,
     out.update(values)
     not_computed.update(reasons)
     out["not_computed"] = not_computed
-    out["notes"] = ("cider is CIDEr-D (pycocoevalcap, IDF from these references); MedEvalKit reports the "
-                    "original CIDEr with COCO-val IDF (cidereval), so the two are not comparable")
+    out["notes"] = (
+        "cider is CIDEr-D (pycocoevalcap, IDF from these references); MedEvalKit reports the "
+        "original CIDEr with COCO-val IDF (cidereval), so the two are not comparable"
+    )
     return out

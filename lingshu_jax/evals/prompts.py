@@ -7,6 +7,7 @@ Chat messages follow MedEvalKit's Qwen2.5-VL wrapper: one image goes before the 
 images (MedEvalKit's "images" key: MedXpertQA-MM, IU-Xray, MIMIC-CXR) is interleaved as
 ``<image_1>: `` image ``<image_2>: `` image ... then the prompt.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -14,25 +15,36 @@ from collections.abc import Sequence
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 _MC_EN = "Answer with the option's letter from the given choices directly."
-_MC_EN_BOXED = 'Answer with the option\'s letter from the given choices and put the letter in one "\\boxed{}".'
+_MC_EN_BOXED = (
+    'Answer with the option\'s letter from the given choices and put the letter in one "\\boxed{}".'
+)
 _MC_ZH = "请直接使用给定选项中的选项字母来回答该问题。"
 _MC_ZH_BOXED = '请直接使用给定选项中的选项字母来回答该问题,并将答案包裹在"\\boxed{}"里'
 
 _SUFFIXES = {
     # kind -> lang -> (direct, reasoning)
     "yesno": {
-        "en": ("Please output 'yes' or 'no'(no extra output).",
-               'Please output "yes" or "no" and put the answer in one "\\boxed{}".'),
+        "en": (
+            "Please output 'yes' or 'no'(no extra output).",
+            'Please output "yes" or "no" and put the answer in one "\\boxed{}".',
+        ),
         "zh": ("请输出'是'或'否'(不要有任何其它输出)。", "请输出'是'或'否'，并将答案放在一个'\\boxed{}'中。"),
     },
     "closed": {
-        "en": ("Answer the question using a single word or phrase.",
-               'Answer the question using a single word or phrase and put the answer in one "\\boxed{}".'),
-        "zh": ("请用一个单词或者短语回答该问题。", "请用一个单词或者短语回答该问题，并将答案放在一个'\\boxed{}'中。"),
+        "en": (
+            "Answer the question using a single word or phrase.",
+            'Answer the question using a single word or phrase and put the answer in one "\\boxed{}".',
+        ),
+        "zh": (
+            "请用一个单词或者短语回答该问题。",
+            "请用一个单词或者短语回答该问题，并将答案放在一个'\\boxed{}'中。",
+        ),
     },
     "open": {
-        "en": ("Please answer the question concisely.",
-               'Please answer the question concisely and put the answer in one "\\boxed{}".'),
+        "en": (
+            "Please answer the question concisely.",
+            'Please answer the question concisely and put the answer in one "\\boxed{}".',
+        ),
         "zh": ("请简要回答该问题。", "请简要回答该问题，并将答案放在一个'\\boxed{}'中。"),
     },
 }
@@ -55,8 +67,9 @@ def format_choices(options: Sequence[str], sep: str = ". ") -> list[str]:
     return [f"{LETTERS[i]}{sep}{opt}" for i, opt in enumerate(options)]
 
 
-def multiple_choice_prompt(question: str, choices: Sequence[str], reasoning: bool = False,
-                           lang: str = "en") -> str:
+def multiple_choice_prompt(
+    question: str, choices: Sequence[str], reasoning: bool = False, lang: str = "en"
+) -> str:
     """MedEvalKit `get_multiple_choice_prompt`; `choices` are already lettered lines ("A. ...")."""
     _check_lang(lang)
     options = "\n".join(str(c) for c in choices)

@@ -12,6 +12,7 @@ open questions of VQA-RAD/SLAKE/PathVQA when a judge is given), so no count can 
 twice (MedEvalKit issue #30: PathVQA's closed count zeroed under the judge; SLAKE's closed questions
 judged and added on top of the rule count).
 """
+
 from __future__ import annotations
 
 import json
@@ -52,24 +53,34 @@ def _write_json(path: str, data) -> None:
     os.replace(tmp, path)
 
 
-def generate_predictions(generate_fn: GenerateFn, items: Sequence[EvalItem], path: str, batch_size: int = 32,
-                         progress: bool = True) -> dict[str, str]:
+def generate_predictions(
+    generate_fn: GenerateFn, items: Sequence[EvalItem], path: str, batch_size: int = 32, progress: bool = True
+) -> dict[str, str]:
     """Runs `generate_fn` on the items not yet in `path` (JSONL), appending after every batch."""
     done = read_predictions(path) if os.path.exists(path) else {}
     todo = [item for item in items if item.id not in done]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     bench = items[0].benchmark if items else ""
-    with open(path, "a", encoding="utf-8") as f, tqdm(total=len(todo), desc=bench, disable=not progress) as bar:
+    with (
+        open(path, "a", encoding="utf-8") as f,
+        tqdm(total=len(todo), desc=bench, disable=not progress) as bar,
+    ):
         for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
+            batch = todo[start : start + batch_size]
             outputs = list(generate_fn(batch))
             if len(outputs) != len(batch):
                 raise ValueError(f"generate_fn returned {len(outputs)} outputs for a batch of {len(batch)}")
             for item, text in zip(batch, outputs):
                 if not isinstance(text, str):
-                    raise ValueError(f"generate_fn returned {type(text).__name__} for item {item.id!r}, not str")
-                f.write(json.dumps({"id": item.id, "benchmark": item.benchmark, "response": text},
-                                   ensure_ascii=False) + "\n")
+                    raise ValueError(
+                        f"generate_fn returned {type(text).__name__} for item {item.id!r}, not str"
+                    )
+                f.write(
+                    json.dumps(
+                        {"id": item.id, "benchmark": item.benchmark, "response": text}, ensure_ascii=False
+                    )
+                    + "\n"
+                )
                 done[item.id] = text
             f.flush()
             bar.update(len(batch))
@@ -80,10 +91,21 @@ def _score_rows(spec: BenchmarkSpec, items: Sequence[EvalItem], responses: Mappi
     rows = []
     for item in items:
         score = spec.scorer(item, responses[item.id])
-        rows.append({"id": item.id, "category": item.category, "question_type": item.question_type,
-                     "split": item.split, "answer": item.answer, "response": responses[item.id],
-                     "pred": score.pred, "correct": score.correct, "rule_correct": score.correct,
-                     "metrics": score.metrics, **{k: item.meta.get(k, "") for k in spec.category_keys}})
+        rows.append(
+            {
+                "id": item.id,
+                "category": item.category,
+                "question_type": item.question_type,
+                "split": item.split,
+                "answer": item.answer,
+                "response": responses[item.id],
+                "pred": score.pred,
+                "correct": score.correct,
+                "rule_correct": score.correct,
+                "metrics": score.metrics,
+                **{k: item.meta.get(k, "") for k in spec.category_keys},
+            }
+        )
     judge_info = {"used": False}
     if judge is not None and spec.judge_open:
         idx = [i for i, item in enumerate(items) if item.question_type == "open"]
@@ -91,8 +113,12 @@ def _score_rows(spec: BenchmarkSpec, items: Sequence[EvalItem], responses: Mappi
         for i, verdict in zip(idx, verdicts):
             rows[i]["judge"] = verdict
             rows[i]["correct"] = verdict is True
-        judge_info = {"used": True, "model": judge.model, "judged": len(idx),
-                      "failures": sum(v is None for v in verdicts)}
+        judge_info = {
+            "used": True,
+            "model": judge.model,
+            "judged": len(idx),
+            "failures": sum(v is None for v in verdicts),
+        }
     return rows, judge_info
 
 
@@ -118,20 +144,28 @@ def _qa_metrics(spec: BenchmarkSpec, rows: Sequence[dict]) -> dict:
         out["open"] = _acc(opened)
         for k in OPEN_METRIC_KEYS:
             out["open"][k] = sum(r["metrics"].get(k, 0.0) for r in opened) / len(opened) if opened else None
-        out["open"]["rule_acc"] = (sum(bool(r["rule_correct"]) for r in opened) / len(opened)) if opened else None
+        out["open"]["rule_acc"] = (
+            (sum(bool(r["rule_correct"]) for r in opened) / len(opened)) if opened else None
+        )
     categories = {key: _breakdown(rows, key) for key in ("category", *spec.category_keys)}
     out["categories"] = {k: v for k, v in categories.items() if v}
     return out
 
 
-def score_items(spec: BenchmarkSpec, items: Sequence[EvalItem], responses: Mapping[str, str], judge=None,
-                report_kwargs: Mapping | None = None) -> tuple[list[dict], dict]:
+def score_items(
+    spec: BenchmarkSpec,
+    items: Sequence[EvalItem],
+    responses: Mapping[str, str],
+    judge=None,
+    report_kwargs: Mapping | None = None,
+) -> tuple[list[dict], dict]:
     """(per-item rows, metrics) for items that all have a response."""
     rows, judge_info = _score_rows(spec, items, responses, judge)
     metrics = {"benchmark": spec.name, "group": spec.group, "num_items": len(items)}
     if spec.group == "report":
-        metrics["report"] = report_metrics([r["pred"] for r in rows], [it.answer for it in items],
-                                           **dict(report_kwargs or {}))
+        metrics["report"] = report_metrics(
+            [r["pred"] for r in rows], [it.answer for it in items], **dict(report_kwargs or {})
+        )
     else:
         metrics.update(_qa_metrics(spec, rows))
         metrics["judge"] = judge_info
@@ -146,8 +180,16 @@ def _save(out_dir: str, spec: BenchmarkSpec, rows: list[dict], metrics: dict) ->
     _write_json(os.path.join(bench_dir, "metrics.json"), metrics)
 
 
-def score_predictions(benchmark: str, data_dir: str, predictions_jsonl: str, out_dir: str | None = None, *,
-                      judge=None, allow_missing: bool = False, report_kwargs: Mapping | None = None) -> dict:
+def score_predictions(
+    benchmark: str,
+    data_dir: str,
+    predictions_jsonl: str,
+    out_dir: str | None = None,
+    *,
+    judge=None,
+    allow_missing: bool = False,
+    report_kwargs: Mapping | None = None,
+) -> dict:
     """Scores predictions made elsewhere (e.g. vLLM): JSONL lines {"id", "response"} keyed by our item ids.
 
     Items without a prediction raise a ValueError unless `allow_missing` (then they are left out and
@@ -158,8 +200,10 @@ def score_predictions(benchmark: str, data_dir: str, predictions_jsonl: str, out
     responses = read_predictions(predictions_jsonl)
     missing = [it.id for it in items if it.id not in responses]
     if missing and not allow_missing:
-        raise ValueError(f"{predictions_jsonl}: no prediction for {len(missing)} of {len(items)} {benchmark} items "
-                         f"(first: {missing[:5]}); pass allow_missing to score the rest")
+        raise ValueError(
+            f"{predictions_jsonl}: no prediction for {len(missing)} of {len(items)} {benchmark} items "
+            f"(first: {missing[:5]}); pass allow_missing to score the rest"
+        )
     known = {it.id for it in items}
     items = [it for it in items if it.id in responses]
     if not items:
@@ -173,9 +217,20 @@ def score_predictions(benchmark: str, data_dir: str, predictions_jsonl: str, out
     return metrics
 
 
-def evaluate(generate_fn: GenerateFn, benchmarks: Sequence[str], data_dir: str, out_dir: str, *,
-             batch_size: int = 32, reasoning: bool = False, limit: int | None = None, judge=None,
-             report_kwargs: Mapping | None = None, model_name: str = "model", progress: bool = True) -> dict:
+def evaluate(
+    generate_fn: GenerateFn,
+    benchmarks: Sequence[str],
+    data_dir: str,
+    out_dir: str,
+    *,
+    batch_size: int = 32,
+    reasoning: bool = False,
+    limit: int | None = None,
+    judge=None,
+    report_kwargs: Mapping | None = None,
+    model_name: str = "model",
+    progress: bool = True,
+) -> dict:
     """Generates (resumably) and scores each benchmark; returns {benchmark: metrics}.
 
     Args:

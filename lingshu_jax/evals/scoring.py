@@ -15,6 +15,7 @@ Follows MedEvalKit's `utils/utils.py` (`judge_multi_choice`, `judge_judgement`, 
 The most-similar-option fallback is MedEvalKit's: `difflib.SequenceMatcher(None, option, response)
 .ratio()` against each lower-cased lettered option line ("a. text"); the first maximum wins.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -27,8 +28,19 @@ from lingshu_jax.evals.extract import extract_answer
 from lingshu_jax.evals.prompts import LETTERS, format_choices
 from lingshu_jax.evals.types import ItemScore
 
-OPEN_METRIC_KEYS = ("em", "f1", "precision", "recall", "bleu1", "bleu2", "bleu3", "bleu4",
-                    "rouge1", "rouge2", "rougel")
+OPEN_METRIC_KEYS = (
+    "em",
+    "f1",
+    "precision",
+    "recall",
+    "bleu1",
+    "bleu2",
+    "bleu3",
+    "bleu4",
+    "rouge1",
+    "rouge2",
+    "rougel",
+)
 
 
 def normalize_short(text: str) -> str:
@@ -41,7 +53,7 @@ def normalize_short(text: str) -> str:
 
 
 def yes_no_label(text: str) -> str:
-    """"yes" or "no" when exactly one of the two words occurs in the text, else ""."""
+    """ "yes" or "no" when exactly one of the two words occurs in the text, else ""."""
     words = set(re.findall(r"[a-z]+", (text or "").lower()))
     has_yes, has_no = "yes" in words, "no" in words
     if has_yes == has_no:
@@ -132,8 +144,9 @@ def sentence_bleu_n(pred: str, target: str, n: int) -> float:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(sentence_bleu([medevalkit_tokenize(target)], medevalkit_tokenize(pred),
-                                   weights=[1.0 / n] * n))
+        return float(
+            sentence_bleu([medevalkit_tokenize(target)], medevalkit_tokenize(pred), weights=[1.0 / n] * n)
+        )
 
 
 def rouge_f(pred: str, target: str) -> dict[str, float]:
@@ -148,7 +161,11 @@ def rouge_f(pred: str, target: str) -> dict[str, float]:
         return {"rouge1": 0.0, "rouge2": 0.0, "rougel": 0.0}
     finally:
         sys.setrecursionlimit(limit)
-    return {"rouge1": scores["rouge-1"]["f"], "rouge2": scores["rouge-2"]["f"], "rougel": scores["rouge-l"]["f"]}
+    return {
+        "rouge1": scores["rouge-1"]["f"],
+        "rouge2": scores["rouge-2"]["f"],
+        "rougel": scores["rouge-l"]["f"],
+    }
 
 
 def token_f1(pred: str, target: str) -> dict[str, float]:

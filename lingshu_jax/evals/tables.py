@@ -5,19 +5,39 @@ Accuracies and report metrics are shown x100 with one decimal; "–" marks a ben
 header says over how many. The paper has one Medbullets column; we fill it from Medbullets_op5 when it
 was evaluated, else from Medbullets_op4, and name the source under the table.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-MULTIMODAL_COLUMNS = (("MMMU-Med", ("MMMU-Medical-val",)), ("VQA-RAD", ("VQA_RAD",)), ("SLAKE", ("SLAKE",)),
-                      ("PathVQA", ("PATH_VQA",)), ("PMC-VQA", ("PMC_VQA",)), ("OmniMedVQA", ("OmniMedVQA",)),
-                      ("MedXpertQA", ("MedXpertQA-MM",)))
-TEXT_COLUMNS = (("MMLU-Med", ("MMLU-medical",)), ("PubMedQA", ("PubMedQA",)), ("MedMCQA", ("MedMCQA",)),
-                ("MedQA", ("MedQA_USMLE",)), ("Medbullets", ("Medbullets_op5", "Medbullets_op4")),
-                ("MedXpertQA", ("MedXpertQA-Text",)), ("SuperGPQA", ("SuperGPQA",)))
+MULTIMODAL_COLUMNS = (
+    ("MMMU-Med", ("MMMU-Medical-val",)),
+    ("VQA-RAD", ("VQA_RAD",)),
+    ("SLAKE", ("SLAKE",)),
+    ("PathVQA", ("PATH_VQA",)),
+    ("PMC-VQA", ("PMC_VQA",)),
+    ("OmniMedVQA", ("OmniMedVQA",)),
+    ("MedXpertQA", ("MedXpertQA-MM",)),
+)
+TEXT_COLUMNS = (
+    ("MMLU-Med", ("MMLU-medical",)),
+    ("PubMedQA", ("PubMedQA",)),
+    ("MedMCQA", ("MedMCQA",)),
+    ("MedQA", ("MedQA_USMLE",)),
+    ("Medbullets", ("Medbullets_op5", "Medbullets_op4")),
+    ("MedXpertQA", ("MedXpertQA-Text",)),
+    ("SuperGPQA", ("SuperGPQA",)),
+)
 REPORT_ROWS = (("MIMIC-CXR", "MIMIC_CXR"), ("CheXpert Plus", "CheXpert_Plus"), ("IU-Xray", "IU_XRAY"))
-REPORT_METRICS = (("ROUGE-L", "rougel"), ("CIDEr-D", "cider"), ("BLEU-4", "bleu4"), ("METEOR", "meteor"),
-                  ("RaTE", "rate"), ("SembScore", "sembscore"), ("RadCliQ", "radcliq"))
+REPORT_METRICS = (
+    ("ROUGE-L", "rougel"),
+    ("CIDEr-D", "cider"),
+    ("BLEU-4", "bleu4"),
+    ("METEOR", "meteor"),
+    ("RaTE", "rate"),
+    ("SembScore", "sembscore"),
+    ("RadCliQ", "radcliq"),
+)
 
 
 def _fmt(value: float | None) -> str:
@@ -41,8 +61,13 @@ def _qa_table(title: str, columns: Sequence, summary: Mapping[str, Mapping], mod
     avg = sum(present) / len(present) if present else None
     avg_head = "Avg." if len(present) == len(columns) else f"Avg. ({len(present)}/{len(columns)})"
     head = ["Model", *[d for d, _ in columns], avg_head]
-    lines = [f"## {title} (accuracy, %)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-             "| " + " | ".join([model, *[_fmt(v) for v in values], _fmt(avg)]) + " |"]
+    lines = [
+        f"## {title} (accuracy, %)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        "| " + " | ".join([model, *[_fmt(v) for v in values], _fmt(avg)]) + " |",
+    ]
     return lines + ([""] + [f"{n}." for n in notes] if notes else [])
 
 
@@ -56,8 +81,13 @@ def _report_table(summary: Mapping[str, Mapping]) -> list[str]:
         else:
             cells = ["n/c" if report.get(k) is None else _fmt(report[k]) for _, k in REPORT_METRICS]
         lines.append("| " + " | ".join([display, *cells]) + " |")
-    lines += ["", ("CIDEr-D: pycocoevalcap, IDF from the references (MedEvalKit reports CIDEr with COCO IDF); "
-                   "n/c: not computed (see metrics.json `not_computed`).")]
+    lines += [
+        "",
+        (
+            "CIDEr-D: pycocoevalcap, IDF from the references (MedEvalKit reports CIDEr with COCO IDF); "
+            "n/c: not computed (see metrics.json `not_computed`)."
+        ),
+    ]
     return lines
 
 

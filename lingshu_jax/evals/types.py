@@ -1,4 +1,5 @@
 """Shared data types of the evaluation suite: `EvalItem`, `ItemScore` and `BenchmarkSpec`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,11 +44,13 @@ class EvalItem:
 
     def __post_init__(self):
         if self.question_type not in QUESTION_TYPES:
-            raise ValueError(f"EvalItem {self.id!r}: question_type {self.question_type!r} not in {QUESTION_TYPES}")
+            raise ValueError(
+                f"EvalItem {self.id!r}: question_type {self.question_type!r} not in {QUESTION_TYPES}"
+            )
 
     @property
     def split(self) -> str:
-        """"closed" or "open" group used by the VQA benchmarks' closed/open accuracy split."""
+        """ "closed" or "open" group used by the VQA benchmarks' closed/open accuracy split."""
         return "open" if self.question_type == "open" else "closed"
 
 

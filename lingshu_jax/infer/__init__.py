@@ -1,13 +1,13 @@
 """Generation: sampling, batched KV-cache decoding in one compiled program, chat, the evaluation adapter.
 
-  SamplingConfig, sample                     (infer.sampling)   greedy / temperature / top-k / top-p
-  generate(config, params, inputs, ...)      (infer.generate)   processor outputs -> tokens, lengths
-                                             (the function shadows the submodule as a package attribute:
-                                             import from `lingshu_jax.infer.generate` with `from ... import`)
-  Generator                                  (infer.generator)  model + processor -> texts, chat()
-  ChatSession, run_repl                      (infer.chat)       multi-turn conversations
-  make_generate_fn / make_eval_generate_fn   (infer.eval_adapter) generate_fn(list[EvalItem]) -> list[str]
-  decode_throughput                          (infer.bench)      ours vs transformers tokens/s
+SamplingConfig, sample                     (infer.sampling)   greedy / temperature / top-k / top-p
+generate(config, params, inputs, ...)      (infer.generate)   processor outputs -> tokens, lengths
+                                           (the function shadows the submodule as a package attribute:
+                                           import from `lingshu_jax.infer.generate` with `from ... import`)
+Generator                                  (infer.generator)  model + processor -> texts, chat()
+ChatSession, run_repl                      (infer.chat)       multi-turn conversations
+make_generate_fn / make_eval_generate_fn   (infer.eval_adapter) generate_fn(list[EvalItem]) -> list[str]
+decode_throughput                          (infer.bench)      ours vs transformers tokens/s
 """
 
 from lingshu_jax.infer.bench import decode_throughput

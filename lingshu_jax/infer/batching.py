@@ -14,7 +14,13 @@ import math
 import numpy as np
 
 ROW_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
-VISION_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+VISION_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "pixel_values_videos",
+    "video_grid_thw",
+    "second_per_grid_ts",
+)
 
 
 def bucket_size(n: int, step: int) -> int:
@@ -74,7 +80,7 @@ def pad_inputs(inputs: dict[str, np.ndarray], length: int, rows: int, pad_id: in
             continue
         fill = pad_id if key == "input_ids" else 0
         arr = np.full((rows, length), fill, dtype=inputs[key].dtype)
-        arr[:b, length - s:] = inputs[key]
+        arr[:b, length - s :] = inputs[key]
         out[key] = arr
     return out
 
@@ -90,15 +96,19 @@ def collate(rows: list[dict], pad_id: int) -> dict[str, np.ndarray]:
     if not rows:
         raise ValueError("collate: no rows")
     rows = [to_numpy(r) for r in rows]
-    ids = [r["input_ids"][i][r["attention_mask"][i].astype(bool)] for r in rows for i in range(len(r["input_ids"]))]
+    ids = [
+        r["input_ids"][i][r["attention_mask"][i].astype(bool)]
+        for r in rows
+        for i in range(len(r["input_ids"]))
+    ]
     length = max(len(x) for x in ids)
     out = {
         "input_ids": np.full((len(ids), length), pad_id, np.int64),
         "attention_mask": np.zeros((len(ids), length), np.int64),
     }
     for i, x in enumerate(ids):
-        out["input_ids"][i, length - len(x):] = x
-        out["attention_mask"][i, length - len(x):] = 1
+        out["input_ids"][i, length - len(x) :] = x
+        out["attention_mask"][i, length - len(x) :] = 1
     for key in VISION_KEYS:
         parts = [r[key] for r in rows if key in r]
         if parts:

@@ -44,7 +44,8 @@ def _transformers(model_dir, inputs, max_new_tokens, threads) -> dict[str, float
     if threads:
         torch.set_num_threads(threads)
     hf = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        model_dir, dtype=torch.float32, attn_implementation="eager").eval()
+        model_dir, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
     tensors = {k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()}
 
     def run(n):
@@ -58,13 +59,22 @@ def _transformers(model_dir, inputs, max_new_tokens, threads) -> dict[str, float
 
 def _rates(t: dict[str, float], batch_size: int, max_new_tokens: int) -> dict[str, float]:
     decode = max(t["full_s"] - t["prefill_s"], 1e-9)
-    return {"e2e_tok_s": batch_size * max_new_tokens / t["full_s"],
-            "decode_tok_s": batch_size * (max_new_tokens - 1) / decode, **t}
+    return {
+        "e2e_tok_s": batch_size * max_new_tokens / t["full_s"],
+        "decode_tok_s": batch_size * (max_new_tokens - 1) / decode,
+        **t,
+    }
 
 
-def decode_throughput(model_dir: str | None = None, batch_size: int = 4, prompt_len: int = 64,
-                      max_new_tokens: int = 64, seed: int = 0, transformers_side: bool = True,
-                      torch_threads: int | None = None) -> dict:
+def decode_throughput(
+    model_dir: str | None = None,
+    batch_size: int = 4,
+    prompt_len: int = 64,
+    max_new_tokens: int = 64,
+    seed: int = 0,
+    transformers_side: bool = True,
+    torch_threads: int | None = None,
+) -> dict:
     """-> {"ours": {...}, "transformers": {...}, "setup": {...}} tokens/s and seconds (see module doc)."""
     if max_new_tokens < 2:
         raise ValueError(f"max_new_tokens={max_new_tokens}: need >= 2 to separate decode from prefill")
@@ -81,9 +91,16 @@ def decode_throughput(model_dir: str | None = None, batch_size: int = 4, prompt_
         vocab = min(model.config.text.vocab_size, 1000)
         ids = np.random.default_rng(seed).integers(0, vocab, (batch_size, prompt_len)).astype(np.int64)
         inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-        result = {"ours": _rates(_ours(model, inputs, max_new_tokens), batch_size, max_new_tokens),
-                  "setup": {"model_dir": model_dir, "batch_size": batch_size, "prompt_len": prompt_len,
-                            "max_new_tokens": max_new_tokens, "backend": jax.default_backend()}}
+        result = {
+            "ours": _rates(_ours(model, inputs, max_new_tokens), batch_size, max_new_tokens),
+            "setup": {
+                "model_dir": model_dir,
+                "batch_size": batch_size,
+                "prompt_len": prompt_len,
+                "max_new_tokens": max_new_tokens,
+                "backend": jax.default_backend(),
+            },
+        }
         if transformers_side:
             hf = _transformers(model_dir, inputs, max_new_tokens, torch_threads)
             result["transformers"] = _rates(hf, batch_size, max_new_tokens)
@@ -106,8 +123,18 @@ def main(argv=None) -> None:
     p.add_argument("--no_transformers", action="store_true")
     args = p.parse_args(argv)
     jax.config.update("jax_default_matmul_precision", "highest")
-    print(json.dumps(decode_throughput(args.model, args.batch_size, args.prompt_len, args.max_new_tokens,
-                                       transformers_side=not args.no_transformers), indent=2))
+    print(
+        json.dumps(
+            decode_throughput(
+                args.model,
+                args.batch_size,
+                args.prompt_len,
+                args.max_new_tokens,
+                transformers_side=not args.no_transformers,
+            ),
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,14 @@ IMAGE_COMMAND = ":image"
 class ChatSession:
     """A conversation with a `Generator`; `messages` holds every turn so far."""
 
-    def __init__(self, generator: Generator, system: str | None = None, max_new_tokens: int = 256,
-                 sampling: SamplingConfig | None = None, seed: int = 0):
+    def __init__(
+        self,
+        generator: Generator,
+        system: str | None = None,
+        max_new_tokens: int = 256,
+        sampling: SamplingConfig | None = None,
+        seed: int = 0,
+    ):
         self.generator = generator
         self.max_new_tokens = max_new_tokens
         self.sampling = sampling
@@ -36,7 +42,8 @@ class ChatSession:
         """Adds a user turn (images first, then text), generates and records the reply; returns it."""
         turn = len([m for m in self.messages if m["role"] == "user"])
         reply, self.messages = self.generator.chat(
-            [*self.messages, user_turn(text, images)], self.max_new_tokens, self.sampling, self.seed + turn)
+            [*self.messages, user_turn(text, images)], self.max_new_tokens, self.sampling, self.seed + turn
+        )
         return reply
 
 
@@ -44,8 +51,12 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def run_repl(session: ChatSession, lines: Iterable[str], emit: Callable[[str], None] = print,
-             warn: Callable[[str], None] = _warn) -> int:
+def run_repl(
+    session: ChatSession,
+    lines: Iterable[str],
+    emit: Callable[[str], None] = print,
+    warn: Callable[[str], None] = _warn,
+) -> int:
     """Chats over `lines` (e.g. sys.stdin); emits each reply. Returns the number of turns answered.
 
     A `:image` line whose file does not exist is reported through `warn` and skipped.
@@ -57,7 +68,7 @@ def run_repl(session: ChatSession, lines: Iterable[str], emit: Callable[[str], N
         if not line.strip():
             break
         if line.startswith(IMAGE_COMMAND + " ") or line == IMAGE_COMMAND:
-            path = line[len(IMAGE_COMMAND):].strip()
+            path = line[len(IMAGE_COMMAND) :].strip()
             if not os.path.isfile(path):
                 warn(f"{IMAGE_COMMAND}: no such file {path!r}; usage: '{IMAGE_COMMAND} scan.png'")
                 continue

@@ -27,7 +27,9 @@ def item_messages(item) -> list[dict]:
         return [dict(m) for m in item.messages]
     text = item.prompt or item.question
     if not text:
-        raise ValueError(f"EvalItem {item.id!r} ({item.benchmark}): no messages, prompt or question to generate from")
+        raise ValueError(
+            f"EvalItem {item.id!r} ({item.benchmark}): no messages, prompt or question to generate from"
+        )
     return list(build_messages(text, item.images))
 
 
@@ -36,7 +38,7 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be >= 1")
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def _default_dtype() -> str:
@@ -44,9 +46,17 @@ def _default_dtype() -> str:
     return "float32" if jax.default_backend() == "cpu" else "bfloat16"
 
 
-def make_generate_fn(model, max_new_tokens: int = 1024, batch_size: int = 8, *,
-                     sampling: SamplingConfig = GREEDY, seed: int = 0, dtype: str | None = None, mesh=None,
-                     rules=None):
+def make_generate_fn(
+    model,
+    max_new_tokens: int = 1024,
+    batch_size: int = 8,
+    *,
+    sampling: SamplingConfig = GREEDY,
+    seed: int = 0,
+    dtype: str | None = None,
+    mesh=None,
+    rules=None,
+):
     """-> generate_fn(items) -> list[str] for the evaluation runner.
 
     Args:

@@ -139,7 +139,9 @@ def _run(key: ProgramKey, params, batch, rng):
         "done": ~live | _is_stop(tok, key.stop_token_ids),
     }
     if key.return_logits:
-        state["logits"] = jnp.zeros((b, key.max_new_tokens, logits.shape[-1]), jnp.float32).at[:, 0].set(logits)
+        state["logits"] = (
+            jnp.zeros((b, key.max_new_tokens, logits.shape[-1]), jnp.float32).at[:, 0].set(logits)
+        )
     state = _decode_loop(key, apply, state, next_pos, rng)
     out = {"tokens": state["tokens"], "lengths": state["lengths"], "steps": state["step"]}
     if key.return_logits:
@@ -179,7 +181,11 @@ DEFAULT_BUCKETS = Buckets()
 
 
 def prepare_generation_batch(
-    config: ModelConfig, inputs: dict, pad_token_id: int, buckets: Buckets = DEFAULT_BUCKETS, batch_multiple: int = 1
+    config: ModelConfig,
+    inputs: dict,
+    pad_token_id: int,
+    buckets: Buckets = DEFAULT_BUCKETS,
+    batch_multiple: int = 1,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Processor outputs -> (the model's batch dict, left-padded and bucketed; number of real rows)."""
     inputs = batching.left_align(batching.to_numpy(inputs))

@@ -46,7 +46,9 @@ def as_conversations(messages, images: Sequence | None = None) -> list[list[dict
     if is_conversation(messages):
         return [list(messages)]
     if not isinstance(messages, (list, tuple)) or not messages:
-        raise ValueError(f"expected a prompt, a conversation or a non-empty batch of them, got {messages!r:.200}")
+        raise ValueError(
+            f"expected a prompt, a conversation or a non-empty batch of them, got {messages!r:.200}"
+        )
     return [[user_turn(m)] if isinstance(m, str) else list(m) for m in messages]
 
 
@@ -80,14 +82,23 @@ class Generator:
         self.buckets = buckets
 
     @classmethod
-    def from_pretrained(cls, path: str, *, dtype: str = "float32", param_dtype: str | None = None, mesh=None,
-                        rules=None, **kwargs) -> Generator:
+    def from_pretrained(
+        cls,
+        path: str,
+        *,
+        dtype: str = "float32",
+        param_dtype: str | None = None,
+        mesh=None,
+        rules=None,
+        **kwargs,
+    ) -> Generator:
         """Loads a Hugging Face / converted checkpoint directory and its processor files."""
         # model/api.py binds methods from this package, so import it lazily.
         from lingshu_jax.model.api import from_pretrained
 
-        return cls.from_model(from_pretrained(path, dtype=dtype, param_dtype=param_dtype), mesh=mesh, rules=rules,
-                              **kwargs)
+        return cls.from_model(
+            from_pretrained(path, dtype=dtype, param_dtype=param_dtype), mesh=mesh, rules=rules, **kwargs
+        )
 
     @classmethod
     def from_model(cls, model, processor: Processor | None = None, **kwargs) -> Generator:
@@ -98,34 +109,66 @@ class Generator:
 
     def require_processor(self) -> Processor:
         if self.processor is None:
-            raise ValueError("this Generator has no processor (tokenizer files); pass processor outputs or "
-                             "build it with Generator.from_pretrained / processor=")
+            raise ValueError(
+                "this Generator has no processor (tokenizer files); pass processor outputs or "
+                "build it with Generator.from_pretrained / processor="
+            )
         return self.processor
 
     def encode(self, messages, images: Sequence | None = None) -> dict[str, np.ndarray]:
         """Prompt(s) / conversation(s) -> processor outputs (generation prompt added, left padding)."""
         return self.require_processor()(as_conversations(messages, images), add_generation_prompt=True)
 
-    def generate_ids(self, inputs: dict, max_new_tokens: int = 256, sampling: SamplingConfig = GREEDY,
-                     seed: int = 0, **kwargs) -> dict[str, np.ndarray]:
+    def generate_ids(
+        self,
+        inputs: dict,
+        max_new_tokens: int = 256,
+        sampling: SamplingConfig = GREEDY,
+        seed: int = 0,
+        **kwargs,
+    ) -> dict[str, np.ndarray]:
         """Processor outputs -> {"tokens" [B, T_new], "lengths" [B]} (see `infer.generate.generate`)."""
-        return generate(self.config, self.params, inputs, max_new_tokens, sampling, jax.random.key(seed),
-                        self.stop_token_ids, self.pad_token_id, mesh=self.mesh, rules=self.rules,
-                        buckets=self.buckets, **kwargs)
+        return generate(
+            self.config,
+            self.params,
+            inputs,
+            max_new_tokens,
+            sampling,
+            jax.random.key(seed),
+            self.stop_token_ids,
+            self.pad_token_id,
+            mesh=self.mesh,
+            rules=self.rules,
+            buckets=self.buckets,
+            **kwargs,
+        )
 
     def decode(self, out: dict) -> list[str]:
         """Generated ids -> texts (stop and special tokens dropped)."""
         proc = self.require_processor()
-        return [proc.decode(row[:n], skip_special_tokens=True) for row, n in zip(out["tokens"], out["lengths"])]
+        return [
+            proc.decode(row[:n], skip_special_tokens=True) for row, n in zip(out["tokens"], out["lengths"])
+        ]
 
-    def generate(self, messages, images: Sequence | None = None, max_new_tokens: int = 256,
-                 sampling: SamplingConfig | None = None, seed: int = 0) -> list[str]:
+    def generate(
+        self,
+        messages,
+        images: Sequence | None = None,
+        max_new_tokens: int = 256,
+        sampling: SamplingConfig | None = None,
+        seed: int = 0,
+    ) -> list[str]:
         """Prompt(s), conversation(s) or processor outputs -> one answer per row."""
         inputs = messages if isinstance(messages, dict) else self.encode(messages, images)
         return self.decode(self.generate_ids(inputs, max_new_tokens, sampling or GREEDY, seed))
 
-    def chat(self, messages: list[dict], max_new_tokens: int = 256, sampling: SamplingConfig | None = None,
-             seed: int = 0) -> tuple[str, list[dict]]:
+    def chat(
+        self,
+        messages: list[dict],
+        max_new_tokens: int = 256,
+        sampling: SamplingConfig | None = None,
+        seed: int = 0,
+    ) -> tuple[str, list[dict]]:
         """One conversation ending in a user turn -> (reply, the conversation with the reply appended)."""
         if not is_conversation(messages) or not messages or messages[-1].get("role") != "user":
             raise ValueError("chat() takes one conversation (list of message dicts) ending with a user turn")

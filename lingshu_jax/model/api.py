@@ -69,11 +69,15 @@ class LingshuModel:
         )
         return ModelOutput(logits=self._forward(self.params, batch))
 
-    def save_pretrained(self, out_dir: str, source_hf_dir: str | None = None, dtype: str | None = None) -> str:
+    def save_pretrained(
+        self, out_dir: str, source_hf_dir: str | None = None, dtype: str | None = None
+    ) -> str:
         """Writes a Hugging Face directory (safetensors shards, config, tokenizer/processor files)."""
         from lingshu_jax.convert.jax_to_hf import jax_to_hf
 
-        return jax_to_hf(self.params, self.config, out_dir, source_hf_dir=source_hf_dir or self.source_dir, dtype=dtype)
+        return jax_to_hf(
+            self.params, self.config, out_dir, source_hf_dir=source_hf_dir or self.source_dir, dtype=dtype
+        )
 
 
 def _np(x):

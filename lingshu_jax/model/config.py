@@ -398,8 +398,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         **_TINY_IDS,
     ),
     # The CPU demo (configs/demo.py): small enough to train three stages in minutes on 2 cores.
-    "demo": _hf(hidden=128, inter=256, layers=2, heads=4, kv=2, vocab=1024, vdepth=2, vhidden=64, vheads=2,
-                vinter=128, fullatt=(1,), mrope=(4, 6, 6), max_pos=4096, **_TINY_IDS),
+    "demo": _hf(
+        hidden=128,
+        inter=256,
+        layers=2,
+        heads=4,
+        kv=2,
+        vocab=1024,
+        vdepth=2,
+        vhidden=64,
+        vheads=2,
+        vinter=128,
+        fullatt=(1,),
+        mrope=(4, 6, 6),
+        max_pos=4096,
+        **_TINY_IDS,
+    ),
     # ~100M parameters, Qwen2.5-VL-shaped: the CPU benchmark default.
     "bench-100m": _hf(
         hidden=512,

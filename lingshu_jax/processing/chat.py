@@ -54,8 +54,12 @@ def _load_json(path: str) -> dict:
 
 def find_chat_template(model_dir: str) -> str | None:
     """The chat template string stored in model_dir, in transformers' processor lookup order, or None."""
-    for name, key in (("processor_config.json", "chat_template"), ("chat_template.json", "chat_template"),
-                      ("chat_template.jinja", None), ("tokenizer_config.json", "chat_template")):
+    for name, key in (
+        ("processor_config.json", "chat_template"),
+        ("chat_template.json", "chat_template"),
+        ("chat_template.jinja", None),
+        ("tokenizer_config.json", "chat_template"),
+    ):
         path = os.path.join(model_dir, name)
         if not os.path.isfile(path):
             continue
@@ -83,10 +87,13 @@ def _compile(template: str):
         raise jinja2.exceptions.TemplateError(message)
 
     def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+        return json.dumps(
+            x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+        )
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[jinja2.ext.loopcontrols])
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
+    )
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -116,11 +123,17 @@ class ChatTemplate:
     def render(self, messages, add_generation_prompt: bool = False, **kwargs) -> str:
         """One conversation (list of {"role", "content"}) -> prompt text."""
         _check_messages(messages)
-        return _compile(self.template).render(messages=list(messages), add_generation_prompt=add_generation_prompt,
-                                              tools=None, documents=None, **kwargs)
+        return _compile(self.template).render(
+            messages=list(messages),
+            add_generation_prompt=add_generation_prompt,
+            tools=None,
+            documents=None,
+            **kwargs,
+        )
 
-    def render_with_assistant_spans(self, messages, add_generation_prompt: bool = False,
-                                    **kwargs) -> tuple[str, list[tuple[int, int]]]:
+    def render_with_assistant_spans(
+        self, messages, add_generation_prompt: bool = False, **kwargs
+    ) -> tuple[str, list[tuple[int, int]]]:
         """-> (text, [(start, end)] character spans of assistant turns: content + closing end token)."""
         text = self.render(messages, add_generation_prompt=add_generation_prompt, **kwargs)
         spans = []
@@ -132,7 +145,8 @@ class ChatTemplate:
             if not (upto.startswith(head) and text.startswith(upto)):
                 raise ValueError(
                     f"chat template does not render message {i} (assistant) as a continuation of the earlier "
-                    "turns; cannot locate the assistant span (is the first message an assistant turn?)")
+                    "turns; cannot locate the assistant span (is the first message an assistant turn?)"
+                )
             end = len(upto.rstrip())
             spans.append((len(head), end))
         return text, spans

@@ -48,8 +48,9 @@ def is_dicom(source, name: str | None = None) -> bool:
     return head[128:132] == b"DICM" or str(name).lower().endswith(DICOM_SUFFIXES)
 
 
-def load_image(source, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None,
-               frame: int = 0) -> Image.Image:
+def load_image(
+    source, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None, frame: int = 0
+) -> Image.Image:
     """Path / bytes / binary stream -> PIL RGB image (upright per EXIF). ValueError names the file.
 
     max_pixels: header width*height (*frames for DICOM) above this is refused before decoding; None = no cap.
@@ -76,8 +77,10 @@ def _load_pil(source, max_pixels: int | None, name: str) -> Image.Image:
         if width <= 0 or height <= 0:
             raise ValueError(f"{name}: image has no pixels ({width}x{height})")
         if max_pixels is not None and width * height > max_pixels:
-            raise ValueError(f"{name}: image has {width}x{height} = {width * height} pixels, more than the limit "
-                             f"of {max_pixels}; refused before decoding (possible decompression bomb)")
+            raise ValueError(
+                f"{name}: image has {width}x{height} = {width * height} pixels, more than the limit "
+                f"of {max_pixels}; refused before decoding (possible decompression bomb)"
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -100,8 +103,9 @@ def _read_dicom(source, name: str, stop_before_pixels: bool):
         raise ValueError(f"{name}: not a readable DICOM file ({type(e).__name__}: {e})") from e
 
 
-def load_dicom(source, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None,
-               frame: int = 0) -> Image.Image:
+def load_dicom(
+    source, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None, frame: int = 0
+) -> Image.Image:
     """DICOM path / bytes / stream -> PIL RGB (windowed 8-bit; see the module docstring)."""
     name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<dicom>")
     header = _read_dicom(source, name, stop_before_pixels=True)
@@ -110,8 +114,10 @@ def load_dicom(source, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | 
     if rows <= 0 or cols <= 0:
         raise ValueError(f"{name}: DICOM image has no pixels (Rows={rows}, Columns={cols})")
     if max_pixels is not None and rows * cols * frames > max_pixels:
-        raise ValueError(f"{name}: DICOM has {frames}x{rows}x{cols} = {rows * cols * frames} pixels, more than "
-                         f"the limit of {max_pixels}; refused before decoding")
+        raise ValueError(
+            f"{name}: DICOM has {frames}x{rows}x{cols} = {rows * cols * frames} pixels, more than "
+            f"the limit of {max_pixels}; refused before decoding"
+        )
     ds = _read_dicom(source, name, stop_before_pixels=False)
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ValueError(f"{name}: DICOM file has no pixel data")
@@ -145,7 +151,9 @@ def dicom_to_uint8(pixels: np.ndarray, ds) -> np.ndarray:
     """Monochrome stored values [H, W] -> uint8 [H, W]: rescale, window (or min-max), MONOCHROME1 inversion."""
     slope = _first(ds.get("RescaleSlope"))
     intercept = _first(ds.get("RescaleIntercept"))
-    x = pixels.astype(np.float64) * (1.0 if slope is None else slope) + (0.0 if intercept is None else intercept)
+    x = pixels.astype(np.float64) * (1.0 if slope is None else slope) + (
+        0.0 if intercept is None else intercept
+    )
     center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
     y = apply_window(x, center, width, function) if center is not None and width else None
@@ -188,8 +196,10 @@ def _color_to_uint8(pixels: np.ndarray, ds, photometric: str, name: str) -> np.n
 
         pixels = apply_color_lut(pixels, ds)
     if pixels.ndim != 3 or pixels.shape[-1] != 3:
-        raise ValueError(f"{name}: unsupported DICOM photometric interpretation {photometric} "
-                         f"with pixel shape {pixels.shape}")
+        raise ValueError(
+            f"{name}: unsupported DICOM photometric interpretation {photometric} "
+            f"with pixel shape {pixels.shape}"
+        )
     if pixels.dtype == np.uint8:
         return pixels
     bits = int(ds.get("BitsStored", 16) or 16)

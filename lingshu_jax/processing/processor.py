@@ -53,8 +53,10 @@ def collect_media(conversations) -> tuple[list, list]:
                 continue
             for part in message["content"]:
                 if _is_image_part(part):
-                    value = next((part[k] for k in ("image", "image_url", "path", "url") if part.get(k) is not None),
-                                 None)
+                    value = next(
+                        (part[k] for k in ("image", "image_url", "path", "url") if part.get(k) is not None),
+                        None,
+                    )
                     images.append(value.get("url") if isinstance(value, dict) else value)
                 elif part.get("type") == "video" or "video" in part:
                     videos.append(part.get("video", part.get("path")))
@@ -85,18 +87,22 @@ def expand_placeholders(texts: list[str], image_tokens: list[int], video_tokens:
     n_img = sum(t.count(IMAGE_TOKEN) for t in texts)
     n_vid = sum(t.count(VIDEO_TOKEN) for t in texts)
     if n_img != len(image_tokens):
-        raise ValueError(f"found {n_img} {IMAGE_TOKEN} placeholders in the text but {len(image_tokens)} images "
-                         "were given; every image part of the conversation needs exactly one image")
+        raise ValueError(
+            f"found {n_img} {IMAGE_TOKEN} placeholders in the text but {len(image_tokens)} images "
+            "were given; every image part of the conversation needs exactly one image"
+        )
     if n_vid != len(video_tokens):
-        raise ValueError(f"found {n_vid} {VIDEO_TOKEN} placeholders in the text but {len(video_tokens)} videos "
-                         "were given; every video part of the conversation needs exactly one video")
+        raise ValueError(
+            f"found {n_vid} {VIDEO_TOKEN} placeholders in the text but {len(video_tokens)} videos "
+            "were given; every video part of the conversation needs exactly one video"
+        )
     counts = {IMAGE_TOKEN: iter(image_tokens), VIDEO_TOKEN: iter(video_tokens)}
     out, edits = [], []
     for text in texts:
         pieces, last, text_edits = [], 0, []
         for m in _MM_RE.finditer(text):
             n = next(counts[m.group()])
-            pieces += [text[last:m.start()], m.group() * n]
+            pieces += [text[last : m.start()], m.group() * n]
             text_edits.append((m.start(), m.end(), len(m.group()) * (n - 1)))
             last = m.end()
         pieces.append(text[last:])
@@ -127,9 +133,14 @@ def pad_batch(rows: list[list[int]], pad_id: int, side: str = "left") -> tuple[n
 class Processor:
     """Tokenizer + chat template + image/video processors of one checkpoint directory."""
 
-    def __init__(self, tokenizer: Tokenizer, image_processor: ImageProcessor | None = None,
-                 video_processor: VideoProcessor | None = None, chat_template: str | None = None,
-                 padding_side: str = "left"):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        image_processor: ImageProcessor | None = None,
+        video_processor: VideoProcessor | None = None,
+        chat_template: str | None = None,
+        padding_side: str = "left",
+    ):
         self.tokenizer = tokenizer
         self.image_processor = image_processor or ImageProcessor()
         self.video_processor = video_processor or VideoProcessor()
@@ -141,8 +152,13 @@ class Processor:
     @classmethod
     def from_pretrained(cls, model_dir: str, padding_side: str = "left") -> Processor:
         """tokenizer.json, preprocessor configs and the chat template of a checkpoint directory."""
-        return cls(Tokenizer.from_pretrained(model_dir), ImageProcessor.from_pretrained(model_dir),
-                   VideoProcessor.from_pretrained(model_dir), find_chat_template(model_dir), padding_side)
+        return cls(
+            Tokenizer.from_pretrained(model_dir),
+            ImageProcessor.from_pretrained(model_dir),
+            VideoProcessor.from_pretrained(model_dir),
+            find_chat_template(model_dir),
+            padding_side,
+        )
 
     def apply_chat_template(self, messages, add_generation_prompt: bool = False, **kwargs):
         """One conversation -> str; a batch -> list[str]."""
@@ -167,36 +183,77 @@ class Processor:
             out.update(self.video_processor([_load_video(v) for v in videos], fps=video_fps))
         ip, vp = self.image_processor, self.video_processor
         if "pixel_values" in out:
-            check_grid(out["pixel_values"], out["image_grid_thw"], 3 * ip.temporal_patch_size * ip.patch_size**2,
-                       ip.merge_size, "image")
+            check_grid(
+                out["pixel_values"],
+                out["image_grid_thw"],
+                3 * ip.temporal_patch_size * ip.patch_size**2,
+                ip.merge_size,
+                "image",
+            )
         if "pixel_values_videos" in out:
-            check_grid(out["pixel_values_videos"], out["video_grid_thw"],
-                       3 * vp.temporal_patch_size * vp.patch_size**2, vp.merge_size, "video")
+            check_grid(
+                out["pixel_values_videos"],
+                out["video_grid_thw"],
+                3 * vp.temporal_patch_size * vp.patch_size**2,
+                vp.merge_size,
+                "video",
+            )
         return out
 
     def _token_counts(self, vision: dict) -> tuple[list[int], list[int]]:
         img = vision.get("image_grid_thw", np.zeros((0, 3), np.int64))
         vid = vision.get("video_grid_thw", np.zeros((0, 3), np.int64))
-        return ([int(n) for n in img.prod(axis=1) // self.image_processor.merge_size**2],
-                [int(n) for n in vid.prod(axis=1) // self.video_processor.merge_size**2])
+        return (
+            [int(n) for n in img.prod(axis=1) // self.image_processor.merge_size**2],
+            [int(n) for n in vid.prod(axis=1) // self.video_processor.merge_size**2],
+        )
 
     def _mm_type_ids(self, ids: np.ndarray) -> np.ndarray:
-        return np.where(ids == self.image_token_id, 1, np.where(ids == self.video_token_id, 2, 0)).astype(np.int64)
+        return np.where(ids == self.image_token_id, 1, np.where(ids == self.video_token_id, 2, 0)).astype(
+            np.int64
+        )
 
-    def encode_text(self, text, images=None, videos=None, *, padding_side: str | None = None,
-                    image_inputs: dict | None = None, video_inputs: dict | None = None, video_fps=None) -> dict:
+    def encode_text(
+        self,
+        text,
+        images=None,
+        videos=None,
+        *,
+        padding_side: str | None = None,
+        image_inputs: dict | None = None,
+        video_inputs: dict | None = None,
+        video_fps=None,
+    ) -> dict:
         """Rendered prompt(s) + images/videos -> model inputs (transformers' `processor(text=...)`)."""
         texts = [text] if isinstance(text, str) else list(text)
         images = [images] if images is not None and not isinstance(images, (list, tuple)) else images
         vision = self._vision(images, image_inputs, videos, video_inputs, video_fps)
         expanded, _ = expand_placeholders(texts, *self._token_counts(vision))
-        ids, mask = pad_batch(self.tokenizer.encode_batch(expanded), self.tokenizer.pad_token_id,
-                              padding_side or self.padding_side)
-        return {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": self._mm_type_ids(ids), **vision}
+        ids, mask = pad_batch(
+            self.tokenizer.encode_batch(expanded),
+            self.tokenizer.pad_token_id,
+            padding_side or self.padding_side,
+        )
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "mm_token_type_ids": self._mm_type_ids(ids),
+            **vision,
+        }
 
-    def __call__(self, messages, images=None, videos=None, add_generation_prompt: bool = True, *,
-                 padding_side: str | None = None, image_inputs: dict | None = None,
-                 video_inputs: dict | None = None, video_fps=None, **template_kwargs) -> dict:
+    def __call__(
+        self,
+        messages,
+        images=None,
+        videos=None,
+        add_generation_prompt: bool = True,
+        *,
+        padding_side: str | None = None,
+        image_inputs: dict | None = None,
+        video_inputs: dict | None = None,
+        video_fps=None,
+        **template_kwargs,
+    ) -> dict:
         """Conversation (or batch of conversations) -> model inputs.
 
         images / videos: flat lists over the batch in order of appearance; when None they are taken from
@@ -214,11 +271,27 @@ class Processor:
             raise ValueError("an image content part has no image data (give `images=` or an 'image' key)")
         if videos is not None and any(x is None for x in videos):
             raise ValueError("a video content part has no frames (give `videos=` or a 'video' key)")
-        return self.encode_text(texts, images, videos, padding_side=padding_side, image_inputs=image_inputs,
-                                video_inputs=video_inputs, video_fps=video_fps)
+        return self.encode_text(
+            texts,
+            images,
+            videos,
+            padding_side=padding_side,
+            image_inputs=image_inputs,
+            video_inputs=video_inputs,
+            video_fps=video_fps,
+        )
 
-    def encode_for_training(self, messages, images=None, videos=None, *, image_inputs: dict | None = None,
-                            video_inputs: dict | None = None, video_fps=None, **template_kwargs) -> dict:
+    def encode_for_training(
+        self,
+        messages,
+        images=None,
+        videos=None,
+        *,
+        image_inputs: dict | None = None,
+        video_inputs: dict | None = None,
+        video_fps=None,
+        **template_kwargs,
+    ) -> dict:
         """One full conversation -> model inputs [1, S] + assistant_mask [1, S] bool + labels [1, S] int64.
 
         assistant_mask is True on the tokens of each assistant turn's content and its closing <|im_end|>.
@@ -237,8 +310,14 @@ class Processor:
         spans = [(map_offset(s, edits), map_offset(e, edits)) for s, e in spans]
         mask = token_mask_from_spans(offsets, spans)[None]
         ids = np.asarray(ids, dtype=np.int64)[None]
-        return {"input_ids": ids, "attention_mask": np.ones_like(ids), "mm_token_type_ids": self._mm_type_ids(ids),
-                "assistant_mask": mask, "labels": np.where(mask, ids, IGNORE_INDEX), **vision}
+        return {
+            "input_ids": ids,
+            "attention_mask": np.ones_like(ids),
+            "mm_token_type_ids": self._mm_type_ids(ids),
+            "assistant_mask": mask,
+            "labels": np.where(mask, ids, IGNORE_INDEX),
+            **vision,
+        }
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens)

@@ -46,8 +46,13 @@ def _token_str(value) -> str | None:
 class Tokenizer:
     """Qwen2 tokenizer: encode/decode, special token ids by name, eos/pad ids."""
 
-    def __init__(self, backend: _HFTokenizer, config: dict | None = None, generation_config: dict | None = None,
-                 name: str = "<memory>"):
+    def __init__(
+        self,
+        backend: _HFTokenizer,
+        config: dict | None = None,
+        generation_config: dict | None = None,
+        name: str = "<memory>",
+    ):
         self.backend = backend
         self.config = config or {}
         self.name = name
@@ -77,8 +82,12 @@ class Tokenizer:
             backend = _HFTokenizer.from_file(path)
         except Exception as e:  # tokenizers raises plain Exception subclasses
             raise ValueError(f"{path}: cannot load tokenizer ({e})") from e
-        return cls(backend, _read_json(os.path.join(model_dir, "tokenizer_config.json")),
-                   _read_json(os.path.join(model_dir, "generation_config.json")), name=path)
+        return cls(
+            backend,
+            _read_json(os.path.join(model_dir, "tokenizer_config.json")),
+            _read_json(os.path.join(model_dir, "generation_config.json")),
+            name=path,
+        )
 
     def _require(self, token: str) -> int:
         tid = self.backend.token_to_id(token)

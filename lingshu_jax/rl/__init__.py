@@ -1,4 +1,5 @@
 """GRPO (Lingshu stage 4): loss pieces (`loss`) and reward plugins (`rewards`)."""
+
 from lingshu_jax.rl.loss import aggregate, group_advantages, grpo_loss, k3_kl, token_entropy, token_log_probs
 from lingshu_jax.rl.rewards import (
     LINGSHU_REWARDS,

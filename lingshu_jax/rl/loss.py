@@ -17,6 +17,7 @@ accuracy x1.0. Conventions follow verl / EasyR1 (the framework family Lingshu-RL
   ``"seq-mean-token-mean"`` (the GRPO paper's 1/|o_i| per sequence, then the mean over sequences) is
   offered as well.
 """
+
 from __future__ import annotations
 
 from typing import Optional

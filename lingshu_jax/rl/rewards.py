@@ -13,6 +13,7 @@ Built-ins:
                     (`lingshu_jax.evals.scoring`, which extracts with `lingshu_jax.evals.extract`): one
                     shared implementation, so a reward of 1 means the benchmark would count it correct.
 """
+
 from __future__ import annotations
 
 import re
@@ -123,7 +124,7 @@ def format_reward(completion: str, answer_style: str = "any") -> float:
     text = completion.strip()
     if not text.startswith("<think>") or text.count("<think>") != 1 or text.count("</think>") != 1:
         return 0.0
-    think, rest = text[len("<think>"):].split("</think>")
+    think, rest = text[len("<think>") :].split("</think>")
     if not think.strip() or "<answer>" in think or "</answer>" in think:
         return 0.0
     tag_ok = answer_style in ("any", "answer_tag") and _answer_tag_ok(rest)

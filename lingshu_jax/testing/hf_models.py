@@ -49,7 +49,11 @@ def random_hf_model(config: ModelConfig, seed: int = 0, torch_dtype: str = "floa
 
 
 def write_tiny_hf_dir(
-    out_dir: str, preset_name: str = "tiny", seed: int = 0, torch_dtype: str = "float32", tokenizer: bool = True
+    out_dir: str,
+    preset_name: str = "tiny",
+    seed: int = 0,
+    torch_dtype: str = "float32",
+    tokenizer: bool = True,
 ) -> str:
     """Saves a random tiny model like a Hub checkpoint: weights, config, tokenizer, preprocessor config."""
     config = preset(preset_name)

@@ -66,7 +66,9 @@ def tiktoken_path() -> str:
 
     spec = importlib.util.find_spec("dashscope")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("build_qwen_tokenizer needs the PyPI package `dashscope` (pip install dashscope==2.0.2)")
+        raise ValueError(
+            "build_qwen_tokenizer needs the PyPI package `dashscope` (pip install dashscope==2.0.2)"
+        )
     path = os.path.join(next(iter(spec.submodule_search_locations)), "resources", "qwen.tiktoken")
     if not os.path.isfile(path):
         raise ValueError(f"{path}: not found in the installed dashscope package")
@@ -103,13 +105,17 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(bs, cs)}
 
 
-def vocab_and_merges(ranks: dict[bytes, int], vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def vocab_and_merges(
+    ranks: dict[bytes, int], vocab_size: int
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Byte-level vocab {token string: id} of ranks < vocab_size, and merges ordered by the result's rank."""
     byte_map = _bytes_to_unicode()
     kept = {tok: r for tok, r in ranks.items() if r < vocab_size}
     missing = [b for b in range(256) if bytes([b]) not in kept]
     if missing:
-        raise ValueError(f"vocab_size={vocab_size} drops single-byte tokens (e.g. byte {missing[0]}); use >= 256")
+        raise ValueError(
+            f"vocab_size={vocab_size} drops single-byte tokens (e.g. byte {missing[0]}); use >= 256"
+        )
     vocab = {"".join(byte_map[b] for b in tok): r for tok, r in kept.items()}
     merges = []
     for tok, r in kept.items():
@@ -133,13 +139,26 @@ def _tokenizer_json(vocab_size: int) -> str:
     from tokenizers.models import BPE
 
     vocab, merges = vocab_and_merges(load_ranks(), vocab_size)
-    tok = Tokenizer(BPE(vocab=vocab, merges=merges, dropout=None, unk_token=None, continuing_subword_prefix="",
-                        end_of_word_suffix="", fuse_unk=False, byte_fallback=False, ignore_merges=False))
+    tok = Tokenizer(
+        BPE(
+            vocab=vocab,
+            merges=merges,
+            dropout=None,
+            unk_token=None,
+            continuing_subword_prefix="",
+            end_of_word_suffix="",
+            fuse_unk=False,
+            byte_fallback=False,
+            ignore_merges=False,
+        )
+    )
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+        ]
+    )
     tok.post_processor = processors.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
     tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
     # Added one by one so that ids follow SPECIAL_TOKENS order from vocab_size.
@@ -158,8 +177,14 @@ def _tokenizer_json(vocab_size: int) -> str:
 def tokenizer_config(vocab_size: int) -> dict:
     """tokenizer_config.json contents mirroring Qwen2.5-VL-7B-Instruct's (ids shifted to vocab_size)."""
     decoder = {
-        str(vocab_size + i): {"content": c, "lstrip": False, "normalized": False, "rstrip": False,
-                              "single_word": False, "special": s}
+        str(vocab_size + i): {
+            "content": c,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": s,
+        }
         for i, (c, s) in enumerate(SPECIAL_TOKENS)
     }
     return {

@@ -23,17 +23,33 @@ log = logging.getLogger(__name__)
 class Checkpointer:
     """Keeps the latest `keep_last` checkpoints plus the `keep_best` best by `best_metric`."""
 
-    def __init__(self, directory: str, keep_last: int = 2, keep_best: int = 0, best_metric: str | None = None,
-                 best_mode: str = "max", async_save: bool = True):
+    def __init__(
+        self,
+        directory: str,
+        keep_last: int = 2,
+        keep_best: int = 0,
+        best_metric: str | None = None,
+        best_mode: str = "max",
+        async_save: bool = True,
+    ):
         self.directory = os.path.abspath(directory)
         policies = [ocp.checkpoint_managers.LatestN(n=keep_last)]
         if keep_best and best_metric:
-            policies.append(ocp.checkpoint_managers.BestN(
-                get_metric_fn=lambda m: m.get(best_metric, float("-inf") if best_mode == "max" else float("inf")),
-                reverse=best_mode == "min", n=keep_best, keep_checkpoints_without_metrics=False))
+            policies.append(
+                ocp.checkpoint_managers.BestN(
+                    get_metric_fn=lambda m: m.get(
+                        best_metric, float("-inf") if best_mode == "max" else float("inf")
+                    ),
+                    reverse=best_mode == "min",
+                    n=keep_best,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
-            enable_async_checkpointing=async_save, create=True)
+            enable_async_checkpointing=async_save,
+            create=True,
+        )
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
 
     def latest_step(self) -> int | None:
@@ -78,5 +94,9 @@ class Checkpointer:
 def abstract_like(tree, shardings=None):
     """ShapeDtypeStructs (with target shardings) for a restore target."""
     if shardings is None:
-        return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)
-    return jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+        return jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree
+        )
+    return jax.tree_util.tree_map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
+    )

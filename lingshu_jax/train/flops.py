@@ -61,6 +61,7 @@ counts s(s+1)/2 pairs (diagonal included); MaxText's s^2/2 differs by s/2 pairs 
 Decode, one new token attending to `context_len` keys (itself included), text only:
 ``2*(N_text + N_head) + 4*L*H*Dh*context_len``.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Optional, Sequence, Union
@@ -85,181 +86,213 @@ _ENTRIES = {
 
 # ------------------------------------------------------------------------------ parameter counts
 def matmul_params(cfg: ModelConfig) -> dict[str, int]:
-  """Matmul weight counts by entry (biases, norms and the embedding lookup excluded)."""
-  t, v = cfg.text, cfg.vision
-  d, dh, m = t.hidden_size, t.head_dim, v.merge_unit
-  layer = d * t.num_attention_heads * dh + 2 * d * t.num_key_value_heads * dh \
-      + t.num_attention_heads * dh * d + 3 * d * t.intermediate_size
-  vblock = 4 * v.hidden_size**2 + 3 * v.hidden_size * v.intermediate_size
-  return {
-      "text_layers": t.num_hidden_layers * layer,
-      "lm_head": d * t.vocab_size,
-      "patch_embed": v.patch_dim * v.hidden_size,
-      "vision_blocks": v.depth * vblock,
-      "merger_0": (m * v.hidden_size)**2,
-      "merger_2": m * v.hidden_size * d,
-  }
+    """Matmul weight counts by entry (biases, norms and the embedding lookup excluded)."""
+    t, v = cfg.text, cfg.vision
+    d, dh, m = t.hidden_size, t.head_dim, v.merge_unit
+    layer = (
+        d * t.num_attention_heads * dh
+        + 2 * d * t.num_key_value_heads * dh
+        + t.num_attention_heads * dh * d
+        + 3 * d * t.intermediate_size
+    )
+    vblock = 4 * v.hidden_size**2 + 3 * v.hidden_size * v.intermediate_size
+    return {
+        "text_layers": t.num_hidden_layers * layer,
+        "lm_head": d * t.vocab_size,
+        "patch_embed": v.patch_dim * v.hidden_size,
+        "vision_blocks": v.depth * vblock,
+        "merger_0": (m * v.hidden_size) ** 2,
+        "merger_2": m * v.hidden_size * d,
+    }
 
 
 def param_count(cfg: ModelConfig) -> dict[str, int]:
-  """All parameters of the docs/DESIGN.md tree: {'text', 'vision', 'total'} (embeddings, norms, biases
-  included; lm_head only when untied)."""
-  t, v = cfg.text, cfg.vision
-  d, dh, h, k = t.hidden_size, t.head_dim, t.num_attention_heads, t.num_key_value_heads
-  layer = 2 * d + (d * h * dh + h * dh) + 2 * (d * k * dh + k * dh) + h * dh * d + 3 * d * t.intermediate_size
-  text = t.vocab_size * d + t.num_hidden_layers * layer + d + (0 if cfg.tie_word_embeddings else d * t.vocab_size)
-  dv, iv, m = v.hidden_size, v.intermediate_size, v.merge_unit
-  block = 2 * dv + (3 * dv * dv + 3 * dv) + (dv * dv + dv) + 2 * (dv * iv + iv) + (iv * dv + dv)
-  merger = dv + (m * dv)**2 + m * dv + m * dv * d + d
-  vision = v.patch_dim * dv + v.depth * block + merger
-  return {"text": text, "vision": vision, "total": text + vision}
+    """All parameters of the docs/DESIGN.md tree: {'text', 'vision', 'total'} (embeddings, norms, biases
+    included; lm_head only when untied)."""
+    t, v = cfg.text, cfg.vision
+    d, dh, h, k = t.hidden_size, t.head_dim, t.num_attention_heads, t.num_key_value_heads
+    layer = (
+        2 * d + (d * h * dh + h * dh) + 2 * (d * k * dh + k * dh) + h * dh * d + 3 * d * t.intermediate_size
+    )
+    text = (
+        t.vocab_size * d
+        + t.num_hidden_layers * layer
+        + d
+        + (0 if cfg.tie_word_embeddings else d * t.vocab_size)
+    )
+    dv, iv, m = v.hidden_size, v.intermediate_size, v.merge_unit
+    block = 2 * dv + (3 * dv * dv + 3 * dv) + (dv * dv + dv) + 2 * (dv * iv + iv) + (iv * dv + dv)
+    merger = dv + (m * dv) ** 2 + m * dv + m * dv * d + d
+    vision = v.patch_dim * dv + v.depth * block + merger
+    return {"text": text, "vision": vision, "total": text + vision}
 
 
 # ------------------------------------------------------------------------------ work of a step
 def _segments(text_seq_lens: TextLens) -> list[int]:
-  """(batch, seq) or [[segment lengths of row 0], [row 1], ...] -> flat list of segment lengths."""
-  x = list(text_seq_lens)
-  if len(x) == 2 and all(isinstance(a, int) for a in x):
-    return [int(x[1])] * int(x[0])
-  if any(isinstance(r, int) for r in x):
-    raise ValueError(f"text_seq_lens: expected (batch, seq) or a list of per-row segment lists, got {x!r}")
-  segs = [int(s) for row in x for s in row]
-  if any(s < 0 for s in segs):
-    raise ValueError(f"text_seq_lens: negative segment length in {x!r}")
-  return segs
+    """(batch, seq) or [[segment lengths of row 0], [row 1], ...] -> flat list of segment lengths."""
+    x = list(text_seq_lens)
+    if len(x) == 2 and all(isinstance(a, int) for a in x):
+        return [int(x[1])] * int(x[0])
+    if any(isinstance(r, int) for r in x):
+        raise ValueError(
+            f"text_seq_lens: expected (batch, seq) or a list of per-row segment lists, got {x!r}"
+        )
+    segs = [int(s) for row in x for s in row]
+    if any(s < 0 for s in segs):
+        raise ValueError(f"text_seq_lens: negative segment length in {x!r}")
+    return segs
 
 
 def _chunks(n: int, size: int) -> list[int]:
-  return [size] * (n // size) + ([n % size] if n % size else [])
+    return [size] * (n // size) + ([n % size] if n % size else [])
 
 
 def vision_attention_pairs(v: VisionConfig, grid: Sequence[int]) -> tuple[int, int]:
-  """(q, k) pairs one window-attention block and one full-attention block compute for an image or
-  video of `grid` = (t, h, w) patches: (t * sum_windows len^2, t * (h*w)^2)."""
-  t, h, w = (int(g) for g in grid)
-  s = v.spatial_merge_size
-  if h % s or w % s:
-    raise ValueError(f"vision grid {tuple(grid)}: h and w must be multiples of spatial_merge_size={s}")
-  ws = v.window_merge_units
-  rows = sum(r * r for r in _chunks(h // s, ws))
-  cols = sum(c * c for c in _chunks(w // s, ws))
-  return t * v.merge_unit**2 * rows * cols, t * (h * w)**2
+    """(q, k) pairs one window-attention block and one full-attention block compute for an image or
+    video of `grid` = (t, h, w) patches: (t * sum_windows len^2, t * (h*w)^2)."""
+    t, h, w = (int(g) for g in grid)
+    s = v.spatial_merge_size
+    if h % s or w % s:
+        raise ValueError(f"vision grid {tuple(grid)}: h and w must be multiples of spatial_merge_size={s}")
+    ws = v.window_merge_units
+    rows = sum(r * r for r in _chunks(h // s, ws))
+    cols = sum(c * c for c in _chunks(w // s, ws))
+    return t * v.merge_unit**2 * rows * cols, t * (h * w) ** 2
 
 
-def forward_flops(cfg: ModelConfig, text_seq_lens: TextLens,
-                  vision_grids: Iterable[Sequence[int]] = ()) -> dict[str, int]:
-  """Forward FLOPs per entry of `_ENTRIES` (see the module docstring)."""
-  t, v = cfg.text, cfg.vision
-  n = matmul_params(cfg)
-  segs = _segments(text_seq_lens)
-  tokens, pairs_text = sum(segs), sum(s * (s + 1) // 2 for s in segs)
-  grids = [tuple(g) for g in vision_grids]
-  patches = sum(a * b * c for a, b, c in grids)
-  if patches % v.merge_unit:
-    raise ValueError(f"vision grids {grids}: {patches} patches is not a multiple of {v.merge_unit}")
-  n_full = len(v.fullatt_block_indexes)
-  vis_pairs = 0
-  for g in grids:
-    win, full = vision_attention_pairs(v, g)
-    vis_pairs += (v.depth - n_full) * win + n_full * full
-  merged = patches // v.merge_unit
-  return {
-      "patch_embed": 2 * n["patch_embed"] * patches,
-      "vision_blocks": 2 * n["vision_blocks"] * patches,
-      "vision_attention": 4 * v.num_heads * v.head_dim * vis_pairs,
-      "merger_0": 2 * n["merger_0"] * merged,
-      "merger_2": 2 * n["merger_2"] * merged,
-      "text_layers": 2 * n["text_layers"] * tokens,
-      "text_attention": 4 * t.num_hidden_layers * t.num_attention_heads * t.head_dim * pairs_text,
-      "lm_head": 2 * n["lm_head"] * tokens,
-  }
+def forward_flops(
+    cfg: ModelConfig, text_seq_lens: TextLens, vision_grids: Iterable[Sequence[int]] = ()
+) -> dict[str, int]:
+    """Forward FLOPs per entry of `_ENTRIES` (see the module docstring)."""
+    t, v = cfg.text, cfg.vision
+    n = matmul_params(cfg)
+    segs = _segments(text_seq_lens)
+    tokens, pairs_text = sum(segs), sum(s * (s + 1) // 2 for s in segs)
+    grids = [tuple(g) for g in vision_grids]
+    patches = sum(a * b * c for a, b, c in grids)
+    if patches % v.merge_unit:
+        raise ValueError(f"vision grids {grids}: {patches} patches is not a multiple of {v.merge_unit}")
+    n_full = len(v.fullatt_block_indexes)
+    vis_pairs = 0
+    for g in grids:
+        win, full = vision_attention_pairs(v, g)
+        vis_pairs += (v.depth - n_full) * win + n_full * full
+    merged = patches // v.merge_unit
+    return {
+        "patch_embed": 2 * n["patch_embed"] * patches,
+        "vision_blocks": 2 * n["vision_blocks"] * patches,
+        "vision_attention": 4 * v.num_heads * v.head_dim * vis_pairs,
+        "merger_0": 2 * n["merger_0"] * merged,
+        "merger_2": 2 * n["merger_2"] * merged,
+        "text_layers": 2 * n["text_layers"] * tokens,
+        "text_attention": 4 * t.num_hidden_layers * t.num_attention_heads * t.head_dim * pairs_text,
+        "lm_head": 2 * n["lm_head"] * tokens,
+    }
 
 
 def multipliers(trainable: Iterable[str] = PARTS) -> dict[str, int]:
-  """Training cost / forward cost per entry for the given trainable parts (see the module docstring)."""
-  trainable = set(trainable)
-  unknown = trainable - set(PARTS)
-  if unknown:
-    raise ValueError(f"trainable: unknown parts {sorted(unknown)}; known: {PARTS}")
-  out = {}
-  for name, (part, kind, before) in _ENTRIES.items():
-    flows = int(any(p in trainable for p in before))
-    out[name] = 1 + 2 * flows if kind == "attention" else 1 + int(part in trainable) + flows
-  return out
+    """Training cost / forward cost per entry for the given trainable parts (see the module docstring)."""
+    trainable = set(trainable)
+    unknown = trainable - set(PARTS)
+    if unknown:
+        raise ValueError(f"trainable: unknown parts {sorted(unknown)}; known: {PARTS}")
+    out = {}
+    for name, (part, kind, before) in _ENTRIES.items():
+        flows = int(any(p in trainable for p in before))
+        out[name] = 1 + 2 * flows if kind == "attention" else 1 + int(part in trainable) + flows
+    return out
 
 
-def train_flops_breakdown(cfg: ModelConfig, text_seq_lens: TextLens,
-                          vision_grids: Iterable[Sequence[int]] = (),
-                          trainable: Iterable[str] = PARTS) -> dict[str, int]:
-  """Training FLOPs of one step per entry, plus 'text', 'vision' (tower + merger) and 'total'."""
-  fwd = forward_flops(cfg, text_seq_lens, vision_grids)
-  mult = multipliers(trainable)
-  out = {k: fwd[k] * mult[k] for k in fwd}
-  out["text"] = out["text_layers"] + out["text_attention"] + out["lm_head"]
-  out["vision"] = sum(out[k] for k in ("patch_embed", "vision_blocks", "vision_attention", "merger_0",
-                                       "merger_2"))
-  out["total"] = out["text"] + out["vision"]
-  return out
+def train_flops_breakdown(
+    cfg: ModelConfig,
+    text_seq_lens: TextLens,
+    vision_grids: Iterable[Sequence[int]] = (),
+    trainable: Iterable[str] = PARTS,
+) -> dict[str, int]:
+    """Training FLOPs of one step per entry, plus 'text', 'vision' (tower + merger) and 'total'."""
+    fwd = forward_flops(cfg, text_seq_lens, vision_grids)
+    mult = multipliers(trainable)
+    out = {k: fwd[k] * mult[k] for k in fwd}
+    out["text"] = out["text_layers"] + out["text_attention"] + out["lm_head"]
+    out["vision"] = sum(
+        out[k] for k in ("patch_embed", "vision_blocks", "vision_attention", "merger_0", "merger_2")
+    )
+    out["total"] = out["text"] + out["vision"]
+    return out
 
 
-def train_flops_per_step(cfg: ModelConfig, text_seq_lens: TextLens,
-                         vision_grids: Iterable[Sequence[int]] = (),
-                         trainable: Iterable[str] = PARTS) -> int:
-  """Model FLOPs of one training step (all micro-batches, all devices). `text_seq_lens`: (batch, seq)
-  or per-row lists of segment lengths; `vision_grids`: (t, h, w) patch grids of every image / video;
-  `trainable`: subset of ('vision', 'merger', 'text') (Lingshu stage 1: ('vision', 'merger'))."""
-  return train_flops_breakdown(cfg, text_seq_lens, vision_grids, trainable)["total"]
+def train_flops_per_step(
+    cfg: ModelConfig,
+    text_seq_lens: TextLens,
+    vision_grids: Iterable[Sequence[int]] = (),
+    trainable: Iterable[str] = PARTS,
+) -> int:
+    """Model FLOPs of one training step (all micro-batches, all devices). `text_seq_lens`: (batch, seq)
+    or per-row lists of segment lengths; `vision_grids`: (t, h, w) patch grids of every image / video;
+    `trainable`: subset of ('vision', 'merger', 'text') (Lingshu stage 1: ('vision', 'merger'))."""
+    return train_flops_breakdown(cfg, text_seq_lens, vision_grids, trainable)["total"]
 
 
 def decode_flops_per_token(cfg: ModelConfig, context_len: int) -> int:
-  """Forward FLOPs to generate one token whose query attends to `context_len` cached keys (itself
-  included): ``2*(N_text + N_head) + 4*L*H*Dh*context_len``."""
-  t, n = cfg.text, matmul_params(cfg)
-  attn = 4 * t.num_hidden_layers * t.num_attention_heads * t.head_dim * int(context_len)
-  return 2 * (n["text_layers"] + n["lm_head"]) + attn
+    """Forward FLOPs to generate one token whose query attends to `context_len` cached keys (itself
+    included): ``2*(N_text + N_head) + 4*L*H*Dh*context_len``."""
+    t, n = cfg.text, matmul_params(cfg)
+    attn = 4 * t.num_hidden_layers * t.num_attention_heads * t.head_dim * int(context_len)
+    return 2 * (n["text_layers"] + n["lm_head"]) + attn
 
 
 # ------------------------------------------------------------------------------ utilisation
 # Dense bf16 peak FLOP/s per device, from vendor data sheets (matched against `jax.Device.device_kind`).
 # First match wins: specific names before their prefixes ("TPU v5 lite" = v5e, "TPU v5" = v5p).
-PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12),
-                   ("A100", 312e12), ("TPU v4", 275e12), ("TPU v5 lite", 197e12), ("TPU v5e", 197e12),
-                   ("TPU v5", 459e12), ("TPU v6", 918e12))
+PEAK_BF16_FLOPS = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("A100", 312e12),
+    ("TPU v4", 275e12),
+    ("TPU v5 lite", 197e12),
+    ("TPU v5e", 197e12),
+    ("TPU v5", 459e12),
+    ("TPU v6", 918e12),
+)
 
 
 def peak_flops_per_device(device_kind: str) -> Optional[float]:
-  """Dense bf16 peak FLOP/s for a `device_kind` string, or None when unknown (e.g. CPU)."""
-  for key, value in PEAK_BF16_FLOPS:
-    if key.lower() in device_kind.lower():
-      return value
-  return None
+    """Dense bf16 peak FLOP/s for a `device_kind` string, or None when unknown (e.g. CPU)."""
+    for key, value in PEAK_BF16_FLOPS:
+        if key.lower() in device_kind.lower():
+            return value
+    return None
 
 
 def mfu(flops: float, step_time: float, n_devices: int, peak_flops_per_device: float) -> float:
-  """Model FLOPs utilisation: ``flops / (step_time * n_devices * peak_flops_per_device)``."""
-  if step_time <= 0 or n_devices <= 0 or peak_flops_per_device <= 0:
-    raise ValueError(f"mfu: step_time={step_time}, n_devices={n_devices}, "
-                     f"peak_flops_per_device={peak_flops_per_device} must all be positive")
-  return float(flops) / (step_time * n_devices * peak_flops_per_device)
+    """Model FLOPs utilisation: ``flops / (step_time * n_devices * peak_flops_per_device)``."""
+    if step_time <= 0 or n_devices <= 0 or peak_flops_per_device <= 0:
+        raise ValueError(
+            f"mfu: step_time={step_time}, n_devices={n_devices}, "
+            f"peak_flops_per_device={peak_flops_per_device} must all be positive"
+        )
+    return float(flops) / (step_time * n_devices * peak_flops_per_device)
 
 
 def measured_peak_flops(n: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
-  """FLOP/s of an n x n x n matmul on the first device (best of `repeats`): the CPU "peak" for MFU.
+    """FLOP/s of an n x n x n matmul on the first device (best of `repeats`): the CPU "peak" for MFU.
 
-  Vendor peaks are used for accelerators; on a CPU the achievable matmul rate depends on the machine, so
-  we measure it on the same machine, in the same process, as the run being reported.
-  """
-  import time
+    Vendor peaks are used for accelerators; on a CPU the achievable matmul rate depends on the machine, so
+    we measure it on the same machine, in the same process, as the run being reported.
+    """
+    import time
 
-  import jax
-  import jax.numpy as jnp
+    import jax
+    import jax.numpy as jnp
 
-  a = jnp.ones((n, n), dtype)
-  f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return 2 * n**3 / best
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best

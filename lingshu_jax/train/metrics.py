@@ -12,8 +12,14 @@ from tqdm import tqdm
 
 
 class MetricsWriter:
-    def __init__(self, workdir: str, total_steps: int, start_step: int = 0, tensorboard: bool = True,
-                 progress: bool = True):
+    def __init__(
+        self,
+        workdir: str,
+        total_steps: int,
+        start_step: int = 0,
+        tensorboard: bool = True,
+        progress: bool = True,
+    ):
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.jsonl = os.path.join(workdir, "metrics.jsonl")
@@ -23,8 +29,16 @@ class MetricsWriter:
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step + 1)
-        self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
-                         file=sys.stderr, disable=not progress, mininterval=1.0)
+        self._bar = tqdm(
+            total=total_steps,
+            initial=start_step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            file=sys.stderr,
+            disable=not progress,
+            mininterval=1.0,
+        )
 
     def advance(self, n: int = 1):
         self._bar.update(n)

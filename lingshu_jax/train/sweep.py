@@ -27,7 +27,12 @@ def load_sweep(path: str, root: str) -> list[dict]:
 
 def command(run: dict, root: str, python: str = sys.executable) -> list[str]:
     """The `scripts/train.py` command line of one run."""
-    cmd = [python, "scripts/train.py", f"--config={run['config']}", f"--workdir={os.path.join(root, run['name'])}"]
+    cmd = [
+        python,
+        "scripts/train.py",
+        f"--config={run['config']}",
+        f"--workdir={os.path.join(root, run['name'])}",
+    ]
     for key, value in run.get("overrides", {}).items():
         cmd.append(f"--config.{key}={value}")
     return cmd
@@ -61,8 +66,11 @@ def write_results(rows: list[dict], root: str) -> dict[str, str]:
     fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
     md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     md += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
-    paths = {"markdown": os.path.join(root, "results.md"), "csv": os.path.join(root, "results.csv"),
-             "plot": os.path.join(root, "curves.png")}
+    paths = {
+        "markdown": os.path.join(root, "results.md"),
+        "csv": os.path.join(root, "results.csv"),
+        "plot": os.path.join(root, "curves.png"),
+    }
     with open(paths["markdown"], "w") as f:
         f.write("\n".join(md) + "\n")
     with open(paths["csv"], "w", newline="") as f:

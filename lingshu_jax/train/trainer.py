@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import signal
@@ -44,8 +43,9 @@ def train_step(model, tx, state: dict, batch: dict, trainable=None) -> tuple[dic
     """state {step, params, opt_state, bad_steps}; batch leaves [K micro-batches, ...] -> (state, metrics).
 
     `trainable`: bool tree like params; frozen leaves get no gradient computation at all."""
-    loss, grads, n_tokens = accumulate_gradients(lambda p, b: loss_sums(model, p, b), state["params"], batch,
-                                                 trainable=trainable)
+    loss, grads, n_tokens = accumulate_gradients(
+        lambda p, b: loss_sums(model, p, b), state["params"], batch, trainable=trainable
+    )
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
@@ -74,8 +74,12 @@ def eval_step(model, params, batch: dict) -> dict:
     in_seg = (seg[..., None] == k) & valid[..., None]  # [B, S, K]
     has = in_seg.any(1)
     correct = jnp.all(hit[..., None] | ~in_seg, axis=1) & has
-    return {"loss_sum": jnp.sum(jnp.where(valid, nll, 0.0)), "tokens": valid.sum(),
-            "correct": correct.sum(), "samples": has.sum()}
+    return {
+        "loss_sum": jnp.sum(jnp.where(valid, nll, 0.0)),
+        "tokens": valid.sum(),
+        "correct": correct.sum(),
+        "samples": has.sum(),
+    }
 
 
 # ------------------------------------------------------------------------------------- the loop
@@ -124,7 +128,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
             _, params, _ = load_any(init_path, dtype=model_cfg.param_dtype, shardings=p_shard)
         else:
-            params = jax.jit(lambda r: init_params(model_cfg, r), out_shardings=p_shard)(jax.random.key(config.seed))
+            params = jax.jit(lambda r: init_params(model_cfg, r), out_shardings=p_shard)(
+                jax.random.key(config.seed)
+            )
     tx, opt_info = make_optimizer(config.optim, params)
 
     # ---- data -----------------------------------------------------------------------------------
@@ -133,22 +139,43 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     assets = _assets_dir(config, init_path)
     processor = Processor.from_pretrained(assets)
-    data_it = make_pipeline(config.data, processor.tokenizer, processor, model_cfg, shard_index=jax.process_index(),
-                            shard_count=jax.process_count(), seed=config.seed)
+    data_it = make_pipeline(
+        config.data,
+        processor.tokenizer,
+        processor,
+        model_cfg,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        seed=config.seed,
+    )
 
     # ---- state and resume -----------------------------------------------------------------------
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     with sharding.mesh_context(mesh, rules):
         opt_state = jax.jit(tx.init)(params)
-    state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": opt_state,
-             "bad_steps": jnp.zeros((), jnp.int32)}
-    state_shard = {"step": replicated, "params": p_shard, "bad_steps": replicated,
-                   "opt_state": jax.tree.map(lambda x: x.sharding, opt_state)}
+    state = {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "opt_state": opt_state,
+        "bad_steps": jnp.zeros((), jnp.int32),
+    }
+    state_shard = {
+        "step": replicated,
+        "params": p_shard,
+        "bad_steps": replicated,
+        "opt_state": jax.tree.map(lambda x: x.sharding, opt_state),
+    }
     state = jax.device_put(state, state_shard)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep_last=config.train.keep_checkpoints,
-                        keep_best=config.train.get("keep_best", 0), best_metric=config.train.get("best_metric"))
+    ckpt = Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        keep_last=config.train.keep_checkpoints,
+        keep_best=config.train.get("keep_best", 0),
+        best_metric=config.train.get("best_metric"),
+    )
     if ckpt.latest_step() is not None:
-        abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_shard)
+        abstract = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_shard
+        )
         state = ckpt.restore(None, abstract, data_it)
     start = int(state["step"])
     if start == 0 and config.train.get("checkpoint_initial"):
@@ -157,9 +184,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     accum = int(config.train.get("grad_accum", 1))
 
     # ---- compiled steps -------------------------------------------------------------------------
-    step_fn = jax.jit(functools.partial(train_step, model, tx, trainable=opt_info.trainable_mask),
-                      in_shardings=(state_shard, None),
-                      out_shardings=(state_shard, None), donate_argnums=(0,))
+    step_fn = jax.jit(
+        functools.partial(train_step, model, tx, trainable=opt_info.trainable_mask),
+        in_shardings=(state_shard, None),
+        out_shardings=(state_shard, None),
+        donate_argnums=(0,),
+    )
     eval_fn = jax.jit(functools.partial(eval_step, model))
     peak = _peak_flops(config)
     trainable = _trainable_parts(opt_info)
@@ -189,21 +219,31 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if not bool(m["finite"]):
                 log.warning("step %d: non-finite loss or gradient; update skipped", step)
                 if int(state["bad_steps"]) >= config.train.max_bad_steps:
-                    raise FloatingPointError(f"{config.train.max_bad_steps} consecutive steps with a non-finite "
-                                             "loss or gradient (config.train.max_bad_steps); stopping")
+                    raise FloatingPointError(
+                        f"{config.train.max_bad_steps} consecutive steps with a non-finite "
+                        "loss or gradient (config.train.max_bad_steps); stopping"
+                    )
             if step % config.train.log_every == 0 or step == total:
                 last = _log_row(step, loss, m, opt_info, window, data_it, jax.device_count(), peak)
                 window = _new_window()
                 metrics = dict(last)
-                if config.get("eval") and config.eval.get("every") and (step % config.eval.every == 0 or step == total):
+                if (
+                    config.get("eval")
+                    and config.eval.get("every")
+                    and (step % config.eval.every == 0 or step == total)
+                ):
                     if config.eval.get("data"):
                         metrics.update(evaluate(eval_fn, state["params"], config, processor, model_cfg))
                     if config.eval.get("benchmarks"):
-                        metrics.update(evaluate_benchmarks(state["params"], config, processor, model_cfg, workdir, step))
+                        metrics.update(
+                            evaluate_benchmarks(state["params"], config, processor, model_cfg, workdir, step)
+                        )
                     last = metrics
                 writer.write(step, metrics)
             if step % config.train.checkpoint_every == 0 or step == total or preempt.requested:
-                ckpt.save(step, state, data_it, metrics={k: v for k, v in last.items() if isinstance(v, float)})
+                ckpt.save(
+                    step, state, data_it, metrics={k: v for k, v in last.items() if isinstance(v, float)}
+                )
             if preempt.requested:
                 ckpt.wait()
                 log.warning("stopped at step %d on request; rerun the same command to resume", step)
@@ -218,8 +258,18 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 # ----------------------------------------------------------------------------------------- parts
 def _model_config(config) -> tuple[ModelConfig, str | None]:
-    policy = {k: config.model[k] for k in ("dtype", "param_dtype", "vision_dtype", "attention_impl", "remat_policy",
-                                           "vision_remat_policy") if k in config.model}
+    policy = {
+        k: config.model[k]
+        for k in (
+            "dtype",
+            "param_dtype",
+            "vision_dtype",
+            "attention_impl",
+            "remat_policy",
+            "vision_remat_policy",
+        )
+        if k in config.model
+    }
     init = config.get("init_from")
     if not init:
         return ModelConfig.from_config_dict(config.model), None
@@ -236,7 +286,9 @@ def _assets_dir(config, init_path: str | None) -> str:
         from lingshu_jax.convert.load import assets_dir_of
 
         return assets_dir_of(init_path)
-    raise ValueError("config.assets_dir: needed (tokenizer + preprocessor files) when config.init_from is empty")
+    raise ValueError(
+        "config.assets_dir: needed (tokenizer + preprocessor files) when config.init_from is empty"
+    )
 
 
 def _next_micro_batches(it, n: int):
@@ -262,7 +314,13 @@ def _trainable_parts(opt_info) -> tuple[str, ...]:
     for path, group in opt_info.group_of.items():
         if group in opt_info.frozen_groups:
             continue
-        parts.add("merger" if path.startswith("visual/merger") else "vision" if path.startswith("visual") else "text")
+        parts.add(
+            "merger"
+            if path.startswith("visual/merger")
+            else "vision"
+            if path.startswith("visual")
+            else "text"
+        )
     return tuple(p for p in flops_lib.PARTS if p in parts)
 
 
@@ -299,9 +357,13 @@ def _new_window() -> dict:
 
 def _log_row(step, loss, m, opt_info, window, data_it, n_devices, peak) -> dict:
     """One metrics row; rates are averages over the steps since the last row."""
-    row = {"loss": loss, "grad_norm": float(m["grad_norm"]), "step_time": window["time"] / max(window["steps"], 1),
-           "tokens_per_s": window["tokens"] / max(window["time"], 1e-9),
-           "loss_tokens_per_step": window["loss_tokens"] / max(window["steps"], 1)}
+    row = {
+        "loss": loss,
+        "grad_norm": float(m["grad_norm"]),
+        "step_time": window["time"] / max(window["steps"], 1),
+        "tokens_per_s": window["tokens"] / max(window["time"], 1e-9),
+        "loss_tokens_per_step": window["loss_tokens"] / max(window["steps"], 1),
+    }
     for group, lr in opt_info.current_lrs(step - 1).items():
         row[f"lr/{group}"] = float(lr)
     if peak:
@@ -329,8 +391,11 @@ def evaluate(eval_fn, params, config, processor, model_cfg) -> dict:
             sums[k] += float(out[k])
     if hasattr(it, "close"):
         it.close()
-    return {"eval/loss": sums["loss_sum"] / max(sums["tokens"], 1), "eval/accuracy": sums["correct"] / max(sums["samples"], 1),
-            "eval/samples": int(sums["samples"])}
+    return {
+        "eval/loss": sums["loss_sum"] / max(sums["tokens"], 1),
+        "eval/accuracy": sums["correct"] / max(sums["samples"], 1),
+        "eval/samples": int(sums["samples"]),
+    }
 
 
 def evaluate_benchmarks(params, config, processor, model_cfg, workdir: str, step: int) -> dict:
@@ -342,10 +407,13 @@ def evaluate_benchmarks(params, config, processor, model_cfg, workdir: str, step
 
     e = config.eval
     gen = Generator(model_cfg, params, processor)
-    generate_fn = make_generate_fn(gen, max_new_tokens=e.get("max_new_tokens", 64), batch_size=e.get("batch_size", 8))
+    generate_fn = make_generate_fn(
+        gen, max_new_tokens=e.get("max_new_tokens", 64), batch_size=e.get("batch_size", 8)
+    )
     out = os.path.join(workdir, "evals", f"step_{step}")
-    results = run_benchmarks(generate_fn, list(e.benchmarks), e.benchmark_dir, out, limit=e.get("limit"),
-                             progress=False)
+    results = run_benchmarks(
+        generate_fn, list(e.benchmarks), e.benchmark_dir, out, limit=e.get("limit"), progress=False
+    )
     row = {}
     for name, m in results.items():
         total = m.get("total") if isinstance(m, dict) else None

@@ -7,6 +7,7 @@ Allowed overhead, 64 MiB: a 16 MiB read block, the Orbax writer's 32 MiB buffer 
 before a large leaf is built), and ~16 MiB of Orbax/tensorstore runtime (threads, modules loaded on the
 first save); measured peak - baseline is largest leaf + 35 MiB.
 """
+
 import json
 import subprocess
 import sys
@@ -33,17 +34,37 @@ print(json.dumps({"base": base, "peak": hwm()}))
 
 
 def test_hf_to_jax_peak_rss_is_largest_leaf_plus_fixed_overhead(tmp_path):
-  cfg = ModelConfig(
-      text=TextConfig(vocab_size=65536, hidden_size=512, intermediate_size=1408, num_hidden_layers=2,
-                      num_attention_heads=8, num_key_value_heads=2, mrope_section=(8, 12, 12)),
-      vision=VisionConfig(depth=1, hidden_size=128, intermediate_size=256, num_heads=2, out_hidden_size=512,
-                          fullatt_block_indexes=(0,)))
-  info = write_random_hf_checkpoint(cfg, str(tmp_path / "hf"))
-  assert info["largest_leaf"] == 128 * MIB and info["bytes"] > 250e6
-  out = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "hf"), str(tmp_path / "jax")],
-                       capture_output=True, text=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  r = json.loads(out.stdout.strip().splitlines()[-1])
-  used = r["peak"] - r["base"]
-  print(f"baseline {r['base'] / MIB:.0f} MiB, peak {r['peak'] / MIB:.0f} MiB, peak - baseline {used / MIB:.0f} MiB")
-  assert used <= info["largest_leaf"] + 64 * MIB, f"{used / MIB:.0f} MiB over the import baseline"
+    cfg = ModelConfig(
+        text=TextConfig(
+            vocab_size=65536,
+            hidden_size=512,
+            intermediate_size=1408,
+            num_hidden_layers=2,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            mrope_section=(8, 12, 12),
+        ),
+        vision=VisionConfig(
+            depth=1,
+            hidden_size=128,
+            intermediate_size=256,
+            num_heads=2,
+            out_hidden_size=512,
+            fullatt_block_indexes=(0,),
+        ),
+    )
+    info = write_random_hf_checkpoint(cfg, str(tmp_path / "hf"))
+    assert info["largest_leaf"] == 128 * MIB and info["bytes"] > 250e6
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "hf"), str(tmp_path / "jax")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    used = r["peak"] - r["base"]
+    print(
+        f"baseline {r['base'] / MIB:.0f} MiB, peak {r['peak'] / MIB:.0f} MiB, peak - baseline {used / MIB:.0f} MiB"
+    )
+    assert used <= info["largest_leaf"] + 64 * MIB, f"{used / MIB:.0f} MiB over the import baseline"

@@ -1,5 +1,6 @@
 """Shared fixtures of the eval tests: the fixture folder, load options writing into tmp_path, and a fake
 OpenAI-compatible judge server bound to 127.0.0.1 (a bounded `http.server` thread, shut down after each test)."""
+
 import http.server
 import json
 import os
@@ -30,7 +31,9 @@ class _FakeChat(http.server.BaseHTTPRequestHandler):
         server = self.server
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with server.lock:
-            server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+            server.requests.append(
+                {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+            )
             fail = server.fail_first > 0
             server.fail_first -= int(fail)
         if fail:
@@ -41,7 +44,11 @@ class _FakeChat(http.server.BaseHTTPRequestHandler):
         std = re.search(r"The standard answer: (.*)\n", prompt).group(1)
         user = re.search(r"The user's answer: (.*)\n", prompt).group(1)
         verdict = "0" if std.strip().lower() == user.strip().lower() else "1"
-        reply = {"choices": [{"message": {"role": "assistant", "content": f"<think>ok</think>\n<judge>{verdict}</judge>"}}]}
+        reply = {
+            "choices": [
+                {"message": {"role": "assistant", "content": f"<think>ok</think>\n<judge>{verdict}</judge>"}}
+            ]
+        }
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

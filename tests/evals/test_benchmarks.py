@@ -1,4 +1,5 @@
 """Each loader on its fixture (the benchmark's published format), the registry, and malformed-data errors."""
+
 import json
 import os
 import shutil
@@ -17,19 +18,55 @@ def _load(name, fixtures_dir, opts, sub=None):
 
 def test_registry_covers_every_benchmark_family():
     assert set(BENCHMARKS) == {
-        "MMMU-Medical-val", "VQA_RAD", "SLAKE", "PATH_VQA", "PMC_VQA", "OmniMedVQA", "MedXpertQA-MM",
-        "MMLU-medical", "PubMedQA", "MedMCQA", "MedQA_USMLE", "Medbullets_op4", "Medbullets_op5",
-        "MedXpertQA-Text", "SuperGPQA", "MIMIC_CXR", "CheXpert_Plus", "IU_XRAY"}
+        "MMMU-Medical-val",
+        "VQA_RAD",
+        "SLAKE",
+        "PATH_VQA",
+        "PMC_VQA",
+        "OmniMedVQA",
+        "MedXpertQA-MM",
+        "MMLU-medical",
+        "PubMedQA",
+        "MedMCQA",
+        "MedQA_USMLE",
+        "Medbullets_op4",
+        "Medbullets_op5",
+        "MedXpertQA-Text",
+        "SuperGPQA",
+        "MIMIC_CXR",
+        "CheXpert_Plus",
+        "IU_XRAY",
+    }
     with pytest.raises(ValueError, match="unknown benchmark"):
         get_spec("NOPE")
 
 
-@pytest.mark.parametrize("name,count", [
-    ("MMMU-Medical-val", 5), ("VQA_RAD", 4), ("SLAKE", 4), ("PATH_VQA", 3), ("PMC_VQA", 2), ("OmniMedVQA", 2),
-    ("MedXpertQA-MM", 2), ("MMLU-medical", 9), ("PubMedQA", 2), ("MedMCQA", 2), ("MedQA_USMLE", 2),
-    ("Medbullets_op4", 2), ("Medbullets_op5", 2), ("MedXpertQA-Text", 1), ("SuperGPQA", 2), ("MIMIC_CXR", 2),
-    ("CheXpert_Plus", 1), ("IU_XRAY", 2)])
-def test_every_loader_reads_its_fixture_with_prompts_and_existing_images(name, count, fixtures_dir, load_opts):
+@pytest.mark.parametrize(
+    "name,count",
+    [
+        ("MMMU-Medical-val", 5),
+        ("VQA_RAD", 4),
+        ("SLAKE", 4),
+        ("PATH_VQA", 3),
+        ("PMC_VQA", 2),
+        ("OmniMedVQA", 2),
+        ("MedXpertQA-MM", 2),
+        ("MMLU-medical", 9),
+        ("PubMedQA", 2),
+        ("MedMCQA", 2),
+        ("MedQA_USMLE", 2),
+        ("Medbullets_op4", 2),
+        ("Medbullets_op5", 2),
+        ("MedXpertQA-Text", 1),
+        ("SuperGPQA", 2),
+        ("MIMIC_CXR", 2),
+        ("CheXpert_Plus", 1),
+        ("IU_XRAY", 2),
+    ],
+)
+def test_every_loader_reads_its_fixture_with_prompts_and_existing_images(
+    name, count, fixtures_dir, load_opts
+):
     items = _load(name, fixtures_dir, load_opts)
     assert len(items) == count
     assert len({it.id for it in items}) == count
@@ -50,7 +87,10 @@ def test_vqa_rad_hf_parquet_closed_is_yes_no_and_images_are_extracted(fixtures_d
 
 def test_vqa_rad_original_osf_json_keeps_only_test_phrases(fixtures_dir, load_opts):
     items = _load("VQA_RAD", fixtures_dir, load_opts, "VQA_RAD_osf")
-    assert [(it.id, it.question_type, it.category) for it in items] == [("2", "yesno", "HEAD"), ("3", "open", "HEAD")]
+    assert [(it.id, it.question_type, it.category) for it in items] == [
+        ("2", "yesno", "HEAD"),
+        ("3", "open", "HEAD"),
+    ]
 
 
 def test_slake_closed_questions_get_the_short_answer_prompt_and_language(fixtures_dir, load_opts):
@@ -69,13 +109,19 @@ def test_pmc_vqa_drops_the_options_own_letter_prefix(fixtures_dir, load_opts):
 
 def test_omnimedvqa_text_answer_becomes_its_letter(fixtures_dir, load_opts):
     items = _load("OmniMedVQA", fixtures_dir, load_opts)
-    assert [(it.answer, len(it.options), it.category) for it in items] == [("B", 4, "Dermoscopy"), ("A", 2, "Dermoscopy")]
+    assert [(it.answer, len(it.options), it.category) for it in items] == [
+        ("B", 4, "Dermoscopy"),
+        ("A", 2, "Dermoscopy"),
+    ]
 
 
 def test_mmmu_uses_image_1_and_open_questions(fixtures_dir, load_opts):
     items = {it.category: it for it in _load("MMMU-Medical-val", fixtures_dir, load_opts)}
     assert items["Pharmacy"].question_type == "open" and items["Pharmacy"].answer == "500"
-    assert len(items["Clinical_Medicine"].images) == 1 and "(B) Pneumothorax" in items["Clinical_Medicine"].prompt
+    assert (
+        len(items["Clinical_Medicine"].images) == 1
+        and "(B) Pneumothorax" in items["Clinical_Medicine"].prompt
+    )
 
 
 def test_medxpertqa_mm_prefixes_every_image(fixtures_dir, load_opts):
@@ -88,9 +134,17 @@ def test_mmlu_reads_hf_parquet_too(tmp_path, fixtures_dir, load_opts):
     root = tmp_path / "MMLU"
     shutil.copytree(os.path.join(fixtures_dir, "MMLU"), root)
     os.makedirs(root / "anatomy")
-    pq.write_table(pa.table({"question": ["Q1", "Q2"], "subject": ["anatomy"] * 2,
-                             "choices": [["a", "b", "c", "d"]] * 2, "answer": [0, 3]}),
-                   root / "anatomy" / "test-00000-of-00001.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "question": ["Q1", "Q2"],
+                "subject": ["anatomy"] * 2,
+                "choices": [["a", "b", "c", "d"]] * 2,
+                "answer": [0, 3],
+            }
+        ),
+        root / "anatomy" / "test-00000-of-00001.parquet",
+    )
     items = load_benchmark("MMLU-medical", str(root), load_opts)
     anatomy = [it for it in items if it.category == "anatomy"]
     assert [it.answer for it in anatomy] == ["A", "D"] and len(items) == 10
@@ -108,8 +162,9 @@ def test_pubmedqa_puts_the_context_before_the_question(fixtures_dir, load_opts):
 
 
 def test_pubmedqa_reads_the_original_pqal_dict(tmp_path, load_opts):
-    (tmp_path / "pqal_test_set.json").write_text(json.dumps(
-        {"111": {"QUESTION": "Q?", "CONTEXTS": ["c1", "c2"], "final_decision": "no"}}))
+    (tmp_path / "pqal_test_set.json").write_text(
+        json.dumps({"111": {"QUESTION": "Q?", "CONTEXTS": ["c1", "c2"], "final_decision": "no"}})
+    )
     item = load_benchmark("PubMedQA", str(tmp_path), load_opts)[0]
     assert (item.id, item.answer, item.options) == ("111", "B", ("yes", "no", "maybe"))
 
@@ -122,8 +177,10 @@ def test_supergpqa_keeps_medicine_only(fixtures_dir, load_opts):
 def test_report_loaders_skip_empty_reports_and_build_the_reference(fixtures_dir, load_opts):
     items = _load("IU_XRAY", fixtures_dir, load_opts)
     assert [it.id for it in items] == ["CXR1", "CXR3"]
-    assert items[1].answer == ("Findings: Mild cardiomegaly. Small left pleural effusion. "
-                               "Impression: Cardiomegaly with small effusion..")
+    assert items[1].answer == (
+        "Findings: Mild cardiomegaly. Small left pleural effusion. "
+        "Impression: Cardiomegaly with small effusion.."
+    )
     assert items[0].messages[0]["content"][0]["text"] == "<image_1>: "
     chexpert = _load("CheXpert_Plus", fixtures_dir, load_opts)[0]
     assert chexpert.messages[0]["content"][0]["type"] == "image"
@@ -166,13 +223,17 @@ def test_missing_image_names_the_record(tmp_path, fixtures_dir, load_opts):
 
 
 def test_bad_json_line_names_the_line(tmp_path, load_opts):
-    (tmp_path / "test.jsonl").write_text('{"question": "q", "options": {"A": "x", "B": "y"}, "answer_idx": "A"}\n{oops\n')
+    (tmp_path / "test.jsonl").write_text(
+        '{"question": "q", "options": {"A": "x", "B": "y"}, "answer_idx": "A"}\n{oops\n'
+    )
     with pytest.raises(ValueError, match=r"test\.jsonl:2: invalid JSON"):
         load_benchmark("MedQA_USMLE", str(tmp_path), load_opts)
 
 
 def test_answer_not_among_options_is_an_error(tmp_path, load_opts):
-    (tmp_path / "test.jsonl").write_text('{"question": "q", "options": {"A": "x", "B": "y"}, "answer_idx": "E"}\n')
+    (tmp_path / "test.jsonl").write_text(
+        '{"question": "q", "options": {"A": "x", "B": "y"}, "answer_idx": "E"}\n'
+    )
     with pytest.raises(ValueError, match=r"test\.jsonl:1: answer 'E' is neither an option letter"):
         load_benchmark("MedQA_USMLE", str(tmp_path), load_opts)
 

@@ -1,8 +1,15 @@
 """Answer extraction: boxed (nested, last), <answer> tags, answer markers, think stripping, format check."""
+
 import pytest
 
-from lingshu_jax.evals.extract import (after_answer_marker, extract_answer, extract_boxed, extract_tag,
-                                       has_think_answer_format, strip_think)
+from lingshu_jax.evals.extract import (
+    after_answer_marker,
+    extract_answer,
+    extract_boxed,
+    extract_tag,
+    has_think_answer_format,
+    strip_think,
+)
 
 
 def test_boxed_keeps_nested_braces_and_takes_the_last_box():
@@ -41,20 +48,23 @@ def test_think_block_never_supplies_the_answer():
     assert extract_answer("<think>truncated reasoning \\boxed{A}") == ""
 
 
-@pytest.mark.parametrize("text,style,ok", [
-    ("<think>reason</think><answer>B</answer>", "either", True),
-    ("<think>reason</think>\n<answer> B </answer>\n", "tag", True),
-    ("<think>reason</think> so \\boxed{B}", "boxed", True),
-    ("<think>reason</think> so \\boxed{B}", "tag", False),
-    ("<think>reason</think><answer>B</answer> trailing", "tag", False),
-    ("<think>reason</think><answer></answer>", "either", False),
-    ("<think> </think><answer>B</answer>", "either", False),
-    ("<answer>B</answer>", "either", False),
-    ("preamble <think>r</think><answer>B</answer>", "either", False),
-    ("<think>a</think><think>b</think><answer>B</answer>", "either", False),
-    ("<think>r</think><answer>B</answer><answer>C</answer>", "tag", False),
-    ("<think>r</think> \\boxed{}", "boxed", False),
-])
+@pytest.mark.parametrize(
+    "text,style,ok",
+    [
+        ("<think>reason</think><answer>B</answer>", "either", True),
+        ("<think>reason</think>\n<answer> B </answer>\n", "tag", True),
+        ("<think>reason</think> so \\boxed{B}", "boxed", True),
+        ("<think>reason</think> so \\boxed{B}", "tag", False),
+        ("<think>reason</think><answer>B</answer> trailing", "tag", False),
+        ("<think>reason</think><answer></answer>", "either", False),
+        ("<think> </think><answer>B</answer>", "either", False),
+        ("<answer>B</answer>", "either", False),
+        ("preamble <think>r</think><answer>B</answer>", "either", False),
+        ("<think>a</think><think>b</think><answer>B</answer>", "either", False),
+        ("<think>r</think><answer>B</answer><answer>C</answer>", "tag", False),
+        ("<think>r</think> \\boxed{}", "boxed", False),
+    ],
+)
 def test_has_think_answer_format(text, style, ok):
     assert has_think_answer_format(text, style) is ok
 

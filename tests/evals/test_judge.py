@@ -1,12 +1,19 @@
 """The LLM judge against a local fake OpenAI-compatible server on 127.0.0.1 (no real network)."""
+
 import pytest
 
 from lingshu_jax.evals.judge import JUDGE_TEMPLATE, LLMJudge, judge_messages, parse_verdict
 
 
 def _judge(server, **kw):
-    return LLMJudge(f"http://127.0.0.1:{server.server_address[1]}/v1", "fake-judge", api_key_env=None,
-                    timeout=5, retry_wait=0.01, **kw)
+    return LLMJudge(
+        f"http://127.0.0.1:{server.server_address[1]}/v1",
+        "fake-judge",
+        api_key_env=None,
+        timeout=5,
+        retry_wait=0.01,
+        **kw,
+    )
 
 
 def test_prompt_is_medevalkits_compare_prompt():
@@ -18,8 +25,16 @@ def test_prompt_is_medevalkits_compare_prompt():
     assert JUDGE_TEMPLATE.startswith("\nYour task is to determine whether the user's answer is correct")
 
 
-@pytest.mark.parametrize("reply,verdict", [("<judge>0</judge>", True), ("<think>x</think><judge> 1 </judge>", False),
-                                           ("0", True), ("I think it is right", None), (None, None)])
+@pytest.mark.parametrize(
+    "reply,verdict",
+    [
+        ("<judge>0</judge>", True),
+        ("<think>x</think><judge> 1 </judge>", False),
+        ("0", True),
+        ("I think it is right", None),
+        (None, None),
+    ],
+)
 def test_parse_verdict(reply, verdict):
     assert parse_verdict(reply) is verdict
 
@@ -36,8 +51,14 @@ def test_judge_many_against_local_fake_server(fake_server):
 def test_judge_retries_transient_errors_and_sends_the_api_key(fake_server, monkeypatch):
     monkeypatch.setenv("FAKE_JUDGE_KEY", "sk-test")
     fake_server.fail_first = 2
-    judge = LLMJudge(f"http://127.0.0.1:{fake_server.server_address[1]}/v1", "fake-judge",
-                     api_key_env="FAKE_JUDGE_KEY", timeout=5, retry_wait=0.01, max_retries=3)
+    judge = LLMJudge(
+        f"http://127.0.0.1:{fake_server.server_address[1]}/v1",
+        "fake-judge",
+        api_key_env="FAKE_JUDGE_KEY",
+        timeout=5,
+        retry_wait=0.01,
+        max_retries=3,
+    )
     assert judge.judge("Q", "a", "a") is True
     assert len(fake_server.requests) == 3 and fake_server.requests[-1]["auth"] == "Bearer sk-test"
 

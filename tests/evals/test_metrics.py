@@ -1,4 +1,5 @@
 """Report metrics against the reference packages' own numbers; honest "not computed" otherwise."""
+
 import importlib.util
 import shutil
 
@@ -6,10 +7,18 @@ import pytest
 
 from lingshu_jax.evals import metrics as M
 
-PREDS = ["Findings: The heart size is normal. Lungs are clear. Impression: No acute disease.",
-         "Findings: Small left effusion. Impression: Effusion."]
-REFS = [M.report_reference("The heart size is normal. The lungs are clear.", "No acute cardiopulmonary abnormality."),
-        M.report_reference("Mild cardiomegaly. Small left pleural effusion.", "Cardiomegaly with small effusion.")]
+PREDS = [
+    "Findings: The heart size is normal. Lungs are clear. Impression: No acute disease.",
+    "Findings: Small left effusion. Impression: Effusion.",
+]
+REFS = [
+    M.report_reference(
+        "The heart size is normal. The lungs are clear.", "No acute cardiopulmonary abnormality."
+    ),
+    M.report_reference(
+        "Mild cardiomegaly. Small left pleural effusion.", "Cardiomegaly with small effusion."
+    ),
+]
 
 
 def test_report_tokens_follow_medevalkit_prep_reports():
@@ -24,8 +33,13 @@ def test_bleu_and_rouge_equal_nltk_and_rouge_package_averages():
 
     got = M.report_metrics(PREDS, REFS, compute_meteor=False)
     for n in (1, 4):
-        want = sum(sentence_bleu([M.report_tokens(r)], M.report_tokens(p), weights=[1 / n] * n)
-                   for p, r in zip(PREDS, REFS)) / 2
+        want = (
+            sum(
+                sentence_bleu([M.report_tokens(r)], M.report_tokens(p), weights=[1 / n] * n)
+                for p, r in zip(PREDS, REFS)
+            )
+            / 2
+        )
         assert got[f"bleu{n}"] == pytest.approx(want)
     want_l = sum(Rouge().get_scores(p.lower(), r.lower())[0]["rouge-l"]["f"] for p, r in zip(PREDS, REFS)) / 2
     assert got["rougel"] == pytest.approx(want_l)
@@ -76,12 +90,18 @@ def test_clinical_metrics_not_computed_without_models_each_with_a_reason():
 def test_rate_model_paths_without_the_package_say_so():
     if importlib.util.find_spec("RaTEScore") is not None:
         pytest.skip("RaTEScore is installed here")
-    got = M.report_metrics(PREDS, REFS, rate_models={"bert_model": "/x", "eval_model": "/y"}, compute_meteor=False)
+    got = M.report_metrics(
+        PREDS, REFS, rate_models={"bert_model": "/x", "eval_model": "/y"}, compute_meteor=False
+    )
     assert got["rate"] is None and "not installed" in got["not_computed"]["rate"]
 
 
 def test_user_supplied_clinical_scorers_are_used():
-    got = M.report_metrics(PREDS, REFS, scorers={"sembscore": lambda p, r: 0.25, "radcliq": lambda p, r: 0.5},
-                           compute_meteor=False)
+    got = M.report_metrics(
+        PREDS,
+        REFS,
+        scorers={"sembscore": lambda p, r: 0.25, "radcliq": lambda p, r: 0.5},
+        compute_meteor=False,
+    )
     assert got["sembscore"] == 0.25 and got["radcliq"] == 0.5
     assert "sembscore" not in got["not_computed"] and "rate" in got["not_computed"]

@@ -1,4 +1,5 @@
 """Runner end to end with a fake generate_fn: outputs, resume, judge accounting (MedEvalKit defects fixed)."""
+
 import json
 import os
 
@@ -40,8 +41,16 @@ class FakeJudge:
 
 def test_evaluate_end_to_end_writes_predictions_scores_metrics_and_table(tmp_path, fixtures_dir):
     out = str(tmp_path / "out")
-    summary = evaluate(oracle, ["VQA_RAD", "MMMU-Medical-val", "MedQA_USMLE", "IU_XRAY"], fixtures_dir, out,
-                       batch_size=3, report_kwargs=NO_METEOR, model_name="oracle", progress=False)
+    summary = evaluate(
+        oracle,
+        ["VQA_RAD", "MMMU-Medical-val", "MedQA_USMLE", "IU_XRAY"],
+        fixtures_dir,
+        out,
+        batch_size=3,
+        report_kwargs=NO_METEOR,
+        model_name="oracle",
+        progress=False,
+    )
     assert summary["VQA_RAD"]["total"] == {"total": 4, "right": 4, "acc": 1.0}
     assert summary["MMMU-Medical-val"]["total"]["acc"] == 1.0
     assert summary["MedQA_USMLE"]["total"]["acc"] == 1.0
@@ -49,7 +58,9 @@ def test_evaluate_end_to_end_writes_predictions_scores_metrics_and_table(tmp_pat
     assert summary["IU_XRAY"]["report"]["bleu4"] == pytest.approx(1.0)
     for name in summary:
         assert os.path.isfile(os.path.join(out, name, "metrics.json"))
-        assert len(read_predictions(os.path.join(out, name, "predictions.jsonl"))) == summary[name]["num_items"]
+        assert (
+            len(read_predictions(os.path.join(out, name, "predictions.jsonl"))) == summary[name]["num_items"]
+        )
     scored = [json.loads(line) for line in _read(os.path.join(out, "VQA_RAD", "scored.jsonl")).splitlines()]
     assert [r["split"] for r in scored] == ["closed", "closed", "open", "open"]
     table = _read(os.path.join(out, "results.md"))
@@ -61,7 +72,10 @@ def test_evaluate_end_to_end_writes_predictions_scores_metrics_and_table(tmp_pat
 def test_per_category_metrics_are_reported(tmp_path, fixtures_dir):
     summary = evaluate(scripted({"mcq-1": "A"}), ["MedMCQA"], fixtures_dir, str(tmp_path), progress=False)
     cats = summary["MedMCQA"]["categories"]["category"]
-    assert cats == {"Anatomy": {"total": 1, "right": 0, "acc": 0.0}, "Pharmacology": {"total": 1, "right": 1, "acc": 1.0}}
+    assert cats == {
+        "Anatomy": {"total": 1, "right": 0, "acc": 0.0},
+        "Pharmacology": {"total": 1, "right": 1, "acc": 1.0},
+    }
 
 
 def test_evaluate_resumes_skipping_items_already_predicted(tmp_path, fixtures_dir):
@@ -79,8 +93,14 @@ def test_evaluate_resumes_skipping_items_already_predicted(tmp_path, fixtures_di
     assert list(read_predictions(os.path.join(out, "PATH_VQA", "predictions.jsonl"))) == ["0"]
 
     seen = []
-    summary = evaluate(lambda items: seen.extend(it.id for it in items) or oracle(items), ["PATH_VQA"],
-                       fixtures_dir, out, batch_size=1, progress=False)
+    summary = evaluate(
+        lambda items: seen.extend(it.id for it in items) or oracle(items),
+        ["PATH_VQA"],
+        fixtures_dir,
+        out,
+        batch_size=1,
+        progress=False,
+    )
     assert seen == ["1", "2"]
     assert summary["PATH_VQA"]["total"]["right"] == 3
     assert len(_read(os.path.join(out, "PATH_VQA", "predictions.jsonl")).splitlines()) == 3
@@ -89,8 +109,9 @@ def test_evaluate_resumes_skipping_items_already_predicted(tmp_path, fixtures_di
 def test_pathvqa_closed_count_not_reset_when_judge_on(tmp_path, fixtures_dir):
     # MedEvalKit issue #30: with the judge on, PATH_VQA zeroes the closed (and total) right counts.
     judge = FakeJudge(verdict=True)
-    m = evaluate(scripted({"2": "a granuloma"}), ["PATH_VQA"], fixtures_dir, str(tmp_path), judge=judge,
-                 progress=False)["PATH_VQA"]
+    m = evaluate(
+        scripted({"2": "a granuloma"}), ["PATH_VQA"], fixtures_dir, str(tmp_path), judge=judge, progress=False
+    )["PATH_VQA"]
     assert m["closed"] == {"total": 2, "right": 2, "acc": 1.0}
     assert m["open"]["right"] == 1 and m["open"]["rule_acc"] == 0.0
     assert m["total"] == {"total": 3, "right": 3, "acc": 1.0}
@@ -100,8 +121,14 @@ def test_pathvqa_closed_count_not_reset_when_judge_on(tmp_path, fixtures_dir):
 def test_slake_closed_questions_counted_once_when_judge_on(tmp_path, fixtures_dir):
     # MedEvalKit's SLAKE sends closed questions to the judge too and adds them to the rule count.
     judge = FakeJudge(verdict=True)
-    m = evaluate(scripted({"11": "brain tissue", "12": "No"}), ["SLAKE"], fixtures_dir, str(tmp_path),
-                 judge=judge, progress=False)["SLAKE"]
+    m = evaluate(
+        scripted({"11": "brain tissue", "12": "No"}),
+        ["SLAKE"],
+        fixtures_dir,
+        str(tmp_path),
+        judge=judge,
+        progress=False,
+    )["SLAKE"]
     assert len(judge.asked) == 1  # only the open question
     assert m["closed"] == {"total": 3, "right": 2, "acc": pytest.approx(2 / 3)}
     assert m["open"]["total"] == 1 and m["open"]["right"] == 1
@@ -111,26 +138,40 @@ def test_slake_closed_questions_counted_once_when_judge_on(tmp_path, fixtures_di
 
 def test_vqa_rad_open_answer_counted_once_when_exact_and_judged_correct(tmp_path, fixtures_dir):
     # MedEvalKit's VQA_RAD keeps exact-match hits in the total and adds the judge's hits on top.
-    m = evaluate(oracle, ["VQA_RAD"], fixtures_dir, str(tmp_path), judge=FakeJudge(True), progress=False)["VQA_RAD"]
+    m = evaluate(oracle, ["VQA_RAD"], fixtures_dir, str(tmp_path), judge=FakeJudge(True), progress=False)[
+        "VQA_RAD"
+    ]
     assert m["total"] == {"total": 4, "right": 4, "acc": 1.0}
 
 
 def test_open_accuracy_is_not_divided_by_the_count_twice(tmp_path, fixtures_dir):
     # MedEvalKit divides every open metric, acc included, by the open count once more (issue #37: 0.00135).
-    m = evaluate(scripted({"3": "right lobe"}), ["VQA_RAD"], fixtures_dir, str(tmp_path), progress=False)["VQA_RAD"]
+    m = evaluate(scripted({"3": "right lobe"}), ["VQA_RAD"], fixtures_dir, str(tmp_path), progress=False)[
+        "VQA_RAD"
+    ]
     assert m["open"]["acc"] == 0.5 and m["open"]["em"] == 0.5
     assert 0 < m["open"]["f1"] < 1 and m["judge"] == {"used": False}
 
 
 def test_judge_failures_count_as_wrong_and_are_reported(tmp_path, fixtures_dir):
-    m = evaluate(oracle, ["VQA_RAD"], fixtures_dir, str(tmp_path), judge=FakeJudge(None), progress=False)["VQA_RAD"]
+    m = evaluate(oracle, ["VQA_RAD"], fixtures_dir, str(tmp_path), judge=FakeJudge(None), progress=False)[
+        "VQA_RAD"
+    ]
     assert m["open"]["right"] == 0 and m["judge"]["failures"] == 2 and m["closed"]["right"] == 2
 
 
 def test_real_judge_over_local_fake_server_decides_open_questions(tmp_path, fixtures_dir, fake_server):
-    judge = LLMJudge(f"http://127.0.0.1:{fake_server.server_address[1]}/v1", "fake", api_key_env=None, timeout=5)
-    m = evaluate(scripted({"2": "BRAIN", "3": "right lobe"}), ["VQA_RAD"], fixtures_dir, str(tmp_path),
-                 judge=judge, progress=False)["VQA_RAD"]
+    judge = LLMJudge(
+        f"http://127.0.0.1:{fake_server.server_address[1]}/v1", "fake", api_key_env=None, timeout=5
+    )
+    m = evaluate(
+        scripted({"2": "BRAIN", "3": "right lobe"}),
+        ["VQA_RAD"],
+        fixtures_dir,
+        str(tmp_path),
+        judge=judge,
+        progress=False,
+    )["VQA_RAD"]
     assert m["open"]["right"] == 1 and m["total"]["right"] == 3 and len(fake_server.requests) == 2
 
 
@@ -146,8 +187,15 @@ def _write_preds(path, rows):
 
 def test_score_predictions_made_elsewhere(tmp_path, fixtures_dir):
     preds = tmp_path / "vllm.jsonl"
-    _write_preds(preds, [{"id": "0", "prediction": "Yes"}, {"id": "1", "prediction": "no"},
-                         {"id": "2", "prediction": "<think>hmm</think>granuloma"}, {"id": "zzz", "prediction": "?"}])
+    _write_preds(
+        preds,
+        [
+            {"id": "0", "prediction": "Yes"},
+            {"id": "1", "prediction": "no"},
+            {"id": "2", "prediction": "<think>hmm</think>granuloma"},
+            {"id": "zzz", "prediction": "?"},
+        ],
+    )
     m = score_predictions("PATH_VQA", fixtures_dir, str(preds), str(tmp_path / "res"))
     assert m["total"] == {"total": 3, "right": 3, "acc": 1.0} and m["num_unmatched_predictions"] == 1
     assert os.path.isfile(tmp_path / "res" / "PATH_VQA" / "metrics.json")

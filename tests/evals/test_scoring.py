@@ -1,17 +1,39 @@
 """Scoring rules with known answers, including the MedEvalKit defects we fix."""
+
 import pytest
 
-from lingshu_jax.evals.scoring import (open_metrics, pick_option, score_closed_exact, score_multiple_choice,
-                                       score_open, score_yes_no, token_f1)
+from lingshu_jax.evals.scoring import (
+    open_metrics,
+    pick_option,
+    score_closed_exact,
+    score_multiple_choice,
+    score_open,
+    score_yes_no,
+    token_f1,
+)
 
 OPTIONS = ["Pancreas", "Liver", "Spleen", "Kidney"]
 
 
-@pytest.mark.parametrize("response,expected", [
-    ("B", "B"), ("b", "B"), ("B. Liver", "B"), ("(B)", "B"), ("**B**", "B"), ("The answer is B.", "B"),
-    ("Answer: B", "B"), (r"\boxed{B}", "B"), ("<answer>B</answer>", "B"), ("<think>A?</think>B", "B"),
-    ("Liver", "B"), ("liver.", "B"), ("B\n\nBecause the liver...", "B"), ("Reasoning here.\n\nB. Liver", "B"),
-])
+@pytest.mark.parametrize(
+    "response,expected",
+    [
+        ("B", "B"),
+        ("b", "B"),
+        ("B. Liver", "B"),
+        ("(B)", "B"),
+        ("**B**", "B"),
+        ("The answer is B.", "B"),
+        ("Answer: B", "B"),
+        (r"\boxed{B}", "B"),
+        ("<answer>B</answer>", "B"),
+        ("<think>A?</think>B", "B"),
+        ("Liver", "B"),
+        ("liver.", "B"),
+        ("B\n\nBecause the liver...", "B"),
+        ("Reasoning here.\n\nB. Liver", "B"),
+    ],
+)
 def test_multiple_choice_reads_letter_or_option_text(response, expected):
     assert pick_option(response, OPTIONS) == expected
     assert score_multiple_choice(response, OPTIONS, expected).correct

@@ -1,4 +1,5 @@
 """A tiny random HF checkpoint shared by the generation tests, with transformers' model and ours."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,10 +16,11 @@ def image(w, h, seed):
 
 
 def user(*parts):
-    content = [{"type": "image", "image": p} if isinstance(p, Image.Image) else {"type": "text", "text": p}
-               for p in parts]
+    content = [
+        {"type": "image", "image": p} if isinstance(p, Image.Image) else {"type": "text", "text": p}
+        for p in parts
+    ]
     return {"role": "user", "content": content}
-
 
 
 @pytest.fixture(scope="session")
@@ -37,4 +39,5 @@ def hf_model(tiny_hf_dir):
     import transformers
 
     return transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        tiny_hf_dir, dtype=torch.float32, attn_implementation="eager").eval()
+        tiny_hf_dir, dtype=torch.float32, attn_implementation="eager"
+    ).eval()

@@ -1,4 +1,5 @@
 """Host-side shaping: shape buckets, right -> left padding, collation of single conversations."""
+
 import numpy as np
 import pytest
 
@@ -15,8 +16,10 @@ def test_bucket_size_is_a_multiple_of_step_and_wastes_at_most_an_eighth_above_8_
 
 
 def test_left_align_moves_right_padding_left_keeping_order():
-    inputs = {"input_ids": np.array([[5, 6, 7, 0, 0], [1, 2, 3, 4, 9]]),
-              "attention_mask": np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])}
+    inputs = {
+        "input_ids": np.array([[5, 6, 7, 0, 0], [1, 2, 3, 4, 9]]),
+        "attention_mask": np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]),
+    }
     out = batching.left_align(inputs)
     np.testing.assert_array_equal(out["input_ids"], [[0, 0, 5, 6, 7], [1, 2, 3, 4, 9]])
     np.testing.assert_array_equal(out["attention_mask"], [[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
@@ -34,8 +37,11 @@ def test_pad_inputs_left_pads_columns_and_appends_empty_rows():
 def test_collate_equals_the_processor_on_the_whole_batch(processor):
     from tests.infer.conftest import image, user
 
-    convs = [[user(image(56, 56, 1), "Short?")], [user("no image here, longer text")],
-             [user("two", image(70, 42, 2), image(28, 84, 3))]]
+    convs = [
+        [user(image(56, 56, 1), "Short?")],
+        [user("no image here, longer text")],
+        [user("two", image(70, 42, 2), image(28, 84, 3))],
+    ]
     single = [processor(c) for c in convs]
     whole = processor(convs)
     got = batching.collate(single, processor.tokenizer.pad_token_id)

@@ -1,4 +1,5 @@
 """decode_throughput runs both sides on the same prompts and reports positive rates."""
+
 from lingshu_jax.infer.bench import decode_throughput
 
 

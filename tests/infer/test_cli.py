@@ -1,4 +1,5 @@
 """scripts/generate.py end to end in a subprocess: single answer, stdin chat, errors exit 2."""
+
 import os
 import subprocess
 import sys
@@ -13,8 +14,9 @@ MAX_NEW = "5"
 
 
 def _run(args, stdin=""):
-    return subprocess.run([sys.executable, SCRIPT, *args], check=False, input=stdin, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, SCRIPT, *args], check=False, input=stdin, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +27,21 @@ def png(tmp_path_factory):
 
 
 def test_single_answer_equals_the_library(tiny_hf_dir, ours, png):
-    proc = _run(["--model", tiny_hf_dir, "--image", png, "--prompt", "What is shown?", "--max_new_tokens", MAX_NEW])
+    proc = _run(
+        ["--model", tiny_hf_dir, "--image", png, "--prompt", "What is shown?", "--max_new_tokens", MAX_NEW]
+    )
     assert proc.returncode == 0, proc.stderr
-    expected = Generator.from_model(ours).generate("What is shown?", images=[png], max_new_tokens=int(MAX_NEW))[0]
+    expected = Generator.from_model(ours).generate(
+        "What is shown?", images=[png], max_new_tokens=int(MAX_NEW)
+    )[0]
     assert proc.stdout == expected + "\n"
 
 
 def test_chat_reads_turns_from_stdin(tiny_hf_dir, ours, png):
-    proc = _run(["--model", tiny_hf_dir, "--chat", "--max_new_tokens", MAX_NEW],
-                stdin=f":image {png}\nWhat modality?\nAny fracture?\n\nignored after the empty line\n")
+    proc = _run(
+        ["--model", tiny_hf_dir, "--chat", "--max_new_tokens", MAX_NEW],
+        stdin=f":image {png}\nWhat modality?\nAny fracture?\n\nignored after the empty line\n",
+    )
     assert proc.returncode == 0, proc.stderr
     session = ChatSession(Generator.from_model(ours), max_new_tokens=int(MAX_NEW))
     expected = [session.ask("What modality?", [png]), session.ask("Any fracture?")]

@@ -3,6 +3,7 @@
 Both sides get the same processor outputs. Also: cached decode logits equal the no-cache forward, stop
 tokens and max_new_tokens are honoured, sampling is reproducible, one compile serves a shape bucket.
 """
+
 import jax
 import numpy as np
 import pytest
@@ -21,18 +22,27 @@ CASES = {
     "left_padded_batch": lambda: [
         [user(image(56, 56, 5), "Short?")],
         [user("A much longer question about", image(90, 60, 6), "this scan, with more words in it.")],
-        [user("And a text-only row.")]],
+        [user("And a text-only row.")],
+    ],
 }
 
 
 def _hf_generate(hf_model, inputs, n, eos, with_logits=False):
     """transformers' greedy generate -> new tokens [B, T] (and the logits of each step [B, T, V])."""
-    config = transformers.GenerationConfig(do_sample=False, max_new_tokens=n, eos_token_id=eos, pad_token_id=PAD,
-                                           bos_token_id=PAD, output_logits=True, return_dict_in_generate=True)
+    config = transformers.GenerationConfig(
+        do_sample=False,
+        max_new_tokens=n,
+        eos_token_id=eos,
+        pad_token_id=PAD,
+        bos_token_id=PAD,
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
     with torch.no_grad():
-        out = hf_model.generate(**{k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()},
-                                generation_config=config)
-    tokens = out.sequences[:, inputs["input_ids"].shape[1]:].numpy()
+        out = hf_model.generate(
+            **{k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()}, generation_config=config
+        )
+    tokens = out.sequences[:, inputs["input_ids"].shape[1] :].numpy()
     return (tokens, torch.stack(out.logits, 1).numpy()) if with_logits else tokens
 
 
@@ -54,8 +64,15 @@ def test_greedy_tokens_and_step_logits_equal_transformers(hf_model, ours, proces
 
 def test_video_prompt_tokens_equal_transformers(hf_model, ours, processor):
     frames = [image(56, 84, 10 + i) for i in range(4)]
-    inputs = processor([{"role": "user", "content": [{"type": "video", "video": frames},
-                                                     {"type": "text", "text": "Describe."}]}], video_fps=2.0)
+    inputs = processor(
+        [
+            {
+                "role": "user",
+                "content": [{"type": "video", "video": frames}, {"type": "text", "text": "Describe."}],
+            }
+        ],
+        video_fps=2.0,
+    )
     assert "second_per_grid_ts" in inputs
     out = _ours(ours, inputs)
     unused = next(t for t in (1002, 1021, 1020, 1019) if t not in out["tokens"])
@@ -90,7 +107,7 @@ def test_cached_decode_logits_equal_the_full_forward(ours, processor):
     full = {k: v for k, v in inputs.items() if k != "mm_token_type_ids"}
     full["input_ids"] = np.concatenate([inputs["input_ids"], out["tokens"]], axis=1)
     full["attention_mask"] = np.concatenate([inputs["attention_mask"], np.ones_like(out["tokens"])], axis=1)
-    ref = np.asarray(ours(**full).logits)[:, s - 1:s - 1 + N]  # position s-1+t predicts token t
+    ref = np.asarray(ours(**full).logits)[:, s - 1 : s - 1 + N]  # position s-1+t predicts token t
     assert np.abs(out["logits"] - ref).max() <= 1e-4
 
 

@@ -1,4 +1,5 @@
 """Generator (texts, chat), the LingshuModel hook methods and the evaluation adapter."""
+
 import pytest
 
 from lingshu_jax.evals.prompts import build_messages
@@ -34,8 +35,15 @@ def test_prompt_string_with_images_equals_the_conversation(gen, tmp_path):
     path = str(tmp_path / "x.png")
     image(70, 42, 2).save(path)
     a = gen.generate("Describe.", images=[path], max_new_tokens=MAX_NEW)
-    b = gen.generate([{"role": "user", "content": [{"type": "image", "image": path}, {"type": "text", "text": "Describe."}]}],
-                     max_new_tokens=MAX_NEW)
+    b = gen.generate(
+        [
+            {
+                "role": "user",
+                "content": [{"type": "image", "image": path}, {"type": "text", "text": "Describe."}],
+            }
+        ],
+        max_new_tokens=MAX_NEW,
+    )
     assert a == b and len(a) == 1
     with pytest.raises(ValueError, match="images= is only accepted with a prompt string"):
         gen.generate([[user("x")]], images=[path])
@@ -46,8 +54,15 @@ def test_chat_appends_the_reply_and_keeps_the_image_in_context(gen, tmp_path):
     image(56, 84, 3).save(path)
     session = ChatSession(gen, max_new_tokens=MAX_NEW)
     replies = []
-    assert run_repl(session, [f":image {path}\n", "What modality?\n", ":image /no/such.png\n", "And?\n", "\n",
-                              "never read\n"], emit=replies.append, warn=replies.append) == 2
+    assert (
+        run_repl(
+            session,
+            [f":image {path}\n", "What modality?\n", ":image /no/such.png\n", "And?\n", "\n", "never read\n"],
+            emit=replies.append,
+            warn=replies.append,
+        )
+        == 2
+    )
     assert "no such file" in replies[1]
     msgs = session.messages
     assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant"]
@@ -65,7 +80,7 @@ def test_model_methods_hook(ours, processor, monkeypatch):
     out = ours.generate(**inputs, max_new_tokens=MAX_NEW)
     assert out["tokens"].shape[0] == 1 and 1 <= out["lengths"][0] <= MAX_NEW
     text = ours.generate_text("Hello?", max_new_tokens=MAX_NEW)
-    assert isinstance(text, str) and text == processor.decode(out["tokens"][0][:out["lengths"][0]])
+    assert isinstance(text, str) and text == processor.decode(out["tokens"][0][: out["lengths"][0]])
     assert ours.generate_text(["Hello?", "Bye?"], max_new_tokens=MAX_NEW)[0] == text
 
 
@@ -81,15 +96,28 @@ def test_eval_generate_fn_matches_one_by_one_generation_in_item_order(gen, tiny_
         paths.append(str(tmp_path / f"im{i}.png"))
         image(w, h, 10 + i).save(paths[-1])
     items = [
-        EvalItem("a", "VQA_RAD", "", "closed", (paths[0],), "q", "yes", prompt="Is there an effusion?",
-                 messages=build_messages("Is there an effusion?", (paths[0],))),
+        EvalItem(
+            "a",
+            "VQA_RAD",
+            "",
+            "closed",
+            (paths[0],),
+            "q",
+            "yes",
+            prompt="Is there an effusion?",
+            messages=build_messages("Is there an effusion?", (paths[0],)),
+        ),
         EvalItem("b", "MedQA", "", "mc", (), "q", "A", prompt="A long text-only question " * 4),
-        EvalItem("c", "VQA_RAD", "", "open", (paths[1], paths[2]), "q", "x", prompt="Compare the two images."),
+        EvalItem(
+            "c", "VQA_RAD", "", "open", (paths[1], paths[2]), "q", "x", prompt="Compare the two images."
+        ),
     ]
     generate_fn = make_generate_fn(gen, max_new_tokens=MAX_NEW, batch_size=2)
     got = generate_fn(items)
     expected = [gen.generate([item_messages(it)], max_new_tokens=MAX_NEW)[0] for it in items]
     assert got == expected
-    assert make_generate_fn(tiny_hf_dir, max_new_tokens=MAX_NEW, batch_size=3)(items) == expected  # from a path
+    assert (
+        make_generate_fn(tiny_hf_dir, max_new_tokens=MAX_NEW, batch_size=3)(items) == expected
+    )  # from a path
     with pytest.raises(ValueError, match="no messages, prompt or question"):
         generate_fn([EvalItem("d", "X", "", "open", (), "", "")])

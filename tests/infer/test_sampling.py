@@ -1,4 +1,5 @@
 """Sampling filters on hand-made logits: greedy, temperature, top-k (ties kept), top-p (crossing token kept)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +13,7 @@ from lingshu_jax.infer.sampling import (
     top_p_filter,
 )
 
-LOGITS = jnp.array([[1.0, 3.0, 2.0, 0.0, -1.0],
-                    [0.5, 0.5, 4.0, 0.5, 0.0]])
+LOGITS = jnp.array([[1.0, 3.0, 2.0, 0.0, -1.0], [0.5, 0.5, 4.0, 0.5, 0.0]])
 
 
 def _kept(x):
@@ -27,18 +27,19 @@ def test_greedy_is_argmax_and_ignores_filters_and_key():
 
 
 def test_top_k_keeps_k_largest_and_ties_at_the_kth_value():
-    np.testing.assert_array_equal(_kept(top_k_filter(LOGITS, 2)),
-                                  [[0, 1, 1, 0, 0], [1, 1, 1, 1, 0]])  # row 2: three tied at the 2nd value
+    np.testing.assert_array_equal(
+        _kept(top_k_filter(LOGITS, 2)), [[0, 1, 1, 0, 0], [1, 1, 1, 1, 0]]
+    )  # row 2: three tied at the 2nd value
     np.testing.assert_array_equal(_kept(top_k_filter(LOGITS, 0)), np.ones((2, 5), bool))
     np.testing.assert_array_equal(_kept(top_k_filter(LOGITS, 9)), np.ones((2, 5), bool))
 
 
 def test_top_p_keeps_the_token_that_crosses_p():
     logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
-    np.testing.assert_array_equal(_kept(top_p_filter(logits, 0.5)), [[1, 0, 0, 0]])    # 0.5 reaches p
-    np.testing.assert_array_equal(_kept(top_p_filter(logits, 0.6)), [[1, 1, 0, 0]])    # 0.5 < 0.6 -> 0.8
+    np.testing.assert_array_equal(_kept(top_p_filter(logits, 0.5)), [[1, 0, 0, 0]])  # 0.5 reaches p
+    np.testing.assert_array_equal(_kept(top_p_filter(logits, 0.6)), [[1, 1, 0, 0]])  # 0.5 < 0.6 -> 0.8
     np.testing.assert_array_equal(_kept(top_p_filter(logits, 0.85)), [[1, 1, 1, 0]])
-    np.testing.assert_array_equal(_kept(top_p_filter(logits, 0.01)), [[1, 0, 0, 0]])   # never empty
+    np.testing.assert_array_equal(_kept(top_p_filter(logits, 0.01)), [[1, 0, 0, 0]])  # never empty
     np.testing.assert_array_equal(_kept(top_p_filter(logits, 1.0)), [[1, 1, 1, 1]])
 
 
@@ -76,8 +77,15 @@ def test_same_key_same_draws_other_key_other_draws():
     assert (np.asarray(a) != np.asarray(sample(logits, jax.random.key(2), cfg))).any()
 
 
-@pytest.mark.parametrize("kw, match", [({"temperature": -1}, "temperature"), ({"top_k": -2}, "top_k"),
-                                       ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"temperature": -1}, "temperature"),
+        ({"top_k": -2}, "top_k"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+    ],
+)
 def test_invalid_config_names_the_field(kw, match):
     with pytest.raises(ValueError, match=match):
         SamplingConfig(**kw)

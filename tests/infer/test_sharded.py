@@ -1,4 +1,5 @@
 """Generation on the 8-device simulated mesh equals single-device generation; the KV cache is sharded."""
+
 import jax
 import numpy as np
 
@@ -26,9 +27,15 @@ def test_sharded_greedy_equals_unsharded_and_cache_is_split(ours, processor):
     key = next(k for k in TRACES if k.mesh is mesh)
     batch, _ = prepare_generation_batch(ours.config, inputs, PAD, Buckets(), batch_shards(mesh, key.rules))
     with sharding.mesh_context(mesh, key.rules):
-        compiled = compiled_program(key).lower(
-            place_params(ours.config, ours.params, mesh), sharding.global_batch(batch, mesh, key.rules),
-            jax.random.key(0)).compile()
+        compiled = (
+            compiled_program(key)
+            .lower(
+                place_params(ours.config, ours.params, mesh),
+                sharding.global_batch(batch, mesh, key.rules),
+                jax.random.key(0),
+            )
+            .compile()
+        )
     t = ours.config.text
     per_device = f"f32[{t.num_hidden_layers},1,{key.cache_len},1,{t.head_dim}]"  # batch 4 / 4, kv heads 2 / 2
     loops = [line for line in compiled.as_text().splitlines() if " while(" in line]

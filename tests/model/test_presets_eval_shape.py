@@ -1,5 +1,6 @@
 """Full-size presets without memory: our parameter tree (jax.eval_shape) has exactly transformers'
 parameters (built on the meta device), after the key mapping, with the same shapes."""
+
 import flax
 import pytest
 import torch
@@ -15,9 +16,13 @@ PRESETS = ["qwen2.5-vl-3b", "qwen2.5-vl-7b", "qwen2.5-vl-32b", "qwen2.5-vl-72b",
 @pytest.mark.parametrize("name", PRESETS)
 def test_eval_shape_matches_transformers_meta_model(name):
     cfg = preset(name)
-    ours = {"/".join(k): tuple(v.shape) for k, v in flax.traverse_util.flatten_dict(abstract_params(cfg)).items()}
+    ours = {
+        "/".join(k): tuple(v.shape) for k, v in flax.traverse_util.flatten_dict(abstract_params(cfg)).items()
+    }
     with torch.device("meta"):
-        hf = transformers.Qwen2_5_VLForConditionalGeneration(transformers.Qwen2_5_VLConfig(**cfg.to_hf_dict()))
+        hf = transformers.Qwen2_5_VLForConditionalGeneration(
+            transformers.Qwen2_5_VLConfig(**cfg.to_hf_dict())
+        )
     index = keymap.hf_key_index(keymap.param_specs(cfg))
     seen = {}
     for key, tensor in hf.state_dict().items():

@@ -1,4 +1,5 @@
 """Host-side vision stream equals transformers' window index / rotary ids; bad inputs raise clearly."""
+
 import numpy as np
 import pytest
 import torch
@@ -29,8 +30,9 @@ def test_window_order_and_rotary_ids_match_transformers(grid):
 
 
 def test_padding_rows_form_their_own_segment():
-    s = build_vision_stream(np.zeros((64, 1176), np.float32), [[1, 8, 8]], spatial_merge_size=2,
-                            window_merge_units=4)
+    s = build_vision_stream(
+        np.zeros((64, 1176), np.float32), [[1, 8, 8]], spatial_merge_size=2, window_merge_units=4
+    )
     p = pad_vision_stream(s, 80)
     assert p.pixel_values.shape == (80, 1176)
     assert set(p.window_segments[64:]) == {p.window_segments[:64].max() + 1}
@@ -50,6 +52,11 @@ def test_more_image_tokens_than_images_is_a_clear_error():
 
 
 def test_a_batch_without_images_gives_an_empty_stream():
-    s = build_vision_stream(np.zeros((0, 1176), np.float32), np.zeros((0, 3)), spatial_merge_size=2,
-                            window_merge_units=4, patch_budget=8)
+    s = build_vision_stream(
+        np.zeros((0, 1176), np.float32),
+        np.zeros((0, 3)),
+        spatial_merge_size=2,
+        window_merge_units=4,
+        patch_budget=8,
+    )
     assert s.pixel_values.shape == (8, 1176) and s.num_real_patches == 0

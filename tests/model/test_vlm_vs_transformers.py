@@ -3,6 +3,7 @@
 Inputs come from our processor (its own parity with transformers' processor is tested in
 tests/processing); both models get the same numpy arrays. Compared at non-padding positions.
 """
+
 import json
 import os
 
@@ -25,8 +26,10 @@ def _image(w, h, seed):
 
 
 def _user(*parts):
-    content = [{"type": "image", "image": p} if isinstance(p, Image.Image) else {"type": "text", "text": p}
-               for p in parts]
+    content = [
+        {"type": "image", "image": p} if isinstance(p, Image.Image) else {"type": "text", "text": p}
+        for p in parts
+    ]
     return {"role": "user", "content": content}
 
 
@@ -34,13 +37,17 @@ CASES = {
     "text_only": lambda: [[_user("What is the most likely diagnosis?")]],
     "one_image": lambda: [[_user(_image(84, 56, 1), "Describe the lesion.")]],
     "two_images_odd_sizes": lambda: [[_user(_image(101, 67, 2), "and", _image(45, 150, 3), "Compare.")]],
-    "multi_turn": lambda: [[
-        _user(_image(70, 70, 4), "What modality is this?"),
-        {"role": "assistant", "content": [{"type": "text", "text": "A chest X-ray."}]},
-        _user("Any pneumothorax?")]],
+    "multi_turn": lambda: [
+        [
+            _user(_image(70, 70, 4), "What modality is this?"),
+            {"role": "assistant", "content": [{"type": "text", "text": "A chest X-ray."}]},
+            _user("Any pneumothorax?"),
+        ]
+    ],
     "left_padded_batch": lambda: [
         [_user(_image(56, 56, 5), "Short?")],
-        [_user("A much longer question about", _image(90, 60, 6), "this scan, with more words in it.")]],
+        [_user("A much longer question about", _image(90, 60, 6), "this scan, with more words in it.")],
+    ],
     "image_below_min_pixels": lambda: [[_user(_image(20, 12, 7), "Tiny image.")]],
     "image_above_max_pixels": lambda: [[_user(_image(900, 700, 8), "Large image.")]],
 }
@@ -49,7 +56,8 @@ CASES = {
 @pytest.fixture(scope="module")
 def models(tiny_hf_dir):
     hf = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        tiny_hf_dir, dtype=torch.float32, attn_implementation="eager").eval()
+        tiny_hf_dir, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
     return hf, lingshu_jax.from_pretrained(tiny_hf_dir), Processor.from_pretrained(tiny_hf_dir)
 
 
@@ -73,7 +81,12 @@ def test_logits_match_transformers(models, case):
 def test_video_logits_match_transformers(models):
     hf, ours, processor = models
     frames = [_image(56, 84, 10 + i) for i in range(4)]
-    messages = [{"role": "user", "content": [{"type": "video", "video": frames}, {"type": "text", "text": "Describe."}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "video", "video": frames}, {"type": "text", "text": "Describe."}],
+        }
+    ]
     inputs = processor(messages, video_fps=2.0)
     assert "pixel_values_videos" in inputs and "second_per_grid_ts" in inputs
     assert _compare(hf, ours, inputs, "video") <= TOL

@@ -38,16 +38,25 @@ def make_hf_processor(tok_dir: str, **image_kwargs):
         def __call__(self, videos, **kwargs):
             out = self.ours(videos)
             meta = [VideoMetadata(total_num_frames=len(v)) for v in videos]
-            return BatchFeature({"pixel_values_videos": out["pixel_values_videos"],
-                                 "video_grid_thw": out["video_grid_thw"], "video_metadata": meta})
+            return BatchFeature(
+                {
+                    "pixel_values_videos": out["pixel_values_videos"],
+                    "video_grid_thw": out["video_grid_thw"],
+                    "video_metadata": meta,
+                }
+            )
 
     saved = pu.ProcessorMixin.__dict__["get_possibly_dynamic_module"]
     original = pu.ProcessorMixin.get_possibly_dynamic_module
     pu.ProcessorMixin.get_possibly_dynamic_module = staticmethod(
-        lambda name: VideoProcessorMixin if name == "VideoProcessorMixin" else original(name))
+        lambda name: VideoProcessorMixin if name == "VideoProcessorMixin" else original(name)
+    )
     try:
-        return Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessorPil(**image_kwargs),
-                                   tokenizer=AutoTokenizer.from_pretrained(tok_dir),
-                                   video_processor=OurVideoProcessor(), chat_template=QWEN25_VL_CHAT_TEMPLATE)
+        return Qwen2_5_VLProcessor(
+            image_processor=Qwen2VLImageProcessorPil(**image_kwargs),
+            tokenizer=AutoTokenizer.from_pretrained(tok_dir),
+            video_processor=OurVideoProcessor(),
+            chat_template=QWEN25_VL_CHAT_TEMPLATE,
+        )
     finally:
         pu.ProcessorMixin.get_possibly_dynamic_module = saved

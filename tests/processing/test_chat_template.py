@@ -4,15 +4,27 @@ import json
 
 import pytest
 
-from lingshu_jax.processing.chat import DEFAULT_SYSTEM_PROMPT, QWEN25_VL_CHAT_TEMPLATE, ChatTemplate, find_chat_template
+from lingshu_jax.processing.chat import (
+    DEFAULT_SYSTEM_PROMPT,
+    QWEN25_VL_CHAT_TEMPLATE,
+    ChatTemplate,
+    find_chat_template,
+)
 
 CONVERSATIONS = {
     "text_only_string": [{"role": "user", "content": "What is a pneumothorax?"}],
-    "image_and_text": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
-    "system_given": [{"role": "system", "content": "You are a radiologist."},
-                     {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+    "image_and_text": [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}
+    ],
+    "system_given": [
+        {"role": "system", "content": "You are a radiologist."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+    ],
     "multi_turn_two_images": [
-        {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Compare."}]},
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Compare."}],
+        },
         {"role": "assistant", "content": [{"type": "text", "text": "The second shows an effusion."}]},
         {"role": "user", "content": "Which side?"},
         {"role": "assistant", "content": "Left."},
@@ -32,7 +44,9 @@ def hf_tokenizer(small_tok_dir):
 def test_render_equals_transformers_apply_chat_template(hf_tokenizer, name, add_generation_prompt):
     messages = CONVERSATIONS[name]
     ours = ChatTemplate().render(messages, add_generation_prompt=add_generation_prompt)
-    ref = hf_tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+    ref = hf_tokenizer.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=False
+    )
     assert ours == ref
 
 

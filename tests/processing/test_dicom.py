@@ -33,9 +33,17 @@ def test_mr_window_matches_hand_computed_linear_function():
     ds = pydicom.dcmread(path)
     assert (float(ds.WindowCenter), float(ds.WindowWidth)) == (600.0, 1600.0) and "RescaleSlope" not in ds
     out = np.array(load_image(path))
-    assert out.shape == (64, 64, 3) and (out[..., 0] == out[..., 1]).all() and (out[..., 0] == out[..., 2]).all()
+    assert (
+        out.shape == (64, 64, 3) and (out[..., 0] == out[..., 1]).all() and (out[..., 0] == out[..., 2]).all()
+    )
     raw = ds.pixel_array
-    for y, x in [(0, 0), (10, 20), (32, 32), (63, 1), *zip(*np.unravel_index([raw.argmin(), raw.argmax()], raw.shape))]:
+    for y, x in [
+        (0, 0),
+        (10, 20),
+        (32, 32),
+        (63, 1),
+        *zip(*np.unravel_index([raw.argmin(), raw.argmax()], raw.shape)),
+    ]:
         assert out[y, x, 0] == _dicom_linear(float(raw[y, x]), 600, 1600), (y, x, raw[y, x])
     # e.g. the darkest stored value 127 -> ((127 - 599.5) / 1599 + 0.5) * 255 = 52.15 -> 52
     assert out[..., 0].min() == 52 and raw.min() == 127
@@ -55,7 +63,9 @@ def test_no_window_falls_back_to_min_max():
     path = get_testdata_file("CT_small.dcm")
     hu = pydicom.dcmread(path).pixel_array.astype(np.float64) - 1024
     out = np.array(load_image(path))[..., 0]
-    np.testing.assert_array_equal(out, np.rint((hu - hu.min()) / (hu.max() - hu.min()) * 255).astype(np.uint8))
+    np.testing.assert_array_equal(
+        out, np.rint((hu - hu.min()) / (hu.max() - hu.min()) * 255).astype(np.uint8)
+    )
 
 
 def test_monochrome1_is_inverted(tmp_path):
@@ -94,11 +104,19 @@ def test_dicom_with_zero_rows_or_too_many_pixels_is_refused(tmp_path):
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height but whose image data is empty."""
+
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
 
 
 def test_zero_pixel_image_raises_naming_the_file(tmp_path):

@@ -33,13 +33,27 @@ CASES = {
     "text_only": ([[{"role": "user", "content": "Is there a fracture?"}]], None, None),
     "one_image": ([[_user("image", "What is shown?")]], [rgb(50, 70, 1)], None),
     "two_images": ([[_user("image", "image", "Compare them.")]], [rgb(300, 200, 2), rgb(40, 900, 3)], None),
-    "multi_turn": ([[_user("image", "Describe."), {"role": "assistant", "content": "A chest X-ray."},
-                     _user("Any effusion?")]], [rgb(128, 128, 4)], None),
+    "multi_turn": (
+        [
+            [
+                _user("image", "Describe."),
+                {"role": "assistant", "content": "A chest X-ray."},
+                _user("Any effusion?"),
+            ]
+        ],
+        [rgb(128, 128, 4)],
+        None,
+    ),
     "video": ([[_user("video", "What happens?")]], None, [_video()]),
-    "left_padded_batch": ([[_user("image", "Short?")],
-                           [_user("A much longer question without any image at all, padded on the left?")],
-                           [_user("image", "image", "Two?")]], [rgb(64, 64, 5), rgb(200, 90, 6), rgb(33, 77, 7)],
-                          None),
+    "left_padded_batch": (
+        [
+            [_user("image", "Short?")],
+            [_user("A much longer question without any image at all, padded on the left?")],
+            [_user("image", "image", "Two?")],
+        ],
+        [rgb(64, 64, 5), rgb(200, 90, 6), rgb(33, 77, 7)],
+        None,
+    ),
 }
 
 
@@ -47,14 +61,18 @@ CASES = {
 def test_outputs_equal_transformers_qwen2_5_vl_processor(processor, hf_processor, case):
     conversations, images, videos = CASES[case]
     ours = processor(conversations, images=images, videos=videos, add_generation_prompt=True)
-    texts = [hf_processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
-    ref = hf_processor(text=texts, images=images, videos=videos, padding=True, padding_side="left",
-                       return_tensors="np")
+    texts = [
+        hf_processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations
+    ]
+    ref = hf_processor(
+        text=texts, images=images, videos=videos, padding=True, padding_side="left", return_tensors="np"
+    )
     for key in ("input_ids", "attention_mask", "mm_token_type_ids"):
         np.testing.assert_array_equal(ours[key], ref[key], err_msg=key)
         assert ours[key].dtype == np.int64
     assert (ours["input_ids"] == processor.tokenizer.image_pad_id).sum() == sum(
-        int(np.prod(g)) // 4 for g in ours.get("image_grid_thw", np.zeros((0, 3))))
+        int(np.prod(g)) // 4 for g in ours.get("image_grid_thw", np.zeros((0, 3)))
+    )
     for key in ("image_grid_thw", "video_grid_thw"):
         assert (key in ours) == (key in ref), key
         if key in ref:
@@ -93,10 +111,17 @@ def test_grid_disagreeing_with_pixel_rows_raises(processor):
     with pytest.raises(ValueError, match="pixel rows"):
         processor([_user("image", "x")], image_inputs=bad)
     with pytest.raises(ValueError, match="divisible"):
-        processor([_user("image", "x")], image_inputs={"pixel_values": np.zeros((3, 1176), np.float32),
-                                                      "image_grid_thw": np.array([[1, 1, 3]])})
+        processor(
+            [_user("image", "x")],
+            image_inputs={
+                "pixel_values": np.zeros((3, 1176), np.float32),
+                "image_grid_thw": np.array([[1, 1, 3]]),
+            },
+        )
     ok = processor([_user("image", "x")], image_inputs=good)
-    np.testing.assert_array_equal(ok["input_ids"], processor([_user("image", "x")], images=[rgb(56, 56)])["input_ids"])
+    np.testing.assert_array_equal(
+        ok["input_ids"], processor([_user("image", "x")], images=[rgb(56, 56)])["input_ids"]
+    )
 
 
 def test_images_from_content_parts_paths_and_dicom(processor, tmp_path):
@@ -104,8 +129,16 @@ def test_images_from_content_parts_paths_and_dicom(processor, tmp_path):
     png = tmp_path / "scan.png"
     rgb(90, 60, 9).save(png)
     dcm = pydicom_data.get_testdata_file("MR_small.dcm")
-    conv = [{"role": "user", "content": [{"type": "image", "image": str(png)}, {"type": "image", "image": dcm},
-                                         {"type": "text", "text": "Both?"}]}]
+    conv = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": str(png)},
+                {"type": "image", "image": dcm},
+                {"type": "text", "text": "Both?"},
+            ],
+        }
+    ]
     out = processor(conv)
     ref = processor(conv, images=[rgb(90, 60, 9), load_image(dcm)])
     np.testing.assert_array_equal(out["input_ids"], ref["input_ids"])
@@ -113,8 +146,12 @@ def test_images_from_content_parts_paths_and_dicom(processor, tmp_path):
 
 
 def test_training_encoding_masks_only_assistant_replies_and_im_end(processor):
-    conv = [_user("image", "Describe."), {"role": "assistant", "content": "A chest X-ray."},
-            _user("Any effusion?"), {"role": "assistant", "content": [{"type": "text", "text": " No effusion.\n"}]}]
+    conv = [
+        _user("image", "Describe."),
+        {"role": "assistant", "content": "A chest X-ray."},
+        _user("Any effusion?"),
+        {"role": "assistant", "content": [{"type": "text", "text": " No effusion.\n"}]},
+    ]
     images = [rgb(100, 140, 3)]
     out = processor.encode_for_training(conv, images=images)
     plain = processor(conv, images=images, add_generation_prompt=False)
@@ -146,5 +183,6 @@ def test_processor_pickles_for_data_loader_workers(processor):
 
     clone = pickle.loads(pickle.dumps(processor))
     conv = [_user("image", "x")]
-    np.testing.assert_array_equal(clone(conv, images=[rgb(40, 40)])["input_ids"],
-                                  processor(conv, images=[rgb(40, 40)])["input_ids"])
+    np.testing.assert_array_equal(
+        clone(conv, images=[rgb(40, 40)])["input_ids"], processor(conv, images=[rgb(40, 40)])["input_ids"]
+    )

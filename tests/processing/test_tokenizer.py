@@ -41,8 +41,10 @@ def full_tok(full_tok_dir):
 
 def _random_corpus(n=200, seed=0):
     rs = random.Random(seed)
-    alphabet = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789 \n\t.,;:'\"!?-_()[]{}<>/\\|@#$%^&*+=~`"
-                "éüñçøß中文日本語한국어😀🩺")
+    alphabet = (
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789 \n\t.,;:'\"!?-_()[]{}<>/\\|@#$%^&*+=~`"
+        "éüñçøß中文日本語한국어😀🩺"
+    )
     return ["".join(rs.choice(alphabet) for _ in range(rs.randint(1, 80))) for _ in range(n)]
 
 
@@ -50,8 +52,9 @@ def _tiktoken(vocab_size):
     tiktoken = pytest.importorskip("tiktoken")
     ranks = {t: r for t, r in load_ranks().items() if r < vocab_size}
     specials = {c: vocab_size + i for i, (c, _) in enumerate(SPECIAL_TOKENS)}
-    return tiktoken.Encoding(f"qwen{vocab_size}", pat_str=QWEN2_PATTERN, mergeable_ranks=ranks,
-                             special_tokens=specials)
+    return tiktoken.Encoding(
+        f"qwen{vocab_size}", pat_str=QWEN2_PATTERN, mergeable_ranks=ranks, special_tokens=specials
+    )
 
 
 def test_full_vocab_gives_qwen_ids_for_hello_world_and_im_start(full_tok):
@@ -60,7 +63,11 @@ def test_full_vocab_gives_qwen_ids_for_hello_world_and_im_start(full_tok):
     assert tok.encode("<|im_start|>user\n") == [151644, 872, 198]
     assert (tok.endoftext_id, tok.im_start_id, tok.im_end_id) == (151643, 151644, 151645)
     assert (tok.vision_start_id, tok.vision_end_id, tok.image_pad_id, tok.video_pad_id) == (
-        151652, 151653, 151655, 151656)
+        151652,
+        151653,
+        151655,
+        151656,
+    )
     assert len(tok) == num_tokens() == 151665
 
 

@@ -1,4 +1,5 @@
 """GRPO loss pieces against hand-computed values on tiny arrays."""
+
 import math
 
 import jax
@@ -86,6 +87,7 @@ def test_kl_term_enters_loss_with_its_coefficient():
 def test_clipped_surrogate_single_token(adv, ratio, kwargs, loss, clipped, grad):
     old = jnp.array([[-1.0]])
     logp = old + math.log(ratio)
+
     def f(lp):
         return grpo_loss(lp, old, old, jnp.array([adv]), jnp.ones((1, 1)), kl_coef=0.0, **kwargs)
 

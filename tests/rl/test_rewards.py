@@ -1,4 +1,5 @@
 """Reward registry, the strict format reward and the accuracy reward on crafted strings."""
+
 import numpy as np
 import pytest
 
@@ -113,8 +114,16 @@ def test_accuracy_uses_the_shared_eval_scorer(completion, reference, expected):
 def test_accuracy_accepts_eval_items_and_rejects_unscorable_references():
     from lingshu_jax.evals.types import EvalItem
 
-    item = EvalItem(id="1", benchmark="T", category="", question_type="mc", images=(), question="q",
-                    answer="B", options=MC["options"])
+    item = EvalItem(
+        id="1",
+        benchmark="T",
+        category="",
+        question_type="mc",
+        images=(),
+        question="q",
+        answer="B",
+        options=MC["options"],
+    )
     assert get_reward("accuracy")(["<think>a</think>\\boxed{B}", "\\boxed{A}"], [item, item]) == [1.0, 0.0]
     with pytest.raises(ValueError, match="question_type 'report'"):
         rewards.accuracy_reward("x", {"question_type": "report", "answer": "findings"})

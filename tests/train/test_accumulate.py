@@ -1,4 +1,5 @@
 """Token-weighted gradient accumulation: K micro-batches of 1 row equal one batch of K rows."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,96 +10,107 @@ V, E, K, S = 11, 6, 4, 7
 
 
 def _params():
-  rng = np.random.default_rng(1)
-  f = lambda *shape, scale=1.0: jnp.asarray(rng.normal(size=shape) * scale, jnp.float32)
-  return {"embed": f(V, E), "mlp": {"kernel": f(E, E, scale=0.5)}, "head": {"kernel": f(E, V, scale=0.5)}}
+    rng = np.random.default_rng(1)
+    f = lambda *shape, scale=1.0: jnp.asarray(rng.normal(size=shape) * scale, jnp.float32)
+    return {"embed": f(V, E), "mlp": {"kernel": f(E, E, scale=0.5)}, "head": {"kernel": f(E, V, scale=0.5)}}
 
 
 def _loss_sum(params, batch):
-  """Tiny embedding LM: next-token cross entropy summed over the tokens with weight 1."""
-  h = params["embed"][batch["inputs"]]
-  h = h + jnp.tanh(h @ params["mlp"]["kernel"])
-  logits = h @ params["head"]["kernel"]
-  logp = jax.nn.log_softmax(logits)
-  nll = -jnp.take_along_axis(logp, batch["targets"][..., None], axis=-1)[..., 0]
-  w = batch["weights"]
-  return jnp.sum(nll * w), jnp.sum(w)
+    """Tiny embedding LM: next-token cross entropy summed over the tokens with weight 1."""
+    h = params["embed"][batch["inputs"]]
+    h = h + jnp.tanh(h @ params["mlp"]["kernel"])
+    logits = h @ params["head"]["kernel"]
+    logp = jax.nn.log_softmax(logits)
+    nll = -jnp.take_along_axis(logp, batch["targets"][..., None], axis=-1)[..., 0]
+    w = batch["weights"]
+    return jnp.sum(nll * w), jnp.sum(w)
 
 
 def _batch():
-  rng = np.random.default_rng(0)
-  inputs = rng.integers(0, V, (K, S))
-  counts = np.array([1, 7, 2, 5])  # unequal loss tokens per row: the per-micro-batch mean is biased
-  weights = (np.arange(S)[None] < counts[:, None]).astype(np.float32)
-  return {"inputs": jnp.asarray(inputs), "targets": jnp.asarray(np.roll(inputs, -1, axis=1)),
-          "weights": jnp.asarray(weights)}
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(0, V, (K, S))
+    counts = np.array([1, 7, 2, 5])  # unequal loss tokens per row: the per-micro-batch mean is biased
+    weights = (np.arange(S)[None] < counts[:, None]).astype(np.float32)
+    return {
+        "inputs": jnp.asarray(inputs),
+        "targets": jnp.asarray(np.roll(inputs, -1, axis=1)),
+        "weights": jnp.asarray(weights),
+    }
 
 
 @jax.jit
 def _reference(params, batch):
-  """Loss and gradient of the token mean over one undivided batch."""
-  def mean_loss(p):
-    s, n = _loss_sum(p, batch)
-    return s / n
-  return jax.value_and_grad(mean_loss)(params)
+    """Loss and gradient of the token mean over one undivided batch."""
+
+    def mean_loss(p):
+        s, n = _loss_sum(p, batch)
+        return s / n
+
+    return jax.value_and_grad(mean_loss)(params)
 
 
 @jax.jit
 def _buggy_mean_of_means(params, micro):
-  def mean_loss(p, mb):
-    s, n = _loss_sum(p, mb)
-    return s / n
-  vals, grads = jax.vmap(jax.value_and_grad(mean_loss), in_axes=(None, 0))(params, micro)
-  return vals.mean(), jax.tree.map(lambda g: g.mean(0), grads)
+    def mean_loss(p, mb):
+        s, n = _loss_sum(p, mb)
+        return s / n
+
+    vals, grads = jax.vmap(jax.value_and_grad(mean_loss), in_axes=(None, 0))(params, micro)
+    return vals.mean(), jax.tree.map(lambda g: g.mean(0), grads)
 
 
 def test_four_micro_batches_of_one_equal_one_batch_of_four():
-  params, batch = _params(), _batch()
-  micro = jax.tree.map(lambda x: x[:, None], batch)  # [K=4, 1, S]
-  loss, grads, n = jax.jit(accumulate_gradients, static_argnums=0)(_loss_sum, params, micro)
-  want_loss, want_grads = _reference(params, batch)
-  assert float(n) == 15.0
-  np.testing.assert_allclose(loss, want_loss, rtol=1e-6, atol=1e-6)
-  for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
-    np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+    params, batch = _params(), _batch()
+    micro = jax.tree.map(lambda x: x[:, None], batch)  # [K=4, 1, S]
+    loss, grads, n = jax.jit(accumulate_gradients, static_argnums=0)(_loss_sum, params, micro)
+    want_loss, want_grads = _reference(params, batch)
+    assert float(n) == 15.0
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-6, atol=1e-6)
+    for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
 
-  # The per-micro-batch mean (mean of K means) is a different, biased estimate.
-  bad_loss, bad_grads = _buggy_mean_of_means(params, micro)
-  assert abs(float(bad_loss) - float(want_loss)) > 1e-3
-  diff = max(float(jnp.max(jnp.abs(b - w))) for b, w in zip(jax.tree.leaves(bad_grads), jax.tree.leaves(want_grads)))
-  assert diff > 1e-3
+    # The per-micro-batch mean (mean of K means) is a different, biased estimate.
+    bad_loss, bad_grads = _buggy_mean_of_means(params, micro)
+    assert abs(float(bad_loss) - float(want_loss)) > 1e-3
+    diff = max(
+        float(jnp.max(jnp.abs(b - w)))
+        for b, w in zip(jax.tree.leaves(bad_grads), jax.tree.leaves(want_grads))
+    )
+    assert diff > 1e-3
 
 
 def test_two_micro_batches_of_two_and_zero_token_micro_batch():
-  params, batch = _params(), _batch()
-  batch = dict(batch, weights=batch["weights"].at[2].set(0.0))  # one row without loss tokens
-  micro = jax.tree.map(lambda x: x.reshape((2, 2) + x.shape[1:]), batch)
-  acc = jax.jit(accumulate_gradients, static_argnums=0)
-  loss, grads, n = acc(_loss_sum, params, micro)
-  want_loss, want_grads = _reference(params, batch)
-  assert float(n) == 13.0
-  np.testing.assert_allclose(loss, want_loss, rtol=1e-6, atol=1e-6)
-  for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
-    np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
-  empty = jax.tree.map(lambda x: jnp.zeros_like(x[:1]), micro)  # no tokens at all: zeros, not NaN
-  loss0, grads0, n0 = acc(_loss_sum, params, empty)
-  assert float(n0) == 0.0 and float(loss0) == 0.0
-  assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads0))
+    params, batch = _params(), _batch()
+    batch = dict(batch, weights=batch["weights"].at[2].set(0.0))  # one row without loss tokens
+    micro = jax.tree.map(lambda x: x.reshape((2, 2) + x.shape[1:]), batch)
+    acc = jax.jit(accumulate_gradients, static_argnums=0)
+    loss, grads, n = acc(_loss_sum, params, micro)
+    want_loss, want_grads = _reference(params, batch)
+    assert float(n) == 13.0
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-6, atol=1e-6)
+    for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+    empty = jax.tree.map(lambda x: jnp.zeros_like(x[:1]), micro)  # no tokens at all: zeros, not NaN
+    loss0, grads0, n0 = acc(_loss_sum, params, empty)
+    assert float(n0) == 0.0 and float(loss0) == 0.0
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads0))
 
 
 def test_trainable_mask_skips_frozen_gradients():
-  params, batch = _params(), _batch()
-  micro = jax.tree.map(lambda x: x[:, None], batch)
-  mask = {"embed": False, "mlp": {"kernel": True}, "head": {"kernel": True}}
-  acc = jax.jit(lambda p, b: accumulate_gradients(_loss_sum, p, b, trainable=mask))  # mask is static
-  loss, grads, _ = acc(params, micro)
-  want_loss, want_grads = _reference(params, batch)
-  np.testing.assert_allclose(loss, want_loss, rtol=1e-6, atol=1e-6)
-  assert float(jnp.abs(grads["embed"]).max()) == 0.0
-  for k in ("mlp", "head"):
-    np.testing.assert_allclose(grads[k]["kernel"], want_grads[k]["kernel"], rtol=1e-6, atol=1e-6)
-  # Nothing flows into the frozen table: no scatter-add into it, and no dX of the matmul reading it.
-  ops = lambda tr: str(jax.make_jaxpr(lambda p: accumulate_gradients(_loss_sum, p, micro, trainable=tr))(params))
-  full, frozen = ops(None), ops(mask)
-  assert (full.count("scatter-add"), full.count("dot_general")) == (2, 6)  # 2 forward + 4 backward dots
-  assert (frozen.count("scatter-add"), frozen.count("dot_general")) == (1, 5)
+    params, batch = _params(), _batch()
+    micro = jax.tree.map(lambda x: x[:, None], batch)
+    mask = {"embed": False, "mlp": {"kernel": True}, "head": {"kernel": True}}
+    acc = jax.jit(lambda p, b: accumulate_gradients(_loss_sum, p, b, trainable=mask))  # mask is static
+    loss, grads, _ = acc(params, micro)
+    want_loss, want_grads = _reference(params, batch)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-6, atol=1e-6)
+    assert float(jnp.abs(grads["embed"]).max()) == 0.0
+    for k in ("mlp", "head"):
+        np.testing.assert_allclose(grads[k]["kernel"], want_grads[k]["kernel"], rtol=1e-6, atol=1e-6)
+    # Nothing flows into the frozen table: no scatter-add into it, and no dX of the matmul reading it.
+    ops = lambda tr: str(
+        jax.make_jaxpr(lambda p: accumulate_gradients(_loss_sum, p, micro, trainable=tr))(params)
+    )
+    full, frozen = ops(None), ops(mask)
+    assert (full.count("scatter-add"), full.count("dot_general")) == (2, 6)  # 2 forward + 4 backward dots
+    assert (frozen.count("scatter-add"), frozen.count("dot_general")) == (1, 5)

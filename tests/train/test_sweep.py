@@ -1,4 +1,5 @@
 """Sweeps: commands carry the run's config argument and overrides; results tabulate the last metrics."""
+
 import csv
 import json
 import os

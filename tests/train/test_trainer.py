@@ -1,7 +1,6 @@
 """The trainer end to end on the embedded demo: loss falls, stages chain, frozen weights stay frozen,
 SIGKILL/SIGTERM resume exactly, a checkpoint restores onto another mesh, bad configs fail early."""
 
-import json
 import os
 import signal
 import subprocess
@@ -70,8 +69,10 @@ def test_stage1_keeps_the_frozen_llm_bit_identical(chained):
     for part in ("model", "lm_head"):
         for a, b in zip(jax.tree.leaves(initial[part]), jax.tree.leaves(final[part])):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    moved = [not np.array_equal(np.asarray(a), np.asarray(b))
-             for a, b in zip(jax.tree.leaves(initial["visual"]), jax.tree.leaves(final["visual"]))]
+    moved = [
+        not np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(jax.tree.leaves(initial["visual"]), jax.tree.leaves(final["visual"]))
+    ]
     assert all(moved)
 
 
@@ -80,7 +81,9 @@ def test_stages_chain_and_the_export_loads_in_transformers(chained):
     _, s1_final, _ = load_any(os.path.join(chained, "stage1"))
     # stage 2 started from stage 1: its first logged step's loss is stage-1 quality, and its weights moved on
     assert len(_losses(os.path.join(chained, "stage2"))) == 2
-    assert not np.array_equal(np.asarray(s1_final["model"]["norm"]["scale"]), np.asarray(s2_final["model"]["norm"]["scale"]))
+    assert not np.array_equal(
+        np.asarray(s1_final["model"]["norm"]["scale"]), np.asarray(s2_final["model"]["norm"]["scale"])
+    )
     hf = transformers.AutoModelForImageTextToText.from_pretrained(os.path.join(chained, "hf_export"))
     assert type(hf).__name__ == "Qwen2_5_VLForConditionalGeneration"
     assert os.path.exists(os.path.join(chained, "hf_export", "tokenizer.json"))
@@ -89,11 +92,23 @@ def test_stages_chain_and_the_export_loads_in_transformers(chained):
 
 
 def _cli(workdir, root, steps, extra=()):
-    cmd = [sys.executable, "scripts/train.py", f"--config=configs/demo.py:stage=3,root={root},steps={steps}",
-           f"--workdir={workdir}", "--config.init_from=", "--config.eval.every=0", "--config.train.log_every=1",
-           "--config.train.checkpoint_every=3", "--config.train.progress=False", "--config.export_hf=", *extra]
+    cmd = [
+        sys.executable,
+        "scripts/train.py",
+        f"--config=configs/demo.py:stage=3,root={root},steps={steps}",
+        f"--workdir={workdir}",
+        "--config.init_from=",
+        "--config.eval.every=0",
+        "--config.train.log_every=1",
+        "--config.train.checkpoint_every=3",
+        "--config.train.progress=False",
+        "--config.export_hf=",
+        *extra,
+    ]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for_step(workdir, step, proc, timeout=300):
@@ -176,8 +191,18 @@ def test_non_finite_steps_are_skipped_then_the_run_stops(tmp_path):
 
 
 def test_config_errors_fail_before_compiling_and_name_the_key(tmp_path):
-    out = subprocess.run([sys.executable, "scripts/train.py", "--config=configs/demo.py", f"--workdir={tmp_path}",
-                          "--config.train.no_such_key=1"], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "scripts/train.py",
+            "--config=configs/demo.py",
+            f"--workdir={tmp_path}",
+            "--config.train.no_such_key=1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0 and "no_such_key" in out.stderr
     c = _cfg(str(tmp_path), 3, 2)
     c.mesh.fsdp = 64

@@ -3,55 +3,193 @@
 Names are MedEvalKit's. A root data directory holds one folder per benchmark (`BenchmarkSpec.dirnames`
 lists the names looked for); a benchmark's own folder may also be given directly.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 
 from lingshu_jax.evals.benchmarks import mcvqa, medxpertqa, mmmu, reports, textqa, vqa
-from lingshu_jax.evals.benchmarks.common import mc_prompt, mc_score, report_prompt, report_score, vqa_prompt, vqa_score
+from lingshu_jax.evals.benchmarks.common import (
+    mc_prompt,
+    mc_score,
+    report_prompt,
+    report_score,
+    vqa_prompt,
+    vqa_score,
+)
 from lingshu_jax.evals.prompts import build_messages
 from lingshu_jax.evals.types import BenchmarkSpec, EvalItem, LoadOptions
 
 
 def _spec(name, display, group, loader, build_prompt, scorer, dirnames, **kw) -> BenchmarkSpec:
-    return BenchmarkSpec(name=name, display=display, group=group, loader=loader, build_prompt=build_prompt,
-                         scorer=scorer, dirnames=(name, *dirnames), **kw)
+    return BenchmarkSpec(
+        name=name,
+        display=display,
+        group=group,
+        loader=loader,
+        build_prompt=build_prompt,
+        scorer=scorer,
+        dirnames=(name, *dirnames),
+        **kw,
+    )
 
 
-BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in (
-    _spec("MMMU-Medical-val", "MMMU-Med", "multimodal", mmmu.load_mmmu_medical, mmmu.mmmu_prompt,
-          mmmu.mmmu_score, ("MMMU",), category_keys=("subfield",)),
-    _spec("VQA_RAD", "VQA-RAD", "multimodal", vqa.load_vqa_rad, vqa_prompt, vqa_score, ("VQA-RAD", "vqa-rad"),
-          judge_open=True),
-    _spec("SLAKE", "SLAKE", "multimodal", vqa.load_slake, vqa.slake_prompt, vqa_score, ("Slake", "slake"),
-          category_keys=("modality", "content_type"), judge_open=True),
-    _spec("PATH_VQA", "PathVQA", "multimodal", vqa.load_path_vqa, vqa_prompt, vqa_score,
-          ("PathVQA", "path-vqa", "PATH-VQA"), judge_open=True),
-    _spec("PMC_VQA", "PMC-VQA", "multimodal", mcvqa.load_pmc_vqa, mc_prompt, mc_score, ("PMC-VQA",)),
-    _spec("OmniMedVQA", "OmniMedVQA", "multimodal", mcvqa.load_omnimedvqa, mc_prompt, mc_score, (),
-          category_keys=("question_type",)),
-    _spec("MedXpertQA-MM", "MedXpertQA", "multimodal", medxpertqa.load_medxpertqa_mm, mc_prompt, mc_score,
-          ("MedXpertQA",), category_keys=("question_type", "body_system"), multi_image_prefix=True),
-    _spec("MMLU-medical", "MMLU-Med", "text", textqa.load_mmlu_medical, mc_prompt, mc_score, ("MMLU", "mmlu")),
-    _spec("PubMedQA", "PubMedQA", "text", textqa.load_pubmedqa, mc_prompt, mc_score, ("pubmedqa",)),
-    _spec("MedMCQA", "MedMCQA", "text", textqa.load_medmcqa, mc_prompt, mc_score, ("medmcqa",)),
-    _spec("MedQA_USMLE", "MedQA", "text", textqa.load_medqa_usmle, mc_prompt, mc_score, ("MedQA-USMLE", "MedQA")),
-    _spec("Medbullets_op4", "Medbullets-op4", "text", textqa.load_medbullets_op4, mc_prompt, mc_score,
-          ("Medbullets", "medbullets")),
-    _spec("Medbullets_op5", "Medbullets-op5", "text", textqa.load_medbullets_op5, mc_prompt, mc_score,
-          ("Medbullets", "medbullets")),
-    _spec("MedXpertQA-Text", "MedXpertQA", "text", medxpertqa.load_medxpertqa_text, mc_prompt, mc_score,
-          ("MedXpertQA",), category_keys=("question_type", "body_system")),
-    _spec("SuperGPQA", "SuperGPQA", "text", textqa.load_supergpqa, mc_prompt, mc_score, (),
-          category_keys=("difficulty",)),
-    _spec("MIMIC_CXR", "MIMIC-CXR", "report", reports.load_mimic_cxr, report_prompt, report_score,
-          ("MIMIC-CXR", "mimic-cxr"), multi_image_prefix=True),
-    _spec("CheXpert_Plus", "CheXpert Plus", "report", reports.load_chexpert_plus, report_prompt, report_score,
-          ("CheXpert-Plus", "chexpert_plus")),
-    _spec("IU_XRAY", "IU-Xray", "report", reports.load_iu_xray, report_prompt, report_score,
-          ("IU-Xray", "iu_xray"), multi_image_prefix=True),
-)}
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    s.name: s
+    for s in (
+        _spec(
+            "MMMU-Medical-val",
+            "MMMU-Med",
+            "multimodal",
+            mmmu.load_mmmu_medical,
+            mmmu.mmmu_prompt,
+            mmmu.mmmu_score,
+            ("MMMU",),
+            category_keys=("subfield",),
+        ),
+        _spec(
+            "VQA_RAD",
+            "VQA-RAD",
+            "multimodal",
+            vqa.load_vqa_rad,
+            vqa_prompt,
+            vqa_score,
+            ("VQA-RAD", "vqa-rad"),
+            judge_open=True,
+        ),
+        _spec(
+            "SLAKE",
+            "SLAKE",
+            "multimodal",
+            vqa.load_slake,
+            vqa.slake_prompt,
+            vqa_score,
+            ("Slake", "slake"),
+            category_keys=("modality", "content_type"),
+            judge_open=True,
+        ),
+        _spec(
+            "PATH_VQA",
+            "PathVQA",
+            "multimodal",
+            vqa.load_path_vqa,
+            vqa_prompt,
+            vqa_score,
+            ("PathVQA", "path-vqa", "PATH-VQA"),
+            judge_open=True,
+        ),
+        _spec("PMC_VQA", "PMC-VQA", "multimodal", mcvqa.load_pmc_vqa, mc_prompt, mc_score, ("PMC-VQA",)),
+        _spec(
+            "OmniMedVQA",
+            "OmniMedVQA",
+            "multimodal",
+            mcvqa.load_omnimedvqa,
+            mc_prompt,
+            mc_score,
+            (),
+            category_keys=("question_type",),
+        ),
+        _spec(
+            "MedXpertQA-MM",
+            "MedXpertQA",
+            "multimodal",
+            medxpertqa.load_medxpertqa_mm,
+            mc_prompt,
+            mc_score,
+            ("MedXpertQA",),
+            category_keys=("question_type", "body_system"),
+            multi_image_prefix=True,
+        ),
+        _spec(
+            "MMLU-medical",
+            "MMLU-Med",
+            "text",
+            textqa.load_mmlu_medical,
+            mc_prompt,
+            mc_score,
+            ("MMLU", "mmlu"),
+        ),
+        _spec("PubMedQA", "PubMedQA", "text", textqa.load_pubmedqa, mc_prompt, mc_score, ("pubmedqa",)),
+        _spec("MedMCQA", "MedMCQA", "text", textqa.load_medmcqa, mc_prompt, mc_score, ("medmcqa",)),
+        _spec(
+            "MedQA_USMLE",
+            "MedQA",
+            "text",
+            textqa.load_medqa_usmle,
+            mc_prompt,
+            mc_score,
+            ("MedQA-USMLE", "MedQA"),
+        ),
+        _spec(
+            "Medbullets_op4",
+            "Medbullets-op4",
+            "text",
+            textqa.load_medbullets_op4,
+            mc_prompt,
+            mc_score,
+            ("Medbullets", "medbullets"),
+        ),
+        _spec(
+            "Medbullets_op5",
+            "Medbullets-op5",
+            "text",
+            textqa.load_medbullets_op5,
+            mc_prompt,
+            mc_score,
+            ("Medbullets", "medbullets"),
+        ),
+        _spec(
+            "MedXpertQA-Text",
+            "MedXpertQA",
+            "text",
+            medxpertqa.load_medxpertqa_text,
+            mc_prompt,
+            mc_score,
+            ("MedXpertQA",),
+            category_keys=("question_type", "body_system"),
+        ),
+        _spec(
+            "SuperGPQA",
+            "SuperGPQA",
+            "text",
+            textqa.load_supergpqa,
+            mc_prompt,
+            mc_score,
+            (),
+            category_keys=("difficulty",),
+        ),
+        _spec(
+            "MIMIC_CXR",
+            "MIMIC-CXR",
+            "report",
+            reports.load_mimic_cxr,
+            report_prompt,
+            report_score,
+            ("MIMIC-CXR", "mimic-cxr"),
+            multi_image_prefix=True,
+        ),
+        _spec(
+            "CheXpert_Plus",
+            "CheXpert Plus",
+            "report",
+            reports.load_chexpert_plus,
+            report_prompt,
+            report_score,
+            ("CheXpert-Plus", "chexpert_plus"),
+        ),
+        _spec(
+            "IU_XRAY",
+            "IU-Xray",
+            "report",
+            reports.load_iu_xray,
+            report_prompt,
+            report_score,
+            ("IU-Xray", "iu_xray"),
+            multi_image_prefix=True,
+        ),
+    )
+}
 
 
 def get_spec(name: str) -> BenchmarkSpec:
@@ -79,8 +217,13 @@ def with_prompt(spec: BenchmarkSpec, item: EvalItem, reasoning: bool) -> EvalIte
     return dataclasses.replace(item, prompt=prompt, messages=build_messages(prompt, item.images, prefix))
 
 
-def load_benchmark(name: str, data_dir: str, options: LoadOptions | None = None, reasoning: bool = False,
-                   limit: int | None = None) -> list[EvalItem]:
+def load_benchmark(
+    name: str,
+    data_dir: str,
+    options: LoadOptions | None = None,
+    reasoning: bool = False,
+    limit: int | None = None,
+) -> list[EvalItem]:
     """Items of one benchmark, prompts built (MedEvalKit wording; `reasoning` asks for \\boxed{}).
 
     Args:

@@ -1,4 +1,5 @@
 """Helpers shared by the benchmark modules: multiple-choice items, prompts and scorers, id checks."""
+
 from __future__ import annotations
 
 import re
@@ -7,8 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from lingshu_jax.evals import prompts
 from lingshu_jax.evals.extract import strip_think
-from lingshu_jax.evals.scoring import (score_closed_exact, score_multiple_choice, score_open,
-                                       score_yes_no)
+from lingshu_jax.evals.scoring import score_closed_exact, score_multiple_choice, score_open, score_yes_no
 from lingshu_jax.evals.types import EvalItem, ItemScore
 
 _LETTER_PREFIX = re.compile(r"^\s*\(?([A-Za-z])\s*[).:：]\s*")
@@ -18,7 +18,7 @@ def strip_letter_prefix(option: str, letter: str) -> str:
     """Drops a leading "A:" / "A." / "(A)" when it is this option's own letter (PMC-VQA's options)."""
     m = _LETTER_PREFIX.match(option)
     if m and m.group(1).upper() == letter:
-        return option[m.end():].strip()
+        return option[m.end() :].strip()
     return option.strip()
 
 
@@ -34,21 +34,39 @@ def answer_letter(answer: Any, options: Sequence[str], where: str) -> str:
     raise ValueError(f"{where}: answer {text!r} is neither an option letter ({letters}) nor an option text")
 
 
-def mc_item(benchmark: str, item_id: str, question: str, options: Sequence[Any], answer: Any, where: str,
-            images: Sequence[str] = (), category: str = "", meta: Mapping[str, Any] | None = None) -> EvalItem:
+def mc_item(
+    benchmark: str,
+    item_id: str,
+    question: str,
+    options: Sequence[Any],
+    answer: Any,
+    where: str,
+    images: Sequence[str] = (),
+    category: str = "",
+    meta: Mapping[str, Any] | None = None,
+) -> EvalItem:
     """A multiple-choice `EvalItem`; the answer is normalised to a letter, options must be non-empty."""
     options = tuple(str(o).strip() for o in options)
     if len(options) < 2:
         raise ValueError(f"{where}: needs at least 2 options, got {len(options)}")
-    return EvalItem(id=item_id, benchmark=benchmark, category=category, question_type="mc",
-                    images=tuple(images), question=str(question), answer=answer_letter(answer, options, where),
-                    options=options, meta=dict(meta or {}))
+    return EvalItem(
+        id=item_id,
+        benchmark=benchmark,
+        category=category,
+        question_type="mc",
+        images=tuple(images),
+        question=str(question),
+        answer=answer_letter(answer, options, where),
+        options=options,
+        meta=dict(meta or {}),
+    )
 
 
 def mc_prompt(item: EvalItem, reasoning: bool) -> str:
     """MedEvalKit multiple-choice prompt; PubMedQA-style items carry a "context" in meta."""
-    prompt = prompts.multiple_choice_prompt(item.question, prompts.format_choices(item.options), reasoning,
-                                            item.meta.get("lang", "en"))
+    prompt = prompts.multiple_choice_prompt(
+        item.question, prompts.format_choices(item.options), reasoning, item.meta.get("lang", "en")
+    )
     context = item.meta.get("context")
     return f"Context: {context}\n{prompt}" if context else prompt
 

@@ -9,6 +9,7 @@ Published formats read here:
   gt_answer (an option's text), option_A..option_D, image_path (relative to the root), modality_type,
   question_type, dataset}. Categories: modality_type (plus question_type), as MedEvalKit reports.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,22 +44,42 @@ def load_pmc_vqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:
             answer = strip_letter_prefix(answer, answer[:1].upper())
         figure = str(require(rec, "Figure_path", loc))
         item_id = str(rec.get("index") or row_no)
-        items.append(mc_item("PMC_VQA", item_id, str(require(rec, "Question", loc)), opts, answer, loc,
-                             images=(_pmc_image(data_dir, figure, loc, options),)))
+        items.append(
+            mc_item(
+                "PMC_VQA",
+                item_id,
+                str(require(rec, "Question", loc)),
+                opts,
+                answer,
+                loc,
+                images=(_pmc_image(data_dir, figure, loc, options),),
+            )
+        )
     return check_unique(items, path)
 
 
 def load_omnimedvqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:
     """OmniMedVQA open-access QA files; the text answer becomes its option letter."""
     items = []
-    for path in find_first(data_dir, ("QA_information/Open-access/*.json",), "QA_information/Open-access/*.json"):
+    for path in find_first(
+        data_dir, ("QA_information/Open-access/*.json",), "QA_information/Open-access/*.json"
+    ):
         stem = os.path.splitext(os.path.basename(path))[0]
         for loc, rec in read_json_records(path):
-            opts = [rec[f"option_{letter}"] for letter in LETTERS[:4] if rec.get(f"option_{letter}") is not None]
-            items.append(mc_item(
-                "OmniMedVQA", f"{stem}/{require(rec, 'question_id', loc)}", str(require(rec, "question", loc)),
-                opts, str(require(rec, "gt_answer", loc)), loc,
-                images=(image_path(data_dir, str(require(rec, "image_path", loc)), loc, options),),
-                category=str(rec.get("modality_type", "")),
-                meta={"question_type": rec.get("question_type", ""), "dataset": rec.get("dataset", "")}))
+            opts = [
+                rec[f"option_{letter}"] for letter in LETTERS[:4] if rec.get(f"option_{letter}") is not None
+            ]
+            items.append(
+                mc_item(
+                    "OmniMedVQA",
+                    f"{stem}/{require(rec, 'question_id', loc)}",
+                    str(require(rec, "question", loc)),
+                    opts,
+                    str(require(rec, "gt_answer", loc)),
+                    loc,
+                    images=(image_path(data_dir, str(require(rec, "image_path", loc)), loc, options),),
+                    category=str(rec.get("modality_type", "")),
+                    meta={"question_type": rec.get("question_type", ""), "dataset": rec.get("dataset", "")},
+                )
+            )
     return check_unique(items, data_dir)

@@ -8,6 +8,7 @@ answer choices; MedEvalKit lists the options again after it, and so do we.
 MedEvalKit passes MM images through its multi-image path, so even one image gets ``<image_1>: ``.
 Categories: medical_task (plus question_type and body_system), as MedEvalKit reports.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,11 +48,22 @@ def _load(data_dir: str, subset: str, options: LoadOptions) -> list[EvalItem]:
             if not isinstance(names, list) or not names:
                 raise ValueError(f"{loc}: MM item without an images list")
             images = tuple(image_path(image_root, str(n), loc, options) for n in names)
-        items.append(mc_item(
-            benchmark, str(require(rec, "id", loc)), str(require(rec, "question", loc)),
-            [opts[k] for k in sorted(opts)], require(rec, "label", loc), loc, images=images,
-            category=str(rec.get("medical_task", "")),
-            meta={"question_type": rec.get("question_type", ""), "body_system": rec.get("body_system", "")}))
+        items.append(
+            mc_item(
+                benchmark,
+                str(require(rec, "id", loc)),
+                str(require(rec, "question", loc)),
+                [opts[k] for k in sorted(opts)],
+                require(rec, "label", loc),
+                loc,
+                images=images,
+                category=str(rec.get("medical_task", "")),
+                meta={
+                    "question_type": rec.get("question_type", ""),
+                    "body_system": rec.get("body_system", ""),
+                },
+            )
+        )
     return check_unique(items, path)
 
 

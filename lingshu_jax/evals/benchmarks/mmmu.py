@@ -9,6 +9,7 @@ response is parsed with MMMU's official rules (`parse_multi_choice_response`, `p
 `eval_open`). MMMU picks a random letter when a response names none; we seed that choice with the
 item id so scores are reproducible.
 """
+
 from __future__ import annotations
 
 import ast
@@ -22,8 +23,13 @@ from lingshu_jax.evals.datafiles import embedded_image, find_first, read_records
 from lingshu_jax.evals.extract import extract_boxed, extract_tag, strip_think
 from lingshu_jax.evals.types import EvalItem, ItemScore, LoadOptions
 
-MEDICAL_SUBJECTS = ("Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_Laboratory_Medicine",
-                    "Pharmacy", "Public_Health")
+MEDICAL_SUBJECTS = (
+    "Basic_Medical_Science",
+    "Clinical_Medicine",
+    "Diagnostics_and_Laboratory_Medicine",
+    "Pharmacy",
+    "Public_Health",
+)
 
 
 def _literal_list(text, where: str) -> list:
@@ -53,9 +59,17 @@ def _item(subject: str, loc: str, rec: dict, options: LoadOptions) -> EvalItem:
         kind = "open"
     else:
         raise ValueError(f"{loc}: question_type {qtype!r} is neither multiple-choice nor open")
-    return EvalItem(id=str(require(rec, "id", loc)), benchmark="MMMU-Medical-val", category=subject,
-                    question_type=kind, images=images, question=str(require(rec, "question", loc)),
-                    answer=answer, options=tuple(opts), meta={"subfield": rec.get("subfield", "")})
+    return EvalItem(
+        id=str(require(rec, "id", loc)),
+        benchmark="MMMU-Medical-val",
+        category=subject,
+        question_type=kind,
+        images=images,
+        question=str(require(rec, "question", loc)),
+        answer=answer,
+        options=tuple(opts),
+        meta={"subfield": rec.get("subfield", "")},
+    )
 
 
 def load_mmmu_medical(data_dir: str, options: LoadOptions) -> list[EvalItem]:
@@ -65,8 +79,11 @@ def load_mmmu_medical(data_dir: str, options: LoadOptions) -> list[EvalItem]:
         raise ValueError(f"{data_dir}: MMMU subject folders missing: {', '.join(missing)}")
     items = []
     for subject in MEDICAL_SUBJECTS:
-        for path in find_first(os.path.join(data_dir, subject), ("validation-*.parquet", "validation*.parquet"),
-                               f"{subject} validation parquet"):
+        for path in find_first(
+            os.path.join(data_dir, subject),
+            ("validation-*.parquet", "validation*.parquet"),
+            f"{subject} validation parquet",
+        ):
             items.extend(_item(subject, loc, rec, options) for loc, rec in read_records(path))
     return check_unique(items, data_dir)
 

@@ -5,6 +5,7 @@ Format (MedEvalKit's local layout): `test.json`, an array of {id, image, finding
 `images/`. Records whose findings and impression are both empty are skipped, as MedEvalKit does.
 The reference report is ``Findings: {findings} Impression: {impression}.``.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,18 @@ def _load(benchmark: str, data_dir: str, options: LoadOptions) -> list[EvalItem]
         if not names:
             raise ValueError(f"{loc}: no image")
         images = tuple(image_path(os.path.join(data_dir, "images"), str(n), loc, options) for n in names)
-        items.append(EvalItem(id=str(rec.get("id", i)), benchmark=benchmark, category="", question_type="report",
-                              images=images, question="", answer=report_reference(findings, impression),
-                              meta={"findings": findings, "impression": impression}))
+        items.append(
+            EvalItem(
+                id=str(rec.get("id", i)),
+                benchmark=benchmark,
+                category="",
+                question_type="report",
+                images=images,
+                question="",
+                answer=report_reference(findings, impression),
+                meta={"findings": findings, "impression": impression},
+            )
+        )
     return check_unique(items, path)
 
 

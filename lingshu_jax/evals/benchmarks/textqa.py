@@ -14,6 +14,7 @@ Published formats read here (each benchmark's folder):
   (`options` dict or opa..ope columns; parquet/jsonl).
 - SuperGPQA: `SuperGPQA-all.jsonl` (or parquet), rows with discipline == "Medicine" only.
 """
+
 from __future__ import annotations
 
 import glob
@@ -24,15 +25,26 @@ from lingshu_jax.evals.datafiles import find_first, read_csv, read_json, read_re
 from lingshu_jax.evals.prompts import LETTERS
 from lingshu_jax.evals.types import EvalItem, LoadOptions
 
-MMLU_MEDICAL_SUBJECTS = ("anatomy", "clinical_knowledge", "college_biology", "college_medicine",
-                         "medical_genetics", "professional_medicine", "nutrition", "virology",
-                         "high_school_biology")
+MMLU_MEDICAL_SUBJECTS = (
+    "anatomy",
+    "clinical_knowledge",
+    "college_biology",
+    "college_medicine",
+    "medical_genetics",
+    "professional_medicine",
+    "nutrition",
+    "virology",
+    "high_school_biology",
+)
 
 
 def _mmlu_rows(data_dir: str, subject: str) -> list[tuple[str, list, str, str]]:
     """(question, options, answer letter, location) of one subject, parquet or original CSV."""
-    parquet = sorted(p for sub in (subject, os.path.join("data", subject))
-                     for p in _glob(data_dir, os.path.join(sub, "test-*.parquet")))
+    parquet = sorted(
+        p
+        for sub in (subject, os.path.join("data", subject))
+        for p in _glob(data_dir, os.path.join(sub, "test-*.parquet"))
+    )
     rows = []
     if parquet:
         for path in parquet:
@@ -40,17 +52,27 @@ def _mmlu_rows(data_dir: str, subject: str) -> list[tuple[str, list, str, str]]:
                 answer = require(rec, "answer", loc)
                 if not isinstance(answer, int) or not 0 <= answer < 4:
                     raise ValueError(f"{loc}: answer {answer!r} is not an index 0-3")
-                rows.append((require(rec, "question", loc), list(require(rec, "choices", loc)), LETTERS[answer], loc))
+                rows.append(
+                    (require(rec, "question", loc), list(require(rec, "choices", loc)), LETTERS[answer], loc)
+                )
         return rows
     for sub in ("data/test", "test", "."):
         path = os.path.join(data_dir, sub, f"{subject}_test.csv")
         if os.path.isfile(path):
             for loc, rec in read_csv(path, header=False, fieldnames=["q", "A", "B", "C", "D", "answer"]):
-                rows.append((require(rec, "q", loc), [require(rec, k, loc, True) for k in "ABCD"],
-                             require(rec, "answer", loc), loc))
+                rows.append(
+                    (
+                        require(rec, "q", loc),
+                        [require(rec, k, loc, True) for k in "ABCD"],
+                        require(rec, "answer", loc),
+                        loc,
+                    )
+                )
             return rows
-    raise ValueError(f"{data_dir}: MMLU subject {subject!r} not found (<subject>/test-*.parquet or "
-                     f"data/test/{subject}_test.csv)")
+    raise ValueError(
+        f"{data_dir}: MMLU subject {subject!r} not found (<subject>/test-*.parquet or "
+        f"data/test/{subject}_test.csv)"
+    )
 
 
 def _glob(root: str, pattern: str) -> list[str]:
@@ -62,7 +84,9 @@ def load_mmlu_medical(data_dir: str, options: LoadOptions) -> list[EvalItem]:  #
     items = []
     for subject in MMLU_MEDICAL_SUBJECTS:
         for i, (question, opts, answer, loc) in enumerate(_mmlu_rows(data_dir, subject)):
-            items.append(mc_item("MMLU-medical", f"{subject}/{i}", question, opts, answer, loc, category=subject))
+            items.append(
+                mc_item("MMLU-medical", f"{subject}/{i}", question, opts, answer, loc, category=subject)
+            )
     return check_unique(items, data_dir)
 
 
@@ -71,15 +95,34 @@ def _pubmedqa_original(path: str) -> list[EvalItem]:
     for pmid, rec in read_json(path).items():
         loc = f"{path}[{pmid}]"
         decision = str(require(rec, "final_decision", loc)).lower()
-        items.append(mc_item("PubMedQA", str(pmid), require(rec, "QUESTION", loc), ["yes", "no", "maybe"],
-                             decision, loc, meta={"context": "\n".join(require(rec, "CONTEXTS", loc))}))
+        items.append(
+            mc_item(
+                "PubMedQA",
+                str(pmid),
+                require(rec, "QUESTION", loc),
+                ["yes", "no", "maybe"],
+                decision,
+                loc,
+                meta={"context": "\n".join(require(rec, "CONTEXTS", loc))},
+            )
+        )
     return items
 
 
 def load_pubmedqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:  # pylint: disable=unused-argument
     """PubMedQA test set (500 questions)."""
-    files = find_first(data_dir, ("data/test-*.parquet", "**/test-*.parquet", "test.jsonl", "test.json",
-                                  "pqal_test_set.json", "*test*.json*"), "PubMedQA test file")
+    files = find_first(
+        data_dir,
+        (
+            "data/test-*.parquet",
+            "**/test-*.parquet",
+            "test.jsonl",
+            "test.json",
+            "pqal_test_set.json",
+            "*test*.json*",
+        ),
+        "PubMedQA test file",
+    )
     items = []
     for path in files:
         if _is_pqal_dict(path):
@@ -89,9 +132,17 @@ def load_pubmedqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:  # pyl
             data = rec.get("data", rec)
             opts = require(data, "Options", loc)
             keys = sorted(opts)
-            items.append(mc_item("PubMedQA", str(rec.get("id", len(items))), require(data, "Question", loc),
-                                 [opts[k] for k in keys], require(data, "Correct Option", loc), loc,
-                                 meta={"context": "\n".join(require(data, "Context", loc))}))
+            items.append(
+                mc_item(
+                    "PubMedQA",
+                    str(rec.get("id", len(items))),
+                    require(data, "Question", loc),
+                    [opts[k] for k in keys],
+                    require(data, "Correct Option", loc),
+                    loc,
+                    meta={"context": "\n".join(require(data, "Context", loc))},
+                )
+            )
     return check_unique(items, data_dir)
 
 
@@ -119,8 +170,11 @@ def _cop_base(values: list, default: int) -> int:
 
 def load_medmcqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:  # pylint: disable=unused-argument
     """MedMCQA validation split (4,183 questions); category = subject_name."""
-    files = find_first(data_dir, ("data/validation-*.parquet", "**/validation-*.parquet", "dev.json",
-                                  "dev.jsonl", "validation.jsonl"), "MedMCQA validation file")
+    files = find_first(
+        data_dir,
+        ("data/validation-*.parquet", "**/validation-*.parquet", "dev.json", "dev.jsonl", "validation.jsonl"),
+        "MedMCQA validation file",
+    )
     rows = [r for path in files for r in read_records(path)]
     base = _cop_base([rec.get("cop") for _, rec in rows], default=0 if files[0].endswith(".parquet") else 1)
     items = []
@@ -129,8 +183,17 @@ def load_medmcqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:  # pyli
         if not isinstance(cop, int) or not 0 <= cop - base < 4:
             raise ValueError(f"{loc}: cop {cop!r} is not an option index ({base}-{base + 3})")
         opts = [require(rec, k, loc, True) for k in ("opa", "opb", "opc", "opd")]
-        items.append(mc_item("MedMCQA", str(require(rec, "id", loc)), require(rec, "question", loc), opts,
-                             LETTERS[cop - base], loc, category=str(rec.get("subject_name") or "")))
+        items.append(
+            mc_item(
+                "MedMCQA",
+                str(require(rec, "id", loc)),
+                require(rec, "question", loc),
+                opts,
+                LETTERS[cop - base],
+                loc,
+                category=str(rec.get("subject_name") or ""),
+            )
+        )
     return check_unique(items, data_dir)
 
 
@@ -147,8 +210,13 @@ def _options_of(rec: dict, loc: str) -> list:
     return [rec[c] for c in cols]
 
 
-def _load_simple_mc(benchmark: str, data_dir: str, patterns: tuple[str, ...], answer_keys: tuple[str, ...],
-                    id_key: str | None = None) -> list[EvalItem]:
+def _load_simple_mc(
+    benchmark: str,
+    data_dir: str,
+    patterns: tuple[str, ...],
+    answer_keys: tuple[str, ...],
+    id_key: str | None = None,
+) -> list[EvalItem]:
     items = []
     for path in find_first(data_dir, patterns, f"{benchmark} data file"):
         for loc, rec in read_records(path):
@@ -156,19 +224,29 @@ def _load_simple_mc(benchmark: str, data_dir: str, patterns: tuple[str, ...], an
             if answer is None:
                 raise ValueError(f"{loc}: missing answer (one of {answer_keys})")
             item_id = str(rec[id_key]) if id_key and rec.get(id_key) is not None else str(len(items))
-            items.append(mc_item(benchmark, item_id, require(rec, "question", loc), _options_of(rec, loc), answer, loc))
+            items.append(
+                mc_item(benchmark, item_id, require(rec, "question", loc), _options_of(rec, loc), answer, loc)
+            )
     return check_unique(items, data_dir)
 
 
 def load_medqa_usmle(data_dir: str, options: LoadOptions) -> list[EvalItem]:  # pylint: disable=unused-argument
     """MedQA-USMLE 4-option test set (1,273 questions)."""
-    return _load_simple_mc("MedQA_USMLE", data_dir, ("test.jsonl", "*test*.jsonl", "data/test-*.parquet",
-                                                     "**/test-*.parquet"), ("answer_idx", "answer"))
+    return _load_simple_mc(
+        "MedQA_USMLE",
+        data_dir,
+        ("test.jsonl", "*test*.jsonl", "data/test-*.parquet", "**/test-*.parquet"),
+        ("answer_idx", "answer"),
+    )
 
 
 def _medbullets(benchmark: str, n: str, data_dir: str) -> list[EvalItem]:
-    return _load_simple_mc(benchmark, data_dir, (f"medbullets_op{n}.csv", "*.csv", "data/*.parquet", "**/*.parquet",
-                                                 "*.jsonl"), ("answer_idx", "answer"))
+    return _load_simple_mc(
+        benchmark,
+        data_dir,
+        (f"medbullets_op{n}.csv", "*.csv", "data/*.parquet", "**/*.parquet", "*.jsonl"),
+        ("answer_idx", "answer"),
+    )
 
 
 def load_medbullets_op4(data_dir: str, options: LoadOptions) -> list[EvalItem]:  # pylint: disable=unused-argument
@@ -184,14 +262,22 @@ def load_medbullets_op5(data_dir: str, options: LoadOptions) -> list[EvalItem]: 
 def load_supergpqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:  # pylint: disable=unused-argument
     """SuperGPQA questions of discipline "Medicine"; category = field (plus difficulty, subfield)."""
     items = []
-    for path in find_first(data_dir, ("SuperGPQA-all.jsonl", "*.jsonl", "data/*.parquet", "**/*.parquet"),
-                           "SuperGPQA data file"):
+    for path in find_first(
+        data_dir, ("SuperGPQA-all.jsonl", "*.jsonl", "data/*.parquet", "**/*.parquet"), "SuperGPQA data file"
+    ):
         for loc, rec in read_records(path):
             if rec.get("discipline") != "Medicine":
                 continue
-            items.append(mc_item(
-                "SuperGPQA", str(require(rec, "uuid", loc)), require(rec, "question", loc),
-                list(require(rec, "options", loc)), require(rec, "answer_letter", loc), loc,
-                category=str(rec.get("field", "")),
-                meta={"difficulty": rec.get("difficulty", ""), "subfield": rec.get("subfield", "")}))
+            items.append(
+                mc_item(
+                    "SuperGPQA",
+                    str(require(rec, "uuid", loc)),
+                    require(rec, "question", loc),
+                    list(require(rec, "options", loc)),
+                    require(rec, "answer_letter", loc),
+                    loc,
+                    category=str(rec.get("field", "")),
+                    meta={"difficulty": rec.get("difficulty", ""), "subfield": rec.get("subfield", "")},
+                )
+            )
     return check_unique(items, data_dir)

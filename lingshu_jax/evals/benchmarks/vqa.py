@@ -12,14 +12,21 @@ Closed/open split (MedEvalKit): VQA-RAD and PathVQA call a question closed when 
 SLAKE follows its answer_type, closed yes/no questions scored by the yes/no rule and other closed ones
 by exact match. SLAKE prompts closed questions with the short-answer prompt (MedEvalKit's choice).
 """
+
 from __future__ import annotations
 
 import os
 
 from lingshu_jax.evals import prompts
 from lingshu_jax.evals.benchmarks.common import check_unique
-from lingshu_jax.evals.datafiles import (embedded_image, find_first, image_path, read_json_records,
-                                         read_records, require)
+from lingshu_jax.evals.datafiles import (
+    embedded_image,
+    find_first,
+    image_path,
+    read_json_records,
+    read_records,
+    require,
+)
 from lingshu_jax.evals.types import EvalItem, LoadOptions
 
 _TEST_PARQUET = ("data/test-*.parquet", "**/test-*.parquet", "**/test.parquet")
@@ -38,9 +45,17 @@ def _load_hf_parquet(benchmark: str, data_dir: str, options: LoadOptions) -> lis
             question = str(require(rec, "question", loc))
             answer = str(require(rec, "answer", loc))
             image = embedded_image(require(rec, "image", loc), f"{loc}:image", options)
-            items.append(EvalItem(id=str(len(items)), benchmark=benchmark, category="",
-                                  question_type=_yes_no_type(answer), images=(image,), question=question,
-                                  answer=answer))
+            items.append(
+                EvalItem(
+                    id=str(len(items)),
+                    benchmark=benchmark,
+                    category="",
+                    question_type=_yes_no_type(answer),
+                    images=(image,),
+                    question=question,
+                    answer=answer,
+                )
+            )
     return check_unique(items, data_dir)
 
 
@@ -53,12 +68,18 @@ def _load_vqa_rad_osf(data_dir: str, options: LoadOptions) -> list[EvalItem]:
         if str(rec.get("phrase_type", "")) not in ("test_freeform", "test_para"):
             continue
         answer = str(require(rec, "answer", loc))
-        items.append(EvalItem(
-            id=str(require(rec, "qid", loc)), benchmark="VQA_RAD", category=str(rec.get("image_organ", "")),
-            question_type=_yes_no_type(answer),
-            images=(image_path(image_dir, str(require(rec, "image_name", loc)), loc, options),),
-            question=str(require(rec, "question", loc)), answer=answer,
-            meta={"answer_type": rec.get("answer_type", "")}))
+        items.append(
+            EvalItem(
+                id=str(require(rec, "qid", loc)),
+                benchmark="VQA_RAD",
+                category=str(rec.get("image_organ", "")),
+                question_type=_yes_no_type(answer),
+                images=(image_path(image_dir, str(require(rec, "image_name", loc)), loc, options),),
+                question=str(require(rec, "question", loc)),
+                answer=answer,
+                meta={"answer_type": rec.get("answer_type", "")},
+            )
+        )
     return check_unique(items, path)
 
 
@@ -90,12 +111,27 @@ def load_slake(data_dir: str, options: LoadOptions) -> list[EvalItem]:
             qtype = "open"
         else:
             qtype = "yesno" if answer.strip().lower() in ("yes", "no") else "closed"
-        items.append(EvalItem(
-            id=str(rec.get("qid", i)), benchmark="SLAKE", category=lang, question_type=qtype,
-            images=(image_path(os.path.join(data_dir, "imgs"), str(require(rec, "img_name", loc)), loc, options),),
-            question=str(require(rec, "question", loc)), answer=answer,
-            meta={"lang": lang, "answer_type": answer_type, "modality": rec.get("modality", ""),
-                  "content_type": rec.get("content_type", "")}))
+        items.append(
+            EvalItem(
+                id=str(rec.get("qid", i)),
+                benchmark="SLAKE",
+                category=lang,
+                question_type=qtype,
+                images=(
+                    image_path(
+                        os.path.join(data_dir, "imgs"), str(require(rec, "img_name", loc)), loc, options
+                    ),
+                ),
+                question=str(require(rec, "question", loc)),
+                answer=answer,
+                meta={
+                    "lang": lang,
+                    "answer_type": answer_type,
+                    "modality": rec.get("modality", ""),
+                    "content_type": rec.get("content_type", ""),
+                },
+            )
+        )
     return check_unique(items, path)
 
 
