@@ -89,17 +89,31 @@ def _np(x):
 
 
 def from_pretrained(
-    path: str, dtype: str = "float32", param_dtype: str | None = None, shardings=None, **policy
+    path: str,
+    dtype: str = "float32",
+    param_dtype: str | None = None,
+    shardings=None,
+    mesh=None,
+    rules=None,
+    **policy,
 ) -> LingshuModel:
     """Loads a Hugging Face Qwen2.5-VL/Lingshu directory or one of our converted checkpoints.
 
-    dtype: compute dtype; param_dtype: storage dtype (default: same as dtype). `shardings`: a pytree
-    of NamedSharding matching the parameters, to place each slice straight onto its devices.
+    dtype: compute dtype; param_dtype: storage dtype (default: same as dtype).
+    mesh (+ rules, default `sharding.DEFAULT_RULES`): place every parameter straight onto the mesh with
+    the model's logical shardings; each device reads only its slice. `shardings`: an explicit pytree of
+    NamedSharding instead.
     """
-    from lingshu_jax.convert.load import load_any
+    from lingshu_jax.convert.load import load_any, model_config_from
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such model directory or checkpoint")
+    if mesh is not None and shardings is None:
+        from lingshu_jax import sharding
+        from lingshu_jax.model.vlm import abstract_params
+
+        boxed = abstract_params(model_config_from(path, param_dtype=param_dtype or dtype), boxed=True)
+        shardings = sharding.param_shardings(boxed, mesh, rules or sharding.DEFAULT_RULES)
     config, params, source = load_any(path, dtype=param_dtype or dtype, shardings=shardings)
     config = config.replace(dtype=dtype, param_dtype=param_dtype or dtype, **policy)
     return LingshuModel(config, params, source_dir=source)

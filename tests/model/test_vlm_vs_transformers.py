@@ -108,3 +108,16 @@ def teardown_module(module):
     if out:
         with open(out, "w") as f:
             json.dump(DIFFS, f, indent=2)
+
+
+def test_from_pretrained_onto_a_mesh_shards_params_and_keeps_logits(models, tiny_hf_dir):
+    from lingshu_jax import sharding
+
+    hf, ours, processor = models
+    mesh = sharding.make_mesh({"fsdp": 4, "tensor": 2})
+    sharded = lingshu_jax.from_pretrained(tiny_hf_dir, mesh=mesh)
+    kernel = sharded.params["model"]["layers"]["mlp"]["gate_proj"]["kernel"]
+    assert tuple(kernel.sharding.spec) == (None, "fsdp", "tensor")
+    assert kernel.addressable_shards[0].data.shape == (2, 16, 64)  # [L, D/4, I/2] of [2, 64, 128]
+    inputs = processor(CASES["one_image"]())
+    np.testing.assert_allclose(np.asarray(sharded(**inputs).logits), np.asarray(ours(**inputs).logits), atol=1e-5)
