@@ -41,7 +41,8 @@ def setup():
 
 
 @pytest.mark.parametrize(
-    "axes", [dict(data=8), dict(fsdp=8), dict(fsdp=4, tensor=2), dict(data=2, fsdp=2, tensor=2)]
+    "axes",
+    [dict(data=8), dict(fsdp=8), dict(fsdp=4, tensor=2), dict(data=2, fsdp=2, tensor=2), dict(fsdp=4, sequence=2)],
 )
 def test_loss_and_grads_on_mesh_equal_single_device(setup, axes):
     cfg, model, params, batch, loss1, grads1 = setup
@@ -102,3 +103,13 @@ def test_7b_shardings_on_a_256_device_mesh_shard_every_large_matrix():
     assert all(r["bytes_per_device"] * 256 == r["bytes"] for r in large if r["bytes"] >= 64 << 20)
     total, per_device = sum(r["bytes"] for r in rows), sum(r["bytes_per_device"] for r in rows)
     assert per_device < 1.02 * total / 256
+
+
+@pytest.mark.parametrize("policy", ["full", "dots_saveable"])
+def test_remat_policies_give_the_same_loss_and_gradients(setup, policy):
+    cfg, _, params, batch, loss1, grads1 = setup
+    model = Qwen25VL(cfg.replace(remat_policy=policy, vision_remat_policy=policy))
+    loss, grads = jax.jit(lambda p, b: loss_and_grads(model, p, b))(params, batch)
+    assert abs(float(loss) - float(loss1)) <= 1e-6 * abs(float(loss1))
+    for g1, g in zip(jax.tree_util.tree_leaves(grads1), jax.tree_util.tree_leaves(grads)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(g1), rtol=1e-5, atol=1e-7)

@@ -222,3 +222,28 @@ def test_in_training_benchmark_eval_logs_medevalkit_accuracy(tmp_path):
     row = read_metrics(str(tmp_path / "run" / "metrics.jsonl"))[-1]
     assert 0.0 <= row["bench/VQA_RAD/acc"] <= 1.0
     assert os.path.exists(tmp_path / "run" / "evals" / "step_2" / "VQA_RAD" / "predictions.jsonl")
+
+
+def test_keeps_the_latest_and_the_best_checkpoint(tmp_path):
+    ck = Checkpointer(str(tmp_path / "ck"), keep_last=1, keep_best=1, best_metric="eval/accuracy", async_save=False)
+    for step, acc in ((1, 0.2), (2, 0.9), (3, 0.4), (4, 0.5)):
+        ck.save(step, {"w": np.full(2, step)}, metrics={"eval/accuracy": acc})
+    assert ck.all_steps() == [2, 4]  # best (0.9 at step 2) + latest
+    ck.close()
+
+
+def test_cli_on_a_fsdp4_tensor2_mesh_logs_the_first_losses_of_one_device(demo_root, tmp_path):
+    def run(name, devices, extra):
+        cmd = [sys.executable, "scripts/train.py", f"--config=configs/demo.py:stage=3,root={demo_root},steps=4",
+               f"--workdir={tmp_path / name}", "--config.init_from=", "--config.eval.every=0",
+               "--config.train.log_every=1", "--config.train.progress=False", "--config.export_hf=", *extra]
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return dict(_losses(str(tmp_path / name)))
+
+    one = run("one", 1, [])
+    mesh = run("mesh", 8, ["--config.mesh.fsdp=4", "--config.mesh.tensor=2"])
+    assert sorted(one) == sorted(mesh) == [1, 2, 3, 4]
+    for step in one:
+        assert abs(one[step] - mesh[step]) <= 1e-5 * abs(one[step]), (step, one[step], mesh[step])
