@@ -121,9 +121,22 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     model = Qwen25VL(model_cfg)
     p_shard = sharding.param_shardings(abstract_params(model_cfg, boxed=True), mesh, rules)
 
-    # ---- parameters -----------------------------------------------------------------------------
+    # ---- parameters (abstract when resuming: the checkpoint supplies them) -------------------------
+    ckpt = Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        keep_last=config.train.keep_checkpoints,
+        keep_best=config.train.get("keep_best", 0),
+        best_metric=config.train.get("best_metric"),
+    )
+    resume = ckpt.latest_step() is not None
     with sharding.mesh_context(mesh, rules):
-        if init_path:
+        if resume:
+            params = jax.tree.map(
+                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                abstract_params(model_cfg),
+                p_shard,
+            )
+        elif init_path:
             from lingshu_jax.convert.load import load_any
 
             _, params, _ = load_any(init_path, dtype=model_cfg.param_dtype, shardings=p_shard)
@@ -149,34 +162,30 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         seed=config.seed,
     )
 
-    # ---- state and resume -----------------------------------------------------------------------
+    # ---- state, or resume from the latest complete checkpoint --------------------------------------
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     with sharding.mesh_context(mesh, rules):
-        opt_state = jax.jit(tx.init)(params)
+        init_opt = jax.jit(tx.init)
+        if resume:
+            opt_state = jax.eval_shape(tx.init, params)
+            opt_shard = init_opt.lower(params).compile().output_shardings
+        else:
+            opt_state = init_opt(params)
+            opt_shard = jax.tree.map(lambda x: x.sharding, opt_state)
     state = {
         "step": jnp.zeros((), jnp.int32),
         "params": params,
         "opt_state": opt_state,
         "bad_steps": jnp.zeros((), jnp.int32),
     }
-    state_shard = {
-        "step": replicated,
-        "params": p_shard,
-        "bad_steps": replicated,
-        "opt_state": jax.tree.map(lambda x: x.sharding, opt_state),
-    }
-    state = jax.device_put(state, state_shard)
-    ckpt = Checkpointer(
-        os.path.join(workdir, "checkpoints"),
-        keep_last=config.train.keep_checkpoints,
-        keep_best=config.train.get("keep_best", 0),
-        best_metric=config.train.get("best_metric"),
-    )
-    if ckpt.latest_step() is not None:
+    state_shard = {"step": replicated, "params": p_shard, "bad_steps": replicated, "opt_state": opt_shard}
+    if resume:
         abstract = jax.tree.map(
             lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_shard
         )
         state = ckpt.restore(None, abstract, data_it)
+    else:
+        state = jax.device_put(state, state_shard)
     start = int(state["step"])
     if start == 0 and config.train.get("checkpoint_initial"):
         ckpt.save(0, state, data_it)  # the exact starting point (e.g. to prove frozen weights stay frozen)
