@@ -182,6 +182,8 @@ BATCH_AXES = {
     "vision_pos": ("vis_tokens", None),
     "window_segments": ("vis_tokens",),
     "frame_segments": ("vis_tokens",),
+    "pixel_scale": (None,),  # per-column normalisation of uint8 pixel_values: small, replicated
+    "pixel_offset": (None,),
 }
 
 
@@ -198,7 +200,9 @@ def batch_shardings(batch: dict, mesh: Mesh, rules, micro_axis: bool = False, nu
     out = {}
     for k, v in batch.items():
         names = _batch_names(k, np.ndim(v), micro_axis)
-        shape = [n * num_hosts if name in ("batch", "vis_tokens") else n for n, name in zip(np.shape(v), names)]
+        shape = [
+            n * num_hosts if name in ("batch", "vis_tokens") else n for n, name in zip(np.shape(v), names)
+        ]
         out[k] = logical_sharding(mesh, rules, names, tuple(shape))
     return out
 
@@ -285,10 +289,18 @@ def describe_shardings(boxed_abstract_params, mesh, rules) -> list[dict]:
     shardings = param_shardings(boxed_abstract_params, mesh, rules)
     values = nn.meta.unbox(boxed_abstract_params)
     rows = []
-    for (path, leaf), s in zip(jax.tree_util.tree_leaves_with_path(values), jax.tree_util.tree_leaves(shardings)):
+    for (path, leaf), s in zip(
+        jax.tree_util.tree_leaves_with_path(values), jax.tree_util.tree_leaves(shardings)
+    ):
         shard = s.shard_shape(leaf.shape)
-        rows.append({"path": "/".join(str(getattr(k, "key", k)) for k in path), "shape": tuple(leaf.shape),
-                     "spec": tuple(s.spec), "shard_shape": tuple(shard),
-                     "bytes_per_device": math.prod(shard) * np.dtype(leaf.dtype).itemsize,
-                     "bytes": math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize})
+        rows.append(
+            {
+                "path": "/".join(str(getattr(k, "key", k)) for k in path),
+                "shape": tuple(leaf.shape),
+                "spec": tuple(s.spec),
+                "shard_shape": tuple(shard),
+                "bytes_per_device": math.prod(shard) * np.dtype(leaf.dtype).itemsize,
+                "bytes": math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize,
+            }
+        )
     return rows

@@ -5,12 +5,20 @@ conversation of about `--tokens` tokens, tokenised with the full Qwen2.5-VL voca
 dashscope's qwen.tiktoken). transformers does the processor call only (chat template, tokenize, PIL image
 processor); ours does more (labels, M-RoPE ids, packing, window permutation, padding to the patch budget).
 
+Then `--stages` records go through the worker's transform in this process with its stages timed in place
+by a plain CPU timer (median ms/sample): decode, to RGB array, resize, patchify, normalise (float32 path
+only), tokenize (chat template + tokenizer), M-RoPE ids, the rest (record parsing, labels, ...), packing.
+
   python scripts/bench_data.py --samples 160 --workers 2
+  python scripts/bench_data.py --workers 2 --pixel_dtype float32   # pixels normalised on the host
   python scripts/bench_data.py --mixed 600       # packing efficiency on caption + VQA + text-only data
 """
+
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -19,200 +27,398 @@ import time
 import numpy as np
 from PIL import Image
 
-WORDS = ("the chest radiograph shows a small nodule in the right upper lobe with no pleural effusion and a normal "
-         "cardiac silhouette findings are consistent with early pneumonia follow up imaging is recommended").split()
+WORDS = (
+    "the chest radiograph shows a small nodule in the right upper lobe with no pleural effusion and a normal "
+    "cardiac silhouette findings are consistent with early pneumonia follow up imaging is recommended"
+).split()
 
 
 def make_data(root: str, n: int, side: int, tokens: int, seed: int = 0) -> str:
-  """n JPEGs + a JSONL of LLaMA-Factory records (about `tokens` tokens each); returns the JSONL path."""
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[0:side, 0:side]
-  path = os.path.join(root, "data.jsonl")
-  with open(path, "w") as f:
-    for i in range(n):
-      base = (np.sin(xx / (7 + i % 5)) + np.cos(yy / (11 + i % 3))) * 60 + 128
-      img = np.clip(base[..., None] + rng.normal(0, 20, (side, side, 3)), 0, 255).astype(np.uint8)
-      Image.fromarray(img).save(os.path.join(root, f"{i}.jpg"), quality=90)
-      words = rng.choice(WORDS, size=int(tokens * 0.8))  # ~1.2 tokens per word with the template
-      q, a = " ".join(words[: len(words) // 3]), " ".join(words[len(words) // 3:])
-      f.write(json.dumps({"messages": [{"role": "user", "content": f"<image>{q}"},
-                                       {"role": "assistant", "content": a}], "images": [f"{i}.jpg"]}) + "\n")
-  return path
+    """n JPEGs + a JSONL of LLaMA-Factory records (about `tokens` tokens each); returns the JSONL path."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side]
+    path = os.path.join(root, "data.jsonl")
+    with open(path, "w") as f:
+        for i in range(n):
+            base = (np.sin(xx / (7 + i % 5)) + np.cos(yy / (11 + i % 3))) * 60 + 128
+            img = np.clip(base[..., None] + rng.normal(0, 20, (side, side, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(os.path.join(root, f"{i}.jpg"), quality=90)
+            words = rng.choice(WORDS, size=int(tokens * 0.8))  # ~1.2 tokens per word with the template
+            q, a = " ".join(words[: len(words) // 3]), " ".join(words[len(words) // 3 :])
+            f.write(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": f"<image>{q}"},
+                            {"role": "assistant", "content": a},
+                        ],
+                        "images": [f"{i}.jpg"],
+                    }
+                )
+                + "\n"
+            )
+    return path
 
 
 def make_mixed(root: str, n: int, seed: int = 0) -> str:
-  """Caption (image + 20..120-word caption), VQA (image + short question/answer) and text-only QA
-  (60..600 words) records, a third each; images 224..896 px. Returns the JSONL path."""
-  rng = np.random.default_rng(seed)
-  words = lambda k: " ".join(rng.choice(WORDS, size=int(k)))  # noqa: E731
-  path = os.path.join(root, "mixed.jsonl")
-  with open(path, "w") as f:
-    for i in range(n):
-      kind = i % 3
-      if kind == 2:
-        msgs = [{"role": "user", "content": words(rng.integers(20, 200))},
-                {"role": "assistant", "content": words(rng.integers(40, 400))}]
-        f.write(json.dumps({"messages": msgs}) + "\n")
-        continue
-      h, w = (int(rng.integers(8, 33)) * 28 for _ in range(2))
-      Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(os.path.join(root, f"m{i}.jpg"))
-      q, a = (("Describe the image.", words(rng.integers(20, 120))) if kind == 0 else
-              (words(rng.integers(5, 30)) + "?", words(rng.integers(1, 10))))
-      msgs = [{"role": "user", "content": "<image>" + q}, {"role": "assistant", "content": a}]
-      f.write(json.dumps({"messages": msgs, "images": [f"m{i}.jpg"]}) + "\n")
-  return path
+    """Caption (image + 20..120-word caption), VQA (image + short question/answer) and text-only QA
+    (60..600 words) records, a third each; images 224..896 px. Returns the JSONL path."""
+    rng = np.random.default_rng(seed)
+    words = lambda k: " ".join(rng.choice(WORDS, size=int(k)))  # noqa: E731
+    path = os.path.join(root, "mixed.jsonl")
+    with open(path, "w") as f:
+        for i in range(n):
+            kind = i % 3
+            if kind == 2:
+                msgs = [
+                    {"role": "user", "content": words(rng.integers(20, 200))},
+                    {"role": "assistant", "content": words(rng.integers(40, 400))},
+                ]
+                f.write(json.dumps({"messages": msgs}) + "\n")
+                continue
+            h, w = (int(rng.integers(8, 33)) * 28 for _ in range(2))
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+                os.path.join(root, f"m{i}.jpg")
+            )
+            q, a = (
+                ("Describe the image.", words(rng.integers(20, 120)))
+                if kind == 0
+                else (words(rng.integers(5, 30)) + "?", words(rng.integers(1, 10)))
+            )
+            msgs = [{"role": "user", "content": "<image>" + q}, {"role": "assistant", "content": a}]
+            f.write(json.dumps({"messages": msgs, "images": [f"m{i}.jpg"]}) + "\n")
+    return path
 
 
 def efficiency(path: str, processor, model_config, args) -> None:
-  """Prints token and patch utilisation with and without packing."""
-  from lingshu_jax.data import make_pipeline
+    """Prints token and patch utilisation with and without packing."""
+    from lingshu_jax.data import make_pipeline
 
-  for packing in (False, True):
-    cfg = {"sources": [{"name": "mixed", "path": path}], "seq_len": args.seq_len, "batch_size": args.batch_size,
-           "patch_budget": args.patch_budget, "packing": packing, "worker_count": args.workers, "prefetch": 2}
-    it = make_pipeline(cfg, None, processor, model_config)
-    for _ in it:
-      pass
-    it.close()
-    c = it.counters
-    print(f"packing={packing}: {c['batches']} batches of [{args.batch_size}, {args.seq_len}], "
-          f"{c['segments']} samples; token efficiency {it.packing_efficiency:.3f}, patch budget used "
-          f"{c['patches/real'] / c['patches/total']:.3f}, supervised {c['tokens/supervised'] / c['tokens/total']:.3f}")
+    for packing in (False, True):
+        cfg = {
+            "sources": [{"name": "mixed", "path": path}],
+            "seq_len": args.seq_len,
+            "batch_size": args.batch_size,
+            "patch_budget": args.patch_budget,
+            "packing": packing,
+            "worker_count": args.workers,
+            "prefetch": 2,
+        }
+        it = make_pipeline(cfg, None, processor, model_config)
+        for _ in it:
+            pass
+        it.close()
+        c = it.counters
+        print(
+            f"packing={packing}: {c['batches']} batches of [{args.batch_size}, {args.seq_len}], "
+            f"{c['segments']} samples; token efficiency {it.packing_efficiency:.3f}, patch budget used "
+            f"{c['patches/real'] / c['patches/total']:.3f}, supervised {c['tokens/supervised'] / c['tokens/total']:.3f}"
+        )
 
 
 def hf_processor(tok_dir: str, min_pixels: int, max_pixels: int):
-  """transformers' Qwen2_5_VLProcessor with its PIL image processor (its video processor needs
-  torchvision, so a stub stands in; the class check is bypassed only while constructing)."""
-  import transformers.processing_utils as pu
-  from transformers import AutoTokenizer, Qwen2_5_VLProcessor
-  from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-  from transformers.video_processing_utils import VideoProcessorMixin
+    """transformers' Qwen2_5_VLProcessor with its PIL image processor (its video processor needs
+    torchvision, so a stub stands in; the class check is bypassed only while constructing)."""
+    import transformers.processing_utils as pu
+    from transformers import AutoTokenizer, Qwen2_5_VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.video_processing_utils import VideoProcessorMixin
 
-  from lingshu_jax.processing.chat import QWEN25_VL_CHAT_TEMPLATE
+    from lingshu_jax.processing.chat import QWEN25_VL_CHAT_TEMPLATE
 
-  class NoVideo(VideoProcessorMixin):
-    merge_size, temporal_patch_size = 2, 2
+    class NoVideo(VideoProcessorMixin):
+        merge_size, temporal_patch_size = 2, 2
 
-    def __call__(self, *a, **k):
-      raise NotImplementedError("no videos in this benchmark")
+        def __call__(self, *a, **k):
+            raise NotImplementedError("no videos in this benchmark")
 
-  saved = pu.ProcessorMixin.__dict__["get_possibly_dynamic_module"]
-  original = pu.ProcessorMixin.get_possibly_dynamic_module
-  pu.ProcessorMixin.get_possibly_dynamic_module = staticmethod(
-      lambda name: VideoProcessorMixin if name == "VideoProcessorMixin" else original(name))
-  try:
-    return Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels),
-        tokenizer=AutoTokenizer.from_pretrained(tok_dir), video_processor=NoVideo(),
-        chat_template=QWEN25_VL_CHAT_TEMPLATE)
-  finally:
-    pu.ProcessorMixin.get_possibly_dynamic_module = saved
+    saved = pu.ProcessorMixin.__dict__["get_possibly_dynamic_module"]
+    original = pu.ProcessorMixin.get_possibly_dynamic_module
+    pu.ProcessorMixin.get_possibly_dynamic_module = staticmethod(
+        lambda name: VideoProcessorMixin if name == "VideoProcessorMixin" else original(name)
+    )
+    try:
+        return Qwen2_5_VLProcessor(
+            image_processor=Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels),
+            tokenizer=AutoTokenizer.from_pretrained(tok_dir),
+            video_processor=NoVideo(),
+            chat_template=QWEN25_VL_CHAT_TEMPLATE,
+        )
+    finally:
+        pu.ProcessorMixin.get_possibly_dynamic_module = saved
 
 
 def _cpu() -> float:
-  """CPU seconds of this process and of its finished (joined) children."""
-  t = os.times()
-  return t.user + t.system + t.children_user + t.children_system
+    """CPU seconds of this process and of its finished (joined) children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _live_children_cpu() -> float:
+    """CPU seconds so far of this process's live descendants (grain's worker processes, not yet joined)."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def bench_hf(processor, path: str, root: str) -> tuple[float, float, int]:
-  """(wall seconds, CPU seconds) for transformers to process every record of `path`; total tokens."""
-  records = [json.loads(line) for line in open(path)]
-  start, cpu, tokens = time.perf_counter(), _cpu(), 0
-  for r in records:
-    images = [Image.open(os.path.join(root, p)).convert("RGB") for p in r["images"]]
-    messages = [{"role": m["role"], "content": ([{"type": "image"}, {"type": "text", "text": m["content"][7:]}]
-                                               if m["content"].startswith("<image>") else
-                                               [{"type": "text", "text": m["content"]}])}
-                for m in r["messages"]]
-    text = processor.apply_chat_template(messages, tokenize=False)
-    out = processor(text=[text], images=images, return_tensors="np")
-    tokens += out["input_ids"].shape[1]
-  return time.perf_counter() - start, _cpu() - cpu, tokens
+    """(wall seconds, CPU seconds) for transformers to process every record of `path`; total tokens."""
+    records = [json.loads(line) for line in open(path)]
+    start, cpu, tokens = time.perf_counter(), _cpu(), 0
+    for r in records:
+        images = [Image.open(os.path.join(root, p)).convert("RGB") for p in r["images"]]
+        messages = [
+            {
+                "role": m["role"],
+                "content": (
+                    [{"type": "image"}, {"type": "text", "text": m["content"][7:]}]
+                    if m["content"].startswith("<image>")
+                    else [{"type": "text", "text": m["content"]}]
+                ),
+            }
+            for m in r["messages"]
+        ]
+        text = processor.apply_chat_template(messages, tokenize=False)
+        out = processor(text=[text], images=images, return_tensors="np")
+        tokens += out["input_ids"].shape[1]
+    return time.perf_counter() - start, _cpu() - cpu, tokens
 
 
 def bench_ours(path: str, processor, model_config, args) -> dict:
-  """Seconds for our pipeline (with and without worker start-up) over every record of `path`."""
-  from lingshu_jax.data import make_pipeline
+    """Seconds for our pipeline (with and without worker start-up) over every record of `path`."""
+    from lingshu_jax.data import make_pipeline
 
-  cfg = {"sources": [{"name": "bench", "path": path}], "seq_len": args.seq_len, "batch_size": args.batch_size,
-         "patch_budget": args.patch_budget, "packing": True, "shuffle": False, "worker_count": args.workers,
-         "prefetch": 2}
-  start, cpu = time.perf_counter(), _cpu()
-  it = make_pipeline(cfg, None, processor, model_config)
-  first = next(it)
-  t_first = time.perf_counter()
-  n_first = int(it.counters["segments"])
-  for _ in it:
-    pass
-  end = time.perf_counter()
-  it.close()  # joins the workers, so their CPU time is counted
-  del first
-  return {"total_s": end - start, "steady_s": end - t_first, "cpu_s": _cpu() - cpu, "samples": int(it.counters["segments"]),
-          "steady_samples": int(it.counters["segments"]) - n_first, "efficiency": it.packing_efficiency,
-          "tokens": int(it.counters["tokens/real"]), "skipped": {k: v for k, v in it.counters.items()
-                                                               if k.startswith("skipped/")}}
+    cfg = {
+        "sources": [{"name": "bench", "path": path}],
+        "seq_len": args.seq_len,
+        "batch_size": args.batch_size,
+        "patch_budget": args.patch_budget,
+        "packing": True,
+        "shuffle": False,
+        "worker_count": args.workers,
+        "prefetch": 2,
+        "pixel_dtype": getattr(args, "pixel_dtype", "uint8"),  # (lingshu_jax/bench/data.py leaves it out)
+    }
+    start, cpu = time.perf_counter(), _cpu()
+    it = make_pipeline(cfg, None, processor, model_config)
+    first = next(it)
+    t_first, cpu_first = time.perf_counter(), _cpu() + _live_children_cpu()
+    n_first = int(it.counters["segments"])
+    for _ in it:
+        pass
+    end = time.perf_counter()
+    it.close()  # joins the workers, so their CPU time is counted
+    cpu_end = _cpu()
+    del first
+    return {
+        "total_s": end - start,
+        "steady_s": end - t_first,
+        "cpu_s": _cpu() - cpu,
+        "steady_cpu_s": cpu_end - cpu_first,
+        "samples": int(it.counters["segments"]),
+        "steady_samples": int(it.counters["segments"]) - n_first,
+        "efficiency": it.packing_efficiency,
+        "tokens": int(it.counters["tokens/real"]),
+        "skipped": {k: v for k, v in it.counters.items() if k.startswith("skipped/")},
+    }
+
+
+class _StageTimer:
+    """Wraps functions so each call's CPU milliseconds (this thread's: immune to other processes taking the
+    CPU away) add to the current record's stage total."""
+
+    def __init__(self):
+        self.records: list[dict[str, float]] = []
+
+    def wrap(self, stage: str, fn):
+        def timed(*a, **kw):
+            t = time.thread_time()
+            try:
+                return fn(*a, **kw)
+            finally:
+                record = self.records[-1]
+                record[stage] = record.get(stage, 0.0) + 1e3 * (time.thread_time() - t)
+
+        return timed
+
+    @contextlib.contextmanager
+    def patched(self, module, stages: dict[str, str]):
+        """Times module-level functions (attribute -> stage) where the module looks them up."""
+        saved = {name: getattr(module, name) for name in stages}
+        for name, stage in stages.items():
+            setattr(module, name, self.wrap(stage, saved[name]))
+        try:
+            yield
+        finally:
+            for name, fn in saved.items():
+                setattr(module, name, fn)
+
+
+def stage_costs(path: str, root: str, processor, model_config, args) -> dict[str, float]:
+    """Median CPU ms/sample of each host stage: the worker's SampleTransform run record by record in this
+    process with its image, tokenizer and rope functions timed in place; then packing (main process)."""
+    from lingshu_jax.data import BatchBuilder, ErrorPolicy, Ops, transforms
+    from lingshu_jax.processing import image
+
+    timer = _StageTimer()
+    ops = Ops.from_processor(processor, model_config, pixel_dtype=args.pixel_dtype)
+    ops = dataclasses.replace(
+        ops,
+        load_image=timer.wrap("decode", ops.load_image),
+        encode=timer.wrap("tokenize", ops.encode),
+        rope_index=timer.wrap("rope ids", ops.rope_index),
+    )
+    transform = transforms.SampleTransform(
+        ops=ops,
+        policy=ErrorPolicy("error"),
+        seq_len=args.seq_len,
+        patch_budget=args.patch_budget,
+        roots=[root],
+        names=["bench"],
+    )
+    stages = {
+        "to_rgb_array": "to RGB array",
+        "resize_rgb": "resize",
+        "patchify_image": "patchify",
+        "normalize_rows": "normalise (float32 path)",
+    }
+    samples = []
+    with open(path, "rb") as f:
+        lines = f.readlines()[: args.stages]
+    with timer.patched(image, stages):
+        for i, line in enumerate(lines):
+            timer.records.append({})
+            t = time.thread_time()
+            samples.append(transform({"data": line, "where": f"{path}:{i + 1}", "source": 0}))
+            record = timer.records[-1]
+            record["rest of the transform"] = 1e3 * (time.thread_time() - t) - sum(record.values())
+    builder_kwargs = dict(
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        patch_budget=args.patch_budget,
+        segments_per_row=args.seq_len,
+        pad_id=ops.pad_id,
+        image_token_id=ops.image_token_id,
+        video_token_id=ops.video_token_id,
+        merge_size=ops.merge_size,
+        window_merge_units=ops.window_merge_units,
+        pixel_normalization=ops.pixel_normalization,
+    )
+    start, builder = time.thread_time(), BatchBuilder(**builder_kwargs)
+    for sample in samples:
+        if not builder.add(sample):
+            builder.build()
+            builder = BatchBuilder(**builder_kwargs)
+            builder.add(sample)
+    builder.build()
+    names = ["decode", *stages.values(), "tokenize", "rope ids", "rest of the transform"]
+    med = {k: float(np.median([r.get(k, 0.0) for r in timer.records])) for k in names}
+    med["pack (main process, mean)"] = 1e3 * (time.thread_time() - start) / len(samples)
+    return med
 
 
 def main():
-  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  ap.add_argument("--samples", type=int, default=240)
-  ap.add_argument("--workers", default="2", help="comma list of worker counts to time (0 = in-process threads)")
-  ap.add_argument("--image", type=int, default=448)
-  ap.add_argument("--tokens", type=int, default=512)
-  ap.add_argument("--seq_len", type=int, default=8192)
-  ap.add_argument("--batch_size", type=int, default=1)
-  ap.add_argument("--patch_budget", type=int, default=16384)
-  ap.add_argument("--json", default=None, help="also write the figures here")
-  ap.add_argument("--mixed", type=int, default=0, help="only report packing efficiency on N mixed records")
-  args = ap.parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--samples", type=int, default=240)
+    ap.add_argument(
+        "--workers", default="2", help="comma list of worker counts to time (0 = in-process threads)"
+    )
+    ap.add_argument("--image", type=int, default=448)
+    ap.add_argument("--tokens", type=int, default=512)
+    ap.add_argument("--seq_len", type=int, default=8192)
+    ap.add_argument("--batch_size", type=int, default=1)
+    ap.add_argument("--patch_budget", type=int, default=16384)
+    ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--mixed", type=int, default=0, help="only report packing efficiency on N mixed records")
+    ap.add_argument("--pixel_dtype", default="uint8", choices=("uint8", "float32"), help="data.pixel_dtype")
+    ap.add_argument("--stages", type=int, default=120, help="records timed stage by stage (0: none)")
+    args = ap.parse_args()
 
-  from absl import flags
+    from absl import flags
 
-  flags.FLAGS.mark_as_parsed()
-  from lingshu_jax.model.config import preset
-  from lingshu_jax.processing.image import ImageProcessor
-  from lingshu_jax.processing.processor import Processor
-  from lingshu_jax.processing.tokenizer import Tokenizer
-  from lingshu_jax.testing.tokenizer import build_qwen_tokenizer
+    flags.FLAGS.mark_as_parsed()
+    from lingshu_jax.model.config import preset
+    from lingshu_jax.processing.image import ImageProcessor
+    from lingshu_jax.processing.processor import Processor
+    from lingshu_jax.processing.tokenizer import Tokenizer
+    from lingshu_jax.testing.tokenizer import build_qwen_tokenizer
 
-  root = tempfile.mkdtemp(prefix="bench_data_")
-  tok_dir = build_qwen_tokenizer(os.path.join(root, "tok"))
-  min_pixels, max_pixels = 3136, 12845056  # Qwen2.5-VL hub preprocessor_config
-  ours_proc = Processor(Tokenizer.from_pretrained(tok_dir), ImageProcessor(min_pixels=min_pixels,
-                                                                           max_pixels=max_pixels))
-  if args.mixed:
-    args.workers = int(args.workers.split(",")[0])
-    efficiency(make_mixed(root, args.mixed), ours_proc, preset("qwen2.5-vl-7b"), args)
-    return
-  path = make_data(root, args.samples, args.image, args.tokens)
-  hf_s, hf_cpu, hf_tokens = bench_hf(hf_processor(tok_dir, min_pixels, max_pixels), path, root)
-  hf_rate = args.samples / hf_s
-  out = {"samples": args.samples, "image": args.image, "tokens_per_sample": hf_tokens / args.samples,
-         "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "hf_samples_per_s": hf_rate,
-         "hf_cpu_ms_per_sample": 1e3 * hf_cpu / args.samples, "ours": {}}
-  print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes count too)")
-  print(f"transformers Qwen2_5_VLProcessor (PIL), 1 process: {hf_rate:7.1f} samples/s, "
+    root = tempfile.mkdtemp(prefix="bench_data_")
+    tok_dir = build_qwen_tokenizer(os.path.join(root, "tok"))
+    min_pixels, max_pixels = 3136, 12845056  # Qwen2.5-VL hub preprocessor_config
+    ours_proc = Processor(
+        Tokenizer.from_pretrained(tok_dir), ImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
+    )
+    if args.mixed:
+        args.workers = int(args.workers.split(",")[0])
+        efficiency(make_mixed(root, args.mixed), ours_proc, preset("qwen2.5-vl-7b"), args)
+        return
+    path = make_data(root, args.samples, args.image, args.tokens)
+    hf_s, hf_cpu, hf_tokens = bench_hf(hf_processor(tok_dir, min_pixels, max_pixels), path, root)
+    hf_rate = args.samples / hf_s
+    out = {
+        "samples": args.samples,
+        "image": args.image,
+        "tokens_per_sample": hf_tokens / args.samples,
+        "cpus": os.cpu_count(),
+        "load_avg_1m": os.getloadavg()[0],
+        "hf_samples_per_s": hf_rate,
+        "hf_cpu_ms_per_sample": 1e3 * hf_cpu / args.samples,
+        "ours": {},
+    }
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes count too)"
+    )
+    print(
+        f"transformers Qwen2_5_VLProcessor (PIL), 1 process: {hf_rate:7.1f} samples/s, "
         f"{1e3 * hf_cpu / args.samples:.1f} CPU ms/sample ({hf_tokens / args.samples:.0f} tokens/sample, "
-        f"{args.image}x{args.image} images)")
-  for workers in (int(w) for w in args.workers.split(",")):
-    args_w = argparse.Namespace(**{**vars(args), "workers": workers})
-    ours = bench_ours(path, ours_proc, preset("qwen2.5-vl-7b"), args_w)
-    steady = ours["steady_samples"] / ours["steady_s"]
-    total = ours["samples"] / ours["total_s"]
-    cpu_ms = 1e3 * ours["cpu_s"] / ours["samples"]
-    out["ours"][workers] = {"samples_per_s_steady": steady, "samples_per_s_incl_startup": total,
-                            "cpu_ms_per_sample_incl_startup": cpu_ms,
-                            "ratio_steady": steady / hf_rate, "ratio_incl_startup": total / hf_rate,
-                            "packing_efficiency": ours["efficiency"], "skipped": ours["skipped"]}
-    label = f"{workers} worker processes" if workers else "in-process (2 threads)"
-    print(f"lingshu_jax.data, {label}: {steady:7.1f} samples/s after the first batch, {total:.1f} with start-up, "
-          f"{cpu_ms:.1f} CPU ms/sample incl. start-up (all processes)\n  ratio {steady / hf_rate:.2f}x "
-          f"({total / hf_rate:.2f}x with start-up); packing efficiency {ours['efficiency']:.3f}")
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(out, f, indent=2)
+        f"{args.image}x{args.image} images)"
+    )
+    for workers in (int(w) for w in args.workers.split(",")):
+        args_w = argparse.Namespace(**{**vars(args), "workers": workers})
+        ours = bench_ours(path, ours_proc, preset("qwen2.5-vl-7b"), args_w)
+        steady = ours["steady_samples"] / ours["steady_s"]
+        total = ours["samples"] / ours["total_s"]
+        cpu_ms = 1e3 * ours["cpu_s"] / ours["samples"]
+        steady_cpu_ms = 1e3 * ours["steady_cpu_s"] / ours["steady_samples"]
+        bound = os.cpu_count() * hf_cpu / args.samples * 1e3 / steady_cpu_ms
+        out["ours"][workers] = {
+            "samples_per_s_steady": steady,
+            "samples_per_s_incl_startup": total,
+            "cpu_ms_per_sample_incl_startup": cpu_ms,
+            "cpu_ms_per_sample_steady": steady_cpu_ms,
+            "ratio_bound_all_cpus": bound,
+            "ratio_steady": steady / hf_rate,
+            "ratio_incl_startup": total / hf_rate,
+            "packing_efficiency": ours["efficiency"],
+            "skipped": ours["skipped"],
+        }
+        label = f"{workers} worker processes" if workers else "in-process (2 threads)"
+        print(
+            f"lingshu_jax.data, {label}: {steady:7.1f} samples/s after the first batch, {total:.1f} with start-up, "
+            f"{cpu_ms:.1f} CPU ms/sample incl. start-up (all processes)\n  ratio {steady / hf_rate:.2f}x "
+            f"({total / hf_rate:.2f}x with start-up); packing efficiency {ours['efficiency']:.3f}\n"
+            f"  steady state {steady_cpu_ms:.1f} CPU ms/sample (all processes): at most "
+            f"{bound:.2f}x transformers' rate on {os.cpu_count()} idle CPUs"
+        )
+    if args.stages:
+        costs = stage_costs(path, root, ours_proc, preset("qwen2.5-vl-7b"), args)
+        out["stages_ms_per_sample"] = costs
+        n = min(args.stages, args.samples)
+        print(f"host stages, median CPU ms/sample over {n} records (pixel_dtype={args.pixel_dtype}):")
+        for stage, ms in costs.items():
+            print(f"  {stage:32s} {ms:6.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":
-  main()
+    main()

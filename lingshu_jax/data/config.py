@@ -10,6 +10,7 @@ Example (stage 3, packed)::
                   {"name": "text", "path": "/data/text.jsonl", "weight": 1}],
       "seq_len": 8192, "batch_size": 1, "patch_budget": 16384, "packing": True, "epochs": 2})
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,154 +26,172 @@ KINDS = ("jsonl", "json", "array_record", "tfds")
 
 @dataclasses.dataclass(frozen=True)
 class SourceConfig:
-  """One data source. `paths` are files or globs (jsonl/json/array_record); tfds uses `tfds_name`.
+    """One data source. `paths` are files or globs (jsonl/json/array_record); tfds uses `tfds_name`.
 
-  `root`: directory that image paths are relative to (default: the directory of the first file);
-  a path that resolves outside it is a data error (`path_escape`). `weight`: mixing weight (None in all
-  sources = concatenate + global shuffle; otherwise weighted mixing, missing weights = 1).
-  """
-  name: str
-  paths: tuple[str, ...] = ()
-  kind: str | None = None  # None: from the file extension
-  root: str | None = None
-  weight: float | None = None
-  tfds_name: str | None = None
-  data_dir: str | None = None
-  split: str = "train"
+    `root`: directory that image paths are relative to (default: the directory of the first file);
+    a path that resolves outside it is a data error (`path_escape`). `weight`: mixing weight (None in all
+    sources = concatenate + global shuffle; otherwise weighted mixing, missing weights = 1).
+    """
 
-  def __post_init__(self):
-    kind = self.kind or _kind_from_paths(self.name, self.paths, self.tfds_name)
-    object.__setattr__(self, "kind", kind)
-    if kind not in KINDS:
-      raise ValueError(f"data.sources[{self.name}].kind={kind!r}: expected one of {KINDS}")
-    if kind == "tfds" and not self.tfds_name:
-      raise ValueError(f"data.sources[{self.name}]: kind 'tfds' needs tfds_name")
-    if kind != "tfds" and not self.paths:
-      raise ValueError(f"data.sources[{self.name}]: no paths")
-    if self.weight is not None and not self.weight > 0:
-      raise ValueError(f"data.sources[{self.name}].weight={self.weight}: must be > 0")
+    name: str
+    paths: tuple[str, ...] = ()
+    kind: str | None = None  # None: from the file extension
+    root: str | None = None
+    weight: float | None = None
+    tfds_name: str | None = None
+    data_dir: str | None = None
+    split: str = "train"
 
-  def files(self) -> list[str]:
-    """The data files (globs expanded, sorted); ValueError if a path matches nothing."""
-    out = []
-    for pattern in self.paths:
-      matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-      missing = [m for m in matches if not os.path.isfile(m)]
-      if not matches or missing:
-        raise ValueError(f"data.sources[{self.name}]: data file {missing[0] if missing else pattern} not found")
-      out.extend(matches)
-    return out
+    def __post_init__(self):
+        kind = self.kind or _kind_from_paths(self.name, self.paths, self.tfds_name)
+        object.__setattr__(self, "kind", kind)
+        if kind not in KINDS:
+            raise ValueError(f"data.sources[{self.name}].kind={kind!r}: expected one of {KINDS}")
+        if kind == "tfds" and not self.tfds_name:
+            raise ValueError(f"data.sources[{self.name}]: kind 'tfds' needs tfds_name")
+        if kind != "tfds" and not self.paths:
+            raise ValueError(f"data.sources[{self.name}]: no paths")
+        if self.weight is not None and not self.weight > 0:
+            raise ValueError(f"data.sources[{self.name}].weight={self.weight}: must be > 0")
 
-  def image_root(self) -> str:
-    root = self.root or (os.path.dirname(os.path.abspath(self.files()[0])) if self.paths else os.getcwd())
-    if not os.path.isdir(root):
-      raise ValueError(f"data.sources[{self.name}].root={root}: not a directory")
-    return root
+    def files(self) -> list[str]:
+        """The data files (globs expanded, sorted); ValueError if a path matches nothing."""
+        out = []
+        for pattern in self.paths:
+            matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+            missing = [m for m in matches if not os.path.isfile(m)]
+            if not matches or missing:
+                raise ValueError(
+                    f"data.sources[{self.name}]: data file {missing[0] if missing else pattern} not found"
+                )
+            out.extend(matches)
+        return out
+
+    def image_root(self) -> str:
+        root = self.root or (os.path.dirname(os.path.abspath(self.files()[0])) if self.paths else os.getcwd())
+        if not os.path.isdir(root):
+            raise ValueError(f"data.sources[{self.name}].root={root}: not a directory")
+        return root
 
 
 def _kind_from_paths(name, paths, tfds_name) -> str | None:
-  if tfds_name:
-    return "tfds"
-  exts = {os.path.splitext(p)[1].lower() for p in paths}
-  table = {".jsonl": "jsonl", ".json": "json", ".array_record": "array_record", ".arrayrecord": "array_record"}
-  kinds = {table.get(e) for e in exts}
-  if len(kinds) != 1 or None in kinds:
-    raise ValueError(f"data.sources[{name}]: cannot infer kind from extensions {sorted(exts)}; set kind")
-  return kinds.pop()
+    if tfds_name:
+        return "tfds"
+    exts = {os.path.splitext(p)[1].lower() for p in paths}
+    table = {
+        ".jsonl": "jsonl",
+        ".json": "json",
+        ".array_record": "array_record",
+        ".arrayrecord": "array_record",
+    }
+    kinds = {table.get(e) for e in exts}
+    if len(kinds) != 1 or None in kinds:
+        raise ValueError(f"data.sources[{name}]: cannot infer kind from extensions {sorted(exts)}; set kind")
+    return kinds.pop()
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  """The whole input pipeline of one training stage.
+    """The whole input pipeline of one training stage.
 
-  Shapes produced: rows [batch_size, seq_len]; vision rows padded to `patch_budget` (multiple of 4; 0 for
-  a text-only pipeline). `packing`: several samples per row (stage 3) or one (`max_segments_per_row` caps
-  the samples per row when packing). `pack_pool` batches are filled together: tighter packing, samples
-  reordered within that window. `epochs=None` repeats forever; with weights, `num_samples` (default
-  epochs * total records) is the length of the mixture.
-  """
-  sources: tuple[SourceConfig, ...]
-  seq_len: int = 8192
-  batch_size: int = 1
-  patch_budget: int = 16384
-  packing: bool = False
-  max_segments_per_row: int | None = None
-  pack_pool: int = 4  # batches filled at once (first fit across all their rows); 1 = strictly in order
-  train_on: str = "assistant"  # assistant | all
-  truncation: str = "drop"  # drop | truncate
-  on_error: str = "skip"  # skip | error (data errors; configuration errors always raise)
-  on_error_overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
-  epochs: int | None = 1
-  num_samples: int | None = None
-  shuffle: bool = True
-  worker_count: int = 0
-  worker_buffer_size: int = 4  # groups each worker process keeps ready
-  read_threads: int = 2  # threads per process running the per-sample transform (grain ReadOptions)
-  read_buffer: int = 2  # groups each process prepares ahead (bounds memory: images are large)
-  group: int = 8  # consecutive records transformed and shipped from a worker together (transport.py)
-  pixel_transport: str = "uint8"  # uint8 | float32: dtype of pixel rows between processes (transport.py)
-  prefetch: int = 2  # batches prepared ahead by a thread in the main process (0 = none)
+    Shapes produced: rows [batch_size, seq_len]; vision rows padded to `patch_budget` (multiple of 4; 0 for
+    a text-only pipeline). `packing`: several samples per row (stage 3) or one (`max_segments_per_row` caps
+    the samples per row when packing). `pack_pool` batches are filled together: tighter packing, samples
+    reordered within that window. `epochs=None` repeats forever; with weights, `num_samples` (default
+    epochs * total records) is the length of the mixture. `pixel_dtype`: dtype of the batch's
+    pixel_values; "uint8" ships the resized images' values (a quarter of the float32 bytes, between
+    processes and to the device) with the processor's pixel_scale/pixel_offset, and the model normalises.
+    """
 
-  def __post_init__(self):
-    if not self.sources:
-      raise ValueError("data.sources: empty")
-    names = [s.name for s in self.sources]
-    if len(set(names)) != len(names):
-      raise ValueError(f"data.sources: duplicate names {names}")
-    checks = {
-        "seq_len": self.seq_len > 1, "batch_size": self.batch_size >= 1,
-        "patch_budget": self.patch_budget >= 0 and self.patch_budget % 4 == 0,
-        "train_on": self.train_on in ("assistant", "all"),
-        "truncation": self.truncation in ("drop", "truncate"),
-        "epochs": self.epochs is None or self.epochs >= 1,
-        "num_samples": self.num_samples is None or self.num_samples >= 1,
-        "max_segments_per_row": self.max_segments_per_row is None or self.max_segments_per_row >= 1,
-        "worker_count": self.worker_count >= 0, "worker_buffer_size": self.worker_buffer_size >= 1,
-        "read_threads": self.read_threads >= 1, "read_buffer": self.read_buffer >= 1, "group": self.group >= 1,
-        "pixel_transport": self.pixel_transport in ("uint8", "float32"),
-        "prefetch": self.prefetch >= 0, "pack_pool": self.pack_pool >= 1,
-    }
-    for key, ok in checks.items():
-      if not ok:
-        raise ValueError(f"data.{key}={getattr(self, key)!r} is invalid (see DataConfig docstring)")
-    self.error_policy()  # validates on_error / overrides
+    sources: tuple[SourceConfig, ...]
+    seq_len: int = 8192
+    batch_size: int = 1
+    patch_budget: int = 16384
+    packing: bool = False
+    max_segments_per_row: int | None = None
+    pack_pool: int = 4  # batches filled at once (first fit across all their rows); 1 = strictly in order
+    train_on: str = "assistant"  # assistant | all
+    truncation: str = "drop"  # drop | truncate
+    on_error: str = "skip"  # skip | error (data errors; configuration errors always raise)
+    on_error_overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    epochs: int | None = 1
+    num_samples: int | None = None
+    shuffle: bool = True
+    worker_count: int = 0
+    worker_buffer_size: int = 4  # groups each worker process keeps ready
+    read_threads: int = 2  # threads per process running the per-sample transform (grain ReadOptions)
+    read_buffer: int = 2  # groups each process prepares ahead (bounds memory: images are large)
+    group: int = 8  # consecutive records transformed and shipped from a worker together (transport.py)
+    pixel_dtype: str = "uint8"  # uint8 (normalised by the model, on the device) | float32 (on the host)
+    prefetch: int = 2  # batches prepared ahead by a thread in the main process (0 = none)
 
-  @property
-  def segments_per_row(self) -> int:
-    if not self.packing:
-      return 1
-    return self.max_segments_per_row or self.seq_len
+    def __post_init__(self):
+        if not self.sources:
+            raise ValueError("data.sources: empty")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"data.sources: duplicate names {names}")
+        checks = {
+            "seq_len": self.seq_len > 1,
+            "batch_size": self.batch_size >= 1,
+            "patch_budget": self.patch_budget >= 0 and self.patch_budget % 4 == 0,
+            "train_on": self.train_on in ("assistant", "all"),
+            "truncation": self.truncation in ("drop", "truncate"),
+            "epochs": self.epochs is None or self.epochs >= 1,
+            "num_samples": self.num_samples is None or self.num_samples >= 1,
+            "max_segments_per_row": self.max_segments_per_row is None or self.max_segments_per_row >= 1,
+            "worker_count": self.worker_count >= 0,
+            "worker_buffer_size": self.worker_buffer_size >= 1,
+            "read_threads": self.read_threads >= 1,
+            "read_buffer": self.read_buffer >= 1,
+            "group": self.group >= 1,
+            "pixel_dtype": self.pixel_dtype in ("uint8", "float32"),
+            "prefetch": self.prefetch >= 0,
+            "pack_pool": self.pack_pool >= 1,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"data.{key}={getattr(self, key)!r} is invalid (see DataConfig docstring)")
+        self.error_policy()  # validates on_error / overrides
 
-  def error_policy(self) -> errors.ErrorPolicy:
-    return errors.ErrorPolicy(self.on_error, self.on_error_overrides)
+    @property
+    def segments_per_row(self) -> int:
+        if not self.packing:
+            return 1
+        return self.max_segments_per_row or self.seq_len
 
-  def replace(self, **kw) -> "DataConfig":
-    return dataclasses.replace(self, **kw)
+    def error_policy(self) -> errors.ErrorPolicy:
+        return errors.ErrorPolicy(self.on_error, self.on_error_overrides)
 
-  @classmethod
-  def from_dict(cls, d: Mapping[str, Any] | Any) -> "DataConfig":
-    """From a dict or ConfigDict; sources as dicts; `path` (one) is accepted for `paths`."""
-    d = dict(d.to_dict() if hasattr(d, "to_dict") else d)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-      raise ValueError(f"data: unknown keys {sorted(unknown)}")
-    d["sources"] = tuple(_source(s) for s in d.get("sources", ()))
-    d["on_error_overrides"] = dict(d.get("on_error_overrides") or {})
-    return cls(**d)
+    def replace(self, **kw) -> "DataConfig":
+        return dataclasses.replace(self, **kw)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | Any) -> "DataConfig":
+        """From a dict or ConfigDict; sources as dicts; `path` (one) is accepted for `paths`."""
+        d = dict(d.to_dict() if hasattr(d, "to_dict") else d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if "pixel_transport" in unknown:
+            raise ValueError("data.pixel_transport is now data.pixel_dtype (the dtype of batch pixel_values)")
+        if unknown:
+            raise ValueError(f"data: unknown keys {sorted(unknown)}")
+        d["sources"] = tuple(_source(s) for s in d.get("sources", ()))
+        d["on_error_overrides"] = dict(d.get("on_error_overrides") or {})
+        return cls(**d)
 
 
 def _source(s) -> SourceConfig:
-  if isinstance(s, SourceConfig):
-    return s
-  s = dict(s.to_dict() if hasattr(s, "to_dict") else s)
-  if "path" in s:
-    s["paths"] = (s.pop("path"),)
-  if isinstance(s.get("paths"), str):
-    s["paths"] = (s["paths"],)
-  s["paths"] = tuple(s.get("paths") or ())
-  known = {f.name for f in dataclasses.fields(SourceConfig)}
-  unknown = set(s) - known
-  if unknown:
-    raise ValueError(f"data.sources[{s.get('name')}]: unknown keys {sorted(unknown)}")
-  return SourceConfig(**s)
+    if isinstance(s, SourceConfig):
+        return s
+    s = dict(s.to_dict() if hasattr(s, "to_dict") else s)
+    if "path" in s:
+        s["paths"] = (s.pop("path"),)
+    if isinstance(s.get("paths"), str):
+        s["paths"] = (s["paths"],)
+    s["paths"] = tuple(s.get("paths") or ())
+    known = {f.name for f in dataclasses.fields(SourceConfig)}
+    unknown = set(s) - known
+    if unknown:
+        raise ValueError(f"data.sources[{s.get('name')}]: unknown keys {sorted(unknown)}")
+    return SourceConfig(**s)

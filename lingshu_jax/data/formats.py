@@ -13,132 +13,152 @@ Output: ``(messages, images)``: messages as ``[{"role", "content": [parts]}]`` w
 ``{"type": "text", "text": s}`` or ``{"type": "image", "image": ref}`` and `images` the refs in order
 (path strings, encoded bytes or decoded arrays). Defects raise `DataError` (see errors.py).
 """
+
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from lingshu_jax.data.errors import (BAD_RECORD, EMPTY_ASSISTANT, IMAGE_TAG_MISMATCH, MALFORMED_JSON,
-                                     UNKNOWN_ROLE, DataError)
+from lingshu_jax.data.errors import (
+    BAD_RECORD,
+    EMPTY_ASSISTANT,
+    IMAGE_TAG_MISMATCH,
+    MALFORMED_JSON,
+    UNKNOWN_ROLE,
+    DataError,
+)
 
 IMAGE_TAG = "<image>"
 ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 
 
 def decode_record(data: Any, where: str) -> dict:
-  """bytes / str (JSON) or an already decoded dict -> dict; malformed JSON -> DataError(malformed_json)."""
-  if isinstance(data, (bytes, bytearray, str)):
-    try:
-      data = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise DataError(MALFORMED_JSON, f"invalid JSON ({e})", where) from None
-  if not isinstance(data, dict):
-    raise DataError(BAD_RECORD, f"a record must be a JSON object, got {type(data).__name__}", where)
-  return {k: _maybe_json(k, v, where) for k, v in data.items()}
+    """bytes / str (JSON) or an already decoded dict -> dict; malformed JSON -> DataError(malformed_json)."""
+    if isinstance(data, (bytes, bytearray, str)):
+        try:
+            data = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(MALFORMED_JSON, f"invalid JSON ({e})", where) from None
+    if not isinstance(data, dict):
+        raise DataError(BAD_RECORD, f"a record must be a JSON object, got {type(data).__name__}", where)
+    return {k: _maybe_json(k, v, where) for k, v in data.items()}
 
 
 def _maybe_json(key: str, value: Any, where: str) -> Any:
-  """TFDS stores nested conversations as JSON text features: parse those."""
-  if key in ("messages", "conversations") and isinstance(value, (bytes, str)):
-    try:
-      return json.loads(value)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise DataError(MALFORMED_JSON, f"field {key!r}: invalid JSON ({e})", where) from None
-  if key == "system" and isinstance(value, bytes):
-    return value.decode("utf-8", "replace")
-  return value
+    """TFDS stores nested conversations as JSON text features: parse those."""
+    if key in ("messages", "conversations") and isinstance(value, (bytes, str)):
+        try:
+            return json.loads(value)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(MALFORMED_JSON, f"field {key!r}: invalid JSON ({e})", where) from None
+    if key == "system" and isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
 
 
 def to_messages(record: dict, where: str) -> tuple[list[dict], list[Any]]:
-  """A decoded record in any accepted layout -> (canonical messages, image refs in order)."""
-  if "messages" in record:
-    turns = [_turn(m, "role", "content", where) for m in _as_list(record["messages"], "messages", where)]
-  elif "conversations" in record:
-    turns = [_turn(m, "from", "value", where) for m in _as_list(record["conversations"], "conversations", where)]
-  else:
-    raise DataError(BAD_RECORD, f"no 'messages' or 'conversations' key (keys: {sorted(record)[:8]})", where)
-  system = record.get("system")
-  if system and not any(role == "system" for role, _ in turns):
-    turns.insert(0, ("system", system))
-  listed = _listed_images(record, where)
-  messages, images, tags = [], [], 0
-  for role, content in turns:
-    if isinstance(content, str):
-      parts, n = _split_tags(content, listed, tags)
-      tags += n
+    """A decoded record in any accepted layout -> (canonical messages, image refs in order)."""
+    if "messages" in record:
+        turns = [_turn(m, "role", "content", where) for m in _as_list(record["messages"], "messages", where)]
+    elif "conversations" in record:
+        turns = [
+            _turn(m, "from", "value", where)
+            for m in _as_list(record["conversations"], "conversations", where)
+        ]
     else:
-      parts = _typed_parts(content, where)
-    images.extend(p["image"] for p in parts if p["type"] == "image")
-    if role == "assistant" and not any(p["type"] == "text" and p["text"].strip() for p in parts):
-      raise DataError(EMPTY_ASSISTANT, f"assistant turn {len(messages)} is empty", where)
-    messages.append({"role": role, "content": parts})
-  if tags != len(listed):
-    more = "more" if tags > len(listed) else "fewer"
-    raise DataError(IMAGE_TAG_MISMATCH, f"{tags} {IMAGE_TAG} tags but {len(listed)} images "
-                    f"({more} tags than images)", where)
-  return messages, images
+        raise DataError(
+            BAD_RECORD, f"no 'messages' or 'conversations' key (keys: {sorted(record)[:8]})", where
+        )
+    system = record.get("system")
+    if system and not any(role == "system" for role, _ in turns):
+        turns.insert(0, ("system", system))
+    listed = _listed_images(record, where)
+    messages, images, tags = [], [], 0
+    for role, content in turns:
+        if isinstance(content, str):
+            parts, n = _split_tags(content, listed, tags)
+            tags += n
+        else:
+            parts = _typed_parts(content, where)
+        images.extend(p["image"] for p in parts if p["type"] == "image")
+        if role == "assistant" and not any(p["type"] == "text" and p["text"].strip() for p in parts):
+            raise DataError(EMPTY_ASSISTANT, f"assistant turn {len(messages)} is empty", where)
+        messages.append({"role": role, "content": parts})
+    if tags != len(listed):
+        more = "more" if tags > len(listed) else "fewer"
+        raise DataError(
+            IMAGE_TAG_MISMATCH,
+            f"{tags} {IMAGE_TAG} tags but {len(listed)} images ({more} tags than images)",
+            where,
+        )
+    return messages, images
 
 
 def _as_list(value, key: str, where: str) -> list:
-  if not isinstance(value, list) or not value:
-    raise DataError(BAD_RECORD, f"{key!r} must be a non-empty list", where)
-  return value
+    if not isinstance(value, list) or not value:
+        raise DataError(BAD_RECORD, f"{key!r} must be a non-empty list", where)
+    return value
 
 
 def _turn(message: Any, role_key: str, content_key: str, where: str) -> tuple[str, Any]:
-  if not isinstance(message, dict) or role_key not in message or content_key not in message:
-    raise DataError(BAD_RECORD, f"a turn needs {role_key!r} and {content_key!r}: {str(message)[:120]}", where)
-  role = message[role_key]
-  if role not in ROLES:
-    raise DataError(UNKNOWN_ROLE, f"unknown role {role!r} (expected one of {sorted(ROLES)})", where)
-  content = message[content_key]
-  if content is None:
-    content = ""
-  if not isinstance(content, (str, list)):
-    raise DataError(BAD_RECORD, f"content must be a string or a list of parts, got {type(content).__name__}",
-                    where)
-  return ROLES[role], content
+    if not isinstance(message, dict) or role_key not in message or content_key not in message:
+        raise DataError(
+            BAD_RECORD, f"a turn needs {role_key!r} and {content_key!r}: {str(message)[:120]}", where
+        )
+    role = message[role_key]
+    if role not in ROLES:
+        raise DataError(UNKNOWN_ROLE, f"unknown role {role!r} (expected one of {sorted(ROLES)})", where)
+    content = message[content_key]
+    if content is None:
+        content = ""
+    if not isinstance(content, (str, list)):
+        raise DataError(
+            BAD_RECORD, f"content must be a string or a list of parts, got {type(content).__name__}", where
+        )
+    return ROLES[role], content
 
 
 def _listed_images(record: dict, where: str) -> list:
-  images = record.get("images", record.get("image"))
-  if images is None:
-    return []
-  if isinstance(images, (str, bytes)) or not isinstance(images, (list, tuple)) and hasattr(images, "shape"):
-    return [images]
-  if not isinstance(images, (list, tuple)):
-    raise DataError(BAD_RECORD, f"'images' must be a list, got {type(images).__name__}", where)
-  return list(images)
+    images = record.get("images", record.get("image"))
+    if images is None:
+        return []
+    if isinstance(images, (str, bytes)) or not isinstance(images, (list, tuple)) and hasattr(images, "shape"):
+        return [images]
+    if not isinstance(images, (list, tuple)):
+        raise DataError(BAD_RECORD, f"'images' must be a list, got {type(images).__name__}", where)
+    return list(images)
 
 
 def _split_tags(text: str, listed: list, used: int) -> tuple[list[dict], int]:
-  """'a<image>b' -> text/image parts, taking images listed[used:] in order (missing ones as None)."""
-  pieces = text.split(IMAGE_TAG)
-  parts = []
-  for i, piece in enumerate(pieces):
-    if i:
-      k = used + i - 1
-      parts.append({"type": "image", "image": listed[k] if k < len(listed) else None})
-    if piece:
-      parts.append({"type": "text", "text": piece})
-  return parts, len(pieces) - 1
+    """'a<image>b' -> text/image parts, taking images listed[used:] in order (missing ones as None)."""
+    pieces = text.split(IMAGE_TAG)
+    parts = []
+    for i, piece in enumerate(pieces):
+        if i:
+            k = used + i - 1
+            parts.append({"type": "image", "image": listed[k] if k < len(listed) else None})
+        if piece:
+            parts.append({"type": "text", "text": piece})
+    return parts, len(pieces) - 1
 
 
 def _typed_parts(content: list, where: str) -> list[dict]:
-  parts = []
-  for part in content:
-    if not isinstance(part, dict):
-      raise DataError(BAD_RECORD, f"content part must be an object, got {type(part).__name__}", where)
-    kind = part.get("type") or ("image" if "image" in part else "text" if "text" in part else None)
-    if kind == "image" or "image_url" in part:
-      ref = part.get("image", part.get("image_url"))
-      if isinstance(ref, dict):  # OpenAI style {"image_url": {"url": ...}}
-        ref = ref.get("url")
-      if ref is None:
-        raise DataError(BAD_RECORD, "image part without 'image'", where)
-      parts.append({"type": "image", "image": ref})
-    elif kind == "text":
-      parts.append({"type": "text", "text": str(part.get("text", ""))})
-    else:
-      raise DataError(BAD_RECORD, f"unsupported content part type {kind!r} (image and text only)", where)
-  return parts
+    parts = []
+    for part in content:
+        if not isinstance(part, dict):
+            raise DataError(BAD_RECORD, f"content part must be an object, got {type(part).__name__}", where)
+        kind = part.get("type") or ("image" if "image" in part else "text" if "text" in part else None)
+        if kind == "image" or "image_url" in part:
+            ref = part.get("image", part.get("image_url"))
+            if isinstance(ref, dict):  # OpenAI style {"image_url": {"url": ...}}
+                ref = ref.get("url")
+            if ref is None:
+                raise DataError(BAD_RECORD, "image part without 'image'", where)
+            parts.append({"type": "image", "image": ref})
+        elif kind == "text":
+            parts.append({"type": "text", "text": str(part.get("text", ""))})
+        else:
+            raise DataError(
+                BAD_RECORD, f"unsupported content part type {kind!r} (image and text only)", where
+            )
+    return parts

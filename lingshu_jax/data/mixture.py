@@ -10,6 +10,7 @@ record order does not depend on the worker count):
 Per-host sharding takes every `shard_count`-th record from `shard_index` (after mixing and shuffling, so
 all hosts see the same mixture). `shard_from_jax()` gives (jax.process_index(), jax.process_count()).
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,40 +21,41 @@ from lingshu_jax.data.config import DataConfig
 
 
 def _tag(raw: dict, source: int) -> dict:
-  return {**raw, "source": source}
+    return {**raw, "source": source}
 
 
 def build_mixture(sources: list, cfg: DataConfig, seed: int) -> grain.MapDataset:
-  """sources[i]: random-access raw-record source of cfg.sources[i] -> mixed (unsharded) MapDataset."""
-  datasets = [grain.MapDataset.source(src).map(functools.partial(_tag, source=i))
-              for i, src in enumerate(sources)]
-  for i, (ds, sc) in enumerate(zip(datasets, cfg.sources)):
-    if len(ds) == 0:
-      raise ValueError(f"data.sources[{sc.name}]: no records")
-  weighted = any(sc.weight is not None for sc in cfg.sources)
-  if not weighted:
-    ds = grain.MapDataset.concatenate(datasets) if len(datasets) > 1 else datasets[0]
-    if cfg.shuffle:
-      ds = ds.shuffle(seed=seed)
-    return ds.repeat(cfg.epochs)
-  parts = []
-  for i, ds in enumerate(datasets):
-    parts.append((ds.shuffle(seed=seed + 7919 * (i + 1)) if cfg.shuffle else ds).repeat())
-  weights = [sc.weight if sc.weight is not None else 1.0 for sc in cfg.sources]
-  mixed = grain.MapDataset.mix(parts, weights)
-  total = cfg.num_samples or (cfg.epochs * sum(len(ds) for ds in datasets) if cfg.epochs else None)
-  return mixed[:total] if total else mixed
+    """sources[i]: random-access raw-record source of cfg.sources[i] -> mixed (unsharded) MapDataset."""
+    datasets = [
+        grain.MapDataset.source(src).map(functools.partial(_tag, source=i)) for i, src in enumerate(sources)
+    ]
+    for ds, sc in zip(datasets, cfg.sources):
+        if len(ds) == 0:
+            raise ValueError(f"data.sources[{sc.name}]: no records")
+    weighted = any(sc.weight is not None for sc in cfg.sources)
+    if not weighted:
+        ds = grain.MapDataset.concatenate(datasets) if len(datasets) > 1 else datasets[0]
+        if cfg.shuffle:
+            ds = ds.shuffle(seed=seed)
+        return ds.repeat(cfg.epochs)
+    parts = []
+    for i, ds in enumerate(datasets):
+        parts.append((ds.shuffle(seed=seed + 7919 * (i + 1)) if cfg.shuffle else ds).repeat())
+    weights = [sc.weight if sc.weight is not None else 1.0 for sc in cfg.sources]
+    mixed = grain.MapDataset.mix(parts, weights)
+    total = cfg.num_samples or (cfg.epochs * sum(len(ds) for ds in datasets) if cfg.epochs else None)
+    return mixed[:total] if total else mixed
 
 
 def shard(ds: grain.MapDataset, shard_index: int, shard_count: int) -> grain.MapDataset:
-  """Records shard_index, shard_index + shard_count, ... of `ds` (ValueError on bad arguments)."""
-  if shard_count < 1 or not 0 <= shard_index < shard_count:
-    raise ValueError(f"shard_index={shard_index} / shard_count={shard_count}: need 0 <= index < count")
-  return ds[shard_index::shard_count] if shard_count > 1 else ds
+    """Records shard_index, shard_index + shard_count, ... of `ds` (ValueError on bad arguments)."""
+    if shard_count < 1 or not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index={shard_index} / shard_count={shard_count}: need 0 <= index < count")
+    return ds[shard_index::shard_count] if shard_count > 1 else ds
 
 
 def shard_from_jax() -> tuple[int, int]:
-  """(process_index, process_count) of this JAX process: one data shard per host."""
-  import jax
+    """(process_index, process_count) of this JAX process: one data shard per host."""
+    import jax
 
-  return jax.process_index(), jax.process_count()
+    return jax.process_index(), jax.process_count()

@@ -4,6 +4,7 @@ The pipeline owns no image processor, tokenizer, chat renderer or rope index: it
 (`lingshu_jax.processing`, `lingshu_jax.model.rope`) through this small dataclass, so tests can swap a
 fake in and the real ones stay the single implementation. Everything must pickle (grain workers).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,78 +14,98 @@ from typing import Any
 
 import numpy as np
 
+from lingshu_jax.processing.image import PixelNormalization
+
 
 @dataclasses.dataclass(frozen=True)
 class Ops:
-  """Injected processing functions and the token ids the pipeline needs.
+    """Injected processing functions and the token ids the pipeline needs.
 
-  load_image(path_or_bytes) -> image (PIL or uint8 array); raises on missing/corrupt/oversized files.
-  process_images(list of images) -> {"pixel_values": [N, 1176] f32, "image_grid_thw": [n, 3] int}.
-  encode(messages, image_inputs) -> {"input_ids": [1, L] int, "assistant_mask": [1, L] bool}: the
-    rendered, tokenised conversation with each image's pad tokens expanded per `image_inputs`.
-  rope_index(input_ids [1, L], image_grid_thw [n, 3] | None) -> position_ids [3, 1, L] int32.
-  """
-  load_image: Callable[[Any], Any]
-  process_images: Callable[[list], dict]
-  encode: Callable[[list, dict | None], dict]
-  rope_index: Callable[[np.ndarray, np.ndarray | None], np.ndarray]
-  image_token_id: int
-  video_token_id: int
-  vision_start_id: int
-  vision_end_id: int
-  pad_id: int
-  merge_size: int = 2
-  window_merge_units: int = 4
-  pixel_lut: np.ndarray | None = None  # [3, 256] f32 when process_images returns uint8 rows
-
-  @property
-  def pixel_transport(self) -> str:
-    return "float32" if self.pixel_lut is None else "uint8"
-
-  @classmethod
-  def from_processor(cls, processor, model_config, tokenizer=None, pixel_transport: str = "float32") -> "Ops":
-    """Ops over a `lingshu_jax.processing.Processor` and a `ModelConfig` (the production path).
-
-    pixel_transport="uint8": images come back as uint8 patch rows plus the processor's lookup table,
-    normalised when batched (see transport.py); "float32": the processor's float rows as they are.
+    load_image(path_or_bytes) -> image (PIL or uint8 array); raises on missing/corrupt/oversized files.
+    process_images(list of images) -> {"pixel_values": [N, 1176], "image_grid_thw": [n, 3] int}: float32
+      rows, or uint8 rows when `pixel_normalization` (their map to the float rows) is set.
+    encode(messages, image_inputs) -> {"input_ids": [1, L] int, "assistant_mask": [1, L] bool}: the
+      rendered, tokenised conversation with each image's pad tokens expanded per `image_inputs`.
+    rope_index(input_ids [1, L], image_grid_thw [n, 3] | None) -> position_ids [3, 1, L] int32.
     """
-    from lingshu_jax.data import transport
-    from lingshu_jax.processing.dicom import load_image
 
-    if pixel_transport not in ("float32", "uint8"):
-      raise ValueError(f"pixel_transport={pixel_transport!r}: expected 'float32' or 'uint8'")
-    images = processor.image_processor
-    lut = None
-    if pixel_transport == "uint8":
-      images, lut = transport.Uint8Images.wrap(images), transport.pixel_lut(images)
+    load_image: Callable[[Any], Any]
+    process_images: Callable[[list], dict]
+    encode: Callable[[list, dict | None], dict]
+    rope_index: Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+    image_token_id: int
+    video_token_id: int
+    vision_start_id: int
+    vision_end_id: int
+    pad_id: int
+    merge_size: int = 2
+    window_merge_units: int = 4
+    pixel_normalization: PixelNormalization | None = None  # set when process_images returns uint8 rows
 
-    tok = tokenizer or processor.tokenizer
-    v = model_config.vision
-    if processor.image_processor.merge_size != v.spatial_merge_size:
-      raise ValueError(f"image processor merge_size {processor.image_processor.merge_size} != model "
-                       f"spatial_merge_size {v.spatial_merge_size}")
-    if tok.token_id("image_pad") != model_config.image_token_id:
-      raise ValueError(f"tokenizer <|image_pad|> id {tok.token_id('image_pad')} != model image_token_id "
-                       f"{model_config.image_token_id} (tokenizer and model config disagree)")
-    return cls(
-        load_image=load_image,
-        process_images=images, pixel_lut=lut,
-        encode=functools.partial(_encode_with_processor, processor),
-        rope_index=functools.partial(_rope_index, image_token_id=model_config.image_token_id,
-                                     video_token_id=model_config.video_token_id,
-                                     spatial_merge_size=v.spatial_merge_size,
-                                     tokens_per_second=v.tokens_per_second),
-        image_token_id=model_config.image_token_id, video_token_id=model_config.video_token_id,
-        vision_start_id=model_config.vision_start_token_id, vision_end_id=model_config.vision_end_token_id,
-        pad_id=tok.pad_token_id, merge_size=v.spatial_merge_size, window_merge_units=v.window_merge_units)
+    @property
+    def pixel_dtype(self) -> str:
+        return "float32" if self.pixel_normalization is None else "uint8"
+
+    @classmethod
+    def from_processor(cls, processor, model_config, tokenizer=None, pixel_dtype: str = "uint8") -> "Ops":
+        """Ops over a `lingshu_jax.processing.Processor` and a `ModelConfig` (the production path).
+
+        pixel_dtype="uint8": images come back as uint8 patch rows, normalised by the model with the
+        processor's `normalization`; "float32": the processor's normalised float rows.
+        """
+        from lingshu_jax.processing.dicom import load_image
+
+        if pixel_dtype not in ("float32", "uint8"):
+            raise ValueError(f"pixel_dtype={pixel_dtype!r}: expected 'float32' or 'uint8'")
+        uint8 = pixel_dtype == "uint8"
+        images = dataclasses.replace(processor.image_processor, output="uint8" if uint8 else "float")
+        normalization = images.normalization if uint8 else None
+
+        tok = tokenizer or processor.tokenizer
+        v = model_config.vision
+        if processor.image_processor.merge_size != v.spatial_merge_size:
+            raise ValueError(
+                f"image processor merge_size {processor.image_processor.merge_size} != model "
+                f"spatial_merge_size {v.spatial_merge_size}"
+            )
+        if tok.token_id("image_pad") != model_config.image_token_id:
+            raise ValueError(
+                f"tokenizer <|image_pad|> id {tok.token_id('image_pad')} != model image_token_id "
+                f"{model_config.image_token_id} (tokenizer and model config disagree)"
+            )
+        return cls(
+            load_image=load_image,
+            process_images=images,
+            pixel_normalization=normalization,
+            encode=functools.partial(_encode_with_processor, processor),
+            rope_index=functools.partial(
+                _rope_index,
+                image_token_id=model_config.image_token_id,
+                video_token_id=model_config.video_token_id,
+                spatial_merge_size=v.spatial_merge_size,
+                tokens_per_second=v.tokens_per_second,
+            ),
+            image_token_id=model_config.image_token_id,
+            video_token_id=model_config.video_token_id,
+            vision_start_id=model_config.vision_start_token_id,
+            vision_end_id=model_config.vision_end_token_id,
+            pad_id=tok.pad_token_id,
+            merge_size=v.spatial_merge_size,
+            window_merge_units=v.window_merge_units,
+        )
 
 
 def _encode_with_processor(processor, messages: list, image_inputs: dict | None) -> dict:
-  return processor.encode_for_training(messages, image_inputs=image_inputs)
+    """The processor's encode_for_training. Only the grids decide the tokens, so it gets a zero-stride
+    float32 stand-in of the pixel rows' shape (nothing to copy when it converts them to float32)."""
+    if image_inputs is not None:
+        shape = np.shape(image_inputs["pixel_values"])
+        image_inputs = {**image_inputs, "pixel_values": np.broadcast_to(np.zeros((), np.float32), shape)}
+    return processor.encode_for_training(messages, image_inputs=image_inputs)
 
 
 def _rope_index(input_ids, image_grid_thw, **kw) -> np.ndarray:
-  from lingshu_jax.model.rope import get_rope_index
+    from lingshu_jax.model.rope import get_rope_index
 
-  position_ids, _ = get_rope_index(input_ids, image_grid_thw=image_grid_thw, **kw)
-  return position_ids
+    position_ids, _ = get_rope_index(input_ids, image_grid_thw=image_grid_thw, **kw)
+    return position_ids

@@ -6,14 +6,16 @@ Graph (grain)::
     -> map(GroupTransform(SampleTransform)) -> to_iter_dataset -> mp_prefetch    per-sample work in workers
     -> Ungroup -> PackIterDataset (batches) -> [ThreadPrefetch] -> PipelineIterator   main process
 
-Per-sample work (image decode, resize, tokenize, rope ids) is a MapDataset map, so grain slices it across
-workers by record index and interleaves them back in order: the batches are identical for any worker
-count. Packing/batching is stateful, so it runs after `mp_prefetch` in the main process.
+Per-sample work (image decode, resize, patch flattening, tokenize, rope ids) is a MapDataset map, so grain
+slices it across workers by record index and interleaves them back in order: the batches are identical for
+any worker count. Pixel rows stay uint8 up to the model, which normalises them on the device
+(`DataConfig.pixel_dtype`). Packing/batching is stateful, so it runs after `mp_prefetch` in the main process.
 
 `PipelineIterator.get_state()/set_state()` resume exactly (JSON-serialisable); `counters` are the cumulative
 stats (samples, skipped/<class>, truncated, tokens/real, tokens/total, ...) and are part of the state.
 Orbax: `ocp.args.Composite(data=save_args(it), ...)` / `restore_args(it)`, or `save_state`/`restore_state`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,138 +34,210 @@ from lingshu_jax.data.transforms import SampleTransform
 _MIN_SHM_BYTES = 1 << 16
 
 
-def make_pipeline(data_cfg: DataConfig | Mapping, tokenizer=None, processor=None, model_config=None, *,
-                  shard_index: int = 0, shard_count: int = 1, seed: int = 0, ops: Ops | None = None,
-                  index_cache_dir: str | None = None) -> "PipelineIterator":
-  """A fresh iterator over this host's batches (see `make_dataset`). Call `.close()` when done."""
-  return iter(make_dataset(data_cfg, tokenizer, processor, model_config, shard_index=shard_index,
-                           shard_count=shard_count, seed=seed, ops=ops, index_cache_dir=index_cache_dir))
+def make_pipeline(
+    data_cfg: DataConfig | Mapping,
+    tokenizer=None,
+    processor=None,
+    model_config=None,
+    *,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    seed: int = 0,
+    ops: Ops | None = None,
+    index_cache_dir: str | None = None,
+) -> "PipelineIterator":
+    """A fresh iterator over this host's batches (see `make_dataset`). Call `.close()` when done."""
+    return iter(
+        make_dataset(
+            data_cfg,
+            tokenizer,
+            processor,
+            model_config,
+            shard_index=shard_index,
+            shard_count=shard_count,
+            seed=seed,
+            ops=ops,
+            index_cache_dir=index_cache_dir,
+        )
+    )
 
 
-def make_dataset(data_cfg: DataConfig | Mapping, tokenizer=None, processor=None, model_config=None, *,
-                 shard_index: int = 0, shard_count: int = 1, seed: int = 0, ops: Ops | None = None,
-                 index_cache_dir: str | None = None) -> "PipelineDataset":
-  """grain IterDataset of batches for host `shard_index` of `shard_count`.
+def make_dataset(
+    data_cfg: DataConfig | Mapping,
+    tokenizer=None,
+    processor=None,
+    model_config=None,
+    *,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    seed: int = 0,
+    ops: Ops | None = None,
+    index_cache_dir: str | None = None,
+) -> "PipelineDataset":
+    """grain IterDataset of batches for host `shard_index` of `shard_count`.
 
-  `ops` overrides the processing functions (default: `Ops.from_processor(processor, model_config)`).
-  """
-  cfg = data_cfg if isinstance(data_cfg, DataConfig) else DataConfig.from_dict(data_cfg)
-  if ops is None:
-    if processor is None or model_config is None:
-      raise ValueError("make_pipeline needs processor and model_config (or ops=)")
-    ops = Ops.from_processor(processor, model_config, tokenizer, pixel_transport=cfg.pixel_transport)
-  raw = [sources.open_source(sc, index_cache_dir) for sc in cfg.sources]
-  transform = SampleTransform(
-      ops=ops, policy=cfg.error_policy(), seq_len=cfg.seq_len, patch_budget=cfg.patch_budget,
-      roots=[sc.image_root() for sc in cfg.sources],
-      names=[sc.name for sc in cfg.sources], train_on=cfg.train_on, truncation=cfg.truncation)
-  ds = mixture.shard(mixture.build_mixture(raw, cfg, seed), shard_index, shard_count)
-  # Groups of consecutive records (by index: the order does not depend on the worker count).
-  groups = ds.batch(cfg.group, batch_fn=list).map(transport.GroupTransform(transform))
-  it_ds = groups.to_iter_dataset(grain.ReadOptions(num_threads=cfg.read_threads,
-                                                   prefetch_buffer_size=cfg.read_buffer))
-  if cfg.worker_count > 0:
-    _ensure_absl_flags_parsed()
-    # Small arrays (token ids) travel pickled; only big ones (pixels) get a shared-memory segment.
-    it_ds = grain.experimental.WithOptionsIterDataset(
-        it_ds, grain.experimental.DatasetOptions(min_shm_size=_MIN_SHM_BYTES))
-    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.worker_count,
-                                                           per_worker_buffer_size=cfg.worker_buffer_size))
-  samples = transport.UngroupIterDataset(it_ds)
-  batches = packing.PackIterDataset(
-      samples, pool=cfg.pack_pool, pixel_lut=ops.pixel_lut,
-      batch_size=cfg.batch_size, seq_len=cfg.seq_len, patch_budget=cfg.patch_budget,
-      segments_per_row=cfg.segments_per_row, pad_id=ops.pad_id, image_token_id=ops.image_token_id,
-      video_token_id=ops.video_token_id, merge_size=ops.merge_size, window_merge_units=ops.window_merge_units)
-  if cfg.prefetch > 0:
-    batches = grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=cfg.prefetch)
-  return PipelineDataset(batches, fingerprint(cfg, seed, shard_index, shard_count))
+    `ops` overrides the processing functions (default: `Ops.from_processor(processor, model_config)`).
+    """
+    cfg = data_cfg if isinstance(data_cfg, DataConfig) else DataConfig.from_dict(data_cfg)
+    if ops is None:
+        if processor is None or model_config is None:
+            raise ValueError("make_pipeline needs processor and model_config (or ops=)")
+        ops = Ops.from_processor(processor, model_config, tokenizer, pixel_dtype=cfg.pixel_dtype)
+    raw = [sources.open_source(sc, index_cache_dir) for sc in cfg.sources]
+    transform = SampleTransform(
+        ops=ops,
+        policy=cfg.error_policy(),
+        seq_len=cfg.seq_len,
+        patch_budget=cfg.patch_budget,
+        roots=[sc.image_root() for sc in cfg.sources],
+        names=[sc.name for sc in cfg.sources],
+        train_on=cfg.train_on,
+        truncation=cfg.truncation,
+    )
+    ds = mixture.shard(mixture.build_mixture(raw, cfg, seed), shard_index, shard_count)
+    # Groups of consecutive records (by index: the order does not depend on the worker count).
+    groups = ds.batch(cfg.group, batch_fn=list).map(transport.GroupTransform(transform))
+    it_ds = groups.to_iter_dataset(
+        grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.read_buffer)
+    )
+    if cfg.worker_count > 0:
+        _ensure_absl_flags_parsed()
+        # Small arrays (token ids) travel pickled; only big ones (pixels) get a shared-memory segment.
+        it_ds = grain.experimental.WithOptionsIterDataset(
+            it_ds, grain.experimental.DatasetOptions(min_shm_size=_MIN_SHM_BYTES)
+        )
+        it_ds = it_ds.mp_prefetch(
+            grain.MultiprocessingOptions(
+                num_workers=cfg.worker_count, per_worker_buffer_size=cfg.worker_buffer_size
+            )
+        )
+    samples = transport.UngroupIterDataset(it_ds)
+    batches = packing.PackIterDataset(
+        samples,
+        pool=cfg.pack_pool,
+        pixel_normalization=ops.pixel_normalization,
+        batch_size=cfg.batch_size,
+        seq_len=cfg.seq_len,
+        patch_budget=cfg.patch_budget,
+        segments_per_row=cfg.segments_per_row,
+        pad_id=ops.pad_id,
+        image_token_id=ops.image_token_id,
+        video_token_id=ops.video_token_id,
+        merge_size=ops.merge_size,
+        window_merge_units=ops.window_merge_units,
+    )
+    if cfg.prefetch > 0:
+        batches = grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=cfg.prefetch)
+    return PipelineDataset(batches, fingerprint(cfg, seed, shard_index, shard_count))
 
 
 def fingerprint(cfg: DataConfig, seed: int, shard_index: int, shard_count: int) -> str:
-  """Hash of everything that decides the batch sequence and the state layout; a saved state only
-  restores into a pipeline with the same fingerprint (grain's per-worker state needs the same
-  worker_count too)."""
-  keys = ("seq_len", "batch_size", "patch_budget", "packing", "max_segments_per_row", "pack_pool", "train_on",
-          "truncation", "epochs", "num_samples", "shuffle", "worker_count", "group")
-  parts = [repr([(s.name, s.kind, s.weight, s.paths, s.tfds_name, s.split) for s in cfg.sources]),
-           repr([getattr(cfg, k) for k in keys]), repr(cfg.prefetch > 0), repr((seed, shard_index, shard_count))]
-  return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+    """Hash of everything that decides the batch sequence and the state layout; a saved state only
+    restores into a pipeline with the same fingerprint (grain's per-worker state needs the same
+    worker_count too)."""
+    keys = (
+        "seq_len",
+        "batch_size",
+        "patch_budget",
+        "packing",
+        "max_segments_per_row",
+        "pack_pool",
+        "train_on",
+        "truncation",
+        "epochs",
+        "num_samples",
+        "shuffle",
+        "worker_count",
+        "group",
+    )
+    parts = [
+        repr([(s.name, s.kind, s.weight, s.paths, s.tfds_name, s.split) for s in cfg.sources]),
+        repr([getattr(cfg, k) for k in keys]),
+        repr(cfg.prefetch > 0),
+        repr((seed, shard_index, shard_count)),
+    ]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
 def _ensure_absl_flags_parsed() -> None:
-  """grain worker processes read absl flags; mark them parsed when not run under absl.app."""
-  from absl import flags
+    """grain worker processes read absl flags; mark them parsed when not run under absl.app."""
+    from absl import flags
 
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 class PipelineDataset(grain.IterDataset):
-  """Top of the graph: strips each batch's `stats` into the iterator's counters."""
+    """Top of the graph: strips each batch's `stats` into the iterator's counters."""
 
-  def __init__(self, parent: grain.IterDataset, fingerprint: str = ""):
-    super().__init__(parent)
-    self._fingerprint = fingerprint
+    def __init__(self, parent: grain.IterDataset, fingerprint: str = ""):
+        super().__init__(parent)
+        self._fingerprint = fingerprint
 
-  def __iter__(self) -> "PipelineIterator":
-    return PipelineIterator(self._parent.__iter__(), self._fingerprint)
+    def __iter__(self) -> "PipelineIterator":
+        return PipelineIterator(self._parent.__iter__(), self._fingerprint)
 
 
 class PipelineIterator(grain.DatasetIterator):
-  """Iterator of batch dicts (numpy). `counters`: cumulative stats; `last_stats`: the last batch's."""
+    """Iterator of batch dicts (numpy). `counters`: cumulative stats; `last_stats`: the last batch's."""
 
-  def __init__(self, parent: grain.DatasetIterator, fingerprint: str = ""):
-    super().__init__(parent)
-    self.fingerprint = fingerprint
-    self.counters: dict[str, int] = {}
-    self.last_stats: dict[str, int] = {}
+    def __init__(self, parent: grain.DatasetIterator, fingerprint: str = ""):
+        super().__init__(parent)
+        self.fingerprint = fingerprint
+        self.counters: dict[str, int] = {}
+        self.last_stats: dict[str, int] = {}
 
-  def __next__(self) -> dict:
-    batch = dict(next(self._parent))
-    self.last_stats = batch.pop("stats")
-    add_stats(self.counters, self.last_stats)
-    return batch
+    def __next__(self) -> dict:
+        batch = dict(next(self._parent))
+        self.last_stats = batch.pop("stats")
+        add_stats(self.counters, self.last_stats)
+        return batch
 
-  @property
-  def packing_efficiency(self) -> float:
-    """Real tokens / row tokens over all batches so far."""
-    return packing.packing_efficiency(self.counters)
+    @property
+    def packing_efficiency(self) -> float:
+        """Real tokens / row tokens over all batches so far."""
+        return packing.packing_efficiency(self.counters)
 
-  def get_state(self) -> dict[str, Any]:
-    return {"parent": self._parent.get_state(), "counters": dict(self.counters), "fingerprint": self.fingerprint}
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "parent": self._parent.get_state(),
+            "counters": dict(self.counters),
+            "fingerprint": self.fingerprint,
+        }
 
-  def set_state(self, state: dict[str, Any]) -> None:
-    saved = state.get("fingerprint", self.fingerprint)
-    if saved != self.fingerprint:
-      raise ValueError(f"data iterator state was saved by a different pipeline (fingerprint {saved} != "
-                       f"{self.fingerprint}): same sources, batch/packing options, worker_count, seed and "
-                       "shard are needed to resume")
-    self._parent.set_state(state["parent"])
-    self.counters = {k: v for k, v in state.get("counters", {}).items()}
-    self.last_stats = {}
+    def set_state(self, state: dict[str, Any]) -> None:
+        saved = state.get("fingerprint", self.fingerprint)
+        if saved != self.fingerprint:
+            raise ValueError(
+                f"data iterator state was saved by a different pipeline (fingerprint {saved} != "
+                f"{self.fingerprint}): same sources, batch/packing options, worker_count, seed and "
+                "shard are needed to resume"
+            )
+        self._parent.set_state(state["parent"])
+        self.counters = {k: v for k, v in state.get("counters", {}).items()}
+        self.last_stats = {}
 
 
 # ------------------------------------------------------------------------------ Orbax
 def save_args(iterator: grain.DatasetIterator):
-  """Orbax save argument for the iterator state: `ocp.args.Composite(data=save_args(it), ...)`."""
-  return grain.checkpoint.CheckpointSave(iterator)
+    """Orbax save argument for the iterator state: `ocp.args.Composite(data=save_args(it), ...)`."""
+    return grain.checkpoint.CheckpointSave(iterator)
 
 
 def restore_args(iterator: grain.DatasetIterator):
-  """Orbax restore argument: restores *into* `iterator` (a fresh pipeline built with the same config)."""
-  return grain.checkpoint.CheckpointRestore(iterator)
+    """Orbax restore argument: restores *into* `iterator` (a fresh pipeline built with the same config)."""
+    return grain.checkpoint.CheckpointRestore(iterator)
 
 
 def save_state(manager, step: int, iterator: grain.DatasetIterator, **items) -> bool:
-  """`manager.save(step, Composite(data=<iterator state>, **items))` for an `ocp.CheckpointManager`."""
-  import orbax.checkpoint as ocp
+    """`manager.save(step, Composite(data=<iterator state>, **items))` for an `ocp.CheckpointManager`."""
+    import orbax.checkpoint as ocp
 
-  return manager.save(step, args=ocp.args.Composite(data=save_args(iterator), **items))
+    return manager.save(step, args=ocp.args.Composite(data=save_args(iterator), **items))
 
 
 def restore_state(manager, step: int, iterator: grain.DatasetIterator, **items):
-  """Restores the iterator state saved by `save_state` into `iterator`; returns the Composite result."""
-  import orbax.checkpoint as ocp
+    """Restores the iterator state saved by `save_state` into `iterator`; returns the Composite result."""
+    import orbax.checkpoint as ocp
 
-  return manager.restore(step, args=ocp.args.Composite(data=restore_args(iterator), **items))
+    return manager.restore(step, args=ocp.args.Composite(data=restore_args(iterator), **items))

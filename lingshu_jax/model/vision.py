@@ -1,7 +1,8 @@
 """Qwen2.5-VL vision tower: patch embedding, window/full attention blocks under scan, patch merger.
 
-Input is the host-prepared vision stream (see `vision_inputs.py`): pixel rows already in window order,
-(row, col) rotary ids, window and frame segment ids. Output: merged tokens [N / 4, D_text] in window
+Input is the host-prepared vision stream (see `vision_inputs.py`): pixel rows already in window order
+(float32, or uint8 normalised here by the processor's affine, see `normalize_pixels`), (row, col) rotary
+ids, window and frame segment ids. Output: merged tokens [N / 4, D_text] in window
 order; `vision_token_index` maps them into the token stream.
 """
 
@@ -96,14 +97,31 @@ class PatchMerger(nn.Module):
         )(x)
 
 
+def normalize_pixels(pixel_values, pixel_scale=None, pixel_offset=None):
+    """uint8 pixel rows [N, D] -> float32 x * scale + offset (pixel_scale, pixel_offset [D] float32: the
+    processor's rescale + mean/std per column, `PixelNormalization.batch_arrays`); float rows unchanged."""
+    if pixel_values.dtype != jnp.uint8:
+        return pixel_values
+    if pixel_scale is None or pixel_offset is None:
+        raise ValueError(
+            "uint8 pixel_values need the batch arrays pixel_scale and pixel_offset "
+            "(PixelNormalization.batch_arrays) to be normalised"
+        )
+    return pixel_values.astype(jnp.float32) * pixel_scale + pixel_offset
+
+
 class VisionTower(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, pixel_values, vision_pos, window_segments, frame_segments):
-        """pixel_values [N, 1176] (window order) -> merged tokens [N / 4, D_text] (window order)."""
+    def __call__(
+        self, pixel_values, vision_pos, window_segments, frame_segments, pixel_scale=None, pixel_offset=None
+    ):
+        """pixel_values [N, 1176] (window order; float, or uint8 with pixel_scale/pixel_offset [1176])
+        -> merged tokens [N / 4, D_text] (window order)."""
         v = self.config.vision
         _, dtype, pdtype = compute_dtypes(self.config)
+        pixel_values = normalize_pixels(pixel_values, pixel_scale, pixel_offset)
         x = nn.Dense(
             v.hidden_size,
             use_bias=False,

@@ -17,6 +17,7 @@ from lingshu_jax.model.layers import compute_dtypes, dense
 from lingshu_jax.model.text import TextModel
 from lingshu_jax.model.vision import VisionTower
 from lingshu_jax.model.vision_inputs import build_vision_stream, vision_token_index
+from lingshu_jax.processing.image import PIXEL_AFFINE_KEYS
 from lingshu_jax.sharding import shard
 
 VISION_KEYS = ("pixel_values", "vision_pos", "window_segments", "frame_segments")
@@ -44,7 +45,8 @@ class Qwen25VL(nn.Module):
         x = self.model.embed(batch["input_ids"])
         if "pixel_values" not in batch or batch["pixel_values"].shape[0] == 0:
             return x  # text only (static: decided at trace time)
-        vis = self.visual(*(batch[k] for k in VISION_KEYS)).astype(x.dtype)  # [U, D], window order
+        affine = (batch.get(k) for k in PIXEL_AFFINE_KEYS)  # normalises uint8 pixels on the device
+        vis = self.visual(*(batch[k] for k in VISION_KEYS), *affine).astype(x.dtype)  # [U, D], window order
         idx = batch["vision_token_index"]  # [B, S], -1 = text
         gathered = jnp.take(vis, jnp.maximum(idx, 0), axis=0)
         return jnp.where((idx >= 0)[..., None], gathered, x)
@@ -70,8 +72,14 @@ def prepare_inputs(
     video_grid_thw=None,
     second_per_grid_ts=None,
     patch_budget: int | None = None,
+    pixel_normalization=None,
 ) -> dict[str, np.ndarray]:
-    """Host-side: transformers-processor outputs -> the model's static-shape batch dict (numpy)."""
+    """Host-side: transformers-processor outputs -> the model's static-shape batch dict (numpy).
+
+    Pixel rows are only permuted and padded, so uint8 rows (`ImageProcessor(output="uint8")`) stay uint8;
+    they need `pixel_normalization` (the processor's `PixelNormalization`), whose pixel_scale/pixel_offset
+    arrays join the batch and normalise them on the device. Other pixel rows become float32.
+    """
     input_ids = np.asarray(input_ids).astype(np.int32)
     if input_ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {input_ids.shape}")
@@ -97,15 +105,16 @@ def prepare_inputs(
         if (p is None) != (g is None):
             raise ValueError(f"{name}: pixel values and grid_thw must be given together")
         if p is not None:
-            pix.append(np.asarray(p, np.float32))
+            pix.append(np.asarray(p))
             grids.append(np.asarray(g, np.int64).reshape(-1, 3))
     if not pix:
         n_vis = int(np.isin(input_ids, [config.image_token_id, config.video_token_id]).sum())
         if n_vis:
             raise ValueError(f"input_ids hold {n_vis} image/video pad tokens but no pixel values were given")
         return batch
+    pixels = _stream_pixels(pix, pixel_normalization)
     stream = build_vision_stream(
-        np.concatenate(pix),
+        pixels,
         np.concatenate(grids),
         spatial_merge_size=v.spatial_merge_size,
         window_merge_units=v.window_merge_units,
@@ -115,6 +124,8 @@ def prepare_inputs(
         0 if image_grid_thw is None else int(np.prod(np.asarray(image_grid_thw), 1).sum()) // v.merge_unit
     )
     batch.update(stream.as_dict())
+    if pixels.dtype == np.uint8:
+        batch.update(pixel_normalization.batch_arrays(pixels.shape[1]))
     batch["vision_token_index"] = vision_token_index(
         input_ids,
         stream.unit_position,
@@ -123,6 +134,18 @@ def prepare_inputs(
         num_image_units=n_image_units,
     )
     return batch
+
+
+def _stream_pixels(parts: list[np.ndarray], pixel_normalization) -> np.ndarray:
+    """Images' then videos' pixel rows, concatenated: uint8 when all are uint8, else float32."""
+    uint8 = [p.dtype == np.uint8 for p in parts]
+    if not any(uint8):
+        return np.concatenate([p.astype(np.float32, copy=False) for p in parts])
+    if not all(uint8):
+        raise ValueError("image and video pixel rows must be all uint8 or all float, not a mix")
+    if pixel_normalization is None:
+        raise ValueError("uint8 pixel rows need pixel_normalization (the image processor's `.normalization`)")
+    return np.concatenate(parts)
 
 
 def dummy_batch(config: ModelConfig, batch: int = 1, seq: int = 8) -> dict[str, np.ndarray]:

@@ -5,6 +5,13 @@ onto white), `smart_resize` to multiples of patch*merge (28) within [min_pixels,
 resize of the uint8 image, rescale by 1/255 (float64, then float32), CLIP mean/std normalisation in
 float32, then patch flattening. Each image is one temporal patch whose two frames are the same picture.
 
+Rescale + normalise act on each uint8 value on its own and patch flattening only moves values, so we
+flatten the uint8 image first and then look every value up in a [3, 256] float32 table holding
+transformers' result for each (channel, value) (`PixelNormalization.channel_table`): bit-identical to
+transformers' float output, with no float64 pass over the pixels. `ImageProcessor(output="uint8")` stops
+before the lookup: uint8 rows [N, 1176] in the same layout (a quarter of the bytes), normalised later,
+on the device, with `PixelNormalization.column_scale_and_offset` (the model's `pixel_scale`/`pixel_offset`).
+
 Pixel rows (`pixel_values` [sum t*h*w, 3*2*14*14]) are ordered temporal patch, merged row, merged column,
 then the 2x2 positions inside a merge unit (row-major); each row is ordered channel, frame, y, x.
 
@@ -19,6 +26,7 @@ bicubic interpolation).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -31,10 +39,70 @@ from PIL import Image
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MAX_ASPECT_RATIO = 200
+OUTPUTS = ("float", "uint8")
+PIXEL_AFFINE_KEYS = ("pixel_scale", "pixel_offset")  # model-batch arrays that go with uint8 pixel_values
 
 
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
-                 max_pixels: int = 14 * 14 * 4 * 1280) -> tuple[int, int]:
+@dataclass(frozen=True)
+class PixelNormalization:
+    """The processor's per-channel affine map of a uint8 value x: (x * rescale_factor - mean[c]) / std[c].
+
+    The one home of these constants for both places that apply them: the host float path
+    (`channel_table`) and the device, which normalises uint8 pixel rows with `column_scale_and_offset`
+    (fed to the model as the batch arrays of `batch_arrays`).
+    """
+
+    rescale_factor: float = 1 / 255
+    mean: tuple = OPENAI_CLIP_MEAN
+    std: tuple = OPENAI_CLIP_STD
+
+    def __post_init__(self):
+        for name in ("mean", "std"):  # tuples of floats: hashable (the channel table is cached per value)
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean {self.mean} and std {self.std} differ in length")
+
+    def channel_table(self) -> np.ndarray:
+        """float32 [C, 256]: the normalised value of every uint8 value in every channel, computed exactly as
+        transformers does (rescale in float64 then float32; mean/std in float32). Read-only, cached."""
+        return _channel_table(self)
+
+    def column_scale_and_offset(self, patch_dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (scale [patch_dim], offset [patch_dim]): value = x * scale + offset for a patch row x.
+
+        Rows are ordered (channel, frame, y, x), so column j holds channel j // (patch_dim // C). The affine
+        is folded from the constants once (scale = rescale / std, offset = -mean / std); in float32 it is
+        within a few ulps of the host float path (5e-7 absolute with the CLIP constants).
+        """
+        channels = len(self.mean)
+        if patch_dim % channels:
+            raise ValueError(f"patch_dim {patch_dim} is not a multiple of the {channels} channels")
+        scale = [self.rescale_factor / s for s in self.std]
+        offset = [-m / s for m, s in zip(self.mean, self.std)]
+        per_channel = patch_dim // channels
+        return (
+            np.repeat(np.asarray(scale, np.float32), per_channel),
+            np.repeat(np.asarray(offset, np.float32), per_channel),
+        )
+
+    def batch_arrays(self, patch_dim: int) -> dict[str, np.ndarray]:
+        """The model-batch entries that go with uint8 pixel_values: pixel_scale, pixel_offset [patch_dim]."""
+        return dict(zip(PIXEL_AFFINE_KEYS, self.column_scale_and_offset(patch_dim)))
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_table(norm: PixelNormalization) -> np.ndarray:
+    values = (np.arange(256, dtype=np.float64) * norm.rescale_factor).astype(np.float32)  # 256 values only
+    mean = np.asarray(norm.mean, np.float32)[:, None]
+    std = np.asarray(norm.std, np.float32)[:, None]
+    table = (values[None] - mean) / std
+    table.flags.writeable = False
+    return table
+
+
+def smart_resize(
+    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 14 * 14 * 4 * 1280
+) -> tuple[int, int]:
     """Target (height, width): multiples of `factor`, area within [min_pixels, max_pixels], aspect kept.
 
     Identical to transformers' `smart_resize` (Python `round`, i.e. half to even; errors above 200:1).
@@ -74,7 +142,9 @@ def to_rgb_array(image) -> np.ndarray:
         return np.array(image.convert("RGB"))
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
-        raise ValueError(f"array images must be uint8 (got {arr.dtype}); convert floats to uint8 or PIL first")
+        raise ValueError(
+            f"array images must be uint8 (got {arr.dtype}); convert floats to uint8 or PIL first"
+        )
     if arr.ndim == 2:
         arr = arr[:, :, None]
     elif arr.ndim == 3 and arr.shape[0] in (1, 3, 4):
@@ -99,13 +169,13 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int, resample: int = Image.B
     return np.array(Image.fromarray(rgb).resize((width, height), resample=resample))
 
 
-def normalize_image(rgb: np.ndarray, mean, std, rescale_factor: float = 1 / 255) -> np.ndarray:
-    """uint8 [H, W, 3] -> float32 [3, H, W]: (x * rescale_factor - mean) / std, as the image processor."""
-    chw = np.moveaxis(rgb, -1, 0)
-    scaled = (chw.astype(np.float64) * rescale_factor).astype(np.float32)
-    mean = np.asarray(mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(std, dtype=np.float32)[:, None, None]
-    return (scaled - mean) / std
+def normalize_rows(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """uint8 patch rows [N, C * k] (channel-major columns) -> float32 [N, C * k] through table [C, 256]."""
+    out = np.empty(rows.shape, np.float32)
+    k = rows.shape[1] // len(table)
+    for c, values in enumerate(table):
+        np.take(values, rows[:, c * k : (c + 1) * k], out=out[:, c * k : (c + 1) * k])
+    return out
 
 
 def normalize_video(frames: np.ndarray, mean, std, rescale_factor: float = 1 / 255) -> np.ndarray:
@@ -116,9 +186,10 @@ def normalize_video(frames: np.ndarray, mean, std, rescale_factor: float = 1 / 2
     return (x - mean) / std
 
 
-def patchify(frames: np.ndarray, patch_size: int = 14, merge_size: int = 2,
-             temporal_patch_size: int = 2) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """float32 [T, C, H, W] -> (rows [t*h*w, C*tp*p*p], (t, h, w)) in transformers' row order.
+def patchify(
+    frames: np.ndarray, patch_size: int = 14, merge_size: int = 2, temporal_patch_size: int = 2
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """[T, C, H, W] -> (rows [t*h*w, C*tp*p*p] of the same dtype, (t, h, w)) in transformers' row order.
 
     T is padded to a multiple of temporal_patch_size by repeating the last frame; H, W must be
     multiples of patch_size * merge_size.
@@ -128,13 +199,38 @@ def patchify(frames: np.ndarray, patch_size: int = 14, merge_size: int = 2,
     n, c, height, width = frames.shape
     gt, gh, gw = n // temporal_patch_size, height // patch_size, width // patch_size
     if gh % merge_size or gw % merge_size or height % patch_size or width % patch_size:
-        raise ValueError(f"frame size {height}x{width} is not a multiple of patch*merge={patch_size * merge_size}")
-    x = frames.reshape(gt, temporal_patch_size, c, gh // merge_size, merge_size, patch_size,
-                       gw // merge_size, merge_size, patch_size)
+        raise ValueError(
+            f"frame size {height}x{width} is not a multiple of patch*merge={patch_size * merge_size}"
+        )
+    x = frames.reshape(
+        gt,
+        temporal_patch_size,
+        c,
+        gh // merge_size,
+        merge_size,
+        patch_size,
+        gw // merge_size,
+        merge_size,
+        patch_size,
+    )
     # (gt, gh/m, gw/m, m, m, C, tp, p, p)
     x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
     rows = x.reshape(gt * gh * gw, c * temporal_patch_size * patch_size * patch_size)
-    return np.ascontiguousarray(rows, dtype=np.float32), (gt, gh, gw)
+    return np.ascontiguousarray(rows), (gt, gh, gw)
+
+
+def patchify_image(
+    rgb: np.ndarray, patch_size: int = 14, merge_size: int = 2, temporal_patch_size: int = 2
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """One picture [H, W, C] as a temporal patch of identical frames -> (rows [h*w, C*tp*p*p], (1, h, w)).
+
+    Same rows as `patchify` on the picture repeated temporal_patch_size times, but flattened once and
+    then duplicated (about half the cost); dtype kept.
+    """
+    rows, grid = patchify(np.moveaxis(rgb, -1, 0)[None], patch_size, merge_size, temporal_patch_size=1)
+    n, c = rows.shape[0], rgb.shape[-1]
+    frames = np.broadcast_to(rows.reshape(n, c, 1, -1), (n, c, temporal_patch_size, rows.shape[1] // c))
+    return frames.reshape(n, -1), grid
 
 
 def _size_from_config(cfg: dict, default_min: int, default_max: int) -> tuple[int, int]:
@@ -166,7 +262,12 @@ def _read_config(model_dir: str, key: str, names: Sequence[str]) -> dict:
 
 @dataclass(frozen=True)
 class ImageProcessor:
-    """Qwen2-VL image processor; `__call__(images)` -> pixel_values [N, 1176] f32, image_grid_thw [n, 3] i64."""
+    """Qwen2-VL image processor; `__call__(images)` -> pixel_values [N, 1176], image_grid_thw [n, 3] i64.
+
+    output="float": pixel_values float32, normalised (transformers' output, bit for bit).
+    output="uint8": pixel_values uint8, the resized image's values in the same layout; `normalization`
+    maps them to the float output (the model does so on the device).
+    """
 
     min_pixels: int = 56 * 56
     max_pixels: int = 28 * 28 * 1280
@@ -182,14 +283,31 @@ class ImageProcessor:
     do_normalize: bool = True
     config_names: tuple = field(default=("preprocessor_config.json",), repr=False)
     config_key: str = field(default="image_processor", repr=False)
+    output: str = "float"
+
+    def __post_init__(self):
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output={self.output!r}: expected one of {OUTPUTS}")
 
     @classmethod
     def from_config(cls, cfg: dict) -> ImageProcessor:
         """From a preprocessor_config.json dict (min/max_pixels or size {shortest_edge, longest_edge})."""
         base = cls()
         min_pixels, max_pixels = _size_from_config(cfg, base.min_pixels, base.max_pixels)
-        updates = {k: cfg[k] for k in ("patch_size", "temporal_patch_size", "merge_size", "rescale_factor",
-                                       "resample", "do_resize", "do_rescale", "do_normalize") if k in cfg}
+        updates = {
+            k: cfg[k]
+            for k in (
+                "patch_size",
+                "temporal_patch_size",
+                "merge_size",
+                "rescale_factor",
+                "resample",
+                "do_resize",
+                "do_rescale",
+                "do_normalize",
+            )
+            if k in cfg
+        }
         for k in ("image_mean", "image_std"):
             if cfg.get(k) is not None:
                 updates[k] = tuple(float(v) for v in cfg[k])
@@ -215,32 +333,42 @@ class ImageProcessor:
         h, w = self.target_size(height, width)
         return (h // self.patch_size) * (w // self.patch_size) // self.merge_size**2
 
-    def _prepare(self, rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-        if (height, width) != rgb.shape[:2]:
-            rgb = resize_rgb(rgb, height, width, self.resample)
-        if self.do_normalize:
-            scale = self.rescale_factor if self.do_rescale else 1.0
-            return normalize_image(rgb, self.image_mean, self.image_std, scale)
-        x = np.moveaxis(rgb, -1, 0).astype(np.float64)
-        return (x * self.rescale_factor if self.do_rescale else x).astype(np.float32)
+    @property
+    def normalization(self) -> PixelNormalization:
+        """uint8 value -> float output as configured (do_rescale off: factor 1; do_normalize off: 0, 1)."""
+        channels = len(self.image_mean)
+        return PixelNormalization(
+            rescale_factor=self.rescale_factor if self.do_rescale else 1.0,
+            mean=tuple(self.image_mean) if self.do_normalize else (0.0,) * channels,
+            std=tuple(self.image_std) if self.do_normalize else (1.0,) * channels,
+        )
+
+    def _finish(self, rows: np.ndarray) -> np.ndarray:
+        """uint8 rows -> this processor's output rows (normalised float32 unless output="uint8")."""
+        if self.output == "uint8":
+            return rows
+        return normalize_rows(rows, self.normalization.channel_table())
 
     def process_one(self, image) -> tuple[np.ndarray, tuple[int, int, int]]:
-        """One image -> (rows [h*w, 1176] float32, (1, h, w))."""
+        """One image -> (rows [h*w, 1176] float32 (uint8 if output="uint8"), (1, h, w))."""
         rgb = to_rgb_array(image)
         height, width = self.target_size(*rgb.shape[:2])
-        chw = self._prepare(rgb, height, width)  # [3, H, W]
-        frames = np.broadcast_to(chw[None], (self.temporal_patch_size, *chw.shape))
-        return patchify(frames, self.patch_size, self.merge_size, self.temporal_patch_size)
+        if (height, width) != rgb.shape[:2]:
+            rgb = resize_rgb(rgb, height, width, self.resample)
+        rows, grid = patchify_image(rgb, self.patch_size, self.merge_size, self.temporal_patch_size)
+        return self._finish(rows), grid
 
     def __call__(self, images) -> dict:
-        """images: one image or a list -> dict(pixel_values [N, 1176] f32, image_grid_thw [n, 3] i64)."""
+        """images: one image or a list -> dict(pixel_values [N, 1176] f32/u8, image_grid_thw [n, 3] i64)."""
         if isinstance(images, (Image.Image, np.ndarray)):
             images = [images]
         if len(images) == 0:
             raise ValueError("no images given")
         rows, grids = zip(*(self.process_one(im) for im in images))
-        return {"pixel_values": np.concatenate(rows, axis=0),
-                "image_grid_thw": np.asarray(grids, dtype=np.int64).reshape(-1, 3)}
+        return {
+            "pixel_values": np.concatenate(rows, axis=0),
+            "image_grid_thw": np.asarray(grids, dtype=np.int64).reshape(-1, 3),
+        }
 
 
 @dataclass(frozen=True)
@@ -255,25 +383,35 @@ class VideoProcessor(ImageProcessor):
     min_pixels: int = 128 * 28 * 28
     max_pixels: int = 28 * 28 * 768
     default_fps: float = 24.0  # transformers' `sampled_fps` when a video comes without metadata
-    config_names: tuple = field(default=("video_preprocessor_config.json", "preprocessor_config.json"),
-                                repr=False)
+    config_names: tuple = field(
+        default=("video_preprocessor_config.json", "preprocessor_config.json"), repr=False
+    )
     config_key: str = field(default="video_processor", repr=False)
 
     def process_one(self, video) -> tuple[np.ndarray, tuple[int, int, int]]:
-        """One video -> (rows [t*h*w, 1176] float32, (t, h, w))."""
+        """One video -> (rows [t*h*w, 1176] float32 (uint8 if output="uint8"), (t, h, w))."""
         frames = [to_rgb_array(f) for f in (list(video) if not isinstance(video, np.ndarray) else video)]
         if not frames:
             raise ValueError("video has no frames")
         if any(f.shape != frames[0].shape for f in frames):
             raise ValueError(f"video frames differ in size: {sorted({f.shape for f in frames})}")
         height, width = self.target_size(*frames[0].shape[:2])
-        frames = np.stack([resize_rgb(f, height, width, self.resample) if f.shape[:2] != (height, width) else f
-                           for f in frames])  # [T, H, W, 3] uint8
-        if self.do_normalize:
-            x = normalize_video(frames, self.image_mean, self.image_std,
-                                self.rescale_factor if self.do_rescale else 1.0)
+        frames = np.stack(
+            [
+                resize_rgb(f, height, width, self.resample) if f.shape[:2] != (height, width) else f
+                for f in frames
+            ]
+        )  # [T, H, W, 3] uint8
+        if self.output == "uint8":
+            x = np.moveaxis(frames, -1, 1)
+        elif self.do_normalize:
+            x = normalize_video(
+                frames, self.image_mean, self.image_std, self.rescale_factor if self.do_rescale else 1.0
+            )
         else:
-            x = np.moveaxis(frames, -1, 1).astype(np.float32) * (self.rescale_factor if self.do_rescale else 1)
+            x = np.moveaxis(frames, -1, 1).astype(np.float32) * (
+                self.rescale_factor if self.do_rescale else 1
+            )
         return patchify(x, self.patch_size, self.merge_size, self.temporal_patch_size)
 
     def __call__(self, videos, fps=None) -> dict:
@@ -286,23 +424,34 @@ class VideoProcessor(ImageProcessor):
             raise ValueError("no videos given")
         rows, grids = zip(*(self.process_one(v) for v in videos))
         fps = [self.default_fps] * len(videos) if fps is None else list(np.broadcast_to(fps, (len(videos),)))
-        return {"pixel_values_videos": np.concatenate(rows, axis=0),
-                "video_grid_thw": np.asarray(grids, dtype=np.int64).reshape(-1, 3),
-                "second_per_grid_ts": np.asarray([self.temporal_patch_size / f for f in fps], dtype=np.float64)}
+        return {
+            "pixel_values_videos": np.concatenate(rows, axis=0),
+            "video_grid_thw": np.asarray(grids, dtype=np.int64).reshape(-1, 3),
+            "second_per_grid_ts": np.asarray([self.temporal_patch_size / f for f in fps], dtype=np.float64),
+        }
 
 
-def check_grid(pixel_values: np.ndarray, grid_thw: np.ndarray, patch_dim: int | None = None,
-               merge_size: int = 2, what: str = "image") -> None:
+def check_grid(
+    pixel_values: np.ndarray,
+    grid_thw: np.ndarray,
+    patch_dim: int | None = None,
+    merge_size: int = 2,
+    what: str = "image",
+) -> None:
     """ValueError unless pixel rows agree with grid_thw (sum t*h*w rows; h, w multiples of merge_size)."""
     grid_thw = np.asarray(grid_thw)
     if grid_thw.ndim != 2 or grid_thw.shape[1] != 3:
         raise ValueError(f"{what}_grid_thw must have shape [n, 3], got {grid_thw.shape}")
     if (grid_thw <= 0).any() or (grid_thw[:, 1:] % merge_size).any():
-        raise ValueError(f"{what}_grid_thw has a non-positive size or h/w not divisible by {merge_size}: "
-                         f"{grid_thw.tolist()}")
+        raise ValueError(
+            f"{what}_grid_thw has a non-positive size or h/w not divisible by {merge_size}: "
+            f"{grid_thw.tolist()}"
+        )
     rows = int(np.prod(grid_thw, axis=1).sum())
     if pixel_values.ndim != 2 or pixel_values.shape[0] != rows:
-        raise ValueError(f"{what}_grid_thw {grid_thw.tolist()} needs {rows} pixel rows, "
-                         f"got pixel values of shape {pixel_values.shape}")
+        raise ValueError(
+            f"{what}_grid_thw {grid_thw.tolist()} needs {rows} pixel rows, "
+            f"got pixel values of shape {pixel_values.shape}"
+        )
     if patch_dim is not None and pixel_values.shape[1] != patch_dim:
         raise ValueError(f"{what} pixel rows must have {patch_dim} values, got {pixel_values.shape[1]}")

@@ -1,4 +1,5 @@
 """Every accepted conversation layout normalises to the same canonical messages and renders the same."""
+
 import numpy as np
 import pytest
 
@@ -12,53 +13,84 @@ CANONICAL = [
 ]
 
 LAYOUTS = {
-    "hf_typed": {"messages": [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "image", "image": "a.png"}, {"type": "text", "text": "What?"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "A lung."}]}]},
-    "llamafactory": {"messages": [{"role": "system", "content": "Be brief."},
-                                  {"role": "user", "content": "<image>What?"},
-                                  {"role": "assistant", "content": "A lung."}], "images": ["a.png"]},
-    "sharegpt": {"conversations": [{"from": "human", "value": "<image>What?"}, {"from": "gpt", "value": "A lung."}],
-                 "system": "Be brief.", "images": ["a.png"]},
-    "llava": {"image": "a.png", "conversations": [{"from": "system", "value": "Be brief."},
-                                                  {"from": "human", "value": "<image>What?"},
-                                                  {"from": "gpt", "value": "A lung."}]},
+    "hf_typed": {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {
+                "role": "user",
+                "content": [{"type": "image", "image": "a.png"}, {"type": "text", "text": "What?"}],
+            },
+            {"role": "assistant", "content": [{"type": "text", "text": "A lung."}]},
+        ]
+    },
+    "llamafactory": {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "<image>What?"},
+            {"role": "assistant", "content": "A lung."},
+        ],
+        "images": ["a.png"],
+    },
+    "sharegpt": {
+        "conversations": [{"from": "human", "value": "<image>What?"}, {"from": "gpt", "value": "A lung."}],
+        "system": "Be brief.",
+        "images": ["a.png"],
+    },
+    "llava": {
+        "image": "a.png",
+        "conversations": [
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "<image>What?"},
+            {"from": "gpt", "value": "A lung."},
+        ],
+    },
 }
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_layouts_normalise_to_canonical_messages(layout):
-  messages, images = to_messages(decode_record(__import__("json").dumps(LAYOUTS[layout]), "f:1"), "f:1")
-  assert messages == CANONICAL and images == ["a.png"]
+    messages, images = to_messages(decode_record(__import__("json").dumps(LAYOUTS[layout]), "f:1"), "f:1")
+    assert messages == CANONICAL and images == ["a.png"]
 
 
 def test_several_image_tags_take_images_in_order():
-  rec = {"messages": [{"role": "user", "content": "<image> vs <image>: which?"},
-                      {"role": "assistant", "content": "left"},
-                      {"role": "user", "content": "and <image>?"}, {"role": "assistant", "content": "ok"}],
-         "images": ["1.png", "2.png", "3.png"]}
-  messages, images = to_messages(rec, "f:1")
-  assert images == ["1.png", "2.png", "3.png"]
-  assert [p["type"] for p in messages[0]["content"]] == ["image", "text", "image", "text"]
+    rec = {
+        "messages": [
+            {"role": "user", "content": "<image> vs <image>: which?"},
+            {"role": "assistant", "content": "left"},
+            {"role": "user", "content": "and <image>?"},
+            {"role": "assistant", "content": "ok"},
+        ],
+        "images": ["1.png", "2.png", "3.png"],
+    }
+    messages, images = to_messages(rec, "f:1")
+    assert images == ["1.png", "2.png", "3.png"]
+    assert [p["type"] for p in messages[0]["content"]] == ["image", "text", "image", "text"]
 
 
 def test_inline_images_and_text_only():
-  arr = np.zeros((4, 4, 3), np.uint8)
-  messages, images = to_messages({"messages": [{"role": "user", "content": "<image>hi"},
-                                               {"role": "assistant", "content": "yo"}], "images": [arr]}, "w")
-  assert images[0] is arr
-  messages, images = to_messages({"messages": [{"role": "user", "content": "hi"},
-                                               {"role": "assistant", "content": "yo"}]}, "w")
-  assert images == [] and messages[1]["content"] == [{"type": "text", "text": "yo"}]
+    arr = np.zeros((4, 4, 3), np.uint8)
+    messages, images = to_messages(
+        {
+            "messages": [{"role": "user", "content": "<image>hi"}, {"role": "assistant", "content": "yo"}],
+            "images": [arr],
+        },
+        "w",
+    )
+    assert images[0] is arr
+    messages, images = to_messages(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "w"
+    )
+    assert images == [] and messages[1]["content"] == [{"type": "text", "text": "yo"}]
 
 
 def test_tfds_style_json_text_fields_are_parsed():
-  rec = decode_record({"messages": b'[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]'},
-                      "w")
-  assert to_messages(rec, "w")[0][0]["role"] == "user"
+    rec = decode_record(
+        {"messages": b'[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]'}, "w"
+    )
+    assert to_messages(rec, "w")[0][0]["role"] == "user"
 
 
 def test_unknown_layout_is_a_bad_record():
-  with pytest.raises(DataError, match=r"f:3: no 'messages' or 'conversations' key .*\[bad_record\]"):
-    to_messages({"text": "hello"}, "f:3")
+    with pytest.raises(DataError, match=r"f:3: no 'messages' or 'conversations' key .*\[bad_record\]"):
+        to_messages({"text": "hello"}, "f:3")

@@ -1,5 +1,6 @@
 """Model-level packing correctness: the per-sample losses of a packed batch equal the losses of the same
 samples run one by one (attention confined to each segment, per-segment M-RoPE, own vision tokens)."""
+
 import jax
 import numpy as np
 
@@ -15,6 +16,7 @@ def test_packed_batch_per_sample_losses_equal_one_by_one(tmp_path, processor, mo
     cfg = data_config(path, packing=True, seq_len=256, batch_size=2, patch_budget=512, shuffle=False)
     batch = next(iter(make_pipeline(cfg, processor.tokenizer, processor, model_config)))
     assert (np.asarray(batch["segment_ids"]).max(axis=1) >= 2).all()  # really packed
+    assert batch["pixel_values"].dtype == np.uint8  # normalised inside the model
     model = Qwen25VL(model_config)
     params = init_params(model_config, jax.random.key(0))
     apply = jax.jit(lambda p, b: model.apply({"params": p}, b)[0])
@@ -28,9 +30,14 @@ def test_packed_batch_per_sample_losses_equal_one_by_one(tmp_path, processor, mo
 
     singles = []
     for sample in unpack_batch(batch):
-        one = {k2: (v[:, None] if k2 == "position_ids" else v if v.ndim == 2 and k2 == "pixel_values" else v[None])
-               for k2, v in sample.items() if k2 not in ("labels", "loss_mask")}
-        for vk in ("vision_pos", "window_segments", "frame_segments"):
+        one = {
+            k2: (
+                v[:, None] if k2 == "position_ids" else v if v.ndim == 2 and k2 == "pixel_values" else v[None]
+            )
+            for k2, v in sample.items()
+            if k2 not in ("labels", "loss_mask")
+        }
+        for vk in ("vision_pos", "window_segments", "frame_segments", "pixel_scale", "pixel_offset"):
             if vk in sample:
                 one[vk] = sample[vk]
         lg = apply(params, one)

@@ -1,112 +1,170 @@
 """Packing: first-fit rows under one patch budget, and packed segments equal the unpacked samples."""
-import json
+
 
 import numpy as np
+
+import pytest
 
 from lingshu_jax.data import BatchBuilder, ErrorPolicy, make_pipeline, unpack_batch
 from lingshu_jax.data.transforms import SampleTransform
 from lingshu_jax.model import vision_inputs
+from lingshu_jax.processing.image import PixelNormalization
 
 from .helpers import data_config, mixed_dataset
 
 
-def _fake(n, patches=0, grid=None, token=5):
-  """A sample of n tokens; `patches` pixel rows of one image with `grid`."""
-  ids = np.full(n, token, np.int32)
-  return {"input_ids": ids, "labels": ids.copy(), "position_ids": np.tile(np.arange(n, dtype=np.int32), (3, 1)),
-          "pixel_values": np.ones((patches, 1176), np.float32) * token,
-          "image_grid_thw": np.asarray([grid] if grid else np.zeros((0, 3)), np.int32).reshape(-1, 3),
-          "stats": {"samples": 1}}
+def _fake(n, patches=0, grid=None, token=5, dtype=np.float32):
+    """A sample of n tokens; `patches` pixel rows (value `token`) of one image with `grid`."""
+    ids = np.full(n, token, np.int32)
+    return {
+        "input_ids": ids,
+        "labels": ids.copy(),
+        "position_ids": np.tile(np.arange(n, dtype=np.int32), (3, 1)),
+        "pixel_values": np.full((patches, 1176), token, dtype),
+        "image_grid_thw": np.asarray([grid] if grid else np.zeros((0, 3)), np.int32).reshape(-1, 3),
+        "stats": {"samples": 1},
+    }
 
 
 def _builder(**kw):
-  base = dict(batch_size=2, seq_len=10, patch_budget=0, segments_per_row=10, pad_id=0, image_token_id=99,
-              video_token_id=98, merge_size=2, window_merge_units=4)
-  base.update(kw)
-  return BatchBuilder(**base)
+    base = dict(
+        batch_size=2,
+        seq_len=10,
+        patch_budget=0,
+        segments_per_row=10,
+        pad_id=0,
+        image_token_id=99,
+        video_token_id=98,
+        merge_size=2,
+        window_merge_units=4,
+    )
+    base.update(kw)
+    return BatchBuilder(**base)
 
 
 def test_first_fit_rows_segments_and_positions():
-  b = _builder()
-  for n, tok in [(6, 1), (6, 2), (3, 3), (1, 4)]:
-    assert b.add(_fake(n, token=tok))
-  assert not b.add(_fake(5))  # rows hold 10 and 6 tokens: no room for 5
-  batch = b.build()
-  np.testing.assert_array_equal(batch["input_ids"], [[1] * 6 + [3] * 3 + [4], [2] * 6 + [0] * 4])
-  np.testing.assert_array_equal(batch["segment_ids"], [[1] * 6 + [2] * 3 + [3], [1] * 6 + [0] * 4])
-  np.testing.assert_array_equal(batch["position_ids"][0, 0], [0, 1, 2, 3, 4, 5, 0, 1, 2, 0])
-  np.testing.assert_array_equal(batch["loss_mask"][1], [1] * 6 + [0] * 4)
-  assert batch["labels"][1, 6:].tolist() == [-100] * 4
-  assert batch["stats"]["tokens/real"] == 16 and batch["stats"]["tokens/total"] == 20
-  assert "pixel_values" not in batch  # patch_budget 0: text-only batches
+    b = _builder()
+    for n, tok in [(6, 1), (6, 2), (3, 3), (1, 4)]:
+        assert b.add(_fake(n, token=tok))
+    assert not b.add(_fake(5))  # rows hold 10 and 6 tokens: no room for 5
+    batch = b.build()
+    np.testing.assert_array_equal(batch["input_ids"], [[1] * 6 + [3] * 3 + [4], [2] * 6 + [0] * 4])
+    np.testing.assert_array_equal(batch["segment_ids"], [[1] * 6 + [2] * 3 + [3], [1] * 6 + [0] * 4])
+    np.testing.assert_array_equal(batch["position_ids"][0, 0], [0, 1, 2, 3, 4, 5, 0, 1, 2, 0])
+    np.testing.assert_array_equal(batch["loss_mask"][1], [1] * 6 + [0] * 4)
+    assert batch["labels"][1, 6:].tolist() == [-100] * 4
+    assert batch["stats"]["tokens/real"] == 16 and batch["stats"]["tokens/total"] == 20
+    assert "pixel_values" not in batch  # patch_budget 0: text-only batches
 
 
 def test_unpacked_mode_puts_one_sample_per_row():
-  b = _builder(segments_per_row=1)
-  assert b.add(_fake(3)) and b.add(_fake(3)) and not b.add(_fake(3))
+    b = _builder(segments_per_row=1)
+    assert b.add(_fake(3)) and b.add(_fake(3)) and not b.add(_fake(3))
 
 
 def test_patch_budget_closes_the_batch_and_pads_the_stream():
-  b = _builder(patch_budget=32, seq_len=12)
-  s = _fake(6, patches=16, grid=(1, 4, 4))  # 16 patches = 4 merged tokens
-  s["input_ids"][1:5] = 99
-  assert b.add(s)
-  assert not b.add(_fake(2, patches=32, grid=(1, 4, 8)))  # 48 > 32: goes to the next batch
-  assert b.add(_fake(2))  # text-only still fits
-  batch = b.build()
-  assert batch["pixel_values"].shape == (32, 1176) and batch["frame_segments"].tolist() == [0] * 16 + [1] * 16
-  assert batch["vision_token_index"][0, :6].tolist() == [-1, 0, 1, 2, 3, -1]
-  assert batch["stats"]["patches/real"] == 16
+    b = _builder(patch_budget=32, seq_len=12)
+    s = _fake(6, patches=16, grid=(1, 4, 4))  # 16 patches = 4 merged tokens
+    s["input_ids"][1:5] = 99
+    assert b.add(s)
+    assert not b.add(_fake(2, patches=32, grid=(1, 4, 8)))  # 48 > 32: goes to the next batch
+    assert b.add(_fake(2))  # text-only still fits
+    batch = b.build()
+    assert (
+        batch["pixel_values"].shape == (32, 1176) and batch["frame_segments"].tolist() == [0] * 16 + [1] * 16
+    )
+    assert batch["vision_token_index"][0, :6].tolist() == [-1, 0, 1, 2, 3, -1]
+    assert batch["stats"]["patches/real"] == 16
+
+
+def test_uint8_batches_keep_uint8_rows_and_carry_the_affine():
+    norm = PixelNormalization()
+    b = _builder(patch_budget=32, seq_len=12, pixel_normalization=norm)
+    s = _fake(6, patches=16, grid=(1, 4, 4), token=7, dtype=np.uint8)
+    s["input_ids"][1:5] = 99
+    assert b.add(s)
+    batch = b.build()
+    assert batch["pixel_values"].dtype == np.uint8 and batch["pixel_values"].shape == (32, 1176)
+    assert (batch["pixel_values"][:16] == 7).all() and not batch["pixel_values"][16:].any()  # zero padding
+    scale, offset = norm.column_scale_and_offset(1176)
+    np.testing.assert_array_equal(batch["pixel_scale"], scale)
+    np.testing.assert_array_equal(batch["pixel_offset"], offset)
+    text_only = _builder(patch_budget=32, pixel_normalization=norm)
+    assert text_only.add(_fake(3))  # a text-only batch keeps the same keys and dtypes (one compile)
+    batch = text_only.build()
+    assert batch["pixel_values"].dtype == np.uint8 and "pixel_scale" in batch
+    mixed = _builder(patch_budget=32, seq_len=12, pixel_normalization=norm)
+    assert mixed.add(_fake(2, patches=16, grid=(1, 4, 4)))  # float32 rows
+    with pytest.raises(ValueError, match="float32 pixel rows in a uint8 batch"):
+        mixed.build()
 
 
 def _all_samples(it):
-  out = []
-  for batch in it:
-    out.extend(unpack_batch(batch))
-  return out
+    out = []
+    for batch in it:
+        out.extend(unpack_batch(batch))
+    return out
 
 
 def test_packed_segments_equal_unpacked_samples(tmp_path, processor, model_config, ops):
-  path = mixed_dataset(str(tmp_path), n=18)
-  packed = _all_samples(make_pipeline(data_config(path, packing=True), None, processor, model_config, seed=3))
-  unpacked = _all_samples(make_pipeline(data_config(path, packing=False, batch_size=3), None, processor,
-                                        model_config, seed=3))
-  assert len(packed) == len(unpacked) == 18
-  key = lambda s: s["input_ids"].tobytes()  # noqa: E731
-  unpacked = {key(s): s for s in unpacked}
-  transform = SampleTransform(ops=ops, policy=ErrorPolicy("error"), seq_len=256, patch_budget=256,
-                              roots=[str(tmp_path)], names=["mixed"])
-  direct = {}
-  with open(path) as f:
-    for i, line in enumerate(f):
-      s = transform({"data": line, "where": f"{path}:{i + 1}", "source": 0})
-      direct[key(s)] = s
-  for p in packed:
-    u, d = unpacked[key(p)], direct[key(p)]
-    for k in p:
-      np.testing.assert_array_equal(p[k], u[k], err_msg=k)
-    np.testing.assert_array_equal(p["labels"], d["labels"])
-    np.testing.assert_array_equal(p["position_ids"], d["position_ids"])
-    if len(d["image_grid_thw"]):  # the sample's own vision stream, as vision_inputs builds it alone
-      want = vision_inputs.build_vision_stream(d["pixel_values"], d["image_grid_thw"], spatial_merge_size=2,
-                                               window_merge_units=4)
-      for k, v in want.as_dict().items():
-        np.testing.assert_array_equal(p[k], v, err_msg=k)
-      np.testing.assert_array_equal(p["vision_token_index"], vision_inputs.vision_token_index(
-          d["input_ids"][None], want.unit_position, image_token_id=model_config.image_token_id,
-          video_token_id=model_config.video_token_id, num_image_units=len(want.unit_position))[0])
-    else:
-      assert "pixel_values" not in p or len(p["pixel_values"]) == 0
+    path = mixed_dataset(str(tmp_path), n=18)
+    packed = _all_samples(
+        make_pipeline(data_config(path, packing=True), None, processor, model_config, seed=3)
+    )
+    unpacked = _all_samples(
+        make_pipeline(data_config(path, packing=False, batch_size=3), None, processor, model_config, seed=3)
+    )
+    assert len(packed) == len(unpacked) == 18
+    key = lambda s: s["input_ids"].tobytes()  # noqa: E731
+    unpacked = {key(s): s for s in unpacked}
+    transform = SampleTransform(
+        ops=ops,
+        policy=ErrorPolicy("error"),
+        seq_len=256,
+        patch_budget=256,
+        roots=[str(tmp_path)],
+        names=["mixed"],
+    )
+    direct = {}
+    with open(path) as f:
+        for i, line in enumerate(f):
+            s = transform({"data": line, "where": f"{path}:{i + 1}", "source": 0})
+            direct[key(s)] = s
+    for p in packed:
+        u, d = unpacked[key(p)], direct[key(p)]
+        for k in p:
+            np.testing.assert_array_equal(p[k], u[k], err_msg=k)
+        np.testing.assert_array_equal(p["labels"], d["labels"])
+        np.testing.assert_array_equal(p["position_ids"], d["position_ids"])
+        if len(d["image_grid_thw"]):  # the sample's own vision stream, as vision_inputs builds it alone
+            want = vision_inputs.build_vision_stream(
+                d["pixel_values"], d["image_grid_thw"], spatial_merge_size=2, window_merge_units=4
+            )
+            for k, v in want.as_dict().items():
+                np.testing.assert_array_equal(p[k], v, err_msg=k)
+            np.testing.assert_array_equal(
+                p["vision_token_index"],
+                vision_inputs.vision_token_index(
+                    d["input_ids"][None],
+                    want.unit_position,
+                    image_token_id=model_config.image_token_id,
+                    video_token_id=model_config.video_token_id,
+                    num_image_units=len(want.unit_position),
+                )[0],
+            )
+        else:
+            assert "pixel_values" not in p or len(p["pixel_values"]) == 0
 
 
 def test_packing_efficiency_on_mixed_caption_vqa_text(tmp_path, processor, model_config):
-  """~100-token samples in 512-token rows: one per row fills ~20%, packing ~88% (last batch partial)."""
-  path = mixed_dataset(str(tmp_path), n=96)
-  stats = {}
-  for packing in (False, True):
-    it = make_pipeline(data_config(path, packing=packing, seq_len=512, patch_budget=1024), None, processor,
-                       model_config)
-    _ = list(it)
-    stats[packing] = it.packing_efficiency
-    assert it.counters["segments"] == 96
-  assert stats[True] > 0.85 and stats[False] < 0.25
+    """~100-token samples in 512-token rows: one per row fills ~20%, packing ~88% (last batch partial)."""
+    path = mixed_dataset(str(tmp_path), n=96)
+    stats = {}
+    for packing in (False, True):
+        it = make_pipeline(
+            data_config(path, packing=packing, seq_len=512, patch_budget=1024), None, processor, model_config
+        )
+        _ = list(it)
+        stats[packing] = it.packing_efficiency
+        assert it.counters["segments"] == 96
+    assert stats[True] > 0.85 and stats[False] < 0.25

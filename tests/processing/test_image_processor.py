@@ -9,19 +9,50 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lingshu_jax.processing.image import ImageProcessor, VideoProcessor, patchify, smart_resize
+from lingshu_jax.processing.image import (
+    ImageProcessor,
+    PixelNormalization,
+    VideoProcessor,
+    normalize_rows,
+    patchify,
+    smart_resize,
+)
 
 from .helpers import rgb
 
 hf_image = pytest.importorskip("transformers.models.qwen2_vl.image_processing_pil_qwen2_vl")
 
 # (height, width): extreme aspect ratios, tiny images, half-to-even rounding (42 = 1.5*28, 70 = 2.5*28).
-SIZES = [(1, 1), (2, 2), (13, 13), (14, 14), (28, 28), (42, 70), (70, 98), (1, 150), (150, 1), (10, 1500),
-         (28, 2000), (3000, 40), (56, 56), (224, 224), (333, 517), (517, 333), (1000, 1000), (99, 1001),
-         (481, 640), (640, 481), (768, 1366), (2, 399)]
+SIZES = [
+    (1, 1),
+    (2, 2),
+    (13, 13),
+    (14, 14),
+    (28, 28),
+    (42, 70),
+    (70, 98),
+    (1, 150),
+    (150, 1),
+    (10, 1500),
+    (28, 2000),
+    (3000, 40),
+    (56, 56),
+    (224, 224),
+    (333, 517),
+    (517, 333),
+    (1000, 1000),
+    (99, 1001),
+    (481, 640),
+    (640, 481),
+    (768, 1366),
+    (2, 399),
+]
 # Checkpoint (Hub) values, transformers' class defaults, and a tight window where both edges bind.
-CONFIGS = [{"min_pixels": 3136, "max_pixels": 12845056}, {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280},
-           {"min_pixels": 16 * 28 * 28, "max_pixels": 24 * 28 * 28}]
+CONFIGS = [
+    {"min_pixels": 3136, "max_pixels": 12845056},
+    {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280},
+    {"min_pixels": 16 * 28 * 28, "max_pixels": 24 * 28 * 28},
+]
 
 
 def test_smart_resize_equals_transformers_including_half_to_even_and_edges():
@@ -105,17 +136,24 @@ def test_row_layout_is_temporal_merged_row_merged_col_then_2x2_and_channel_frame
             for ir in range(2):
                 for ic in range(2):
                     y0, x0 = (2 * mr + ir) * p, (2 * mc + ic) * p
-                    expect = np.stack([chw[:, y0:y0 + p, x0:x0 + p], chw[:, y0:y0 + p, x0:x0 + p] + 0.5], axis=1)
+                    expect = np.stack(
+                        [chw[:, y0 : y0 + p, x0 : x0 + p], chw[:, y0 : y0 + p, x0 : x0 + p] + 0.5], axis=1
+                    )
                     np.testing.assert_array_equal(rows[r], expect.reshape(-1))  # [C, T, y, x]
                     r += 1
 
 
 def test_from_pretrained_reads_min_max_pixels_or_size_dict(tmp_path):
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"min_pixels": 3136, "max_pixels": 12845056}))
-    assert (ImageProcessor.from_pretrained(str(tmp_path)).min_pixels,
-            ImageProcessor.from_pretrained(str(tmp_path)).max_pixels) == (3136, 12845056)
     (tmp_path / "preprocessor_config.json").write_text(
-        json.dumps({"size": {"shortest_edge": 1000, "longest_edge": 200000}, "merge_size": 2}))
+        json.dumps({"min_pixels": 3136, "max_pixels": 12845056})
+    )
+    assert (
+        ImageProcessor.from_pretrained(str(tmp_path)).min_pixels,
+        ImageProcessor.from_pretrained(str(tmp_path)).max_pixels,
+    ) == (3136, 12845056)
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps({"size": {"shortest_edge": 1000, "longest_edge": 200000}, "merge_size": 2})
+    )
     ip = ImageProcessor.from_pretrained(str(tmp_path))
     assert (ip.min_pixels, ip.max_pixels) == (1000, 200000)
     # No video config: the video processor falls back to preprocessor_config.json, as transformers does.
@@ -145,18 +183,28 @@ def _transformers_video_code():
     namespace = {"torch": pytest.importorskip("torch")}
     code = compile(ast.Module(body=[fn], type_ignores=[]), path, "exec")
     exec(code, namespace)  # noqa: S102 -- transformers' own source, parsed above
-    defaults = {t.targets[0].id: eval(compile(ast.Expression(t.value), path, "eval"))
-                for t in cls.body if isinstance(t, ast.Assign) and isinstance(t.targets[0], ast.Name)
-                and t.targets[0].id in ("size", "patch_size", "temporal_patch_size", "merge_size")}
+    defaults = {
+        t.targets[0].id: eval(compile(ast.Expression(t.value), path, "eval"))
+        for t in cls.body
+        if isinstance(t, ast.Assign)
+        and isinstance(t.targets[0], ast.Name)
+        and t.targets[0].id in ("size", "patch_size", "temporal_patch_size", "merge_size")
+    }
     return namespace["patchify"], defaults
 
 
 def test_video_defaults_equal_transformers_video_processor():
     _, defaults = _transformers_video_code()
     vp = VideoProcessor()
-    assert (vp.min_pixels, vp.max_pixels) == (defaults["size"]["shortest_edge"], defaults["size"]["longest_edge"])
+    assert (vp.min_pixels, vp.max_pixels) == (
+        defaults["size"]["shortest_edge"],
+        defaults["size"]["longest_edge"],
+    )
     assert (vp.patch_size, vp.temporal_patch_size, vp.merge_size) == (
-        defaults["patch_size"], defaults["temporal_patch_size"], defaults["merge_size"])
+        defaults["patch_size"],
+        defaults["temporal_patch_size"],
+        defaults["merge_size"],
+    )
 
 
 @pytest.mark.parametrize("num_frames", [1, 3, 4])
@@ -190,6 +238,75 @@ def test_two_identical_frames_give_the_image_rows():
 def test_single_video_may_be_given_as_its_frame_list_or_array():
     frames = [rgb(40, 60, seed=i) for i in range(3)]
     nested = VideoProcessor()([frames])
-    np.testing.assert_array_equal(VideoProcessor()(frames)["pixel_values_videos"], nested["pixel_values_videos"])
+    np.testing.assert_array_equal(
+        VideoProcessor()(frames)["pixel_values_videos"], nested["pixel_values_videos"]
+    )
     stacked = np.stack([np.array(f) for f in frames])
-    np.testing.assert_array_equal(VideoProcessor()(stacked)["pixel_values_videos"], nested["pixel_values_videos"])
+    np.testing.assert_array_equal(
+        VideoProcessor()(stacked)["pixel_values_videos"], nested["pixel_values_videos"]
+    )
+
+
+# ------------------------------------------------------------------------------ uint8 output
+def _affine(rows, norm: PixelNormalization):
+    scale, offset = norm.column_scale_and_offset(rows.shape[1])
+    return rows.astype(np.float32) * scale + offset
+
+
+@pytest.mark.parametrize("kind", ["sizes", "odd_inputs"])
+def test_uint8_rows_are_transformers_unnormalised_rows_and_the_affine_gives_its_float_rows(kind):
+    cfg = CONFIGS[0]
+    images = [rgb(h, w, seed=i) for i, (h, w) in enumerate(SIZES)] if kind == "sizes" else _odd_inputs()
+    raw_hf = hf_image.Qwen2VLImageProcessorPil(do_rescale=False, do_normalize=False, **cfg)
+    hf = hf_image.Qwen2VLImageProcessorPil(**cfg)
+    ours = ImageProcessor(output="uint8", **cfg)
+    for image in images.values() if isinstance(images, dict) else images:
+        out = ours(image)
+        assert out["pixel_values"].dtype == np.uint8
+        np.testing.assert_array_equal(out["image_grid_thw"], hf(image)["image_grid_thw"])
+        np.testing.assert_array_equal(out["pixel_values"], raw_hf(image)["pixel_values"])  # resize, layout
+        want = hf(image)["pixel_values"]
+        np.testing.assert_allclose(_affine(out["pixel_values"], ours.normalization), want, rtol=0, atol=1e-6)
+
+
+def test_float_rows_are_the_channel_table_of_the_uint8_rows_bit_for_bit():
+    from transformers.image_transforms import normalize, rescale
+
+    norm = ImageProcessor().normalization
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, None], 3, axis=0)  # [3, 1, 256] channels first
+    hf_values = normalize(rescale(ramp, norm.rescale_factor), norm.mean, norm.std)[:, 0]
+    np.testing.assert_array_equal(norm.channel_table(), hf_values)
+    image = rgb(333, 517, seed=4)
+    rows = ImageProcessor(output="uint8")(image)["pixel_values"]
+    floats = normalize_rows(rows, norm.channel_table())
+    np.testing.assert_array_equal(floats, ImageProcessor()(image)["pixel_values"])
+
+
+def test_column_scale_and_offset_follow_each_columns_channel():
+    norm = PixelNormalization(rescale_factor=0.5, mean=(1.0, 2.0, 3.0), std=(2.0, 4.0, 8.0))
+    scale, offset = norm.column_scale_and_offset(3 * 2 * 14 * 14)
+    assert scale.dtype == offset.dtype == np.float32 and scale.shape == (1176,)
+    channel = np.arange(1176) // 392  # rows are (channel, frame, y, x)
+    np.testing.assert_array_equal(scale, np.array([0.25, 0.125, 0.0625], np.float32)[channel])
+    np.testing.assert_array_equal(offset, np.array([-0.5, -0.5, -0.375], np.float32)[channel])
+    assert set(norm.batch_arrays(1176)) == {"pixel_scale", "pixel_offset"}
+    with pytest.raises(ValueError, match="multiple"):
+        norm.column_scale_and_offset(1000)
+    switched_off = ImageProcessor(do_rescale=False, do_normalize=False).normalization
+    assert switched_off == PixelNormalization(1.0, (0.0,) * 3, (1.0,) * 3)
+
+
+def test_uint8_video_rows_and_their_affine():
+    frames = [rgb(60, 90, seed=i) for i in range(3)]
+    out = VideoProcessor(output="uint8")(frames)
+    raw = VideoProcessor(do_rescale=False, do_normalize=False)(frames)
+    assert out["pixel_values_videos"].dtype == np.uint8
+    np.testing.assert_array_equal(out["pixel_values_videos"], raw["pixel_values_videos"])
+    want = VideoProcessor()(frames)["pixel_values_videos"]  # fused video formula: equal up to rounding
+    got = _affine(out["pixel_values_videos"], VideoProcessor().normalization)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+
+
+def test_unknown_output_is_refused():
+    with pytest.raises(ValueError, match="output"):
+        ImageProcessor(output="float16")
