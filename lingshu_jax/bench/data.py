@@ -60,11 +60,14 @@ class OursData:
         self.processor = Processor(Tokenizer.from_pretrained(spec["tok_dir"]),
                                    ImageProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS))
         self.model_config = preset("qwen2.5-vl-7b")
-        self.args = argparse.Namespace(seq_len=8192, batch_size=1, patch_budget=16384,
+        self.args = argparse.Namespace(seq_len=int(spec.get("seq_len", 8192)), batch_size=1, patch_budget=16384,
                                        workers=int(spec.get("data_workers", 2)))
 
     def run(self) -> dict[str, Any]:
         out = self.module.bench_ours(self.spec["path"], self.processor, self.model_config, self.args)
+        if out["steady_samples"] <= 0:
+            raise ValueError(f"data: all {out['samples']} samples fit in the first batch of {self.args.seq_len} "
+                             "tokens; use more samples (or a shorter seq_len) to measure the steady rate")
         return {"samples_per_s": out["steady_samples"] / out["steady_s"],
                 "samples_per_s_incl_startup": out["samples"] / out["total_s"], "samples": out["samples"],
                 "cpu_s": out.get("cpu_s"), "packing_efficiency": out.get("efficiency"),

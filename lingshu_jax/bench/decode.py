@@ -59,12 +59,61 @@ class OursInference(OursPrefill):
         return {"full_s": full_s, "one_s": one_s}
 
 
+    def breakdown(self, max_new_tokens: int, reps: int = 5) -> dict[str, Any]:
+        """Roofline view of one decode step (batch x 1 token): the step as its own jitted program (outside
+        generate's while_loop), the lm_head matmul alone, the bytes of weights a step must read, and the
+        streaming bandwidth of this machine (a jitted scale of a 256 MiB array: read + write)."""
+        import jax
+        import jax.numpy as jnp
+
+        from lingshu_jax.model.text import init_cache
+        from lingshu_jax.model.vlm import Qwen25VL
+        from lingshu_jax.train.flops import matmul_params
+
+        cfg, b = self.config, int(self.spec["decode_batch"])
+        cache_len = 64 * -(-(int(self.spec["decode_prompt"]) + max_new_tokens) // 64)
+        module, params = Qwen25VL(cfg), self.model.params
+        batch = {"input_ids": jnp.zeros((b, 1), jnp.int32), "segment_ids": jnp.ones((b, 1), jnp.int32),
+                 "position_ids": jnp.full((3, b, 1), int(self.spec["decode_prompt"]), jnp.int32)}
+        cache = init_cache(cfg, b, cache_len)
+        step = jax.jit(lambda p, x, c: module.apply({"params": p}, x, c)).lower(params, batch, cache).compile()
+        head = params.get("lm_head", {}).get("kernel")
+        if head is None:
+            head = params["model"]["embed_tokens"]["embedding"].T
+        h = jnp.ones((b, cfg.text.hidden_size), head.dtype)
+        lm_head = jax.jit(lambda h, w: h @ w).lower(h, head).compile()
+        big = jnp.ones((64 * 2**20,), jnp.float32)
+        scale = jax.jit(lambda x: x * 1.0001).lower(big).compile()
+        itemsize = jnp.dtype(cfg.param_dtype).itemsize
+        n = matmul_params(cfg)
+        out = {"step_s": _median_calls(lambda: jax.block_until_ready(step(params, batch, cache)), reps),
+               "lm_head_s": _median_calls(lambda: jax.block_until_ready(lm_head(h, head)), reps),
+               "weight_bytes": (n["text_layers"] + n["lm_head"]) * itemsize, "cache_len": cache_len}
+        copy_s = _median_calls(lambda: jax.block_until_ready(scale(big)), reps)
+        out["stream_gb_s"] = 2 * big.size * 4 / copy_s / 1e9
+        return out
+
+
+def _median_calls(fn, reps: int) -> float:
+    from lingshu_jax.bench.harness import median
+
+    fn()
+    return median([timed(fn)[0] for _ in range(max(1, reps))])
+
+
 class HFInference(HFPrefill):
     """Prefill + decode with `Qwen2_5_VLForConditionalGeneration.generate` (greedy, KV cache)."""
+
+    def calibrate(self) -> dict[str, Any]:
+        """Thread counts for the prefill and for decoding (proxy: generating 4 tokens)."""
+        out = super().calibrate()
+        out["decode"] = self._calibrate("decode", lambda: self._generate(4))
+        return out
 
     def _generate(self, n: int) -> np.ndarray:
         from lingshu_jax.bench import common
 
+        self._use_threads("decode")
         if not hasattr(self, "decode_inputs"):
             self.decode_inputs = common.torch_inputs(_decode_inputs(self.spec, self.config), self.device, None)
         x = self.decode_inputs
@@ -86,12 +135,25 @@ class HFInference(HFPrefill):
         one_s, _ = timed(lambda: self._generate(1))
         return {"full_s": full_s, "one_s": one_s}
 
+    def breakdown(self, max_new_tokens: int, reps: int = 5) -> dict[str, Any]:
+        """Top ops (self CPU seconds) of one profiled generate call of `max_new_tokens`."""
+        from torch.profiler import ProfilerActivity, profile
 
-def rates(runs: list[dict[str, float]], batch: int, max_new_tokens: int) -> dict[str, list[float]]:
-    """Per-round decode and end-to-end tokens/s from {full_s, one_s} timings."""
-    decode = [batch * (max_new_tokens - 1) / max(r["full_s"] - r["one_s"], 1e-9) for r in runs]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            self._generate(max_new_tokens)
+        rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:6]
+        return {"top_ops": [(r.key, r.self_cpu_time_total / 1e6, r.count) for r in rows],
+                "torch_threads": self.torch.get_num_threads()}
+
+
+def rates(runs: list[dict[str, float]], batch: int, max_new_tokens: int) -> dict[str, list[float | None]]:
+    """Per-round decode and end-to-end tokens/s from {full_s, one_s} timings. A round whose full call was
+    not slower than the 1-token call (noise larger than the decode time) gives None, not a rate."""
+    gaps = [r["full_s"] - r["one_s"] for r in runs]
+    decode = [batch * (max_new_tokens - 1) / g if g > 0 else None for g in gaps]
     e2e = [batch * max_new_tokens / r["full_s"] for r in runs]
-    return {"decode_tok_s": decode, "e2e_tok_s": e2e, "per_token_s": [1 / (d / batch) for d in decode]}
+    return {"decode_tok_s": decode, "e2e_tok_s": e2e,
+            "step_s": [g / (max_new_tokens - 1) if g > 0 else None for g in gaps]}
 
 
 def token_agreement(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:

@@ -28,12 +28,17 @@ def median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs))
 
 
-def summarize(xs: Sequence[float]) -> dict[str, Any]:
-    """Raw values plus median / min / max / relative spread ((max - min) / median)."""
-    xs = [float(x) for x in xs]
-    med = median(xs)
-    return {"values": xs, "n": len(xs), "median": med, "min": min(xs), "max": max(xs),
-            "spread": (max(xs) - min(xs)) / med if med else math.nan}
+def summarize(xs: Sequence[float | None]) -> dict[str, Any]:
+    """Raw values plus median / min / max / relative spread ((max - min) / median) of the valid ones
+    (None and NaN are invalid: e.g. a decode round whose difference of two timings was not positive)."""
+    values = [None if x is None else float(x) for x in xs]
+    valid = [x for x in values if x is not None and not math.isnan(x)]
+    out: dict[str, Any] = {"values": values, "n": len(valid), "invalid": len(values) - len(valid)}
+    if not valid:
+        return dict(out, median=None, min=None, max=None, spread=None)
+    med = median(valid)
+    return dict(out, median=med, min=min(valid), max=max(valid),
+                spread=(max(valid) - min(valid)) / med if med else math.nan)
 
 
 def speedup(ours: float | None, theirs: float | None, higher_is_better: bool) -> float | None:
@@ -200,9 +205,11 @@ class Worker:
     conn: Any
 
     @classmethod
-    def start(cls, name: str, factory: str, *args, env: dict[str, str | None] | None = None) -> "Worker":
+    def start(cls, name: str, factory: str, *args, env: dict[str, str | None] | None = None,
+              wait: bool = True) -> "Worker":
         """Spawns the process; `factory` names the session class ('module:Class'), imported in the
-        worker after `env` is applied (None values unset a variable)."""
+        worker after `env` is applied (None values unset a variable). With `wait=False` the session is
+        still being built on return: call `ready()` before anything else (lets two workers load at once)."""
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_serve, args=(child, factory, args, dict(env or {})), name=f"bench-{name}",
@@ -210,8 +217,14 @@ class Worker:
         proc.start()
         child.close()
         worker = cls(name, proc, parent)
-        worker._receive()
+        if wait:
+            worker.ready()
         return worker
+
+    def ready(self) -> "Worker":
+        """Waits until the session is built (raises WorkerError if building it failed)."""
+        self._receive()
+        return self
 
     def _receive(self):
         try:

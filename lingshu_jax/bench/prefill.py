@@ -58,8 +58,33 @@ class HFPrefill:
         inputs = common.spec_inputs(spec, self.config)
         self.np_inputs = {k: v for k, v in inputs.items() if k != "labels"}
         self.inputs = common.torch_inputs(self.np_inputs, self.device, dtype)
+        self.threads: dict[str, int] = {}  # workload -> calibrated torch thread count
+
+    def _use_threads(self, workload: str) -> None:
+        if workload in self.threads:
+            self.torch.set_num_threads(self.threads[workload])
+
+    def _calibrate(self, workload: str, proxy) -> dict[str, Any]:
+        if self.device.type != "cpu" or self.spec.get("torch_threads"):
+            return {"threads": self.torch.get_num_threads(), "calibrated": False}
+        out = common.calibrate_torch_threads(self.torch, proxy)
+        self.threads[workload] = out["threads"]
+        return out
+
+    def calibrate(self) -> dict[str, Any]:
+        """Best torch thread count for the prefill (proxy: a forward of the batch's first row)."""
+        n = int(self.inputs["image_grid_thw"][0].prod())
+        row = {k: v[:1] for k, v in self.inputs.items() if k not in ("pixel_values", "image_grid_thw")}
+        row.update(pixel_values=self.inputs["pixel_values"][:n], image_grid_thw=self.inputs["image_grid_thw"][:1])
+
+        def proxy():
+            with self.torch.inference_mode():
+                self.model(**row)
+
+        return {"prefill": self._calibrate("prefill", proxy)}
 
     def _forward(self):
+        self._use_threads("prefill")
         start = time.perf_counter()
         with self.torch.inference_mode():
             logits = self.model(**self.inputs).logits

@@ -15,6 +15,7 @@ from typing import Any
 
 from lingshu_jax.bench import common
 from lingshu_jax.bench.harness import median, timed
+from lingshu_jax.bench.peak import HFPeak, OursPeak
 
 LR, CLIP = 1e-5, 1.0
 OPTIM = {"groups": [(".*", LR, "all")], "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
@@ -32,10 +33,11 @@ def hlo_op_counts(hlo_text: str) -> dict[str, int]:
     return out
 
 
-class OursTrain:
+class OursTrain(OursPeak):
     """Our jitted train step (`lingshu_jax.train.trainer.train_step`) on the fixed batch."""
 
     def __init__(self, spec: dict[str, Any]):
+        super().__init__(spec)
         import jax
         import jax.numpy as jnp
 
@@ -55,19 +57,29 @@ class OursTrain:
         params = model.params
         self.state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": jax.jit(self.tx.init)(params),
                       "bad_steps": jnp.zeros((), jnp.int32)}
-        jitted = jax.jit(functools.partial(train_step, self.module, self.tx), donate_argnums=(0,))
-        self.lower_s, lowered = timed(lambda: jitted.lower(self.state, self.batch))
-        self.compile_s, self.step_fn = timed(lowered.compile)
-        self.hlo_ops = hlo_op_counts(self.step_fn.as_text())
+        self.jitted = jax.jit(functools.partial(train_step, self.module, self.tx), donate_argnums=(0,))
 
     def _step(self) -> float:
         self.state, metrics = self.step_fn(self.state, self.batch)
         return float(metrics["loss"])  # blocks until the step is done
 
     def first(self) -> dict[str, Any]:
+        """Traces + lowers, compiles (each timed), then the first step (step-0 loss). If the step returns a
+        state whose dtypes differ from its input's (e.g. bf16 parameters with float32 gradients turn the
+        Adam moments into float32), it compiles again for the new state, as `jax.jit` would at step 2, and
+        reports it."""
+        lower_s, lowered = timed(lambda: self.jitted.lower(self.state, self.batch))
+        compile_s, self.step_fn = timed(lowered.compile)
+        before = _avals(self.state)
         t, loss = timed(self._step)
-        return {"time_s": t, "loss": loss, "compile_s": self.compile_s, "lower_s": self.lower_s,
-                "hlo_ops": self.hlo_ops, "environment": common.jax_environment()}
+        out = {"time_s": t, "loss": loss, "compile_s": compile_s, "lower_s": lower_s,
+               "hlo_ops": hlo_op_counts(self.step_fn.as_text()), "environment": common.jax_environment()}
+        changed = [k for k, (a, b) in _zip_avals(before, _avals(self.state)) if a != b]
+        if changed:
+            more = [f"... {len(changed) - 5} more"] if len(changed) > 5 else []
+            out["state_dtype_changed"] = changed[:5] + more
+            out["recompile_s"], self.step_fn = timed(lambda: self.jitted.lower(self.state, self.batch).compile())
+        return out
 
     def run(self) -> dict[str, Any]:
         t, loss = timed(self._step)
@@ -78,29 +90,55 @@ class OursTrain:
 
         return jax_device_memory()
 
-    def breakdown(self, reps: int = 1, parts=("vision_forward", "forward")) -> dict[str, Any]:
-        """Median seconds of the vision tower forward, the whole forward (loss) and (if in `parts`)
-        forward + backward, each its own jitted program, plus the whole step; and `attention_probe`."""
+    def breakdown(self, step_s: float, reps: int = 1, budget_s: float | None = None) -> dict[str, Any]:
+        """Where a step's time goes, most telling parts first, each its own jitted program, until
+        `budget_s` is spent: `attention_probe`, `head_probe`, the vision tower forward, the whole forward
+        (loss). `step_s` is the measured whole step (the rounds' median)."""
         import jax
 
         from lingshu_jax.model.vlm import VISION_KEYS
         from lingshu_jax.train.step import mean_loss
 
         b = {k: v[0] for k, v in self.batch.items()}
-        programs = {
-            "vision_forward": lambda p: self.module.apply({"params": p}, *(b[k] for k in VISION_KEYS),
-                                                          method=lambda m, *a: m.visual(*a)),
-            "forward": lambda p: mean_loss(self.module, p, b),
-            "forward_backward": jax.value_and_grad(lambda p: mean_loss(self.module, p, b)),
-        }
         params = self.state["params"]
-        out: dict[str, Any] = {}
-        for name in parts:
-            out[f"{name}_compile_s"], compiled = timed(lambda: jax.jit(programs[name]).lower(params).compile())
-            out[name] = _median_call(lambda: jax.block_until_ready(compiled(params)), reps)
-        out["step"] = _median_call(self._step, reps)
-        out["vision_attention"] = self.attention_probe(reps)
-        return _derive(out)
+
+        def program(fn):
+            def run():
+                compiled = jax.jit(fn).lower(params).compile()
+                return _median_call(lambda: jax.block_until_ready(compiled(params)), reps)
+            return run
+
+        parts = [("vision_attention", lambda: self.attention_probe(reps)),
+                 ("loss_head", lambda: self.head_probe(reps)),
+                 ("vision_forward", program(lambda p: self.module.apply(
+                     {"params": p}, *(b[k] for k in VISION_KEYS), method=lambda m, *a: m.visual(*a)))),
+                 ("forward", program(lambda p: mean_loss(self.module, p, b)))]
+        return _derive(dict(_budgeted(parts, budget_s), step=step_s))
+
+    def head_probe(self, reps: int = 1) -> dict[str, Any]:
+        """Forward + backward of the lm_head matmul alone and followed by our cross entropy
+        (`train.loss.cross_entropy_sums`), at this batch's [tokens, hidden] x [hidden, vocab] shapes."""
+        import jax
+        import jax.numpy as jnp
+
+        from lingshu_jax.train.loss import cross_entropy_sums
+
+        (b, s), t = self.inputs["input_ids"].shape, self.config.text
+        dtype = jnp.dtype(self.config.dtype)
+        kh, kw, kt = jax.random.split(jax.random.key(0), 3)
+        h = jax.random.normal(kh, (b, s, t.hidden_size), dtype)
+        w = (0.02 * jax.random.normal(kw, (t.hidden_size, t.vocab_size))).astype(dtype)
+        targets = jax.random.randint(kt, (b, s), 0, t.vocab_size)
+
+        def ce(h, w):
+            total, count = cross_entropy_sums(h @ w, targets)
+            return total / count
+
+        out = {"tokens": b * s, "hidden": t.hidden_size, "vocab": t.vocab_size}
+        for name, fn in (("matmul_s", lambda h, w: (h @ w).astype(jnp.float32).sum()), ("with_loss_s", ce)):
+            compiled = jax.jit(jax.value_and_grad(fn, argnums=(0, 1))).lower(h, w).compile()
+            out[name] = _median_call(lambda: jax.block_until_ready(compiled(h, w)), reps)
+        return out
 
     def attention_probe(self, reps: int = 1) -> dict[str, Any]:
         """Forward + backward of the vision attention at this batch's shapes, as the model computes it
@@ -127,12 +165,13 @@ class OursTrain:
         n_full = len(v.fullatt_block_indexes)
         counts = {"window": v.depth - n_full, "full": n_full}
         out = {"patches": int(n), "heads": v.num_heads, "head_dim": v.head_dim, "blocks": counts}
-        dense_total, blocked_total = 0.0, 0.0
+        dense_total, blocked_total, dense = 0.0, 0.0, None
         for kind, seg in segs.items():
             if not counts[kind]:
                 continue
-            mask = segment_mask(jnp.asarray(seg)[None], jnp.asarray(seg)[None], causal=False)
-            dense = cost(lambda a, b, c, m: dot_product_attention(a, b, c, m), mask)
+            if dense is None:  # same shapes and work for both kinds; only the mask's values differ
+                mask = segment_mask(jnp.asarray(seg)[None], jnp.asarray(seg)[None], causal=False)
+                dense = cost(lambda a, b, c, m: dot_product_attention(a, b, c, m), mask)
             size = _equal_block_size(seg)
             blocked = None
             if size:
@@ -143,6 +182,18 @@ class OursTrain:
             blocked_total = None if blocked is None or blocked_total is None else blocked_total + counts[kind] * blocked
         out["dense_total_s"], out["blocked_total_s"] = dense_total, blocked_total
         return out
+
+
+def _avals(tree) -> dict[str, tuple]:
+    import jax
+
+    from lingshu_jax.train.optimizer import path_str
+
+    return {path_str(k): (tuple(x.shape), str(x.dtype)) for k, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _zip_avals(a: dict, b: dict):
+    return [(k, (a[k], b.get(k))) for k in a]
 
 
 def _median_call(fn, reps: int) -> float:
@@ -163,18 +214,36 @@ def _equal_block_size(segments) -> int | None:
     return int(lengths[0])
 
 
-class HFTrain:
+class HFTrain(HFPeak):
     """transformers: `loss = model(**batch, labels=...).loss; loss.backward(); clip; AdamW.step()`."""
 
     def __init__(self, spec: dict[str, Any]):
+        super().__init__(spec)
         self.torch, self.device, dtype = common.torch_setup(spec)
+        self.spec_threads = spec.get("torch_threads")
         torch = self.torch
         self.model = common.load_hf(spec, train=True)
+        if spec.get("remat_policy", "none") != "none":
+            self.model.gradient_checkpointing_enable()  # transformers' only remat: recompute each layer
         from lingshu_jax.model.config import ModelConfig
 
         config = ModelConfig.from_pretrained(spec["model_dir"])
         self.inputs = common.torch_inputs(common.spec_inputs(spec, config), self.device, dtype)
         self.optimizer, self.optimizer_impl = _torch_adamw(torch, self.model.parameters())
+
+    def calibrate(self) -> dict[str, Any]:
+        """Best torch thread count (CPU) for a proxy of the step: a forward of the batch's first row."""
+        if self.device.type != "cpu" or self.spec_threads:
+            return {"threads": self.torch.get_num_threads(), "calibrated": False}
+        n = self.inputs["image_grid_thw"][0].prod().item()
+        row = {k: v[:1] for k, v in self.inputs.items() if k not in ("pixel_values", "image_grid_thw")}
+        row.update(pixel_values=self.inputs["pixel_values"][:n], image_grid_thw=self.inputs["image_grid_thw"][:1])
+
+        def proxy():
+            with self.torch.inference_mode():
+                self.model(**row)
+
+        return common.calibrate_torch_threads(self.torch, proxy)
 
     def _step(self) -> float:
         out = self.model(**self.inputs)
@@ -198,10 +267,10 @@ class HFTrain:
 
         return torch_device_memory()
 
-    def breakdown(self, reps: int = 1, parts=None) -> dict[str, Any]:
-        """Same split as ours: vision forward, forward, forward + backward (autograd on, as in a training
-        step), whole step, and the top ops of one profiled step. (`parts` is accepted for symmetry.)"""
-        torch, model, x = self.torch, self.model, self.inputs
+    def breakdown(self, step_s: float, reps: int = 1, budget_s: float | None = None) -> dict[str, Any]:
+        """Same parts as ours (autograd on in the forwards, as in a training step), until `budget_s` is
+        spent: `head_probe`, vision forward, forward, then the top ops of one profiled step."""
+        model, x = self.model, self.inputs
         sync = functools.partial(common.torch_sync, self.device)
         pix, grid = x["pixel_values"], x["image_grid_thw"]
 
@@ -213,17 +282,53 @@ class HFTrain:
             model(**x).loss.detach()
             sync()
 
-        def forward_backward():
-            model(**x).loss.backward()
-            sync()
-            model.zero_grad(set_to_none=True)
+        parts = [("loss_head", lambda: self.head_probe(reps)),
+                 ("vision_forward", lambda: _median_call(vision, reps)),
+                 ("forward", lambda: _median_call(forward, reps)),
+                 ("top_ops", lambda: _torch_top_ops(self.torch, self._step))]
+        return _derive(dict(_budgeted(parts, budget_s), step=step_s))
 
-        out: dict[str, Any] = {}
-        for name, fn in (("vision_forward", vision), ("forward", forward), ("forward_backward", forward_backward)):
-            out[name] = _median_call(fn, reps)
-        out["step"] = _median_call(self._step, reps)
-        out["top_ops"] = _torch_top_ops(torch, self._step)
-        return _derive(out)
+    def head_probe(self, reps: int = 1) -> dict[str, Any]:
+        """As ours: lm_head matmul forward + backward, alone and followed by the cross entropy transformers'
+        causal-LM loss uses (`F.cross_entropy` on float32 logits)."""
+        torch = self.torch
+        b, s = self.inputs["input_ids"].shape
+        cfg = self.model.config.get_text_config()
+        d, v = cfg.hidden_size, cfg.vocab_size
+        g = torch.Generator().manual_seed(0)
+        dtype = self.model.dtype
+        h = torch.randn(b, s, d, generator=g).to(self.device, dtype).requires_grad_()
+        w = (0.02 * torch.randn(d, v, generator=g)).to(self.device, dtype).requires_grad_()
+        targets = torch.randint(0, v, (b * s,), generator=g).to(self.device)
+        sync = functools.partial(common.torch_sync, self.device)
+
+        def run(with_loss: bool):
+            logits = h @ w
+            loss = (torch.nn.functional.cross_entropy(logits.float().view(-1, v), targets) if with_loss
+                    else logits.float().sum())
+            loss.backward()
+            sync()
+            h.grad = w.grad = None
+
+        out = {"tokens": b * s, "hidden": d, "vocab": v}
+        for name, flag in (("matmul_s", False), ("with_loss_s", True)):
+            out[name] = _median_call(lambda: run(flag), reps)
+        return out
+
+
+def _budgeted(parts, budget_s: float | None) -> dict[str, Any]:
+    """Runs (name, fn) parts in order; once `budget_s` is spent the rest are listed under 'skipped'."""
+    import time
+
+    start, out, skipped = time.perf_counter(), {}, []
+    for name, fn in parts:
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            skipped.append(name)
+        else:
+            out[name] = fn()
+    if skipped:
+        out["skipped"] = skipped
+    return out
 
 
 def _derive(t: dict[str, Any]) -> dict[str, Any]:
@@ -231,8 +336,10 @@ def _derive(t: dict[str, Any]) -> dict[str, Any]:
     vision; backward + optimizer = step - forward; and, when forward + backward was timed, backward and
     optimizer (+ clipping, guard) apart. Differences of noisy medians: read them as estimates."""
     out = dict(t)
-    out["text_forward"] = t["forward"] - t["vision_forward"]
-    out["backward_and_optimizer"] = t["step"] - t["forward"]
+    if "forward" in t and "vision_forward" in t:
+        out["text_forward"] = t["forward"] - t["vision_forward"]
+    if "forward" in t:
+        out["backward_and_optimizer"] = t["step"] - t["forward"]
     if "forward_backward" in t:
         out["backward"] = t["forward_backward"] - t["forward"]
         out["optimizer"] = t["step"] - t["forward_backward"]

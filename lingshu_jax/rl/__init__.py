@@ -1,5 +1,8 @@
-"""GRPO (Lingshu stage 4): loss pieces (`loss`) and reward plugins (`rewards`)."""
+"""GRPO (Lingshu stage 4): loss pieces (`loss`), reward plugins (`rewards`), prompt data (`data`),
+rollouts (`rollout`) and the training loop (`trainer.train`, CLI scripts/train_rl.py; imported on use).
+"""
 
+from lingshu_jax.rl.data import PromptSchedule, load_prompts, parse_record, read_prompts
 from lingshu_jax.rl.loss import aggregate, group_advantages, grpo_loss, k3_kl, token_entropy, token_log_probs
 from lingshu_jax.rl.rewards import (
     LINGSHU_REWARDS,
@@ -13,6 +16,7 @@ from lingshu_jax.rl.rewards import (
 
 __all__ = [
     "LINGSHU_REWARDS",
+    "PromptSchedule",
     "accuracy_reward",
     "aggregate",
     "combine_rewards",
@@ -22,6 +26,9 @@ __all__ = [
     "grpo_loss",
     "k3_kl",
     "list_rewards",
+    "load_prompts",
+    "parse_record",
+    "read_prompts",
     "register_reward",
     "token_entropy",
     "token_log_probs",

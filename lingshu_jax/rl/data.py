@@ -5,9 +5,10 @@ One record per line (images relative to `root`)::
     {"question": "Is there a fracture?", "images": ["xr/1.png"], "answer": "yes", "question_type": "yes_no"}
     {"question": "Which organ?", "images": ["ct/2.png"], "answer": "B", "question_type": "multiple_choice",
      "options": ["liver", "spleen", "kidney"]}
-    {"messages": [{"role": "user", "content": "<image>Which organ?"}], "images": ["ct/2.png"], "answer": "liver"}
+    {"messages": [{"role": "user", "content": "<image>Which organ?"}], "images": ["ct/2.png"],
+     "answer": "liver"}
 
-`question_type` is one of closed | open | yes_no | multiple_choice (also the evaluation suite's names
+`question_type` is one of closed | open | yes_no | multiple_choice (or the evaluation suite's names
 closed | open | yesno | mc); without it, options make a record multiple choice, else it is closed. A
 multiple-choice answer is the option's letter (or the option's text, turned into its letter).
 
@@ -19,6 +20,7 @@ which asks for ``<think>...</think>`` before the answer, the strict format the `
 Order: `PromptSchedule` draws the prompts of rollout step s from a seeded permutation per epoch, as a pure
 function of s, so a resumed run continues at exactly the right place without saving iterator state.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +38,14 @@ from lingshu_jax.evals import prompts as eval_prompts
 log = logging.getLogger(__name__)
 
 # record question_type -> the reward / scorer's name (`rl.rewards._reference_fields`)
-QUESTION_TYPES = {"closed": "closed", "open": "open", "yes_no": "yesno", "yesno": "yesno",
-                  "multiple_choice": "mc", "mc": "mc"}
+QUESTION_TYPES = {
+    "closed": "closed",
+    "open": "open",
+    "yes_no": "yesno",
+    "yesno": "yesno",
+    "multiple_choice": "mc",
+    "mc": "mc",
+}
 # EasyR1's reasoning instruction (its r1v / math format prompt), with the answer form the evaluation uses.
 DEFAULT_FORMAT_PROMPT = (
     "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
@@ -78,13 +86,15 @@ def _question_type(record: dict, where: str) -> str:
 
 def _mc_answer(answer: str, options: Sequence[str], where: str) -> str:
     """A multiple-choice answer as its letter (accepts the letter or the option's exact text)."""
-    letters = eval_prompts.LETTERS[:len(options)]
+    letters = eval_prompts.LETTERS[: len(options)]
     if answer.strip().upper() in letters and len(answer.strip()) == 1:
         return answer.strip().upper()
     matches = [i for i, o in enumerate(options) if o.strip().lower() == answer.strip().lower()]
     if not matches:
-        raise ValueError(f"{where}: multiple-choice answer {answer!r} is neither a letter in {letters} nor an "
-                         "option's text")
+        raise ValueError(
+            f"{where}: multiple-choice answer {answer!r} is neither a letter in {letters} nor an "
+            "option's text"
+        )
     return letters[matches[0]]
 
 
@@ -107,9 +117,14 @@ def _question_text(record: dict, qtype: str) -> str:
     """The evaluation suite's reasoning prompt for a bare question."""
     q = str(record["question"])
     if qtype == "mc":
-        return eval_prompts.multiple_choice_prompt(q, eval_prompts.format_choices(record["options"]), reasoning=True)
-    builder = {"yesno": eval_prompts.judgement_prompt, "closed": eval_prompts.closed_prompt,
-               "open": eval_prompts.open_prompt}[qtype]
+        return eval_prompts.multiple_choice_prompt(
+            q, eval_prompts.format_choices(record["options"]), reasoning=True
+        )
+    builder = {
+        "yesno": eval_prompts.judgement_prompt,
+        "closed": eval_prompts.closed_prompt,
+        "open": eval_prompts.open_prompt,
+    }[qtype]
     return builder(q, reasoning=True)
 
 
@@ -140,7 +155,9 @@ def _finish_messages(messages: list[dict], root: str, format_prompt: str, where:
             part = dict(part)
             if part["type"] == "image":
                 if not isinstance(part["image"], str):
-                    raise ValueError(f"{where}: image references must be paths, got {type(part['image']).__name__}")
+                    raise ValueError(
+                        f"{where}: image references must be paths, got {type(part['image']).__name__}"
+                    )
                 try:
                     part["image"] = resolve_under_root(part["image"], root, where)
                 except DataError as e:
@@ -204,15 +221,21 @@ def downsample_yes_no(prompts: Sequence[Prompt], keep: float, seed: int = 0) -> 
 
 def load_prompts(data_cfg: Any, seed: int = 0) -> list[Prompt]:
     """`config.data` -> the training prompts (yes/no downsampled). Keys: paths, root, yes_no_keep,
-    format_prompt."""
+    format_prompt (read here); shuffle, filter_overlong (read by the trainer)."""
     cfg = dict(data_cfg)
-    unknown = sorted(set(cfg) - {"paths", "root", "yes_no_keep", "format_prompt", "shuffle"})
+    unknown = sorted(
+        set(cfg) - {"paths", "root", "yes_no_keep", "format_prompt", "shuffle", "filter_overlong"}
+    )
     if unknown:
         raise ValueError(f"config.data: unknown keys {unknown}")
-    prompts = read_prompts(list(cfg["paths"]), cfg.get("root") or "", cfg.get("format_prompt", DEFAULT_FORMAT_PROMPT))
+    prompts = read_prompts(
+        list(cfg["paths"]), cfg.get("root") or "", cfg.get("format_prompt", DEFAULT_FORMAT_PROMPT)
+    )
     kept = downsample_yes_no(prompts, float(cfg.get("yes_no_keep", 1.0)), seed)
     counts = {t: sum(p.question_type == t for p in kept) for t in ("closed", "open", "yesno", "mc")}
-    log.info("RL prompts: %d of %d kept after yes/no downsampling; by type %s", len(kept), len(prompts), counts)
+    log.info(
+        "RL prompts: %d of %d kept after yes/no downsampling; by type %s", len(kept), len(prompts), counts
+    )
     if not kept:
         raise ValueError(f"config.data.paths {list(cfg['paths'])}: no prompts left")
     return kept
@@ -247,6 +270,40 @@ class PromptSchedule:
         while pos < start + self.batch:
             epoch, offset = divmod(pos, self.num_prompts)
             take = min(self.num_prompts - offset, start + self.batch - pos)
-            out.append(self._epoch(epoch)[offset:offset + take])
+            out.append(self._epoch(epoch)[offset : offset + take])
             pos += take
         return np.concatenate(out)
+
+
+# ------------------------------------------------------------------------------------------- demo data
+def prepare_easy_vqa_prompts(out_dir: str) -> str:
+    """The RL demo's prompts: easy-VQA's training questions (PyPI `easy-vqa`, offline) as JSONL records,
+    in the SFT demo's conversation form (system prompt, image, question), images relative to the easy-VQA
+    data root. 28K of the 38.6K questions are yes/no, as in medical VQA, so `yes_no_keep` matters.
+    Idempotent; returns the JSONL path."""
+    from easy_vqa import get_train_questions
+
+    from lingshu_jax.demo import SYSTEM
+
+    path = os.path.join(out_dir, "easy_vqa_rl.jsonl")
+    if os.path.exists(path):
+        return path
+    os.makedirs(out_dir, exist_ok=True)
+    rows = []
+    for q, a, i in zip(*get_train_questions()):
+        rows.append(
+            {
+                "messages": [
+                    {"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": f"<image>{q}"},
+                ],
+                "images": [f"train/images/{i}.png"],
+                "answer": a,
+                "question_type": "yes_no" if a in ("yes", "no") else "closed",
+            }
+        )
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    os.replace(tmp, path)
+    return path

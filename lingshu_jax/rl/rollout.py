@@ -20,6 +20,7 @@ processor outputs (the same pixel rows and grids the generator was given), and p
 `prepare_inputs` over the whole row: transformers' M-RoPE rule continues the text after the prompt at
 max(prompt positions) + 1, which is exactly the position the generator's decode loop used.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,7 @@ from lingshu_jax.infer.sampling import SamplingConfig
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.vlm import prepare_inputs
 from lingshu_jax.rl.data import Prompt
-from lingshu_jax.rl.loss import group_advantages
+from lingshu_jax.rl.loss import group_advantages, token_log_probs
 
 # Vision entries of processor outputs, in the order `prepare_inputs` takes them.
 _VISION = (("pixel_values", "image_grid_thw"), ("pixel_values_videos", "video_grid_thw"))
@@ -50,13 +51,16 @@ def encode_prompt(processor, prompt: Prompt, max_prompt_tokens: int = 0) -> dict
     enc = processor([list(prompt.messages)], add_generation_prompt=True)
     n = int(np.asarray(enc["attention_mask"]).sum())
     if max_prompt_tokens and n > max_prompt_tokens:
-        raise ValueError(f"{prompt.where}: prompt has {n} tokens (images included) > config.rl.max_prompt_tokens="
-                         f"{max_prompt_tokens}; set config.data.filter_overlong=True to drop such prompts")
+        raise ValueError(
+            f"{prompt.where}: prompt has {n} tokens (images included) > config.rl.max_prompt_tokens="
+            f"{max_prompt_tokens}; set config.data.filter_overlong=True to drop such prompts"
+        )
     return enc
 
 
 def filter_overlong(processor, prompts: Sequence[Prompt], max_prompt_tokens: int) -> list[Prompt]:
-    """Prompts whose encoding fits `max_prompt_tokens` (EasyR1's filter_overlong_prompts; opens every image)."""
+    """Prompts whose encoding fits `max_prompt_tokens` (EasyR1's filter_overlong_prompts; opens every
+    image once)."""
     keep = []
     for p in prompts:
         try:
@@ -88,24 +92,49 @@ def sample_responses(
     mesh=None,
     rules=None,
     buckets: Buckets = Buckets(),
-) -> tuple[np.ndarray, np.ndarray]:
+    behaviour_logp: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """G samples of every prompt, with `infer.generate` (whole prompts per call, <= rows_per_call rows).
 
     Returns:
-      tokens [P*G, T] int32 (the stop token included, `pad_token_id` after it), lengths [P*G] int32.
+      tokens [P*G, T] int32 (the stop token included, `pad_token_id` after it), lengths [P*G] int32, and
+      with `behaviour_logp` the log-probs [P*G, T] float32 of the sampled tokens under the logits the decode
+      loop sampled them from (a debugging aid: generation then returns [rows, T, V] logits), else None.
     """
     per_call = max(1, rows_per_call // group_size)
-    tokens, lengths = [], []
+    tokens, lengths, logps = [], [], []
     for call, start in enumerate(range(0, len(encoded), per_call)):
-        rows = [enc for enc in encoded[start:start + per_call] for _ in range(group_size)]
-        out = generate(config, params, batching.collate(rows, pad_token_id), max_new_tokens, sampling,
-                       jax.random.fold_in(rng, call), tuple(stop_token_ids), pad_token_id, mesh=mesh, rules=rules,
-                       buckets=buckets)
+        rows = [enc for enc in encoded[start : start + per_call] for _ in range(group_size)]
+        out = generate(
+            config,
+            params,
+            batching.collate(rows, pad_token_id),
+            max_new_tokens,
+            sampling,
+            jax.random.fold_in(rng, call),
+            tuple(stop_token_ids),
+            pad_token_id,
+            mesh=mesh,
+            rules=rules,
+            buckets=buckets,
+            return_logits=behaviour_logp,
+        )
         tokens.append(out["tokens"])
         lengths.append(out["lengths"])
+        if behaviour_logp:
+            scaled = out["logits"] / (sampling.temperature or 1.0)
+            logps.append(np.asarray(token_log_probs(scaled, out["tokens"])))
     width = max(t.shape[1] for t in tokens)
-    tokens = [np.pad(t, ((0, 0), (0, width - t.shape[1])), constant_values=pad_token_id) for t in tokens]
-    return np.concatenate(tokens).astype(np.int32), np.concatenate(lengths).astype(np.int32)
+    tokens = _concat_padded(tokens, width, pad_token_id).astype(np.int32)
+    logp = _concat_padded(logps, width, 0.0).astype(np.float32) if behaviour_logp else None
+    return tokens, np.concatenate(lengths).astype(np.int32), logp
+
+
+def _concat_padded(arrays: Sequence[np.ndarray], width: int, value) -> np.ndarray:
+    """[rows_i, T_i] arrays -> [sum rows_i, width], each right-padded with `value`."""
+    return np.concatenate(
+        [np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=value) for a in arrays]
+    )
 
 
 # -------------------------------------------------------------------------------------- the rollout
@@ -115,6 +144,7 @@ class Rollout:
 
     tokens [R, T_gen], lengths [R] (R = P*G); after `score`: texts, rewards [R], per_reward {name: [R]},
     advantages [R]; after the log-prob passes (set by the trainer): old_logp, ref_logp [R, resp_len].
+    `logprob_gap()`: the largest |old_logp - behaviour_logp| over response tokens, when both are known.
     """
 
     prompts: list[Prompt]
@@ -125,24 +155,29 @@ class Rollout:
     prompt_bucket: int = 64
     response_bucket: int = 64
     patch_bucket: int = 256
+    max_new_tokens: int = 0
     texts: list[str] = dataclasses.field(default_factory=list)
     rewards: np.ndarray | None = None
     per_reward: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     advantages: np.ndarray | None = None
     old_logp: np.ndarray | None = None
     ref_logp: np.ndarray | None = None
+    behaviour_logp: np.ndarray | None = None  # [R, T_gen], from the generator's own logits (debugging)
 
     def __post_init__(self):
         r = len(self.prompts) * self.group_size
         if self.tokens.shape[0] != r or self.lengths.shape != (r,):
-            raise ValueError(f"Rollout: {len(self.prompts)} prompts x {self.group_size} samples need {r} rows; got "
-                             f"tokens {self.tokens.shape}, lengths {self.lengths.shape}")
+            raise ValueError(
+                f"Rollout: {len(self.prompts)} prompts x {self.group_size} samples need {r} rows; got "
+                f"tokens {self.tokens.shape}, lengths {self.lengths.shape}"
+            )
         self.prompt_of_row = np.repeat(np.arange(len(self.prompts)), self.group_size)
         longest = max(len(_prompt_ids(e)) for e in self.encoded)
         self.prompt_len = batching.bucket_size(longest, self.prompt_bucket)
-        self.resp_len = min(self.tokens.shape[1], batching.bucket_size(int(self.lengths.max(initial=1)),
-                                                                       self.response_bucket))
-        self.resp_len = max(self.resp_len, int(self.lengths.max(initial=1)))
+        longest = int(self.lengths.max(initial=1))
+        self.resp_len = batching.bucket_size(longest, self.response_bucket)
+        if self.max_new_tokens:
+            self.resp_len = max(min(self.resp_len, self.max_new_tokens), longest)
 
     @property
     def num_rows(self) -> int:
@@ -153,13 +188,24 @@ class Rollout:
         lengths = self.lengths if rows is None else self.lengths[rows]
         return np.arange(self.resp_len)[None, :] < lengths[:, None]
 
+    def logprob_gap(self) -> float:
+        """Max |log-prob of the update's forward - log-prob the decode loop sampled with| over the response
+        tokens: ~1e-6 in float32 when the forward sees the prompt, images and positions generation saw."""
+        t = min(self.behaviour_logp.shape[1], self.resp_len)
+        mask = self.response_mask()[:, :t]
+        return float(np.abs(self.old_logp[:, :t] - self.behaviour_logp[:, :t])[mask].max(initial=0.0))
+
     def score(self, processor, reward_fn: Callable, scale_by_std: bool = True) -> None:
         """Decodes the responses, applies `reward_fn` (`rewards.combine_rewards`) and normalises per group."""
-        self.texts = [processor.decode(t[:n], skip_special_tokens=True) for t, n in zip(self.tokens, self.lengths)]
+        self.texts = [
+            processor.decode(t[:n], skip_special_tokens=True) for t, n in zip(self.tokens, self.lengths)
+        ]
         refs = [self.prompts[p].reference for p in self.prompt_of_row]
         total, self.per_reward = reward_fn(self.texts, refs)
         self.rewards = np.asarray(total, np.float32)
-        self.advantages = np.asarray(group_advantages(self.rewards, self.group_size, scale_by_std=scale_by_std))
+        self.advantages = np.asarray(
+            group_advantages(self.rewards, self.group_size, scale_by_std=scale_by_std)
+        )
 
     def patch_budget(self, rows_per_batch: int) -> int:
         """A vision patch budget that fits any `rows_per_batch` rows of this rollout (the sum over the rows
@@ -168,7 +214,9 @@ class Rollout:
         most = int(per_row[:rows_per_batch].sum())
         return batching.bucket_size(most, self.patch_bucket) if most else 0
 
-    def model_batch(self, config: ModelConfig, rows: Sequence[int], pad_id: int, patch_budget: int = 0) -> dict:
+    def model_batch(
+        self, config: ModelConfig, rows: Sequence[int], pad_id: int, patch_budget: int = 0
+    ) -> dict:
         """Model inputs (DESIGN.md) for `rows` (-1 = an all-padding row) plus the GRPO arrays:
         response_tokens / response_mask [b, resp_len], and old_logp / ref_logp [b, resp_len], advantages [b]
         when known. numpy, host side."""
@@ -182,18 +230,30 @@ class Rollout:
                 continue
             enc = self.encoded[self.prompt_of_row[r]]
             prompt = _prompt_ids(enc)
-            ids[i, p_len - len(prompt):p_len] = prompt
+            ids[i, p_len - len(prompt) : p_len] = prompt
             n = int(self.lengths[r])
-            ids[i, p_len:p_len + n] = self.tokens[r, :n]
-            mask[i, p_len - len(prompt):p_len + n] = 1
+            ids[i, p_len : p_len + n] = self.tokens[r, :n]  # n <= resp_len
+            mask[i, p_len - len(prompt) : p_len + n] = 1
             for pair in _VISION:
                 for k in pair:
                     if k in enc:
                         vision[k].append(np.asarray(enc[k]))
         cat = {k: (np.concatenate(v) if v else None) for k, v in vision.items()}
-        batch = prepare_inputs(config, ids, mask, cat["pixel_values"], cat["image_grid_thw"],
-                               cat["pixel_values_videos"], cat["video_grid_thw"],
-                               patch_budget=patch_budget or None)
+        # A sampled <|image_pad|> / <|video_pad|> is plain text to the decode loop (embedded, position +1):
+        # hide it from the vision bookkeeping, keep it as the input token.
+        as_text = np.zeros_like(ids, bool)
+        as_text[:, p_len:] = np.isin(ids[:, p_len:], [config.image_token_id, config.video_token_id])
+        batch = prepare_inputs(
+            config,
+            np.where(as_text, pad_id, ids),
+            mask,
+            cat["pixel_values"],
+            cat["image_grid_thw"],
+            cat["pixel_values_videos"],
+            cat["video_grid_thw"],
+            patch_budget=patch_budget or None,
+        )
+        batch["input_ids"] = ids
         live = rows >= 0
         safe = np.where(live, rows, 0)
         resp_mask = self.response_mask(safe) & live[:, None]
@@ -206,4 +266,3 @@ class Rollout:
         if self.advantages is not None:
             batch["advantages"] = np.where(live, self.advantages[safe], 0.0).astype(np.float32)
         return batch
-

@@ -12,20 +12,23 @@
 A trainer *step* is one rollout batch (`rl.rollout_prompts` prompts x `rl.group_size` samples); it makes
 `rollout_prompts / mini_batch_prompts * epochs` optimizer updates (Lingshu: 512 / 128 * 1 = 4).
 
-`update_step(state, batch)` is pure: batch leaves are [K micro-batches, micro rows, ...]; the loss of the
-mini-batch is aggregated over all its tokens (or sequences) at once, exactly as without accumulation,
-and an update with a non-finite loss or gradient is skipped (the SFT trainer's guard). Gradients are
-taken for every parameter; parameters in a frozen optimizer group get a zero update.
+Device steps are pure and jitted: `accumulate_step(params, acc, micro_batch)` adds one micro-batch's
+gradient and metric sums (micro-batches are sent one at a time: a Lingshu mini-batch is 2048 rows), and
+`update_step(state, acc)` makes the optimizer update with the loss aggregated over the whole mini-batch
+at once, exactly as without accumulation, skipping an update whose loss or gradient is not finite (the SFT
+trainer's guard). Gradients are taken for every parameter; a frozen optimizer group gets a zero update.
 
 Resume: the checkpoint holds params, optimizer state, step, the base RNG key and the data position; the
 prompts and the sampling key of step s are functions of (seed, s), so a resumed run repeats exactly the
 rollouts an uninterrupted run would have made.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
 import importlib
+import json
 import logging
 import os
 import time
@@ -41,20 +44,20 @@ from lingshu_jax import sharding
 from lingshu_jax.infer.generate import batch_shards, generation_rules
 from lingshu_jax.infer.sampling import SamplingConfig
 from lingshu_jax.model.vlm import Qwen25VL, abstract_params, init_params
-from lingshu_jax.rl.data import PromptSchedule, load_prompts
+from lingshu_jax.rl.data import PromptSchedule, load_prompts, prepare_easy_vqa_prompts
 from lingshu_jax.rl.loss import LOSS_AGG_MODES, grpo_loss, masked_mean, token_entropy, token_log_probs
 from lingshu_jax.rl.rewards import combine_rewards
 from lingshu_jax.rl.rollout import Rollout, encode_prompt, filter_overlong, sample_responses
 from lingshu_jax.train.checkpoint import Checkpointer
-from lingshu_jax.train.metrics import MetricsWriter, plot_curves
+from lingshu_jax.train.metrics import MetricsWriter, plot_curves, truncate_after
 from lingshu_jax.train.optimizer import make_optimizer
-from lingshu_jax.train.trainer import (_assets_dir, _finish, _model_config, _Preemption, _stack,
-                                       _write_config)
+from lingshu_jax.train.trainer import _assets_dir, _finish, _model_config, _Preemption, _write_config
 
 log = logging.getLogger(__name__)
 
 CURVE_KEYS = ("reward", "reward/accuracy", "reward/format", "kl", "entropy", "response_length")
 _TOKEN_METRICS = ("kl", "clip_fraction", "ratio_mean", "ppo_kl", "entropy")
+_SUM_KEYS = ("weight", "tokens", "loss", "pg_loss", *_TOKEN_METRICS)
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -66,6 +69,9 @@ class GRPOSettings:
     `mini_batch_prompts` prompts (x group_size rows), accumulated over micro-batches of `micro_batch_rows`
     rows; `epochs` passes over each rollout. Lengths: prompts up to `max_prompt_tokens` (0 = no limit),
     responses up to `max_new_tokens`. Buckets: shape granules for prompt / response lengths and patches.
+    `check_logprobs` (debugging, small runs: generation then returns [rows, T, vocab] logits) logs
+    `logprob_gap`, the largest difference between the old log-probs of the update's forward and those of
+    the logits the decode loop sampled from; it is ~1e-6 when both see the same inputs.
     """
 
     group_size: int = 16
@@ -88,6 +94,7 @@ class GRPOSettings:
     prompt_bucket: int = 64
     response_bucket: int = 64
     patch_bucket: int = 256
+    check_logprobs: bool = False
 
     @classmethod
     def from_config(cls, cfg) -> GRPOSettings:
@@ -109,16 +116,27 @@ class GRPOSettings:
         return self.rollout_prompts // self.mini_batch_prompts * self.epochs
 
     def validate(self):
-        for name in ("group_size", "rollout_prompts", "mini_batch_prompts", "micro_batch_rows", "epochs",
-                     "max_new_tokens", "rows_per_generate"):
+        for name in (
+            "group_size",
+            "rollout_prompts",
+            "mini_batch_prompts",
+            "micro_batch_rows",
+            "epochs",
+            "max_new_tokens",
+            "rows_per_generate",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"config.rl.{name}={getattr(self, name)}: must be >= 1")
         if self.rollout_prompts % self.mini_batch_prompts:
-            raise ValueError(f"config.rl.rollout_prompts={self.rollout_prompts} must be a multiple of "
-                             f"config.rl.mini_batch_prompts={self.mini_batch_prompts}")
+            raise ValueError(
+                f"config.rl.rollout_prompts={self.rollout_prompts} must be a multiple of "
+                f"config.rl.mini_batch_prompts={self.mini_batch_prompts}"
+            )
         if self.mini_batch_rows % self.micro_batch_rows:
-            raise ValueError(f"config.rl.micro_batch_rows={self.micro_batch_rows} must divide a mini-batch of "
-                             f"mini_batch_prompts x group_size = {self.mini_batch_rows} rows")
+            raise ValueError(
+                f"config.rl.micro_batch_rows={self.micro_batch_rows} must divide a mini-batch of "
+                f"mini_batch_prompts x group_size = {self.mini_batch_rows} rows"
+            )
         if self.temperature <= 0:
             raise ValueError(f"config.rl.temperature={self.temperature}: GRPO samples, so it must be > 0")
         if self.loss_agg not in LOSS_AGG_MODES:
@@ -144,7 +162,7 @@ def _response_forward(module: Qwen25VL, batch: dict):
     t = batch["response_tokens"].shape[1]
     p = batch["input_ids"].shape[1] - t
     hidden, _ = module(batch, return_hidden=True)
-    return module.logits(hidden[:, p - 1:p - 1 + t])
+    return module.logits(hidden[:, p - 1 : p - 1 + t])
 
 
 def response_log_probs(module: Qwen25VL, temperature: float, params, batch: dict) -> jax.Array:
@@ -155,12 +173,23 @@ def response_log_probs(module: Qwen25VL, temperature: float, params, batch: dict
 
 def _loss_sums(module: Qwen25VL, s: GRPOSettings, params, mb: dict):
     """(loss x weight, metric sums) of one micro-batch; weight = its tokens (token-mean) or sequences."""
-    logits = module.apply({"params": params}, mb, method=_response_forward).astype(jnp.float32) / s.temperature
+    logits = (
+        module.apply({"params": params}, mb, method=_response_forward).astype(jnp.float32) / s.temperature
+    )
     logp = token_log_probs(logits, mb["response_tokens"])
     mask = mb["response_mask"]
-    loss, m = grpo_loss(logp, mb["old_logp"], mb["ref_logp"], mb["advantages"], mask, clip_eps=s.clip_eps,
-                        clip_eps_high=s.clip_eps_high, kl_coef=s.kl_coef, loss_agg=s.loss_agg,
-                        clip_ratio_dual=s.clip_ratio_dual)
+    loss, m = grpo_loss(
+        logp,
+        mb["old_logp"],
+        mb["ref_logp"],
+        mb["advantages"],
+        mask,
+        clip_eps=s.clip_eps,
+        clip_eps_high=s.clip_eps_high,
+        kl_coef=s.kl_coef,
+        loss_agg=s.loss_agg,
+        clip_ratio_dual=s.clip_ratio_dual,
+    )
     tokens = jnp.sum(mask).astype(jnp.float32)
     weight = tokens if s.loss_agg == "token-mean" else jnp.sum(jnp.sum(mask, -1) > 0).astype(jnp.float32)
     m["entropy"] = masked_mean(token_entropy(jax.lax.stop_gradient(logits)), mask)
@@ -169,36 +198,479 @@ def _loss_sums(module: Qwen25VL, s: GRPOSettings, params, mb: dict):
     return loss * weight, jax.lax.stop_gradient(sums)
 
 
-def _accumulate(loss_fn, params, batch: dict):
-    """Sums of gradients and metric sums over the micro-batch axis (scan). -> (grads f32, sums)."""
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    first = jax.tree.map(lambda x: x[0], batch)
-    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), jax.eval_shape(loss_fn, params, first)[1])
-
-    def body(carry, mb):
-        g_acc, s_acc = carry
-        (_, sums), g = grad_fn(params, mb)
-        return (jax.tree.map(lambda a, b: a + b.astype(jnp.float32), g_acc, g), jax.tree.map(jnp.add, s_acc, sums)), None
-
-    init = (jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), params), zeros)
-    (grads, sums), _ = jax.lax.scan(body, init, batch)
-    return grads, sums
+def zero_accumulator(params) -> dict:
+    """{"grads": float32 zeros like params, "sums": {metric: 0}}: what `accumulate_step` adds into."""
+    return {
+        "grads": jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), params),
+        "sums": {k: jnp.zeros((), jnp.float32) for k in _SUM_KEYS},
+    }
 
 
-def update_step(module: Qwen25VL, tx, s: GRPOSettings, state: dict, batch: dict) -> tuple[dict, dict]:
-    """One optimizer update on one mini-batch. state {params, opt_state, bad_steps}; batch leaves
-    [K, micro, ...] with response_tokens/mask, old_logp, ref_logp [K, micro, T], advantages [K, micro]."""
-    grads, sums = _accumulate(functools.partial(_loss_sums, module, s), state["params"], batch)
+def accumulate_step(module: Qwen25VL, s: GRPOSettings, params, acc: dict, mb: dict) -> dict:
+    """acc + the gradient of one micro-batch's loss sum and its metric sums.
+
+    mb leaves [micro, ...]: the model inputs plus response_tokens / response_mask / old_logp / ref_logp
+    [micro, T] and advantages [micro]. Micro-batches go through this one at a time from the host, so the
+    device never holds more than one micro-batch of a mini-batch (a Lingshu mini-batch is 2048 rows).
+    """
+    (_, sums), grads = jax.value_and_grad(functools.partial(_loss_sums, module, s), has_aux=True)(params, mb)
+    return {
+        "grads": jax.tree.map(lambda a, g: a + g.astype(jnp.float32), acc["grads"], grads),
+        "sums": {k: acc["sums"][k] + sums[k] for k in _SUM_KEYS},
+    }
+
+
+def update_step(tx, state: dict, acc: dict) -> tuple[dict, dict, dict]:
+    """One optimizer update from a mini-batch's accumulated sums. The gradient is divided once by the
+    mini-batch's token (or sequence) count, so the loss is aggregated over the whole mini-batch exactly as
+    without micro-batches. An update with a non-finite loss or gradient is skipped.
+
+    state {params, opt_state, bad_steps} -> (state, a zeroed accumulator for the next mini-batch, metrics).
+    """
+    sums = acc["sums"]
     weight, tokens = jnp.maximum(sums["weight"], 1.0), jnp.maximum(sums["tokens"], 1.0)
-    grads = jax.tree.map(lambda g, p: (g / weight).astype(p.dtype), grads, state["params"])
+    grads = jax.tree.map(lambda g, p: (g / weight).astype(p.dtype), acc["grads"], state["params"])
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     loss = sums["loss"] / weight
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
-    new_state = {"params": keep(params, state["params"]), "opt_state": keep(opt_state, state["opt_state"]),
-                 "bad_steps": jnp.where(ok, 0, state["bad_steps"] + 1)}
-    metrics = {"loss": loss, "pg_loss": sums["pg_loss"] / weight, "grad_norm": grad_norm, "finite": ok,
-               "tokens": sums["tokens"], **{k: sums[k] / tokens for k in _TOKEN_METRICS}}
-    return new_state, metrics
+    new_state = {
+        "params": keep(params, state["params"]),
+        "opt_state": keep(opt_state, state["opt_state"]),
+        "bad_steps": jnp.where(ok, 0, state["bad_steps"] + 1),
+    }
+    metrics = {
+        "loss": loss,
+        "pg_loss": sums["pg_loss"] / weight,
+        "grad_norm": grad_norm,
+        "finite": ok,
+        "tokens": sums["tokens"],
+        **{k: sums[k] / tokens for k in _TOKEN_METRICS},
+    }
+    return new_state, jax.tree.map(jnp.zeros_like, acc), metrics
+
+
+# ------------------------------------------------------------------------------------------- programs
+@dataclasses.dataclass(frozen=True)
+class _Programs:
+    """The compiled device steps of a run (see `_programs`)."""
+
+    logprob: Any  # (params, batch) -> [b, T] log-probs
+    zeros: Any  # (params,) -> accumulator
+    accumulate: Any  # (params, acc, micro-batch) -> acc       (acc donated)
+    update: Any  # (state, acc) -> (state, acc, metrics)       (state and acc donated)
+
+
+# Compiled steps are cached per static key, like `infer.generate.compiled_program`, so that several runs
+# in one process (tests, sweeps, a resume after a stop) compile each program once.
+_PROGRAMS: dict = {}
+
+
+def _optim_key(config) -> str:
+    optim = config.optim.to_dict() if hasattr(config.optim, "to_dict") else dict(config.optim)
+    return json.dumps(optim, sort_keys=True, default=repr)
+
+
+def _programs(model_cfg, tx, s: GRPOSettings, train_shard: dict, mesh, optim_key: str) -> _Programs:
+    """Jitted steps with explicit shardings; `tx` must be the optimizer `optim_key` (its config) describes."""
+    leaves, treedef = jax.tree.flatten(train_shard)
+    key = (model_cfg, s, optim_key, treedef, tuple(leaves))
+    if key not in _PROGRAMS:
+        if len(_PROGRAMS) >= 8:
+            _PROGRAMS.clear()
+        module = Qwen25VL(model_cfg)
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        acc_shard = {"grads": train_shard["params"], "sums": {k: replicated for k in _SUM_KEYS}}
+        p_shard = train_shard["params"]
+        _PROGRAMS[key] = _Programs(
+            logprob=jax.jit(functools.partial(response_log_probs, module, s.temperature)),
+            zeros=jax.jit(zero_accumulator, in_shardings=(p_shard,), out_shardings=acc_shard),
+            accumulate=jax.jit(
+                functools.partial(accumulate_step, module, s),
+                in_shardings=(p_shard, acc_shard, None),
+                out_shardings=acc_shard,
+                donate_argnums=(1,),
+            ),
+            update=jax.jit(
+                functools.partial(update_step, tx),
+                in_shardings=(train_shard, acc_shard),
+                out_shardings=(train_shard, acc_shard, None),
+                donate_argnums=(0, 1),
+            ),
+        )
+    return _PROGRAMS[key]
+
+
+# ------------------------------------------------------------------------------------------- the run
+@dataclasses.dataclass
+class _Run:
+    """What every step needs: the model, mesh, processor, settings and the compiled functions."""
+
+    config: ml_collections.ConfigDict
+    settings: GRPOSettings
+    model_cfg: Any
+    mesh: Any
+    rules: Any
+    processor: Any
+    reward_fn: Any
+    workdir: str = ""
+    programs: _Programs | None = None
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.processor.tokenizer.pad_token_id)
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        return tuple(int(t) for t in self.processor.tokenizer.eos_token_ids)
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        s = self.settings
+        return SamplingConfig(s.temperature, s.top_k, s.top_p)
+
+    def global_batch(self, batch: dict, micro_axis: bool = False) -> dict:
+        return sharding.global_batch(batch, self.mesh, self.rules, micro_axis=micro_axis)
+
+
+def _check_batch_shards(s: GRPOSettings, mesh, rules):
+    n = batch_shards(mesh, generation_rules(rules))
+    if s.micro_batch_rows % n:
+        raise ValueError(
+            f"config.rl.micro_batch_rows={s.micro_batch_rows} must be a multiple of the mesh's batch "
+            f"shards ({n} = data x fsdp in config.mesh)"
+        )
+
+
+def _prompts(config, processor, s: GRPOSettings) -> list:
+    prompts = load_prompts(config.data, config.seed)
+    if config.data.get("filter_overlong") and s.max_prompt_tokens:
+        kept = filter_overlong(processor, prompts, s.max_prompt_tokens)
+        log.info("dropped %d prompts longer than %d tokens", len(prompts) - len(kept), s.max_prompt_tokens)
+        prompts = kept
+    if not prompts:
+        raise ValueError("config.data: no prompts left after filtering")
+    return prompts
+
+
+def _collect(run: _Run, params, prompts, key) -> Rollout:
+    """Samples the rollout of `prompts` with the current policy."""
+    s = run.settings
+    encoded = [encode_prompt(run.processor, p, s.max_prompt_tokens) for p in prompts]
+    tokens, lengths, behaviour = sample_responses(
+        run.model_cfg,
+        params,
+        encoded,
+        s.group_size,
+        s.max_new_tokens,
+        run.sampling,
+        key,
+        run.stop_ids,
+        run.pad_id,
+        rows_per_call=s.rows_per_generate,
+        mesh=run.mesh,
+        rules=run.rules,
+        behaviour_logp=s.check_logprobs,
+    )
+    return Rollout(
+        list(prompts),
+        encoded,
+        s.group_size,
+        tokens,
+        lengths,
+        s.prompt_bucket,
+        s.response_bucket,
+        s.patch_bucket,
+        s.max_new_tokens,
+        behaviour_logp=behaviour,
+    )
+
+
+def _log_probs(run: _Run, params, ro: Rollout, budget: int) -> np.ndarray:
+    """[R, resp_len] log-probs of the sampled tokens under `params`, in micro-batches of rows."""
+    m = run.settings.micro_batch_rows
+    out = []
+    for start in range(0, ro.num_rows, m):
+        rows = np.arange(start, start + m)
+        rows = np.where(rows < ro.num_rows, rows, -1)
+        batch = ro.model_batch(run.model_cfg, rows, run.pad_id, budget)
+        out.append(np.asarray(run.programs.logprob(params, run.global_batch(batch)))[:, : ro.resp_len])
+    return np.concatenate(out)[: ro.num_rows]
+
+
+def _update(run: _Run, state: dict, ro: Rollout, budget: int, step: int) -> tuple[dict, list[dict]]:
+    """`epochs` shuffled passes over the rollout; one optimizer update per mini-batch, its gradient
+    accumulated over micro-batches sent one by one (host batch building overlaps device work)."""
+    s, prog = run.settings, run.programs
+    metrics = []
+    acc = prog.zeros(state["params"])
+    for epoch in range(s.epochs):
+        order = np.random.default_rng([run.config.seed, step, epoch]).permutation(ro.num_rows)
+        for start in range(0, ro.num_rows, s.mini_batch_rows):
+            rows = order[start : start + s.mini_batch_rows]
+            for k in range(0, len(rows), s.micro_batch_rows):
+                mb = ro.model_batch(run.model_cfg, rows[k : k + s.micro_batch_rows], run.pad_id, budget)
+                acc = prog.accumulate(state["params"], acc, run.global_batch(mb))
+            state, acc, m = prog.update(state, acc)
+            m = jax.device_get(m)
+            if not bool(m["finite"]):
+                log.warning("step %d: non-finite loss or gradient; update skipped", step)
+                if int(state["bad_steps"]) >= run.config.train.max_bad_steps:
+                    raise FloatingPointError(
+                        f"{run.config.train.max_bad_steps} consecutive updates with a non-finite "
+                        "loss or gradient (config.train.max_bad_steps); stopping"
+                    )
+            metrics.append(m)
+    return state, metrics
+
+
+def _step(run: _Run, state: dict, ref_params, prompts, key, step: int) -> tuple[dict, dict]:
+    """One rollout step: sample, score, log-probs, updates. -> (state, metrics row)."""
+    s = run.settings
+    t0 = time.perf_counter()
+    ro = _collect(run, state["params"], prompts, key)
+    t1 = time.perf_counter()
+    ro.score(run.processor, run.reward_fn, s.scale_adv_by_std)
+    t2 = time.perf_counter()
+    budget = ro.patch_budget(s.micro_batch_rows)
+    ro.old_logp = _log_probs(run, state["params"], ro, budget)
+    ro.ref_logp = _log_probs(run, ref_params, ro, budget) if s.kl_coef else ro.old_logp
+    t3 = time.perf_counter()
+    state, updates = _update(run, state, ro, budget, step)
+    t4 = time.perf_counter()
+    row = _rollout_metrics(run, ro)
+    row.update(_update_metrics(updates))
+    if ro.behaviour_logp is not None:
+        row["logprob_gap"] = ro.logprob_gap()
+    _write_samples(run, ro, step)
+    seq_tokens = float(sum(len(e["input_ids"][0]) for e in ro.encoded) * s.group_size + ro.lengths.sum())
+    row.update(
+        {
+            "time/rollout": t1 - t0,
+            "time/reward": t2 - t1,
+            "time/logprob": t3 - t2,
+            "time/update": t4 - t3,
+            "time/step": t4 - t0,
+            "time/update_per_minibatch": (t4 - t3) / max(len(updates), 1),
+            "rollout_tokens_per_s": float(ro.lengths.sum()) / max(t1 - t0, 1e-9),
+            "update_tokens_per_s": seq_tokens * s.epochs / max(t4 - t3, 1e-9),
+        }
+    )
+    return state, row
+
+
+def _write_samples(run: _Run, ro: Rollout, step: int):
+    """Appends the first `train.log_samples` responses of a step (text, reference, rewards) to
+    `samples.jsonl` in the workdir: what the policy actually writes, next to the curves."""
+    n = int(run.config.train.get("log_samples", 0))
+    if not n or not run.workdir:
+        return
+    with open(os.path.join(run.workdir, "samples.jsonl"), "a", encoding="utf-8") as f:
+        for r in range(min(n, ro.num_rows)):
+            row = {
+                "step": step,
+                "row": r,
+                "response": ro.texts[r],
+                "reward": float(ro.rewards[r]),
+                "rewards": {k: float(v[r]) for k, v in ro.per_reward.items()},
+                "reference": ro.prompts[ro.prompt_of_row[r]].reference,
+            }
+            f.write(json.dumps(row, default=list) + "\n")
+
+
+def _rollout_metrics(run: _Run, ro: Rollout) -> dict:
+    """Rewards (total and each, unweighted), response lengths, truncation, uninformative groups."""
+    row = {"reward": float(ro.rewards.mean()), "reward/std": float(ro.rewards.std())}
+    row.update({f"reward/{k}": float(np.mean(v)) for k, v in ro.per_reward.items()})
+    groups = ro.rewards.reshape(-1, ro.group_size)
+    row["zero_advantage_groups"] = float(np.mean(groups.max(1) == groups.min(1)))
+    last = ro.tokens[np.arange(ro.num_rows), np.maximum(ro.lengths - 1, 0)]
+    row["response_length"] = float(ro.lengths.mean())
+    row["response_length/max"] = float(ro.lengths.max())
+    row["response_truncated"] = float(np.mean(~np.isin(last, run.stop_ids)))
+    return row
+
+
+def _update_metrics(updates: list[dict]) -> dict:
+    """Loss and grad norm averaged over the step's updates; token metrics weighted by tokens."""
+    tokens = np.array([float(m["tokens"]) for m in updates])
+    row = {k: float(np.mean([float(m[k]) for m in updates])) for k in ("loss", "pg_loss", "grad_norm")}
+    for k in _TOKEN_METRICS:
+        row[k] = float(np.sum([float(m[k]) * t for m, t in zip(updates, tokens)]) / max(tokens.sum(), 1.0))
+    row["skipped_updates"] = float(sum(not bool(m["finite"]) for m in updates))
+    return row
+
+
+def _average(rows: list[dict]) -> dict:
+    """Mean of each metric over the steps since the last log row."""
+    keys = {k for r in rows for k in r}
+    return {k: float(np.mean([r[k] for r in rows if k in r])) for k in sorted(keys)}
+
+
+# ------------------------------------------------------------------------------------------- state
+_TRAIN_KEYS = ("params", "opt_state", "bad_steps")
+
+
+def _initial_params(config, model_cfg, init_path, mesh, rules, p_shard):
+    """The starting (and reference) parameters: `init_from` (stage 3), else a seeded random init."""
+    with sharding.mesh_context(mesh, rules):
+        if init_path:
+            from lingshu_jax.convert.load import load_any
+
+            return load_any(init_path, dtype=model_cfg.param_dtype, shardings=p_shard)[1]
+        return jax.jit(lambda r: init_params(model_cfg, r), out_shardings=p_shard)(
+            jax.random.key(config.seed)
+        )
+
+
+def _initial_state(config, ref_params, tx, p_shard, mesh, rules, ckpt: Checkpointer) -> tuple[dict, dict]:
+    """(full state {params, opt_state, bad_steps, step, rng, data_position}, its shardings): the latest
+    checkpoint, else a fresh copy of the reference parameters (the reference itself stays frozen)."""
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    with sharding.mesh_context(mesh, rules):
+        opt_state = jax.jit(tx.init)(ref_params)
+    shard = {
+        "params": p_shard,
+        "opt_state": jax.tree.map(lambda x: x.sharding, opt_state),
+        "bad_steps": replicated,
+        "step": replicated,
+        "rng": replicated,
+        "data_position": replicated,
+    }
+    key_data = jax.random.key_data(jax.random.key(config.seed))
+    if ckpt.latest_step() is not None:
+        like = {
+            "params": ref_params,
+            "opt_state": opt_state,
+            "bad_steps": jnp.zeros((), jnp.int32),
+            "step": jnp.zeros((), jnp.int32),
+            "rng": key_data,
+            "data_position": jnp.zeros((), jnp.int32),
+        }
+        abstract = jax.tree.map(
+            lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), like, shard
+        )
+        return ckpt.restore(None, abstract), shard
+    with sharding.mesh_context(mesh, rules):
+        params = jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=p_shard)(ref_params)
+    full = {
+        "params": params,
+        "opt_state": opt_state,
+        "bad_steps": np.int32(0),
+        "step": np.int32(0),
+        "rng": key_data,
+        "data_position": np.int32(0),
+    }
+    return jax.device_put(full, shard), shard
+
+
+def _full_state(state: dict, step: int, key, position: int, shard: dict) -> dict:
+    extra = {"step": np.int32(step), "rng": jax.random.key_data(key), "data_position": np.int32(position)}
+    return {**state, **jax.device_put(extra, {k: shard[k] for k in extra})}
+
+
+# ------------------------------------------------------------------------------------------- the loop
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Runs (or resumes) GRPO; returns the last logged metrics. Rerun the same command to resume."""
+    os.makedirs(workdir, exist_ok=True)
+    sharding.initialize_distributed(config.get("distributed"))
+    if jax.process_count() > 1:
+        raise NotImplementedError(
+            "lingshu_jax.rl.trainer: multi-process (multi-host) RL is not implemented yet; "
+            "run on one host (any number of local devices)"
+        )
+    if config.get("prepare_demo_data"):
+        prepare_easy_vqa_prompts(config.prepare_demo_data)
+    _write_config(config, workdir)
+    s = GRPOSettings.from_config(config.rl)
+    reward_fn, _ = make_reward_fn(config)
+
+    # ---- mesh, policy + reference parameters, optimizer --------------------------------------------
+    mesh = sharding.make_mesh(config.mesh)
+    rules = sharding.rules_from_config(config.get("sharding_rules"))
+    _check_batch_shards(s, mesh, rules)
+    model_cfg, init_path = _model_config(config)
+    p_shard = sharding.param_shardings(abstract_params(model_cfg, boxed=True), mesh, rules)
+    ref_params = _initial_params(config, model_cfg, init_path, mesh, rules, p_shard)
+    tx, opt_info = make_optimizer(config.optim, ref_params)
+
+    # ---- prompts, processor ----------------------------------------------------------------------------
+    from lingshu_jax.processing import Processor
+
+    assets = _assets_dir(config, init_path)
+    run = _Run(config, s, model_cfg, mesh, rules, Processor.from_pretrained(assets), reward_fn, workdir)
+    prompts = _prompts(config, run.processor, s)
+    schedule = PromptSchedule(
+        len(prompts), s.rollout_prompts, config.seed, bool(config.data.get("shuffle", True))
+    )
+
+    # ---- state and resume ------------------------------------------------------------------------------
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep_last=config.train.keep_checkpoints)
+    full, shard = _initial_state(config, ref_params, tx, p_shard, mesh, rules, ckpt)
+    start, key = int(full["step"]), jax.random.wrap_key_data(full["rng"])
+    state = {k: full[k] for k in _TRAIN_KEYS}
+    train_shard = {k: shard[k] for k in _TRAIN_KEYS}
+    total = int(config.train.total_steps)
+
+    # ---- compiled functions ----------------------------------------------------------------------------
+    run.programs = _programs(model_cfg, tx, s, train_shard, mesh, _optim_key(config))
+    writer = MetricsWriter(workdir, total, start_step=start, progress=config.train.get("progress", True))
+    truncate_after(os.path.join(workdir, "samples.jsonl"), start)
+    preempt = _Preemption().install()
+    last: dict[str, Any] = {}
+    window: list[dict] = []
+    step = start
+
+    # ---- loop --------------------------------------------------------------------------------------------
+    with sharding.mesh_context(mesh, rules):
+        for step in range(start + 1, total + 1):
+            batch_prompts = [prompts[i] for i in schedule.indices(step)]
+            state, row = _step(run, state, ref_params, batch_prompts, jax.random.fold_in(key, step), step)
+            writer.advance()
+            window.append(row)
+            if step % config.train.log_every == 0 or step == total:
+                last = _average(window)
+                window = []
+                last.update(
+                    {
+                        f"lr/{g}": float(lr)
+                        for g, lr in opt_info.current_lrs(step * s.updates_per_step - 1).items()
+                    }
+                )
+                last.update(
+                    {
+                        "updates": step * s.updates_per_step,
+                        "data/position": schedule.position(step + 1),
+                        "data/epoch": schedule.position(step + 1) / len(prompts),
+                    }
+                )
+                writer.write(step, last)
+                log.info(
+                    "step %d: reward %.3f %s kl %.2e length %.1f rollout %.1fs update %.1fs",
+                    step,
+                    last["reward"],
+                    {k[7:]: round(v, 3) for k, v in last.items() if k.startswith("reward/")},
+                    last["kl"],
+                    last["response_length"],
+                    last["time/rollout"],
+                    last["time/update"],
+                )
+            if step % config.train.checkpoint_every == 0 or step == total or preempt.requested:
+                ckpt.save(
+                    step,
+                    _full_state(state, step, key, schedule.position(step + 1), shard),
+                    metrics={k: v for k, v in last.items() if isinstance(v, float)},
+                )
+            if preempt.requested:
+                ckpt.wait()
+                log.warning("stopped at step %d on request; rerun the same command to resume", step)
+                break
+    preempt.uninstall()
+    ckpt.close()
+    writer.close(plot=False)
+    plot_curves(writer.jsonl, os.path.join(workdir, "curves.png"), CURVE_KEYS)
+    if not preempt.requested and step >= total:
+        _finish(config, workdir, model_cfg, state["params"], assets)
+    return last

@@ -1,0 +1,90 @@
+"""Lingshu-RL (stage 4, paper section 3 / Table 5): GRPO from the stage-3 checkpoint.
+
+    python scripts/train_rl.py --config=configs/lingshu/rl.py:size=7b,data_root=/data/lingshu_rl \
+        --config.init_from=runs/stage3 --workdir=runs/rl
+
+Recipe: rollout batch 512 prompts, global (mini-)batch 128 prompts (4 updates per rollout), 16 samples per
+prompt at temperature 1.0, KL coefficient 1e-3 (k3 to the frozen stage-3 model), max length 4096 (prompt
+2048 + response 2048, EasyR1's split), learning rate 1e-6 (constant, AdamW, clip 1.0, EasyR1's defaults
+for the rest); reward = strict format x0.5 + accuracy x1.0; ~100K medical VQA prompts with closed answers,
+yes/no downsampled to ~5%. Prompts: `{data_root}/medical_vqa_rl.jsonl` (see lingshu_jax/rl/data.py for
+the record format) with images under `{data_root}/images`.
+A custom verifier: register it (`lingshu_jax.rl.register_reward("name")`) in a module listed in
+`reward_modules`, and name it in `rewards`.
+"""
+
+import math
+import os
+
+import ml_collections
+
+from configs.common import base_config, parse_arg
+from lingshu_jax.model.config import preset_config_dict
+from lingshu_jax.rl.data import DEFAULT_FORMAT_PROMPT
+from lingshu_jax.rl.rewards import LINGSHU_REWARDS
+
+SIZES = {"7b": "lingshu-7b", "32b": "lingshu-32b"}
+ROLLOUT_PROMPTS = 512
+
+
+def get_config(arg=None):
+    a = parse_arg(arg, size="7b", data_root="/data/lingshu_rl", steps=0, init_from="", prompts=100_000)
+    if a.size not in SIZES:
+        raise ValueError(f"size={a.size!r}: expected one of {sorted(SIZES)}")
+    c = base_config()
+    c.model = preset_config_dict(
+        SIZES[a.size],
+        dtype="bfloat16",
+        param_dtype="float32",
+        remat_policy="full",
+        vision_remat_policy="full",
+    )
+    c.init_from = a.init_from  # the stage-3 workdir (its final/ checkpoint) or an HF Lingshu directory
+    c.train.total_steps = a.steps or math.ceil(a.prompts / ROLLOUT_PROMPTS)  # one epoch over the prompts
+    c.train.log_every = 1
+    c.train.log_samples = 4  # responses per log step written to samples.jsonl
+    c.train.checkpoint_every = 10
+    c.train.keep_checkpoints = 3
+    c.data = {
+        "paths": [os.path.join(a.data_root, "medical_vqa_rl.jsonl")],
+        "root": os.path.join(a.data_root, "images"),
+        "yes_no_keep": 0.05,
+        "format_prompt": DEFAULT_FORMAT_PROMPT,
+        "shuffle": True,
+        "filter_overlong": True,
+    }
+    c.rl = {
+        "group_size": 16,
+        "rollout_prompts": ROLLOUT_PROMPTS,
+        "mini_batch_prompts": 128,
+        "micro_batch_rows": 8,
+        "epochs": 1,
+        "max_new_tokens": 2048,
+        "max_prompt_tokens": 2048,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "kl_coef": 1e-3,
+        "clip_eps": 0.2,
+        "clip_eps_high": ml_collections.config_dict.placeholder(float),
+        "clip_ratio_dual": ml_collections.config_dict.placeholder(float),
+        "loss_agg": "token-mean",
+        "scale_adv_by_std": True,
+        "rows_per_generate": 512,
+        "prompt_bucket": 128,
+        "response_bucket": 128,
+        "patch_bucket": 1024,
+        "check_logprobs": False,
+    }
+    c.rewards = list(LINGSHU_REWARDS)  # [(name, weight)]: strict format x0.5 + accuracy x1.0
+    c.reward_modules = []  # modules imported first, so that their register_reward() plugins exist
+    c.optim = {
+        "name": "adamw",
+        "b1": 0.9,
+        "b2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 1e-2,
+        "clip_norm": 1.0,
+        "groups": [(".*", {"type": "constant", "peak": 1e-6}, "policy")],
+    }
+    return c

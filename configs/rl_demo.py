@@ -1,0 +1,73 @@
+"""The RL demo: GRPO on easy-VQA after the SFT demo's stage 3 (Lingshu: RL starts from stage 3), on a CPU.
+
+  python scripts/train.py --config=configs/demo.py:stage=3 --workdir=runs/demo/stage3   (after stages 1, 2)
+  python scripts/train_rl.py --config=configs/rl_demo.py --workdir=runs/demo/rl
+
+Arguments: root (the SFT demo's root), steps. Prompts are easy-VQA's training questions in the SFT demo's
+own conversation form (no reasoning instruction: the tiny stage-3 model never saw `<think>`, so only the
+accuracy reward moves here), 74% of them yes/no before Lingshu's downsampling to ~5%.
+"""
+
+import os
+
+import ml_collections
+
+from configs.common import base_config, parse_arg
+from lingshu_jax.demo import _easy_vqa_root
+from lingshu_jax.model.config import preset_config_dict
+
+
+def get_config(arg=None):
+    a = parse_arg(arg, root="runs/demo", steps=30)
+    c = base_config()
+    rl_data = os.path.join(a.root, "rl_data")
+    c.prepare_demo_data = rl_data  # writes easy_vqa_rl.jsonl there first
+    c.model = preset_config_dict("demo")
+    c.init_from = os.path.join(a.root, "stage3")
+    c.train.total_steps = a.steps
+    c.train.log_every = 1
+    c.train.log_samples = 4  # responses per log step written to samples.jsonl
+    c.train.checkpoint_every = 10
+    c.data = {
+        "paths": [os.path.join(rl_data, "easy_vqa_rl.jsonl")],
+        "root": _easy_vqa_root(),
+        "yes_no_keep": 0.05,
+        "format_prompt": "",
+        "shuffle": True,
+        "filter_overlong": False,
+    }
+    c.rl = {
+        "group_size": 8,
+        "rollout_prompts": 16,
+        "mini_batch_prompts": 8,
+        "micro_batch_rows": 16,
+        "epochs": 1,
+        "max_new_tokens": 8,
+        "max_prompt_tokens": 0,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "kl_coef": 1e-3,
+        "clip_eps": 0.2,
+        "clip_eps_high": ml_collections.config_dict.placeholder(float),
+        "clip_ratio_dual": ml_collections.config_dict.placeholder(float),
+        "loss_agg": "token-mean",
+        "scale_adv_by_std": True,
+        "rows_per_generate": 128,
+        "prompt_bucket": 32,
+        "response_bucket": 8,
+        "patch_bucket": 64,
+        "check_logprobs": False,
+    }
+    c.rewards = [("format", 0.5), ("accuracy", 1.0)]
+    c.reward_modules = []
+    c.optim = {
+        "name": "adamw",
+        "b1": 0.9,
+        "b2": 0.98,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "clip_norm": 1.0,
+        "groups": [(".*", {"type": "constant", "peak": 1e-4}, "policy")],
+    }
+    return c

@@ -1,0 +1,24 @@
+"""Tiny worker sessions for the harness tests (imported by spawned worker processes)."""
+
+import os
+
+
+class Echo:
+    def __init__(self, value):
+        self.value = value
+        self.calls = 0
+
+    def run(self, add=0):
+        self.calls += 1
+        return {"value": self.value + add, "calls": self.calls, "pid": os.getpid()}
+
+    def env(self, key):
+        return os.environ.get(key)
+
+    def fail(self):
+        raise ValueError("boom from the worker")
+
+
+class BrokenInit:
+    def __init__(self):
+        raise RuntimeError("cannot build this session")

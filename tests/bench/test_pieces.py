@@ -1,0 +1,64 @@
+"""Pure helpers of the benchmark: inputs, decode rates, token agreement, HLO counts, block sizes."""
+
+import numpy as np
+
+from lingshu_jax.bench import decode, inputs, train
+from lingshu_jax.model.config import preset
+
+
+def test_bench_config_moves_special_ids_into_a_small_vocabulary():
+    cfg = inputs.bench_config("bench-100m")
+    ids = (cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id,
+           cfg.bos_token_id, *cfg.eos_token_ids)
+    assert max(ids) < cfg.text.vocab_size == 32768
+    assert inputs.bench_config("tiny") == preset("tiny")  # already inside the vocabulary: unchanged
+
+
+def test_bench_config_shrinks_depth():
+    cfg = inputs.bench_config("qwen2.5-vl-7b", layers=2, vision_layers=5)
+    assert cfg.text.num_hidden_layers == 2 and cfg.vision.depth == 5
+    assert cfg.vision.fullatt_block_indexes == (4,)
+
+
+def test_make_inputs_layout():
+    cfg = preset("tiny")
+    x = inputs.make_inputs(cfg, batch=2, seq=20, image_side=56)
+    assert x["input_ids"].shape == (2, 20) and x["image_grid_thw"].tolist() == [[1, 4, 4]] * 2
+    assert x["pixel_values"].shape == (32, 1176)
+    row = x["input_ids"][0]
+    assert row[0] == cfg.vision_start_token_id and row[5] == cfg.vision_end_token_id
+    assert (row[1:5] == cfg.image_token_id).all()
+    assert (x["mm_token_type_ids"] == (x["input_ids"] == cfg.image_token_id)).all()
+    assert (x["labels"][:, :6] == -100).all() and (x["labels"][:, 6:] == x["input_ids"][:, 6:]).all()
+    again = inputs.make_inputs(cfg, batch=2, seq=20, image_side=56)
+    assert all(np.array_equal(x[k], again[k]) for k in x)  # every worker rebuilds the same batch
+
+
+def test_decode_rates_and_invalid_rounds():
+    r = decode.rates([{"full_s": 2.0, "one_s": 0.5}, {"full_s": 0.4, "one_s": 0.5}], batch=2, max_new_tokens=4)
+    assert r["decode_tok_s"] == [2 * 3 / 1.5, None]
+    assert r["e2e_tok_s"] == [2 * 4 / 2.0, 2 * 4 / 0.4]
+    assert r["step_s"][0] == 0.5
+
+
+def test_token_agreement():
+    a = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    b = np.array([[1, 2, 9, 4], [5, 6, 7, 8]])
+    out = decode.token_agreement(a, b)
+    assert out["common_prefix"] == [2, 4] and out["equal_fraction"] == 7 / 8
+
+
+def test_equal_block_size():
+    assert train._equal_block_size([0, 0, 1, 1, 2, 2]) == 2
+    assert train._equal_block_size([0, 0, 1, 1, 1]) is None
+    assert train._equal_block_size([0, 1, 0, 1]) is None  # not contiguous
+
+
+def test_hlo_op_counts():
+    text = """
+    %fusion.1 = f32[4,8]{1,0} fusion(f32[4,8]{1,0} %p), kind=kLoop
+    %dot.2 = f32[4,4]{1,0} dot(f32[4,8]{1,0} %a, f32[8,4]{1,0} %b)
+    ROOT %tuple = (f32[4,4]{1,0}) tuple(%dot.2)
+    """
+    counts = train.hlo_op_counts(text)
+    assert counts["fusion"] == 1 and counts["dot"] == 1 and counts["instructions"] == 3
