@@ -168,7 +168,8 @@ def header(results: dict[str, Any]) -> str:
         f"{s['decode_prompt']} tokens, {s['max_new_tokens']} new tokens, greedy",
         f"environment: {meta['environment'].get('cpus')} CPUs, load average {meta['environment'].get('load_avg')} "
         f"at start, {meta['environment'].get('load_avg_end')} at end; jax {jax_env.get('jax')} "
-        f"({jax_env.get('backend')}), torch {torch_env.get('torch')} ({torch_env.get('torch_threads')} threads), "
+        f"({jax_env.get('backend')}), torch {torch_env.get('torch')} "
+        f"(default {torch_env.get('torch_threads')} threads), "
         f"transformers {torch_env.get('transformers')}",
         f"transformers' torch threads, calibrated per workload (1 vs all cores, the faster kept): "
         f"train {_threads(results, 'train')}, prefill {_threads(results, 'prefill')}, "

@@ -53,7 +53,7 @@ SIZES = {
         preset="bench-100m", batch=4, seq=512, image_side=448, rounds=3,
         decode_batch=4, decode_prompt=128, max_new_tokens=32,
         data_samples=96, data_image=448, data_tokens=512, data_seq_len=8192, data_rounds=3,
-        peak_n=2048, budget_s=570),
+        peak_n=2048, budget_s=500),
     ("cpu", True): dict(
         preset="tiny", batch=2, seq=64, image_side=56, rounds=2,
         decode_batch=2, decode_prompt=16, max_new_tokens=4,

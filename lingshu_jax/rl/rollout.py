@@ -37,9 +37,6 @@ from lingshu_jax.model.vlm import prepare_inputs
 from lingshu_jax.rl.data import Prompt
 from lingshu_jax.rl.loss import group_advantages, token_log_probs
 
-# Vision entries of processor outputs, in the order `prepare_inputs` takes them.
-_VISION = (("pixel_values", "image_grid_thw"), ("pixel_values_videos", "video_grid_thw"))
-
 
 # -------------------------------------------------------------------------------------- prompts
 def encode_prompt(processor, prompt: Prompt, max_prompt_tokens: int = 0) -> dict[str, np.ndarray]:
@@ -224,7 +221,7 @@ class Rollout:
         b, p_len, t_len = len(rows), self.prompt_len, self.resp_len
         ids = np.full((b, p_len + t_len), pad_id, np.int32)
         mask = np.zeros((b, p_len + t_len), np.int32)
-        vision: dict[str, list] = {k: [] for pair in _VISION for k in pair}
+        vision: dict[str, list] = {k: [] for k in batching.VISION_KEYS}
         for i, r in enumerate(rows):
             if r < 0:
                 continue
@@ -234,10 +231,9 @@ class Rollout:
             n = int(self.lengths[r])
             ids[i, p_len : p_len + n] = self.tokens[r, :n]  # n <= resp_len
             mask[i, p_len - len(prompt) : p_len + n] = 1
-            for pair in _VISION:
-                for k in pair:
-                    if k in enc:
-                        vision[k].append(np.asarray(enc[k]))
+            for k in batching.VISION_KEYS:  # in row order, as `batching.collate` gave them to generation
+                if k in enc:
+                    vision[k].append(np.asarray(enc[k]))
         cat = {k: (np.concatenate(v) if v else None) for k, v in vision.items()}
         # A sampled <|image_pad|> / <|video_pad|> is plain text to the decode loop (embedded, position +1):
         # hide it from the vision bookkeeping, keep it as the input token.
@@ -247,10 +243,7 @@ class Rollout:
             config,
             np.where(as_text, pad_id, ids),
             mask,
-            cat["pixel_values"],
-            cat["image_grid_thw"],
-            cat["pixel_values_videos"],
-            cat["video_grid_thw"],
+            *(cat[k] for k in batching.VISION_KEYS),
             patch_budget=patch_budget or None,
         )
         batch["input_ids"] = ids

@@ -68,7 +68,9 @@ class GRPOSettings:
     Batch sizes: `rollout_prompts` prompts x `group_size` samples per step; one optimizer update per
     `mini_batch_prompts` prompts (x group_size rows), accumulated over micro-batches of `micro_batch_rows`
     rows; `epochs` passes over each rollout. Lengths: prompts up to `max_prompt_tokens` (0 = no limit),
-    responses up to `max_new_tokens`. Buckets: shape granules for prompt / response lengths and patches.
+    responses up to `max_new_tokens`. Buckets: shape granules for prompt / response lengths and patches
+    (`infer.batching.bucket_size`); each new shape compiles the log-prob and update steps once, and a
+    bucket equal to its maximum (e.g. prompt_bucket = max_prompt_tokens) fixes that dimension outright.
     `check_logprobs` (debugging, small runs: generation then returns [rows, T, vocab] logits) logs
     `logprob_gap`, the largest difference between the old log-probs of the update's forward and those of
     the logits the decode loop sampled from; it is ~1e-6 when both see the same inputs.
@@ -148,7 +150,10 @@ def make_reward_fn(config) -> tuple[Any, list[str]]:
     """Imports `config.reward_modules` (which register plugins), then resolves `config.rewards`
     [(name, weight), ...] now, so an unknown name fails before anything compiles."""
     for module in config.get("reward_modules") or ():
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ValueError(f"config.reward_modules: cannot import {module!r} ({e})") from e
     specs = [(str(name), float(weight)) for name, weight in (config.get("rewards") or ())]
     try:
         return combine_rewards(specs), [name for name, _ in specs]
@@ -503,6 +508,27 @@ def _update_metrics(updates: list[dict]) -> dict:
     return row
 
 
+def _log_row(window: list[dict], step: int, s: GRPOSettings, opt_info, schedule: PromptSchedule) -> dict:
+    """The metrics row of a log step: the window's step metrics averaged, learning rates, data position."""
+    row = _average(window)
+    updates = step * s.updates_per_step
+    row.update({f"lr/{g}": float(lr) for g, lr in opt_info.current_lrs(updates - 1).items()})
+    position = schedule.position(step + 1)
+    row.update({"updates": updates, "data/position": position, "data/epoch": position / schedule.num_prompts})
+    rewards = {k[7:]: round(v, 3) for k, v in row.items() if k.startswith("reward/")}
+    log.info(
+        "step %d: reward %.3f %s kl %.2e length %.1f rollout %.1fs update %.1fs",
+        step,
+        row["reward"],
+        rewards,
+        row["kl"],
+        row["response_length"],
+        row["time/rollout"],
+        row["time/update"],
+    )
+    return row
+
+
 def _average(rows: list[dict]) -> dict:
     """Mean of each metric over the steps since the last log row."""
     keys = {k for r in rows for k in r}
@@ -631,32 +657,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             writer.advance()
             window.append(row)
             if step % config.train.log_every == 0 or step == total:
-                last = _average(window)
+                last = _log_row(window, step, s, opt_info, schedule)
                 window = []
-                last.update(
-                    {
-                        f"lr/{g}": float(lr)
-                        for g, lr in opt_info.current_lrs(step * s.updates_per_step - 1).items()
-                    }
-                )
-                last.update(
-                    {
-                        "updates": step * s.updates_per_step,
-                        "data/position": schedule.position(step + 1),
-                        "data/epoch": schedule.position(step + 1) / len(prompts),
-                    }
-                )
                 writer.write(step, last)
-                log.info(
-                    "step %d: reward %.3f %s kl %.2e length %.1f rollout %.1fs update %.1fs",
-                    step,
-                    last["reward"],
-                    {k[7:]: round(v, 3) for k, v in last.items() if k.startswith("reward/")},
-                    last["kl"],
-                    last["response_length"],
-                    last["time/rollout"],
-                    last["time/update"],
-                )
             if step % config.train.checkpoint_every == 0 or step == total or preempt.requested:
                 ckpt.save(
                     step,

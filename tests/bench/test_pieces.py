@@ -62,3 +62,20 @@ def test_hlo_op_counts():
     """
     counts = train.hlo_op_counts(text)
     assert counts["fusion"] == 1 and counts["dot"] == 1 and counts["instructions"] == 3
+
+
+def test_torch_thread_calibration_keeps_the_faster_count():
+    import time
+
+    from lingshu_jax.bench.common import calibrate_torch_threads
+
+    class FakeTorch:
+        threads = 2
+
+        def set_num_threads(self, n):
+            self.threads = n
+
+    torch = FakeTorch()
+    out = calibrate_torch_threads(torch, lambda: time.sleep(0.002 if torch.threads == 1 else 0.02), (1, 2))
+    assert out["threads"] == 1 and torch.threads == 1
+    assert set(out["median_s"]) == {"1", "2"}

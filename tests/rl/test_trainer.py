@@ -24,7 +24,7 @@ from tests.rl import toy
 from tests.rl.plugins import SIGTERM_AT_CALL
 
 SFT_STEPS, RL_STEPS, STOP_AT = 80, 15, 3
-REWARDS = [("format", 0.5), ("accuracy", 1.0), ("test_sigterm", 0.0)]
+REWARDS = (("format", 0.5), ("accuracy", 1.0), ("test_sigterm", 0.0))
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def _rl_config(toy_task, steps):
     paths, sft = toy_task
     c = toy.rl_config(paths, sft, steps)
     c.rewards = REWARDS
-    c.reward_modules = ["tests.rl.plugins"]
+    c.reward_modules = ("tests.rl.plugins",)
     return c
 
 
@@ -115,7 +115,7 @@ def test_a_sampled_image_pad_token_is_text_to_the_forward(toy_task):
 
 def test_a_plugin_reward_is_imported_and_weighted_by_name_from_the_config(toy_task):
     c = _rl_config(toy_task, 1)
-    c.rewards = [("accuracy", 1.0), ("test_mentions_colour", 0.25)]
+    c.rewards = (("accuracy", 1.0), ("test_mentions_colour", 0.25))
     fn, names = make_reward_fn(c)
     ref = {"answer": "B", "question_type": "closed"}
     total, per = fn(["<think>green</think>\\boxed{B}", "<think>?</think>\\boxed{A}"], [ref, ref])
@@ -126,7 +126,7 @@ def test_a_plugin_reward_is_imported_and_weighted_by_name_from_the_config(toy_ta
 
 def test_config_errors_name_the_key_before_anything_compiles(toy_task, tmp_path):
     c = _rl_config(toy_task, 1)
-    c.rewards = [("accuracy", 1.0), ("no_such_verifier", 1.0)]
+    c.rewards = (("accuracy", 1.0), ("no_such_verifier", 1.0))
     with pytest.raises(ValueError, match="config.rewards: unknown reward 'no_such_verifier'"):
         train(c, str(tmp_path / "a"))
     with pytest.raises(ValueError, match="rollout_prompts=6 must be a multiple of .*mini_batch_prompts=4"):

@@ -127,7 +127,7 @@ def rl_config(paths: dict, init_from: str, steps: int, **rl):
     c.train.checkpoint_every = steps
     c.train.log_samples = 8
     c.data = {
-        "paths": [paths["rl"]],
+        "paths": (paths["rl"],),
         "root": paths["root"],
         "yes_no_keep": 1.0,
         "format_prompt": FORMAT_PROMPT,
