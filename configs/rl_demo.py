@@ -18,7 +18,7 @@ from lingshu_jax.model.config import preset_config_dict
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, root="runs/demo", steps=30)
+    a = parse_arg(arg, root="runs/demo", steps=30, lr=1e-4, warmup=0)
     c = base_config()
     rl_data = os.path.join(a.root, "rl_data")
     c.prepare_demo_data = rl_data  # writes easy_vqa_rl.jsonl there first
@@ -29,7 +29,7 @@ def get_config(arg=None):
     c.train.log_samples = 4  # responses per log step written to samples.jsonl
     c.train.checkpoint_every = 10
     c.data = {
-        "paths": [os.path.join(rl_data, "easy_vqa_rl.jsonl")],
+        "paths": (os.path.join(rl_data, "easy_vqa_rl.jsonl"),),
         "root": _easy_vqa_root(),
         "yes_no_keep": 0.05,
         "format_prompt": "",
@@ -59,8 +59,8 @@ def get_config(arg=None):
         "patch_bucket": 64,
         "check_logprobs": False,
     }
-    c.rewards = [("format", 0.5), ("accuracy", 1.0)]
-    c.reward_modules = []
+    c.rewards = (("format", 0.5), ("accuracy", 1.0))
+    c.reward_modules = ()
     c.optim = {
         "name": "adamw",
         "b1": 0.9,
@@ -68,6 +68,6 @@ def get_config(arg=None):
         "eps": 1e-8,
         "weight_decay": 0.0,
         "clip_norm": 1.0,
-        "groups": [(".*", {"type": "constant", "peak": 1e-4}, "policy")],
+        "groups": ((".*", {"type": "constant", "peak": a.lr, "warmup_steps": a.warmup}, "policy"),),
     }
     return c

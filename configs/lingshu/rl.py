@@ -28,7 +28,9 @@ ROLLOUT_PROMPTS = 512
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, size="7b", data_root="/data/lingshu_rl", steps=0, init_from="", prompts=100_000)
+    a = parse_arg(
+        arg, size="7b", data_root="/data/lingshu_rl", steps=0, init_from="", prompts=100_000, lr=1e-6
+    )
     if a.size not in SIZES:
         raise ValueError(f"size={a.size!r}: expected one of {sorted(SIZES)}")
     c = base_config()
@@ -46,7 +48,7 @@ def get_config(arg=None):
     c.train.checkpoint_every = 10
     c.train.keep_checkpoints = 3
     c.data = {
-        "paths": [os.path.join(a.data_root, "medical_vqa_rl.jsonl")],
+        "paths": (os.path.join(a.data_root, "medical_vqa_rl.jsonl"),),
         "root": os.path.join(a.data_root, "images"),
         "yes_no_keep": 0.05,
         "format_prompt": DEFAULT_FORMAT_PROMPT,
@@ -76,8 +78,8 @@ def get_config(arg=None):
         "patch_bucket": 1024,
         "check_logprobs": False,
     }
-    c.rewards = list(LINGSHU_REWARDS)  # [(name, weight)]: strict format x0.5 + accuracy x1.0
-    c.reward_modules = []  # modules imported first, so that their register_reward() plugins exist
+    c.rewards = LINGSHU_REWARDS  # ((name, weight), ...): strict format x0.5 + accuracy x1.0
+    c.reward_modules = ()  # modules imported first, so that their register_reward() plugins exist
     c.optim = {
         "name": "adamw",
         "b1": 0.9,
@@ -85,6 +87,6 @@ def get_config(arg=None):
         "eps": 1e-8,
         "weight_decay": 1e-2,
         "clip_norm": 1.0,
-        "groups": [(".*", {"type": "constant", "peak": 1e-6}, "policy")],
+        "groups": ((".*", {"type": "constant", "peak": a.lr}, "policy"),),
     }
     return c

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from lingshu_jax.convert.load import load_any
+from lingshu_jax.model.config import preset
 from lingshu_jax.processing import Processor
 from lingshu_jax.rl.data import read_prompts
 from lingshu_jax.rl.rollout import Rollout, encode_prompt
@@ -28,12 +28,17 @@ REWARDS = (("format", 0.5), ("accuracy", 1.0), ("test_sigterm", 0.0))
 
 
 @pytest.fixture(scope="module")
-def toy_task(tmp_path_factory):
+def toy_data(tmp_path_factory):
+    """The toy task's files (prompts, SFT conversations, images, tokenizer / processor assets)."""
+    return toy.write_toy(str(tmp_path_factory.mktemp("rl_toy")))
+
+
+@pytest.fixture(scope="module")
+def toy_task(toy_data):
     """(toy paths, the SFT warm-start workdir)."""
-    root = str(tmp_path_factory.mktemp("rl_toy"))
-    paths = toy.write_toy(root)
-    sft_train(toy.sft_config(paths, SFT_STEPS), os.path.join(root, "sft"))
-    return paths, os.path.join(root, "sft")
+    sft = os.path.join(toy_data["root"], "sft")
+    sft_train(toy.sft_config(toy_data, SFT_STEPS), sft)
+    return toy_data, sft
 
 
 def _rl_config(toy_task, steps):
@@ -88,9 +93,14 @@ def test_grpo_learns_the_toy_task_through_a_sigterm_and_resume(toy_task, tmp_pat
     ):
         assert all(np.isfinite(r[key]) for r in rows), key
     assert os.path.exists(os.path.join(work, "final")) and os.path.exists(os.path.join(work, "curves.png"))
+    assert os.listdir(os.path.join(work, "tensorboard"))
+    assert {r["step"] for r in read_metrics(os.path.join(work, "samples.jsonl"))} == set(
+        range(1, RL_STEPS + 1)
+    )
 
     ref = str(tmp_path / "uninterrupted")  # what the first STOP_AT + 1 steps are without the stop
     train(_rl_config(toy_task, STOP_AT + 1), ref)
+    assert len(_rows(ref)) == STOP_AT + 1
     for a, b in zip(_rows(ref), rows):
         assert {k: a[k] for k in ("reward", "loss", "kl", "grad_norm")} == {
             k: b[k] for k in ("reward", "loss", "kl", "grad_norm")
@@ -98,11 +108,10 @@ def test_grpo_learns_the_toy_task_through_a_sigterm_and_resume(toy_task, tmp_pat
 
 
 # ------------------------------------------------------------------------------------------- pieces
-def test_a_sampled_image_pad_token_is_text_to_the_forward(toy_task):
-    paths, sft = toy_task
-    cfg, _, assets = load_any(sft)
-    proc = Processor.from_pretrained(assets)
-    prompt = read_prompts([paths["rl"]], paths["root"], toy.FORMAT_PROMPT)[0]
+def test_a_sampled_image_pad_token_is_text_to_the_forward(toy_data):
+    cfg = preset("tiny")
+    proc = Processor.from_pretrained(toy_data["assets"])
+    prompt = read_prompts([toy_data["rl"]], toy_data["root"], toy.FORMAT_PROMPT)[0]
     enc = encode_prompt(proc, prompt)
     tokens = np.array([[100, cfg.image_token_id, 101, cfg.eos_token_ids[0]]], np.int32)
     ro = Rollout([prompt], [enc], 1, tokens, np.array([4], np.int32), prompt_bucket=32, response_bucket=8)
@@ -113,8 +122,8 @@ def test_a_sampled_image_pad_token_is_text_to_the_forward(toy_task):
     np.testing.assert_array_equal(pos[:, p : p + 4], pos[:, p - 1 : p] + np.arange(1, 5))
 
 
-def test_a_plugin_reward_is_imported_and_weighted_by_name_from_the_config(toy_task):
-    c = _rl_config(toy_task, 1)
+def test_a_plugin_reward_is_imported_and_weighted_by_name_from_the_config(toy_data):
+    c = _rl_config((toy_data, ""), 1)
     c.rewards = (("accuracy", 1.0), ("test_mentions_colour", 0.25))
     fn, names = make_reward_fn(c)
     ref = {"answer": "B", "question_type": "closed"}
@@ -124,7 +133,8 @@ def test_a_plugin_reward_is_imported_and_weighted_by_name_from_the_config(toy_ta
     np.testing.assert_allclose(per["test_mentions_colour"], [1.0, 0.0])
 
 
-def test_config_errors_name_the_key_before_anything_compiles(toy_task, tmp_path):
+def test_config_errors_name_the_key_before_anything_compiles(toy_data, tmp_path):
+    toy_task = (toy_data, "")
     c = _rl_config(toy_task, 1)
     c.rewards = (("accuracy", 1.0), ("no_such_verifier", 1.0))
     with pytest.raises(ValueError, match="config.rewards: unknown reward 'no_such_verifier'"):
