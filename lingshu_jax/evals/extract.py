@@ -6,6 +6,8 @@ of them joined by a space, as MedEvalKit's `extract`); then, on the result, the 
 answer marker ("**answer**:", "answer is", "answer:", "final answer", ...), applied marker by marker
 in MedEvalKit's order. One deliberate change: a ``<think>...</think>`` block is removed first
 (`strip_think`), so reasoning text never supplies the answer.
+
+`has_think_answer_format` is the strict reasoning-format check; the RL format reward is this function.
 """
 
 from __future__ import annotations
@@ -93,33 +95,41 @@ def extract_answer(text: str | None) -> str:
     return after_answer_marker(text)
 
 
-_THINK_BLOCK = re.compile(r"^\s*<think>(?P<think>.*?)</think>(?P<rest>.*)$", re.DOTALL)
+ANSWER_STYLES = ("either", "tag", "boxed")
+_ANSWER_TAG = re.compile(r"<answer>(?P<body>.*?)</answer>", re.DOTALL)
 
 
-def has_think_answer_format(text: str, answer_style: str = "either") -> bool:
-    """Strict reasoning format: one ``<think>...</think>`` first, then a non-empty answer.
+def _answer_tag_only(rest: str) -> bool:
+    """The whole of ``rest`` is one ``<answer>...</answer>`` (only whitespace around, non-blank body)."""
+    match = _ANSWER_TAG.fullmatch(rest.strip())
+    single = rest.count("<answer>") == 1 and rest.count("</answer>") == 1
+    return bool(match and single and match.group("body").strip())
 
-    Args:
-      text: the full response.
-      answer_style: what the part after ``</think>`` must hold: "tag" (exactly one
-        ``<answer>...</answer>`` with non-empty content and nothing else outside it but whitespace),
-        "boxed" (a closed, non-empty ``\\boxed{...}``), or "either" (one of the two).
+
+def _single_boxed(rest: str) -> bool:
+    """No ``<answer>`` tags and exactly one closed ``\\boxed{...}`` with a non-blank body."""
+    no_tags = "<answer>" not in rest and "</answer>" not in rest
+    return no_tags and rest.count(_BOXED) == 1 and bool(extract_boxed(rest))
+
+
+def has_think_answer_format(text: str | None, answer_style: str = "either") -> bool:
+    """Strict reasoning format (the RL format reward, `lingshu_jax.rl.rewards.format_reward`, is this).
+
+    Leading/trailing whitespace is ignored. The response starts with ``<think>``; ``<think>`` and
+    ``</think>`` each occur exactly once; the reasoning between them is not blank and holds no
+    ``<answer>``/``</answer>`` tag. What follows ``</think>`` is, by ``answer_style``:
+      "tag": only ``<answer>ANSWER</answer>`` (whitespace around allowed, ANSWER not blank, one pair);
+      "boxed": no ``<answer>`` tags and exactly one closed ``\\boxed{ANSWER}``, ANSWER not blank; other
+        text around it is allowed ("The answer is \\boxed{B}.");
+      "either": one of the two.
     """
-    if answer_style not in ("tag", "boxed", "either"):
-        raise ValueError(f"answer_style {answer_style!r} not in ('tag', 'boxed', 'either')")
-    m = _THINK_BLOCK.match(text or "")
-    if m is None or not m.group("think").strip():
+    if answer_style not in ANSWER_STYLES:
+        raise ValueError(f"answer_style {answer_style!r} not in {ANSWER_STYLES}")
+    text = (text or "").strip()
+    if not text.startswith("<think>") or text.count("<think>") != 1 or text.count("</think>") != 1:
         return False
-    rest = m.group("rest")
-    if "<think>" in rest or "</think>" in rest:
+    think, rest = text[len("<think>") :].split("</think>")
+    if not think.strip() or "<answer>" in think or "</answer>" in think:
         return False
-    tag_ok = (
-        re.fullmatch(r"\s*<answer>(?!.*<answer>)(.*?\S.*?)</answer>\s*", rest, flags=re.DOTALL) is not None
-    )
-    boxed = extract_boxed(rest)
-    boxed_ok = bool(boxed)
-    if answer_style == "tag":
-        return tag_ok
-    if answer_style == "boxed":
-        return boxed_ok
-    return tag_ok or boxed_ok
+    tag_ok = answer_style in ("either", "tag") and _answer_tag_only(rest)
+    return tag_ok or (answer_style in ("either", "boxed") and _single_boxed(rest))

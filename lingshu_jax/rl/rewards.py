@@ -7,7 +7,8 @@ Lingshu-RL (paper §3): ``combine_rewards(LINGSHU_REWARDS)`` = strict format x0.
 
 Built-ins:
   format            1.0 iff the completion is strictly ``<think>REASONING</think>`` followed by an answer
-                    in either required form (see `format_reward`); "format_boxed" and
+                    in either required form, by the evaluation suite's own check
+                    (`lingshu_jax.evals.extract.has_think_answer_format`); "format_boxed" and
                     "format_answer_tag" accept only one of the two forms.
   accuracy          1.0 iff the response is right by the evaluation suite's own rule-based scorer
                     (`lingshu_jax.evals.scoring`, which extracts with `lingshu_jax.evals.extract`): one
@@ -16,13 +17,13 @@ Built-ins:
 
 from __future__ import annotations
 
-import re
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from lingshu_jax.evals import scoring
-from lingshu_jax.evals.extract import extract_boxed
+from lingshu_jax.evals.extract import has_think_answer_format
 
 RewardFn = Callable[[Sequence[str], Sequence[Any]], Sequence[float]]
 _REGISTRY: dict[str, RewardFn] = {}
@@ -90,47 +91,22 @@ def combine_rewards(
 
 
 # ---------------------------------------------------------------- format
-_ANSWER_TAG = re.compile(r"<answer>(?P<body>.*?)</answer>", re.DOTALL)
-_BOXED = "\\boxed{"
-
-
-def _boxed_ok(text: str) -> bool:
-    """Exactly one ``\\boxed{...}``, closed (balanced braces), with a non-blank body."""
-    return text.count(_BOXED) == 1 and bool(extract_boxed(text))
-
-
-def _answer_tag_ok(rest: str) -> bool:
-    """The whole remainder is one ``<answer>...</answer>`` (only whitespace around, non-blank body)."""
-    match = _ANSWER_TAG.fullmatch(rest.strip())
-    single = rest.count("<answer>") == 1 and rest.count("</answer>") == 1
-    return bool(match and single and match.group("body").strip())
+# this module's answer-style names -> the evaluation suite's (`evals.extract.ANSWER_STYLES`)
+_ANSWER_STYLES = {"any": "either", "boxed": "boxed", "answer_tag": "tag"}
 
 
 def format_reward(completion: str, answer_style: str = "any") -> float:
-    """Strict reasoning format: 1.0 or 0.0.
+    """Strict reasoning format, 1.0 or 0.0: `lingshu_jax.evals.extract.has_think_answer_format`, the
+    evaluation suite's own check (one implementation; its docstring states the rules).
 
-    Rules (leading/trailing whitespace of the completion is ignored):
-      1. It starts with ``<think>``; ``<think>`` and ``</think>`` each occur exactly once; the reasoning
-         between them is not blank and holds no ``<answer>``/``</answer>`` tag.
-      2. After ``</think>`` comes the answer, and nothing else uses a ``<think>``/``</think>`` tag:
-         - answer_style "answer_tag": only ``<answer>ANSWER</answer>`` (whitespace around allowed, ANSWER
-           not blank, exactly one such pair);
-         - answer_style "boxed": no ``<answer>`` tags; exactly one ``\\boxed{ANSWER}`` with balanced braces
-           and ANSWER not blank; other text around it is allowed ("The answer is \\boxed{B}.");
-         - answer_style "any": either of the two.
+    answer_style: "answer_tag" (only ``<answer>ANSWER</answer>`` after ``</think>``), "boxed" (exactly one
+    ``\\boxed{ANSWER}``, no answer tags) or "any" (either of the two).
     """
-    if answer_style not in ("any", "boxed", "answer_tag"):
-        raise ValueError(f"format_reward: unknown answer_style {answer_style!r}")
-    text = completion.strip()
-    if not text.startswith("<think>") or text.count("<think>") != 1 or text.count("</think>") != 1:
-        return 0.0
-    think, rest = text[len("<think>") :].split("</think>")
-    if not think.strip() or "<answer>" in think or "</answer>" in think:
-        return 0.0
-    tag_ok = answer_style in ("any", "answer_tag") and _answer_tag_ok(rest)
-    boxed_ok = answer_style in ("any", "boxed") and "<answer>" not in rest and "</answer>" not in rest
-    boxed_ok = boxed_ok and _boxed_ok(rest)
-    return float(tag_ok or boxed_ok)
+    if answer_style not in _ANSWER_STYLES:
+        raise ValueError(
+            f"format_reward: unknown answer_style {answer_style!r}; known: {list(_ANSWER_STYLES)}"
+        )
+    return float(has_think_answer_format(completion, _ANSWER_STYLES[answer_style]))
 
 
 def _format_plugin(style: str) -> RewardFn:

@@ -63,6 +63,10 @@ def test_think_block_never_supplies_the_answer():
         ("<think>a</think><think>b</think><answer>B</answer>", "either", False),
         ("<think>r</think><answer>B</answer><answer>C</answer>", "tag", False),
         ("<think>r</think> \\boxed{}", "boxed", False),
+        ("<think>r</think> \\boxed{A} or \\boxed{B}", "boxed", False),  # two boxes
+        ("<think>r <answer>A</answer></think><answer>B</answer>", "either", False),  # tag in reasoning
+        ("<think>r</think> \\boxed{B} <answer>B</answer>", "either", False),  # mixed forms
+        (None, "either", False),
     ],
 )
 def test_has_think_answer_format(text, style, ok):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from lingshu_jax.evals.extract import has_think_answer_format
 from lingshu_jax.rl import rewards
 from lingshu_jax.rl.rewards import combine_rewards, format_reward, get_reward, register_reward
 
@@ -77,6 +78,14 @@ def test_format_accepts_strict_reasoning_then_answer(text):
 )
 def test_format_rejects(text):
     assert format_reward(text) == 0.0
+
+
+@pytest.mark.parametrize("style, eval_style", [("any", "either"), ("boxed", "boxed"), ("answer_tag", "tag")])
+def test_format_reward_is_the_eval_suite_format_check(style, eval_style):
+    texts = [GOOD_BOXED, GOOD_TAG, "<think>a</think> \\boxed{A} or \\boxed{B}", "<think>a</think>"]
+    assert [format_reward(t, style) for t in texts] == [
+        float(has_think_answer_format(t, eval_style)) for t in texts
+    ]
 
 
 def test_format_answer_styles_are_exclusive():
