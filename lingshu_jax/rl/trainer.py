@@ -55,7 +55,16 @@ from lingshu_jax.train.trainer import _assets_dir, _finish, _model_config, _Pree
 
 log = logging.getLogger(__name__)
 
-CURVE_KEYS = ("reward", "reward/accuracy", "reward/format", "kl", "entropy", "response_length")
+CURVE_KEYS = (
+    "reward",
+    "reward/accuracy",
+    "reward/format",
+    "kl",
+    "clip_fraction",
+    "entropy",
+    "response_length",
+    "rollout_tokens_per_s",
+)
 _TOKEN_METRICS = ("kl", "clip_fraction", "ratio_mean", "ppo_kl", "entropy")
 _SUM_KEYS = ("weight", "tokens", "loss", "pg_loss", *_TOKEN_METRICS)
 
@@ -309,6 +318,37 @@ def _programs(model_cfg, tx, s: GRPOSettings, train_shard: dict, mesh, optim_key
 
 
 # ------------------------------------------------------------------------------------------- the run
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+class CompileClock:
+    """Seconds JAX spends tracing, lowering and compiling, from its `jax.monitoring` duration events;
+    `lap()` returns the seconds since the previous lap. Metrics `time/compile/*` come from it, so the
+    step times can be read with and without compilation."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def _listen(self, event: str, duration: float, **kwargs):
+        if event in _COMPILE_EVENTS:
+            self.seconds += duration
+
+    def install(self) -> CompileClock:
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def uninstall(self):
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+
+    def lap(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+
 @dataclasses.dataclass
 class _Run:
     """What every step needs: the model, mesh, processor, settings and the compiled functions."""
@@ -322,6 +362,7 @@ class _Run:
     reward_fn: Any
     workdir: str = ""
     programs: _Programs | None = None
+    compile_clock: CompileClock = dataclasses.field(default_factory=CompileClock)
 
     @property
     def pad_id(self) -> int:
@@ -433,10 +474,12 @@ def _update(run: _Run, state: dict, ro: Rollout, budget: int, step: int) -> tupl
 
 def _step(run: _Run, state: dict, ref_params, prompts, key, step: int) -> tuple[dict, dict]:
     """One rollout step: sample, score, log-probs, updates. -> (state, metrics row)."""
-    s = run.settings
+    s, clock = run.settings, run.compile_clock
+    clock.lap()
     t0 = time.perf_counter()
     ro = _collect(run, state["params"], prompts, key)
     t1 = time.perf_counter()
+    compile_rollout = clock.lap()
     ro.score(run.processor, run.reward_fn, s.scale_adv_by_std)
     t2 = time.perf_counter()
     budget = ro.patch_budget(s.micro_batch_rows)
@@ -445,6 +488,7 @@ def _step(run: _Run, state: dict, ref_params, prompts, key, step: int) -> tuple[
     t3 = time.perf_counter()
     state, updates = _update(run, state, ro, budget, step)
     t4 = time.perf_counter()
+    compile_update = clock.lap()
     row = _rollout_metrics(run, ro)
     row.update(_update_metrics(updates))
     if ro.behaviour_logp is not None:
@@ -459,6 +503,8 @@ def _step(run: _Run, state: dict, ref_params, prompts, key, step: int) -> tuple[
             "time/update": t4 - t3,
             "time/step": t4 - t0,
             "time/update_per_minibatch": (t4 - t3) / max(len(updates), 1),
+            "time/compile/rollout": compile_rollout,
+            "time/compile/update": compile_update,  # log-prob and update programs
             "rollout_tokens_per_s": float(ro.lengths.sum()) / max(t1 - t0, 1e-9),
             "update_tokens_per_s": seq_tokens * s.epochs / max(t4 - t3, 1e-9),
         }
@@ -517,13 +563,15 @@ def _log_row(window: list[dict], step: int, s: GRPOSettings, opt_info, schedule:
     row.update({"updates": updates, "data/position": position, "data/epoch": position / schedule.num_prompts})
     rewards = {k[7:]: round(v, 3) for k, v in row.items() if k.startswith("reward/")}
     log.info(
-        "step %d: reward %.3f %s kl %.2e length %.1f rollout %.1fs update %.1fs",
+        "step %d: reward %.3f %s kl %.2e clip %.3f length %.1f rollout %.1fs (%.0f tokens/s) update %.1fs",
         step,
         row["reward"],
         rewards,
         row["kl"],
+        row["clip_fraction"],
         row["response_length"],
         row["time/rollout"],
+        row["rollout_tokens_per_s"],
         row["time/update"],
     )
     return row
@@ -645,6 +693,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer = MetricsWriter(workdir, total, start_step=start, progress=config.train.get("progress", True))
     truncate_after(os.path.join(workdir, "samples.jsonl"), start)
     preempt = _Preemption().install()
+    run.compile_clock.install()
     last: dict[str, Any] = {}
     window: list[dict] = []
     step = start
@@ -671,6 +720,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 log.warning("stopped at step %d on request; rerun the same command to resume", step)
                 break
     preempt.uninstall()
+    run.compile_clock.uninstall()
     ckpt.close()
     writer.close(plot=False)
     plot_curves(writer.jsonl, os.path.join(workdir, "curves.png"), CURVE_KEYS)

@@ -90,6 +90,9 @@ def test_grpo_learns_the_toy_task_through_a_sigterm_and_resume(toy_task, tmp_pat
         "time/rollout",
         "time/update",
         "rollout_tokens_per_s",
+        "time/update_per_minibatch",
+        "time/compile/rollout",
+        "time/compile/update",
     ):
         assert all(np.isfinite(r[key]) for r in rows), key
     assert os.path.exists(os.path.join(work, "final")) and os.path.exists(os.path.join(work, "curves.png"))
