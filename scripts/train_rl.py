@@ -2,10 +2,10 @@
 
     python scripts/train_rl.py --config=configs/<file>.py[:arg] --workdir=DIR [--config.a.b=v ...]
 
-Rerunning the same command resumes from the latest complete checkpoint in DIR.
+Rerunning the same command resumes from the latest complete checkpoint in DIR. Figures of a finished run
+(reward curve, rollout tokens/s, update time, compile seconds): python scripts/rl_summary.py DIR.
 """
 
-import logging
 import os
 import sys
 
@@ -21,9 +21,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    logging.getLogger().setLevel(logging.INFO)
+    from lingshu_jax import logs
     from lingshu_jax.rl.trainer import train
 
+    logs.setup()
     train(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
