@@ -43,3 +43,17 @@ def base_config() -> ml_collections.ConfigDict:
         }
     )
     return c
+
+
+def adamw(groups, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=1.0) -> dict:
+    """`config.optim` for AdamW with global-norm clipping; `groups` as `train.optimizer.make_optimizer`
+    takes them: ((regex, schedule, name), ...)."""
+    return {
+        "name": "adamw",
+        "b1": b1,
+        "b2": b2,
+        "eps": eps,
+        "weight_decay": weight_decay,
+        "clip_norm": clip_norm,
+        "groups": groups,
+    }

@@ -10,11 +10,11 @@ accuracy reward moves here), 74% of them yes/no before Lingshu's downsampling to
 
 import os
 
-import ml_collections
-
-from configs.common import base_config, parse_arg
+from configs.common import adamw, base_config, parse_arg
+from configs.lingshu import rl as lingshu_rl
 from lingshu_jax.demo import _easy_vqa_root
 from lingshu_jax.model.config import preset_config_dict
+from lingshu_jax.rl.rewards import LINGSHU_REWARDS
 
 
 def get_config(arg=None):
@@ -36,38 +36,24 @@ def get_config(arg=None):
         "shuffle": True,
         "filter_overlong": False,
     }
-    c.rl = {
-        "group_size": 8,
-        "rollout_prompts": 16,
-        "mini_batch_prompts": 8,
-        "micro_batch_rows": 16,
-        "epochs": 1,
-        "max_new_tokens": 8,
-        "max_prompt_tokens": 0,
-        "temperature": 1.0,
-        "top_p": 1.0,
-        "top_k": 0,
-        "kl_coef": 1e-3,
-        "clip_eps": 0.2,
-        "clip_eps_high": ml_collections.config_dict.placeholder(float),
-        "clip_ratio_dual": ml_collections.config_dict.placeholder(float),
-        "loss_agg": "token-mean",
-        "scale_adv_by_std": True,
-        "rows_per_generate": 128,
-        "prompt_bucket": 32,
-        "response_bucket": 8,
-        "patch_bucket": 64,
-        "check_logprobs": False,
-    }
-    c.rewards = (("format", 0.5), ("accuracy", 1.0))
+    c.rl = lingshu_rl.get_config().rl  # Lingshu's GRPO recipe (temperature 1, k3 KL 1e-3, clip 0.2, ...),
+    c.rl.update(  # at CPU size
+        {
+            "group_size": 8,
+            "rollout_prompts": 16,
+            "mini_batch_prompts": 8,
+            "micro_batch_rows": 16,
+            "max_new_tokens": 8,
+            "max_prompt_tokens": 0,
+            "rows_per_generate": 128,
+            "prompt_bucket": 32,
+            "response_bucket": 8,
+            "patch_bucket": 64,
+        }
+    )
+    c.rewards = LINGSHU_REWARDS
     c.reward_modules = ()
-    c.optim = {
-        "name": "adamw",
-        "b1": 0.9,
-        "b2": 0.98,
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "clip_norm": 1.0,
-        "groups": ((".*", {"type": "constant", "peak": a.lr, "warmup_steps": a.warmup}, "policy"),),
-    }
+    c.optim = adamw(
+        ((".*", {"type": "constant", "peak": a.lr, "warmup_steps": a.warmup}, "policy"),), b2=0.98
+    )
     return c

@@ -9,7 +9,7 @@ images under `{data_root}/images`; override `--config.data.sources` for your own
 
 import os
 
-from configs.common import base_config, parse_arg
+from configs.common import adamw, base_config, parse_arg
 from lingshu_jax.model.config import preset_config_dict
 from lingshu_jax.train.optimizer import lingshu_groups
 
@@ -40,18 +40,23 @@ DATA = {
 EPOCHS = {1: 1, 2: 1, 3: 2}
 
 
-def stage_config(stage: int, arg=None):
-    a = parse_arg(arg, size="7b", data_root="/data/lingshu", steps=10000, init_from="", devices_per_host=8)
-    if a.size not in SIZES:
-        raise ValueError(f"size={a.size!r}: expected one of {sorted(SIZES)}")
-    c = base_config()
-    c.model = preset_config_dict(
-        SIZES[a.size],
+def lingshu_model(size: str):
+    """`config.model` of a full-size Lingshu (bf16 compute, fp32 parameters, full remat), SFT and RL alike."""
+    if size not in SIZES:
+        raise ValueError(f"size={size!r}: expected one of {sorted(SIZES)}")
+    return preset_config_dict(
+        SIZES[size],
         dtype="bfloat16",
         param_dtype="float32",
         remat_policy="full",
         vision_remat_policy="full",
     )
+
+
+def stage_config(stage: int, arg=None):
+    a = parse_arg(arg, size="7b", data_root="/data/lingshu", steps=10000, init_from="", devices_per_host=8)
+    c = base_config()
+    c.model = lingshu_model(a.size)
     c.init_from = a.init_from  # stage 1: the Qwen2.5-VL / Lingshu HF dir; later: the previous stage's workdir
     c.train.total_steps = a.steps
     c.train.grad_accum = 8
@@ -77,16 +82,8 @@ def stage_config(stage: int, arg=None):
         "worker_count": 8,
         "prefetch": 2,
     }
-    c.optim = {
-        "name": "adamw",
-        "b1": 0.9,
-        "b2": 0.999,
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "clip_norm": 1.0,
-        "groups": lingshu_groups(
-            stage, lr_llm=1e-5, lr_vit=2e-6, lr_proj=1e-5, warmup_steps=100, total_steps=a.steps
-        ),
-    }
+    c.optim = adamw(
+        lingshu_groups(stage, lr_llm=1e-5, lr_vit=2e-6, lr_proj=1e-5, warmup_steps=100, total_steps=a.steps)
+    )
     c.eval = {"every": 0}
     return c

@@ -18,12 +18,11 @@ import os
 
 import ml_collections
 
-from configs.common import base_config, parse_arg
-from lingshu_jax.model.config import preset_config_dict
+from configs.common import adamw, base_config, parse_arg
+from configs.lingshu.recipe import lingshu_model
 from lingshu_jax.rl.data import DEFAULT_FORMAT_PROMPT
 from lingshu_jax.rl.rewards import LINGSHU_REWARDS
 
-SIZES = {"7b": "lingshu-7b", "32b": "lingshu-32b"}
 ROLLOUT_PROMPTS = 512
 
 
@@ -31,16 +30,8 @@ def get_config(arg=None):
     a = parse_arg(
         arg, size="7b", data_root="/data/lingshu_rl", steps=0, init_from="", prompts=100_000, lr=1e-6
     )
-    if a.size not in SIZES:
-        raise ValueError(f"size={a.size!r}: expected one of {sorted(SIZES)}")
     c = base_config()
-    c.model = preset_config_dict(
-        SIZES[a.size],
-        dtype="bfloat16",
-        param_dtype="float32",
-        remat_policy="full",
-        vision_remat_policy="full",
-    )
+    c.model = lingshu_model(a.size)
     c.init_from = a.init_from  # the stage-3 workdir (its final/ checkpoint) or an HF Lingshu directory
     c.train.total_steps = a.steps or math.ceil(a.prompts / ROLLOUT_PROMPTS)  # one epoch over the prompts
     c.train.log_every = 1
@@ -80,13 +71,5 @@ def get_config(arg=None):
     }
     c.rewards = LINGSHU_REWARDS  # ((name, weight), ...): strict format x0.5 + accuracy x1.0
     c.reward_modules = ()  # modules imported first, so that their register_reward() plugins exist
-    c.optim = {
-        "name": "adamw",
-        "b1": 0.9,
-        "b2": 0.999,
-        "eps": 1e-8,
-        "weight_decay": 1e-2,
-        "clip_norm": 1.0,
-        "groups": ((".*", {"type": "constant", "peak": a.lr}, "policy"),),
-    }
+    c.optim = adamw(((".*", {"type": "constant", "peak": a.lr}, "policy"),), weight_decay=1e-2)
     return c

@@ -17,7 +17,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from configs.common import base_config
+from configs.common import adamw, base_config
 from lingshu_jax.demo import write_demo_assets
 from lingshu_jax.model.config import preset_config_dict
 from lingshu_jax.rl.data import parse_record
@@ -96,21 +96,8 @@ def sft_config(paths: dict, steps: int, preset: str = "tiny", lr: float = 5e-3):
         "epochs": None,
         "worker_count": 0,
     }
-    c.optim = {
-        "name": "adamw",
-        "b1": 0.9,
-        "b2": 0.98,
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "clip_norm": 1.0,
-        "groups": [
-            (
-                ".*",
-                {"type": "cosine", "peak": lr, "warmup_steps": 5, "total_steps": steps, "end_ratio": 0.1},
-                "all",
-            )
-        ],
-    }
+    schedule = {"type": "cosine", "peak": lr, "warmup_steps": 5, "total_steps": steps, "end_ratio": 0.1}
+    c.optim = adamw([(".*", schedule, "all")], b2=0.98)
     c.eval = {"every": 0}
     return c
 
