@@ -24,6 +24,7 @@ def load_ours(spec: dict[str, Any]):
 
     return from_pretrained(spec["model_dir"], dtype=spec["dtype"], param_dtype=spec.get("param_dtype") or spec["dtype"],
                            attention_impl=spec.get("attention_impl", "xla"),
+                           vision_attention_span=spec.get("vision_attention_span"),
                            remat_policy=spec.get("remat_policy", "none"),
                            vision_remat_policy=spec.get("remat_policy", "none"))
 

@@ -63,6 +63,7 @@ class Context:
                 "hf_attn": self.opts.hf_attn, "device": "cuda" if self.on_gpu else "cpu",
                 "torch_threads": self.opts.torch_threads, "seed": 0, "batch": s["batch"], "seq": s["seq"],
                 "image_side": s["image_side"], "decode_batch": s["decode_batch"],
+                "vision_attention_span": (s["image_side"] // 14) ** 2,  # patches of one image
                 "decode_prompt": s["decode_prompt"], "peak_n": s["peak_n"], "peak_dtype": dtype}
 
     def reserve(self, section: str) -> float:

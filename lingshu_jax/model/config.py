@@ -91,6 +91,9 @@ class ModelConfig:
     param_dtype: str = "float32"
     vision_dtype: str | None = None  # None: same as dtype
     attention_impl: str = "xla"  # "xla" | "cudnn"
+    # Vision full-attention layers attend within blocks of this many patches: at least the largest image
+    # (video frame) in any batch, e.g. max_pixels // 14**2. None: one dense attention over the whole stream.
+    vision_attention_span: int | None = None
     remat_policy: str = "none"  # "none" | "full" | "dots_saveable" | "offload_dots"
     vision_remat_policy: str = "none"
 

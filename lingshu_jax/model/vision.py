@@ -8,22 +8,29 @@ order; `vision_token_index` maps them into the token stream.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
 from lingshu_jax.model import rope
-from lingshu_jax.model.attention import dot_product_attention, segment_mask
+from lingshu_jax.model.attention import local_segment_attention
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.layers import RMSNorm, SwiGLU, compute_dtypes, dense, maybe_remat
 from lingshu_jax.sharding import shard
 
 
 class VisionAttention(nn.Module):
+    """Window attention in most blocks, full (per image / video frame) attention where `is_full`.
+
+    Both are block-local (`local_segment_attention`): window layers over one window's patches, full layers
+    over `config.vision_attention_span` patches (None: the whole stream, one dense masked attention).
+    """
+
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, cos, sin, mask):
+    def __call__(self, x, is_full, cos, sin, window_segments, frame_segments):
         v = self.config.vision
         _, dtype, pdtype = compute_dtypes(self.config)
         n = x.shape[0]
@@ -38,8 +45,16 @@ class VisionAttention(nn.Module):
         q, k, val = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # [N, heads, head_dim]
         q = rope.apply_rotary(q.astype(jnp.float32), cos, sin).astype(dtype)
         k = rope.apply_rotary(k.astype(jnp.float32), cos, sin).astype(dtype)
-        out = dot_product_attention(q[None], k[None], val[None], mask, impl=self.config.attention_impl)
-        out = out.reshape(n, v.hidden_size)
+        window = v.window_merge_units**2 * v.merge_unit  # patches in one full window (64)
+        impl, full_span = self.config.attention_impl, self.config.vision_attention_span or n
+
+        def window_attention(q, k, val):
+            return local_segment_attention(q, k, val, window_segments, span=window, block=window, impl=impl)
+
+        def full_attention(q, k, val):
+            return local_segment_attention(q, k, val, frame_segments, span=full_span, block=window, impl=impl)
+
+        out = jax.lax.cond(is_full, full_attention, window_attention, q, k, val).reshape(n, v.hidden_size)
         return dense(
             v.hidden_size,
             ("vis_qkv", "vis_embed"),
@@ -59,10 +74,9 @@ class VisionBlock(nn.Module):
     def __call__(self, x, is_full, cos, sin, window_segments, frame_segments):
         v = self.config.vision
         _, dtype, pdtype = compute_dtypes(self.config)
-        segments = jnp.where(is_full, frame_segments, window_segments)[None]  # [1, N]
-        mask = segment_mask(segments, segments, causal=False)
         norm = lambda name: RMSNorm(1e-6, dtype, pdtype, "vis_norm", name=name)
-        x = x + VisionAttention(self.config, name="attn")(norm("norm1")(x), cos, sin, mask)
+        attn = VisionAttention(self.config, name="attn")
+        x = x + attn(norm("norm1")(x), is_full, cos, sin, window_segments, frame_segments)
         x = x + SwiGLU(
             v.hidden_size, v.intermediate_size, True, ("vis_embed", "vis_mlp"), dtype, pdtype, name="mlp"
         )(norm("norm2")(x))

@@ -103,26 +103,23 @@ def build_vision_stream(
 
 
 def pad_vision_stream(stream: VisionStream, patch_budget: int) -> VisionStream:
-    """Pads the stream to `patch_budget` rows; padding rows form their own segment (attend only each other)."""
+    """Pads the stream to `patch_budget` rows. Each padding row is a segment of its own (window and frame),
+    so no segment grows with the padding and block-local attention stays exact."""
     n = stream.pixel_values.shape[0]
     if patch_budget < n:
         raise ValueError(f"vision patch budget {patch_budget} is smaller than the batch's {n} patches")
     pad = patch_budget - n
     if pad == 0:
         return stream
-    pad_id = lambda seg: (int(seg.max()) + 1) if seg.size else 0
+    pad_ids = lambda seg: (int(seg.max()) + 1 if seg.size else 0) + np.arange(pad, dtype=np.int32)
     return dataclasses.replace(
         stream,
         pixel_values=np.concatenate(
             [stream.pixel_values, np.zeros((pad, stream.pixel_values.shape[1]), stream.pixel_values.dtype)]
         ),
         vision_pos=np.concatenate([stream.vision_pos, np.zeros((pad, 2), np.int32)]),
-        window_segments=np.concatenate(
-            [stream.window_segments, np.full((pad,), pad_id(stream.window_segments), np.int32)]
-        ),
-        frame_segments=np.concatenate(
-            [stream.frame_segments, np.full((pad,), pad_id(stream.frame_segments), np.int32)]
-        ),
+        window_segments=np.concatenate([stream.window_segments, pad_ids(stream.window_segments)]),
+        frame_segments=np.concatenate([stream.frame_segments, pad_ids(stream.frame_segments)]),
     )
 
 

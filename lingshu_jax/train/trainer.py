@@ -274,6 +274,7 @@ def _model_config(config) -> tuple[ModelConfig, str | None]:
             "param_dtype",
             "vision_dtype",
             "attention_impl",
+            "vision_attention_span",
             "remat_policy",
             "vision_remat_policy",
         )

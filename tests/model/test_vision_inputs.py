@@ -29,13 +29,14 @@ def test_window_order_and_rotary_ids_match_transformers(grid):
     np.testing.assert_array_equal(s.unit_position, np.argsort(win.numpy()))
 
 
-def test_padding_rows_form_their_own_segment():
+def test_each_padding_row_is_a_segment_of_its_own():
     s = build_vision_stream(
         np.zeros((64, 1176), np.float32), [[1, 8, 8]], spatial_merge_size=2, window_merge_units=4
     )
     p = pad_vision_stream(s, 80)
     assert p.pixel_values.shape == (80, 1176)
-    assert set(p.window_segments[64:]) == {p.window_segments[:64].max() + 1}
+    for seg in (p.window_segments, p.frame_segments):
+        np.testing.assert_array_equal(seg[64:], seg[:64].max() + 1 + np.arange(16))
     with pytest.raises(ValueError, match="budget 32 is smaller"):
         pad_vision_stream(s, 32)
 

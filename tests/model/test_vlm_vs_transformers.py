@@ -78,6 +78,21 @@ def test_logits_match_transformers(models, case):
     assert _compare(hf, ours, inputs, case) <= TOL
 
 
+def test_block_local_vision_attention_matches_transformers(models):
+    """Window layers in blocks of 64 patches, full layers in blocks bounded by the largest image's patches:
+    several images, each larger than a block, so both block-local paths (not the dense fallback) run."""
+    hf, ours, processor = models
+    images = [_image(168, 168, 20), _image(224, 112, 21), _image(140, 196, 22)]
+    inputs = processor([[_user(*images, "Compare the three.")]], add_generation_prompt=True)
+    grid = np.asarray(inputs["image_grid_thw"])
+    span = int((grid[:, 1] * grid[:, 2]).max())
+    assert grid.prod(1).sum() > 64 + 2 * span  # the full layers' key blocks see less than the whole stream
+    blocked = lingshu_jax.LingshuModel(ours.config.replace(vision_attention_span=span), ours.params)
+    assert _compare(hf, blocked, inputs, "block_local_vision") <= TOL
+    too_small = lingshu_jax.LingshuModel(ours.config.replace(vision_attention_span=span - 4), ours.params)
+    assert np.isnan(np.asarray(too_small(**inputs).logits)).all()  # never silently wrong
+
+
 def test_video_logits_match_transformers(models):
     hf, ours, processor = models
     frames = [_image(56, 84, 10 + i) for i in range(4)]
