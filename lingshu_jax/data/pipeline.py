@@ -96,19 +96,22 @@ def make_dataset(
     )
     ds = mixture.shard(mixture.build_mixture(raw, cfg, seed), shard_index, shard_count)
     # Groups of consecutive records (by index: the order does not depend on the worker count).
-    groups = ds.batch(cfg.group, batch_fn=list).map(transport.GroupTransform(transform))
+    group_transform = transport.GroupTransform(transform, shared_memory=cfg.worker_count > 0)
+    groups = ds.batch(cfg.group, batch_fn=list).map(group_transform)
     it_ds = groups.to_iter_dataset(
         grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.read_buffer)
     )
     if cfg.worker_count > 0:
         _ensure_absl_flags_parsed()
-        # Small arrays (token ids) travel pickled; only big ones (pixels) get a shared-memory segment.
+        # Small arrays (token ids) travel pickled; pixels in a reused slab (transport.py) or, when none is
+        # free, a fresh shared-memory segment.
         it_ds = grain.experimental.WithOptionsIterDataset(
             it_ds, grain.experimental.DatasetOptions(min_shm_size=_MIN_SHM_BYTES)
         )
         it_ds = it_ds.mp_prefetch(
             grain.MultiprocessingOptions(
-                num_workers=cfg.worker_count, per_worker_buffer_size=cfg.worker_buffer_size
+                num_workers=cfg.worker_count,
+                per_worker_buffer_size=cfg.worker_buffer_size,
             )
         )
     samples = transport.UngroupIterDataset(it_ds)

@@ -1,5 +1,8 @@
 """Transport between processes: groups split back into samples in order, with exact resume inside a
-group (uint8 pixel rows keep their dtype)."""
+group (uint8 pixel rows keep their dtype); reusable shared-memory slabs for the pixel rows."""
+
+import gc
+import os
 
 import grain
 import numpy as np
@@ -34,3 +37,69 @@ def test_ungroup_splits_in_order_and_resumes_inside_a_group():
         fresh.set_state(state)
         rest = [int(s["input_ids"][0]) if "input_ids" in s else -1 for s in fresh]
         assert rest == ids[stop:], stop
+
+
+def _rows(n, value, dim=4):
+    return np.full((n, dim), value, np.uint8)
+
+
+def test_slab_round_trip_is_zero_copy_and_the_name_is_unlinked_once_mapped():
+    pool, reader = transport.SlabPool(max_slabs=4, min_bytes=1 << 20), transport.SlabReader()
+    arrays = [np.arange(12, dtype=np.uint8).reshape(3, 4), _rows(2, 7)]
+    ref = pool.put(arrays)
+    rows = reader.view(ref)
+    np.testing.assert_array_equal(rows, np.concatenate(arrays))
+    assert rows.dtype == np.uint8 and not rows.flags.writeable
+    assert not os.path.exists(f"/dev/shm/{ref.name}")  # both mappings stay; nothing to leak on a crash
+    floats = pool.put([np.full((2, 3), 0.5, np.float32)])
+    np.testing.assert_array_equal(reader.view(floats), np.full((2, 3), 0.5, np.float32))
+
+
+def test_a_slab_returns_to_the_pool_only_when_every_view_of_its_group_is_gone():
+    pool, reader = transport.SlabPool(max_slabs=2, min_bytes=1 << 20), transport.SlabReader()
+    first = pool.put([_rows(3, 1)])
+    rows = reader.view(first)
+    second = pool.put([_rows(3, 2)])
+    assert second.name != first.name  # the first slab is still viewed
+    held = reader.view(second)
+    assert pool.put([_rows(3, 3)]) is None  # both busy, at max_slabs: the caller falls back to grain's shm
+    view = rows[1:]
+    del rows
+    gc.collect()
+    assert pool.put([_rows(3, 4)]) is None  # a slice still refers to the first group
+    del view
+    gc.collect()
+    third = pool.put([_rows(3, 5)])
+    assert third.name == first.name
+    np.testing.assert_array_equal(reader.view(third), _rows(3, 5))
+    np.testing.assert_array_equal(held, _rows(3, 2))  # reuse of one slab leaves the other group intact
+
+
+def test_slab_pool_limits_bytes_and_fits_groups_to_slabs():
+    pool = transport.SlabPool(max_slabs=8, max_bytes=4 << 20, min_bytes=1 << 20)
+    reader = transport.SlabReader()
+    big = pool.put([_rows(1 << 19, 1)])  # 2 MiB: a slab of its own size
+    held = reader.view(big)
+    assert held.shape == (1 << 19, 4)
+    assert pool.put([_rows(1 << 19, 2)]) is None  # another 2 MiB slab would pass max_bytes
+    small = pool.put([_rows(4, 3)])  # 1 MiB more fits
+    assert small is not None and small.name != big.name
+    reader.view(small)
+
+
+def test_group_transform_in_shared_memory_gives_the_same_samples():
+    def transform(raw):
+        if raw == 2:
+            return {"error": "bad_record", "where": "f:3", "stats": {}}
+        return {"input_ids": np.full(3, raw), "pixel_values": _rows(raw, raw, dim=1176)}
+
+    raws = [0, 1, 2, 3]
+    plain = transport.split_group(transport.GroupTransform(transform)(raws))
+    group = transport.GroupTransform(transform, shared_memory=True)(raws)
+    assert isinstance(group["pixels"], transport.SlabRef)
+    shared = transport.split_group(group, transport.SlabReader())
+    assert len(plain) == len(shared) == 4
+    for p, s in zip(plain, shared):
+        assert p.keys() == s.keys()
+        for k in p:
+            np.testing.assert_array_equal(p[k], s[k], err_msg=k)
