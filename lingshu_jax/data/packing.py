@@ -170,22 +170,24 @@ class BatchBuilder:
         range of window-order rows and can be gathered from its own array.
         """
         unit = self.merge_size**2
-        out = np.zeros((self.budget, dim), self.pixel_dtype)
+        out = np.empty((self.budget, dim), self.pixel_dtype)
         order = np.argsort(unit_position)  # window-order row -> original unit
         start = 0
         for pix in pixels:
             units = len(pix) // unit
             if not units:
                 continue
-            local = order[start : start + units] - start
-            rows = (local[:, None] * unit + np.arange(unit)).reshape(-1)
             if pix.dtype != self.pixel_dtype:
                 raise ValueError(
                     f"{pix.dtype} pixel rows in a {self.pixel_dtype} batch (a builder with "
                     "pixel_normalization takes uint8 rows, one without takes float32 rows)"
                 )
-            np.take(pix, rows, axis=0, out=out[start * unit : (start + units) * unit])
+            dst = out[start * unit : (start + units) * unit]
+            copy_units(
+                pix.reshape(units, unit * dim), order[start : start + units] - start, dst.reshape(units, -1)
+            )
             start += units
+        out[start * unit :] = 0
         return out
 
     def _stats(self, batch: dict) -> dict:
@@ -200,6 +202,20 @@ class BatchBuilder:
             "patches/real": int(self.patches),
             "patches/total": int(self.budget),
         }
+
+
+def copy_units(src: np.ndarray, order: np.ndarray, dst: np.ndarray) -> None:
+    """dst[i] = src[order[i]] for [U, k] arrays: a slice copy per run of consecutive source units (a window
+    row of merge units is one run), or one take when the runs are short."""
+    breaks = np.flatnonzero(np.diff(order) != 1) + 1
+    if 2 * len(breaks) > len(order):
+        np.take(src, order, axis=0, out=dst)
+        return
+    starts = np.concatenate([[0], breaks]).tolist()
+    ends = np.concatenate([breaks, [len(order)]]).tolist()
+    firsts = order[starts].tolist()
+    for a, b, f in zip(starts, ends, firsts):
+        dst[a:b] = src[f : f + b - a]
 
 
 class PackIterDataset(grain.IterDataset):

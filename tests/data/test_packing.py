@@ -1,11 +1,11 @@
 """Packing: first-fit rows under one patch budget, and packed segments equal the unpacked samples."""
 
-
 import numpy as np
 
 import pytest
 
 from lingshu_jax.data import BatchBuilder, ErrorPolicy, make_pipeline, unpack_batch
+from lingshu_jax.data.packing import copy_units
 from lingshu_jax.data.transforms import SampleTransform
 from lingshu_jax.model import vision_inputs
 from lingshu_jax.processing.image import PixelNormalization
@@ -96,6 +96,22 @@ def test_uint8_batches_keep_uint8_rows_and_carry_the_affine():
     assert mixed.add(_fake(2, patches=16, grid=(1, 4, 4)))  # float32 rows
     with pytest.raises(ValueError, match="float32 pixel rows in a uint8 batch"):
         mixed.build()
+
+
+@pytest.mark.parametrize("grid", [(1, 8, 8), (1, 16, 12), (1, 6, 10), (2, 12, 8), (1, 2, 2)])
+def test_copy_units_is_the_take_of_the_window_order(grid):
+    """The run-by-run copy of merge units equals np.take for the window permutations of vision_inputs
+    (full and partial windows, several frames) and for orders without runs."""
+    stream = vision_inputs.build_vision_stream(
+        np.zeros((int(np.prod(grid)), 0)), np.asarray([grid]), spatial_merge_size=2, window_merge_units=4
+    )
+    order = np.argsort(stream.unit_position)
+    rng = np.random.default_rng(0)
+    for order in (order, rng.permutation(len(order)), np.arange(len(order))[::-1]):
+        src = rng.integers(0, 255, (len(order), 4 * 6), dtype=np.uint8)
+        dst = np.zeros_like(src)
+        copy_units(src, order, dst)
+        np.testing.assert_array_equal(dst, src[order])
 
 
 def _all_samples(it):
