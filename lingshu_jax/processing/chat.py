@@ -158,8 +158,8 @@ def token_mask_from_spans(offsets, spans) -> np.ndarray:
     A token that starts inside a span is in it (only a merged whitespace token can straddle the start
     boundary; it stays out, with the header it began in).
     """
-    starts = np.asarray([o[0] for o in offsets], dtype=np.int64)
-    ends = np.asarray([o[1] for o in offsets], dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    starts, ends = offsets[:, 0], offsets[:, 1]
     mask = np.zeros(len(offsets), dtype=bool)
     for start, end in spans:
         mask |= (starts >= start) & (starts < end) & (ends > starts)

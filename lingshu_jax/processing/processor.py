@@ -78,12 +78,8 @@ def _load_video(v):
     return [_load_visual(f) for f in v]
 
 
-def expand_placeholders(texts: list[str], image_tokens: list[int], video_tokens: list[int]):
-    """Replaces the i-th image/video pad (across the batch) with its number of pad tokens.
-
-    -> (expanded texts, per text [(orig_start, orig_end, delta)] for offset mapping). ValueError on a count
-    mismatch between placeholders and given images/videos.
-    """
+def check_placeholders(texts: list[str], image_tokens: list[int], video_tokens: list[int]) -> None:
+    """ValueError unless the texts hold one image/video pad per given image/video."""
     n_img = sum(t.count(IMAGE_TOKEN) for t in texts)
     n_vid = sum(t.count(VIDEO_TOKEN) for t in texts)
     if n_img != len(image_tokens):
@@ -96,6 +92,15 @@ def expand_placeholders(texts: list[str], image_tokens: list[int], video_tokens:
             f"found {n_vid} {VIDEO_TOKEN} placeholders in the text but {len(video_tokens)} videos "
             "were given; every video part of the conversation needs exactly one video"
         )
+
+
+def expand_placeholders(texts: list[str], image_tokens: list[int], video_tokens: list[int]):
+    """Replaces the i-th image/video pad (across the batch) with its number of pad tokens.
+
+    -> (expanded texts, per text [(orig_start, orig_end, delta)] for offset mapping). ValueError on a count
+    mismatch between placeholders and given images/videos.
+    """
+    check_placeholders(texts, image_tokens, video_tokens)
     counts = {IMAGE_TOKEN: iter(image_tokens), VIDEO_TOKEN: iter(video_tokens)}
     out, edits = [], []
     for text in texts:
@@ -109,6 +114,34 @@ def expand_placeholders(texts: list[str], image_tokens: list[int], video_tokens:
         out.append("".join(pieces))
         edits.append(text_edits)
     return out, edits
+
+
+def split_counts(texts: list[str], image_tokens: list[int], video_tokens: list[int]) -> list[tuple]:
+    """Per text, (its images' token counts, its videos' token counts): the batch's counts in text order."""
+    out, i, v = [], 0, 0
+    for text in texts:
+        n_img, n_vid = text.count(IMAGE_TOKEN), text.count(VIDEO_TOKEN)
+        out.append((image_tokens[i : i + n_img], video_tokens[v : v + n_vid]))
+        i, v = i + n_img, v + n_vid
+    return out
+
+
+def pad_repeats(ids: np.ndarray, pad_counts: dict[int, list[int]]) -> np.ndarray | None:
+    """[L] int64: how many times each token of a text tokenised with ONE pad per image/video appears in the
+    expanded text (the i-th pad of id p: pad_counts[p][i] times; other tokens once).
+
+    The tokenizer splits text on special tokens before anything else, so tokenising the expanded text gives
+    the same tokens with each pad repeated: `np.repeat(ids, repeats)` is the expanded encoding at a
+    fraction of the cost. None when the pads found differ from the counts (a tokenizer without the pads as
+    special tokens): the caller then tokenises the expanded text.
+    """
+    repeats = np.ones(len(ids), np.int64)
+    for token_id, counts in pad_counts.items():
+        where = np.flatnonzero(ids == token_id)
+        if len(where) != len(counts):
+            return None
+        repeats[where] = counts
+    return repeats
 
 
 def map_offset(pos: int, edits) -> int:
@@ -208,6 +241,43 @@ class Processor:
             [int(n) for n in vid.prod(axis=1) // self.video_processor.merge_size**2],
         )
 
+    def _encode_batch_expanded(self, texts: list[str], image_tokens: list[int], video_tokens: list[int]):
+        """Token id rows of the texts with every pad expanded to its count (see `pad_repeats`)."""
+        check_placeholders(texts, image_tokens, video_tokens)
+        rows = self.tokenizer.encode_batch(texts)
+        out = []
+        for row, (img, vid) in zip(rows, split_counts(texts, image_tokens, video_tokens)):
+            row = np.asarray(row, np.int64)
+            repeats = pad_repeats(row, {self.image_token_id: img, self.video_token_id: vid})
+            if repeats is None:
+                expanded, _ = expand_placeholders(texts, image_tokens, video_tokens)
+                return self.tokenizer.encode_batch(expanded)
+            out.append(np.repeat(row, repeats))
+        return out
+
+    def _encode_expanded_with_mask(
+        self, text: str, spans: list, image_tokens: list[int], video_tokens: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One text -> (ids [L] int64, bool [L]: token starts inside a character span of `text`), pads
+        expanded. Tokenises the text with one pad per image/video and repeats the pads (`pad_repeats`)."""
+        check_placeholders([text], image_tokens, video_tokens)
+        ids, offsets = self.tokenizer.encode_with_offsets(text)
+        ids = np.asarray(ids, np.int64)
+        repeats = pad_repeats(ids, {self.image_token_id: image_tokens, self.video_token_id: video_tokens})
+        if repeats is None:
+            return self._encode_expanded_with_mask_slow(text, spans, image_tokens, video_tokens)
+        mask = token_mask_from_spans(offsets, spans)
+        return np.repeat(ids, repeats), np.repeat(mask, repeats)
+
+    def _encode_expanded_with_mask_slow(
+        self, text: str, spans: list, image_tokens: list[int], video_tokens: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As `_encode_expanded_with_mask`, by tokenising the expanded text (the reference)."""
+        (expanded,), (edits,) = expand_placeholders([text], image_tokens, video_tokens)
+        ids, offsets = self.tokenizer.encode_with_offsets(expanded)
+        spans = [(map_offset(s, edits), map_offset(e, edits)) for s, e in spans]
+        return np.asarray(ids, np.int64), token_mask_from_spans(offsets, spans)
+
     def _mm_type_ids(self, ids: np.ndarray) -> np.ndarray:
         return np.where(ids == self.image_token_id, 1, np.where(ids == self.video_token_id, 2, 0)).astype(
             np.int64
@@ -228,9 +298,8 @@ class Processor:
         texts = [text] if isinstance(text, str) else list(text)
         images = [images] if images is not None and not isinstance(images, (list, tuple)) else images
         vision = self._vision(images, image_inputs, videos, video_inputs, video_fps)
-        expanded, _ = expand_placeholders(texts, *self._token_counts(vision))
         ids, mask = pad_batch(
-            self.tokenizer.encode_batch(expanded),
+            self._encode_batch_expanded(texts, *self._token_counts(vision)),
             self.tokenizer.pad_token_id,
             padding_side or self.padding_side,
         )
@@ -305,11 +374,8 @@ class Processor:
         if videos is None and video_inputs is None and any(x is not None for x in found_videos):
             videos = found_videos
         vision = self._vision(images, image_inputs, videos, video_inputs, video_fps)
-        (expanded,), (edits,) = expand_placeholders([text], *self._token_counts(vision))
-        ids, offsets = self.tokenizer.encode_with_offsets(expanded)
-        spans = [(map_offset(s, edits), map_offset(e, edits)) for s, e in spans]
-        mask = token_mask_from_spans(offsets, spans)[None]
-        ids = np.asarray(ids, dtype=np.int64)[None]
+        ids, mask = self._encode_expanded_with_mask(text, spans, *self._token_counts(vision))
+        ids, mask = ids[None], mask[None]
         return {
             "input_ids": ids,
             "attention_mask": np.ones_like(ids),

@@ -1,5 +1,6 @@
 """Processor vs transformers' Qwen2_5_VLProcessor (built in-test from our tokenizer dir), errors, SFT masks."""
 
+import copy
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import pytest
 
 from lingshu_jax.processing import ImageProcessor, Processor, Tokenizer, load_image
 from lingshu_jax.processing.image import VideoProcessor
+from lingshu_jax.processing.processor import expand_placeholders, pad_repeats
 
 from .helpers import rgb
 
@@ -186,3 +188,77 @@ def test_processor_pickles_for_data_loader_workers(processor):
     np.testing.assert_array_equal(
         clone(conv, images=[rgb(40, 40)])["input_ids"], processor(conv, images=[rgb(40, 40)])["input_ids"]
     )
+
+
+def _assistant(text):
+    return {"role": "assistant", "content": text}
+
+
+FAST_PATH_CASES = {
+    "image_then_two_turns": (
+        [
+            _user("image", "\n  Describe.  "),
+            {"role": "assistant", "content": "A chest X-ray."},
+            _user("image", "image", " Compare\n"),
+            {"role": "assistant", "content": [{"type": "text", "text": " No change.\n\n"}]},
+        ],
+        [rgb(100, 140, 3), rgb(60, 60, 4), rgb(30, 200, 5)],
+        None,
+    ),
+    "image_in_assistant_turn": (
+        [
+            _user("Draw it."),
+            {"role": "assistant", "content": [{"type": "image"}, {"type": "text", "text": "Here."}]},
+        ],
+        [rgb(90, 90, 6)],
+        None,
+    ),
+    "video_and_image": (
+        [_user("video", "image", "What?"), _assistant("Both.")],
+        [rgb(70, 50, 7)],
+        [_video()],
+    ),
+    "text_only": ([_user("Hi"), _assistant("Hello")], None, None),
+}
+
+
+@pytest.mark.parametrize("case", list(FAST_PATH_CASES))
+def test_expanding_pad_ids_equals_tokenising_the_expanded_text(processor, case):
+    """Tokenising with one pad per image/video and repeating the pad ids (with the assistant mask) gives what
+    tokenising the text with every pad written out gives (the reference path)."""
+    conv, images, videos = FAST_PATH_CASES[case]
+    text, spans = processor.chat.render_with_assistant_spans(conv)
+    counts = processor._token_counts(processor._vision(images, None, videos, None, None))
+    ids, mask = processor._encode_expanded_with_mask(text, spans, *counts)
+    ref_ids, ref_mask = processor._encode_expanded_with_mask_slow(text, spans, *counts)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(mask, ref_mask)
+    (expanded,), _ = expand_placeholders([text], *counts)
+    np.testing.assert_array_equal(ids, processor.tokenizer.encode(expanded))
+    assert (ids == processor.image_token_id).sum() == sum(counts[0])
+    batch = processor._encode_batch_expanded(
+        [text, "<|im_start|>user\nx<|im_end|>\n", text], *(c * 2 for c in counts)
+    )
+    for row, ref in zip(
+        batch, processor.tokenizer.encode_batch([expanded, "<|im_start|>user\nx<|im_end|>\n", expanded])
+    ):
+        np.testing.assert_array_equal(row, ref)
+
+
+def test_pad_repeats_counts_each_pad_and_refuses_a_mismatch():
+    ids = np.array([1, 5, 2, 5, 6])
+    assert pad_repeats(ids, {5: [3, 4], 6: [2]}).tolist() == [1, 3, 1, 4, 2]
+    assert pad_repeats(ids, {5: [3]}) is None  # the tokenizer did not split the pads out: caller falls back
+    assert pad_repeats(ids, {7: []}).tolist() == [1] * 5
+
+
+def test_encoding_falls_back_to_the_expanded_text_when_pads_are_not_found(processor):
+    conv, images, _ = FAST_PATH_CASES["image_then_two_turns"]
+    text, spans = processor.chat.render_with_assistant_spans(conv)
+    counts = processor._token_counts(processor._vision(images, None, None, None, None))
+    odd = copy.copy(processor)
+    odd.image_token_id = processor.tokenizer.token_id("<|box_start|>")  # never in the text: no pads found
+    ids, mask = odd._encode_expanded_with_mask(text, spans, *counts)
+    ref_ids, ref_mask = processor._encode_expanded_with_mask_slow(text, spans, *counts)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(mask, ref_mask)
