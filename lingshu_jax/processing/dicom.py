@@ -85,8 +85,10 @@ def _load_pil(source, max_pixels: int | None, name: str) -> Image.Image:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image.load()
-            # Same steps as transformers' load_image: EXIF orientation, then plain RGB conversion.
-            return ImageOps.exif_transpose(image).convert("RGB")
+            # Same steps as transformers' load_image: EXIF orientation, then plain RGB conversion (in place
+            # and only when needed: each copy of a decoded image costs about as much as 10% of decoding it).
+            ImageOps.exif_transpose(image, in_place=True)
+            return image if image.mode == "RGB" else image.convert("RGB")
         except (OSError, ValueError, SyntaxError) as e:
             raise ValueError(f"{name}: cannot decode image ({e})") from e
 

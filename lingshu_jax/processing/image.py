@@ -128,7 +128,7 @@ def smart_resize(
 
 
 def to_rgb_array(image) -> np.ndarray:
-    """PIL image or uint8 array ([H,W], [H,W,C] or [C,H,W], C in 1/3/4) -> uint8 [H, W, 3].
+    """PIL image or uint8 array ([H,W], [H,W,C] or [C,H,W], C in 1/3/4) -> uint8 [H, W, 3] (may be read-only).
 
     Transparency is composited onto white, as transformers' `convert_to_rgb` does.
     """
@@ -139,6 +139,8 @@ def to_rgb_array(image) -> np.ndarray:
             rgba = image.convert("RGBA")
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             return np.array(Image.alpha_composite(background, rgba).convert("RGB"))
+        if image.mode == "RGB":
+            return np.asarray(image)  # read-only, one copy (convert("RGB") would copy first)
         return np.array(image.convert("RGB"))
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
@@ -366,7 +368,7 @@ class ImageProcessor:
             raise ValueError("no images given")
         rows, grids = zip(*(self.process_one(im) for im in images))
         return {
-            "pixel_values": np.concatenate(rows, axis=0),
+            "pixel_values": rows[0] if len(rows) == 1 else np.concatenate(rows, axis=0),
             "image_grid_thw": np.asarray(grids, dtype=np.int64).reshape(-1, 3),
         }
 

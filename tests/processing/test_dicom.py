@@ -161,10 +161,12 @@ def test_png_jpeg_and_rgba_load_like_transformers_load_image(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees on display
     gray.save(tmp_path / "c.jpg", exif=exif)
-    for name in ("a.png", "b.jpg", "c.jpg"):
+    rgba.convert("RGB").save(tmp_path / "d.jpg", exif=exif)  # RGB + orientation: transposed in place
+    for name in ("a.png", "b.jpg", "c.jpg", "d.jpg"):
         ours = load_image(str(tmp_path / name))
         ref = image_utils.load_image(str(tmp_path / name))
         assert ours.mode == "RGB"
         np.testing.assert_array_equal(np.array(ours), np.array(ref))
     assert load_image(str(tmp_path / "c.jpg")).size == (20, 25)  # EXIF orientation applied
+    assert load_image(str(tmp_path / "d.jpg")).size == (40, 30)
     assert load_image(io.BytesIO((tmp_path / "b.jpg").read_bytes())).size == (30, 40)
