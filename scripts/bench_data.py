@@ -2,14 +2,21 @@
 
 Same samples for both: `--samples` JPEG images of `--image`x`--image` pixels, each in a two-turn VQA
 conversation of about `--tokens` tokens, tokenised with the full Qwen2.5-VL vocabulary (built offline from
-dashscope's qwen.tiktoken). transformers does the processor call only (chat template, tokenize, PIL image
-processor); ours does more (labels, M-RoPE ids, packing, window permutation, padding to the patch budget).
+dashscope's qwen.tiktoken). transformers does the processor call only (image decode, chat template,
+tokenize, PIL image processor) in one process; ours does more (labels, M-RoPE ids, packing, window
+permutation, padding to the patch budget) in its grain worker processes plus the main process.
+
+Measurement: `--rounds` rounds, each transformers then ours back to back (interleaved: a change of load
+from other processes hits both sides); the ratio is the median of the per-round ratios. Each side's rate is
+its steady state: the least-squares slope of samples delivered over time after the same `--warmup`
+samples (default 10%); our worker start-up (spawning, unpickling, the first pool of batches) is reported
+apart. CPU ms/sample counts every process (grain workers included) over the same window.
 
 Then `--stages` records go through the worker's transform in this process with its stages timed in place
 by a plain CPU timer (median ms/sample): decode, to RGB array, resize, patchify, normalise (float32 path
 only), tokenize (chat template + tokenizer), M-RoPE ids, the rest (record parsing, labels, ...), packing.
 
-  python scripts/bench_data.py --samples 160 --workers 2
+  python scripts/bench_data.py --workers 2,0          # the issue's figure: ratio with 2 workers
   python scripts/bench_data.py --workers 2 --pixel_dtype float32   # pixels normalised on the host
   python scripts/bench_data.py --mixed 600       # packing efficiency on caption + VQA + text-only data
 """
@@ -168,31 +175,67 @@ def _live_children_cpu() -> float:
     return total
 
 
-def bench_hf(processor, path: str, root: str) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds) for transformers to process every record of `path`; total tokens."""
-    records = [json.loads(line) for line in open(path)]
-    start, cpu, tokens = time.perf_counter(), _cpu(), 0
-    for r in records:
+def steady_rate(times: list[float], counts: list[int]) -> float:
+    """Samples/s: least-squares slope of the cumulative sample count over its timestamps.
+
+    Both sides are timed this way, after the same warm-up. A slope over every delivery, rather than the
+    first and last, is not biased by work done ahead of the window's start (grain's buffers, the packer's
+    pool of batches emitted together)."""
+    t, c = np.asarray(times, np.float64), np.asarray(counts, np.float64)
+    if len(t) < 2 or np.ptp(t) <= 0:
+        raise ValueError(f"{len(t)} timestamps: too few deliveries after warm-up to measure a rate")
+    return float(np.polyfit(t - t[0], c, 1)[0])
+
+
+def _hf_messages(record: dict) -> list[dict]:
+    return [
+        {
+            "role": m["role"],
+            "content": (
+                [{"type": "image"}, {"type": "text", "text": m["content"][7:]}]
+                if m["content"].startswith("<image>")
+                else [{"type": "text", "text": m["content"]}]
+            ),
+        }
+        for m in record["messages"]
+    ]
+
+
+def bench_hf(processor, path: str, root: str, warmup: int = 0) -> dict:
+    """transformers over every record of `path` (image decode, chat template, processor call), one process.
+
+    The steady rate and CPU are over the records after the first `warmup`."""
+    with open(path) as f:
+        records = [json.loads(line) for line in f]
+    warmup = min(warmup, len(records) - 2)
+    times, counts, tokens = [], [], 0
+    start = cpu = None
+    for i, r in enumerate(records):
+        if i == warmup:
+            start, cpu = time.perf_counter(), _cpu()
+            times.append(start), counts.append(0)
         images = [Image.open(os.path.join(root, p)).convert("RGB") for p in r["images"]]
-        messages = [
-            {
-                "role": m["role"],
-                "content": (
-                    [{"type": "image"}, {"type": "text", "text": m["content"][7:]}]
-                    if m["content"].startswith("<image>")
-                    else [{"type": "text", "text": m["content"]}]
-                ),
-            }
-            for m in r["messages"]
-        ]
-        text = processor.apply_chat_template(messages, tokenize=False)
+        text = processor.apply_chat_template(_hf_messages(r), tokenize=False)
         out = processor(text=[text], images=images, return_tensors="np")
         tokens += out["input_ids"].shape[1]
-    return time.perf_counter() - start, _cpu() - cpu, tokens
+        if i >= warmup:
+            times.append(time.perf_counter()), counts.append(i + 1 - warmup)
+    return {
+        "samples": len(records),
+        "steady_s": times[-1] - start,
+        "steady_samples": len(records) - warmup,
+        "samples_per_s_steady": steady_rate(times, counts),
+        "steady_cpu_ms_per_sample": 1e3 * (_cpu() - cpu) / (len(records) - warmup),
+        "tokens": tokens,
+    }
 
 
 def bench_ours(path: str, processor, model_config, args) -> dict:
-    """Seconds for our pipeline (with and without worker start-up) over every record of `path`."""
+    """Our pipeline over every record of `path`, to packed model-ready batches (the batches are dropped).
+
+    Start-up (worker processes, first pool of batches) is reported apart: the steady rate is the slope of
+    samples delivered over time after `args.warmup` samples (at least the first batch), and the steady CPU
+    is that of every process (workers included) over the same window, per steady sample."""
     from lingshu_jax.data import make_pipeline
 
     cfg = {
@@ -206,24 +249,32 @@ def bench_ours(path: str, processor, model_config, args) -> dict:
         "prefetch": 2,
         "pixel_dtype": getattr(args, "pixel_dtype", "uint8"),  # (lingshu_jax/bench/data.py leaves it out)
     }
+    warmup = getattr(args, "warmup", 0)
     start, cpu = time.perf_counter(), _cpu()
     it = make_pipeline(cfg, None, processor, model_config)
-    first = next(it)
-    t_first, cpu_first = time.perf_counter(), _cpu() + _live_children_cpu()
-    n_first = int(it.counters["segments"])
+    times, counts = [], []
     for _ in it:
-        pass
+        n = int(it.counters["segments"])
+        if not times and n >= warmup:  # the window opens at this delivery
+            t_first, n_first = time.perf_counter(), n
+            cpu_first = _cpu() + _live_children_cpu()
+        if times or n >= warmup:
+            times.append(time.perf_counter()), counts.append(n)
     end = time.perf_counter()
     it.close()  # joins the workers, so their CPU time is counted
     cpu_end = _cpu()
-    del first
+    samples = int(it.counters["segments"])
+    rate = steady_rate(times, counts) if len(times) >= 2 else float("nan")
     return {
         "total_s": end - start,
+        "startup_s": t_first - start,  # to the first delivery of the window (first batch without warm-up)
         "steady_s": end - t_first,
+        "steady_samples": samples - n_first,
+        "samples_per_s_steady": rate,
         "cpu_s": _cpu() - cpu,
         "steady_cpu_s": cpu_end - cpu_first,
-        "samples": int(it.counters["segments"]),
-        "steady_samples": int(it.counters["segments"]) - n_first,
+        "steady_cpu_ms_per_sample": 1e3 * (cpu_end - cpu_first) / (rate * (end - t_first)),
+        "samples": samples,
         "efficiency": it.packing_efficiency,
         "tokens": int(it.counters["tokens/real"]),
         "skipped": {k: v for k, v in it.counters.items() if k.startswith("skipped/")},
@@ -324,12 +375,74 @@ def stage_costs(path: str, root: str, processor, model_config, args) -> dict[str
     return med
 
 
+def _load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def run_rounds(args, path: str, root: str, hf, ours_proc, model_config) -> dict:
+    """`args.rounds` rounds, each transformers then ours per worker count, back to back on the same samples
+    (interleaved, so a change of machine load hits both sides); ratios are per round."""
+    rounds = []
+    for r in range(args.rounds):
+        row = {"load_before": os.getloadavg(), "hf": bench_hf(hf, path, root, args.warmup), "ours": {}}
+        hf_rate = row["hf"]["samples_per_s_steady"]
+        print(
+            f"round {r + 1}/{args.rounds} ({_load()}): transformers {hf_rate:6.1f} samples/s, "
+            f"{row['hf']['steady_cpu_ms_per_sample']:.1f} CPU ms/sample"
+        )
+        for workers in args.worker_counts:
+            args_w = argparse.Namespace(**{**vars(args), "workers": workers})
+            ours = bench_ours(path, ours_proc, model_config, args_w)
+            ours["ratio"] = ours["samples_per_s_steady"] / hf_rate
+            row["ours"][workers] = ours
+            rate, cpu_ms = ours["samples_per_s_steady"], ours["steady_cpu_ms_per_sample"]
+            print(
+                f"  ours, {_label(workers)}: {rate:6.1f} samples/s -> {ours['ratio']:.2f}x; {cpu_ms:.1f} CPU "
+                f"ms/sample (all processes); start-up {ours['startup_s']:.1f} s; packing efficiency "
+                f"{ours['efficiency']:.3f}"
+            )
+        row["load_after"] = os.getloadavg()
+        rounds.append(row)
+    return summarize(rounds, args.worker_counts)
+
+
+def _label(workers: int) -> str:
+    return f"{workers} worker processes" if workers else "in-process (threads)"
+
+
+def summarize(rounds: list[dict], worker_counts: list[int]) -> dict:
+    """Medians over rounds of the rates, CPU per sample and per-round ratios."""
+
+    def med(xs):
+        return float(np.median(xs))
+
+    hf = [r["hf"] for r in rounds]
+    out = {
+        "rounds": rounds,
+        "hf_samples_per_s": med([h["samples_per_s_steady"] for h in hf]),
+        "hf_cpu_ms_per_sample": med([h["steady_cpu_ms_per_sample"] for h in hf]),
+        "ours": {},
+    }
+    for w in worker_counts:
+        runs = [r["ours"][w] for r in rounds]
+        out["ours"][w] = {
+            "samples_per_s_steady": med([o["samples_per_s_steady"] for o in runs]),
+            "cpu_ms_per_sample_steady": med([o["steady_cpu_ms_per_sample"] for o in runs]),
+            "startup_s": med([o["startup_s"] for o in runs]),
+            "ratio_median": med([o["ratio"] for o in runs]),
+            "ratios": [o["ratio"] for o in runs],
+        }
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--samples", type=int, default=240)
+    ap.add_argument("--samples", type=int, default=800)
     ap.add_argument(
         "--workers", default="2", help="comma list of worker counts to time (0 = in-process threads)"
     )
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the ratio is their median)")
+    ap.add_argument("--warmup", type=int, default=None, help="samples left out of the rate (default 10%%)")
     ap.add_argument("--image", type=int, default=448)
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--seq_len", type=int, default=8192)
@@ -340,6 +453,8 @@ def main():
     ap.add_argument("--pixel_dtype", default="uint8", choices=("uint8", "float32"), help="data.pixel_dtype")
     ap.add_argument("--stages", type=int, default=120, help="records timed stage by stage (0: none)")
     args = ap.parse_args()
+    args.worker_counts = [int(w) for w in args.workers.split(",")]
+    args.warmup = args.samples // 10 if args.warmup is None else args.warmup
 
     from absl import flags
 
@@ -357,57 +472,32 @@ def main():
         Tokenizer.from_pretrained(tok_dir), ImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
     )
     if args.mixed:
-        args.workers = int(args.workers.split(",")[0])
+        args.workers = args.worker_counts[0]
         efficiency(make_mixed(root, args.mixed), ours_proc, preset("qwen2.5-vl-7b"), args)
         return
     path = make_data(root, args.samples, args.image, args.tokens)
-    hf_s, hf_cpu, hf_tokens = bench_hf(hf_processor(tok_dir, min_pixels, max_pixels), path, root)
-    hf_rate = args.samples / hf_s
-    out = {
-        "samples": args.samples,
-        "image": args.image,
-        "tokens_per_sample": hf_tokens / args.samples,
-        "cpus": os.cpu_count(),
-        "load_avg_1m": os.getloadavg()[0],
-        "hf_samples_per_s": hf_rate,
-        "hf_cpu_ms_per_sample": 1e3 * hf_cpu / args.samples,
-        "ours": {},
-    }
+    hf = hf_processor(tok_dir, min_pixels, max_pixels)
     print(
-        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes count too)"
+        f"machine: {os.cpu_count()} CPUs, {_load()} (other processes count too); {args.samples} samples of "
+        f"{args.image}x{args.image} JPEG + ~{args.tokens} tokens; rates after the first {args.warmup} samples"
     )
+    out = run_rounds(args, path, root, hf, ours_proc, preset("qwen2.5-vl-7b"))
+    out.update(samples=args.samples, image=args.image, warmup=args.warmup, cpus=os.cpu_count())
+    out["tokens_per_sample"] = out["rounds"][0]["hf"]["tokens"] / args.samples
     print(
-        f"transformers Qwen2_5_VLProcessor (PIL), 1 process: {hf_rate:7.1f} samples/s, "
-        f"{1e3 * hf_cpu / args.samples:.1f} CPU ms/sample ({hf_tokens / args.samples:.0f} tokens/sample, "
-        f"{args.image}x{args.image} images)"
+        f"transformers Qwen2_5_VLProcessor (PIL), 1 process: {out['hf_samples_per_s']:.1f} samples/s, "
+        f"{out['hf_cpu_ms_per_sample']:.1f} CPU ms/sample ({out['tokens_per_sample']:.0f} tokens/sample); "
+        f"medians of {args.rounds} rounds"
     )
-    for workers in (int(w) for w in args.workers.split(",")):
-        args_w = argparse.Namespace(**{**vars(args), "workers": workers})
-        ours = bench_ours(path, ours_proc, preset("qwen2.5-vl-7b"), args_w)
-        steady = ours["steady_samples"] / ours["steady_s"]
-        total = ours["samples"] / ours["total_s"]
-        cpu_ms = 1e3 * ours["cpu_s"] / ours["samples"]
-        steady_cpu_ms = 1e3 * ours["steady_cpu_s"] / ours["steady_samples"]
-        bound = os.cpu_count() * hf_cpu / args.samples * 1e3 / steady_cpu_ms
-        out["ours"][workers] = {
-            "samples_per_s_steady": steady,
-            "samples_per_s_incl_startup": total,
-            "cpu_ms_per_sample_incl_startup": cpu_ms,
-            "cpu_ms_per_sample_steady": steady_cpu_ms,
-            "ratio_bound_all_cpus": bound,
-            "ratio_steady": steady / hf_rate,
-            "ratio_incl_startup": total / hf_rate,
-            "packing_efficiency": ours["efficiency"],
-            "skipped": ours["skipped"],
-        }
-        label = f"{workers} worker processes" if workers else "in-process (2 threads)"
+    for w, o in out["ours"].items():
+        bound = os.cpu_count() * out["hf_cpu_ms_per_sample"] / o["cpu_ms_per_sample_steady"]
         print(
-            f"lingshu_jax.data, {label}: {steady:7.1f} samples/s after the first batch, {total:.1f} with start-up, "
-            f"{cpu_ms:.1f} CPU ms/sample incl. start-up (all processes)\n  ratio {steady / hf_rate:.2f}x "
-            f"({total / hf_rate:.2f}x with start-up); packing efficiency {ours['efficiency']:.3f}\n"
-            f"  steady state {steady_cpu_ms:.1f} CPU ms/sample (all processes): at most "
-            f"{bound:.2f}x transformers' rate on {os.cpu_count()} idle CPUs"
+            f"lingshu_jax.data, {_label(w)}: {o['samples_per_s_steady']:.1f} samples/s steady, "
+            f"RATIO {o['ratio_median']:.2f}x (median; rounds {', '.join(f'{x:.2f}' for x in o['ratios'])}); "
+            f"{o['cpu_ms_per_sample_steady']:.1f} CPU ms/sample (all processes; at most {bound:.2f}x on "
+            f"{os.cpu_count()} idle CPUs); worker start-up {o['startup_s']:.1f} s (not in the rate)"
         )
+    print(f"end: {_load()}")
     if args.stages:
         costs = stage_costs(path, root, ours_proc, preset("qwen2.5-vl-7b"), args)
         out["stages_ms_per_sample"] = costs
@@ -417,7 +507,7 @@ def main():
             print(f"  {stage:32s} {ms:6.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+            json.dump(out, f, indent=2, default=float)
 
 
 if __name__ == "__main__":

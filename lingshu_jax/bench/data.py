@@ -68,7 +68,7 @@ class OursData:
         if out["steady_samples"] <= 0:
             raise ValueError(f"data: all {out['samples']} samples fit in the first batch of {self.args.seq_len} "
                              "tokens; use more samples (or a shorter seq_len) to measure the steady rate")
-        return {"samples_per_s": out["steady_samples"] / out["steady_s"],
+        return {"samples_per_s": out.get("samples_per_s_steady", out["steady_samples"] / out["steady_s"]),
                 "samples_per_s_incl_startup": out["samples"] / out["total_s"], "samples": out["samples"],
                 "cpu_s": out.get("cpu_s"), "packing_efficiency": out.get("efficiency"),
                 "workers": self.args.workers}
@@ -83,7 +83,11 @@ class HFData:
 
     def run(self) -> dict[str, Any]:
         out = self.module.bench_hf(self.processor, self.spec["path"], self.spec["root"])
-        seconds, tokens = out[0], out[-1]
         samples = int(self.spec["samples"])
+        if isinstance(out, dict):  # scripts/bench_data.py from this commit on
+            return {"samples_per_s": out["samples_per_s_steady"], "samples": samples,
+                    "tokens_per_sample": out["tokens"] / samples,
+                    "cpu_s": out["steady_cpu_ms_per_sample"] * samples / 1e3}
+        seconds, tokens = out[0], out[-1]
         return {"samples_per_s": samples / seconds, "samples": samples, "tokens_per_sample": tokens / samples,
                 "cpu_s": out[1] if len(out) == 3 else None}
