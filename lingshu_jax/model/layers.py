@@ -15,9 +15,23 @@ def dtype_of(name: str):
     return jnp.dtype(name)
 
 
+class Dense(nn.Dense):
+    """nn.Dense computed as one 2-D matmul: x [..., in] -> [N, in] @ kernel [in, out] -> [..., out].
+
+    Same parameters and result as nn.Dense. With 3-D activations XLA:CPU canonicalises the kernel gradient
+    (a dot contracting batch and sequence) by physically transposing the [B, S, out] activation gradient
+    before the matmul; on [N, in] x [N, out] it calls the matmul directly (measured: the text decoder's
+    MLP spent ~0.9 s per bench-100m step in those transposes)."""
+
+    def __call__(self, x):
+        lead = x.shape[:-1]
+        y = super().__call__(x.reshape(-1, x.shape[-1]))  # [N, out]
+        return y.reshape(*lead, self.features)
+
+
 def dense(features: int, names: tuple[str, str], *, use_bias: bool, dtype, param_dtype, name: str):
-    """nn.Dense with kernel [in, out] named `names` and bias named `names[1]`."""
-    return nn.Dense(
+    """Dense with kernel [in, out] named `names` and bias named `names[1]`."""
+    return Dense(
         features,
         use_bias=use_bias,
         dtype=dtype,
@@ -61,7 +75,7 @@ class SwiGLU(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        kw = dict(use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = {"use_bias": self.use_bias, "dtype": self.dtype, "param_dtype": self.param_dtype}
         gate = dense(self.inner, self.names, name="gate_proj", **kw)(x)
         up = dense(self.inner, self.names, name="up_proj", **kw)(x)
         return dense(self.hidden, self.names[::-1], name="down_proj", **kw)(nn.silu(gate) * up)
