@@ -30,7 +30,7 @@ from lingshu_jax.model.vlm import Qwen25VL, abstract_params, init_params
 from lingshu_jax.train import flops as flops_lib
 from lingshu_jax.train.accumulate import accumulate_gradients
 from lingshu_jax.train.checkpoint import Checkpointer
-from lingshu_jax.train.loss import IGNORE, next_token_targets
+from lingshu_jax.train.loss import masked_token_nll, next_token_targets
 from lingshu_jax.train.metrics import MetricsWriter
 from lingshu_jax.train.optimizer import make_optimizer
 from lingshu_jax.train.step import loss_sums
@@ -65,9 +65,7 @@ def eval_step(model, params, batch: dict) -> dict:
     (teacher-forced; equals greedy decoding of the answer). batch leaves [B, ...]."""
     logits, _ = model.apply({"params": params}, batch)
     targets = next_token_targets(batch["labels"], batch["segment_ids"])
-    valid = targets != IGNORE
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), -1)
-    nll = -jnp.take_along_axis(logp, jnp.where(valid, targets, 0)[..., None], -1)[..., 0]
+    nll, valid = masked_token_nll(logits, targets)  # [B, S], 0 where not labelled
     hit = (jnp.argmax(logits, -1) == targets) | ~valid
     seg = batch["segment_ids"]
     k = jnp.arange(1, seg.shape[1] + 1)  # at most S segments per row
@@ -75,7 +73,7 @@ def eval_step(model, params, batch: dict) -> dict:
     has = in_seg.any(1)
     correct = jnp.all(hit[..., None] | ~in_seg, axis=1) & has
     return {
-        "loss_sum": jnp.sum(jnp.where(valid, nll, 0.0)),
+        "loss_sum": jnp.sum(nll),
         "tokens": valid.sum(),
         "correct": correct.sum(),
         "samples": has.sum(),
