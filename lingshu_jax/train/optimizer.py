@@ -3,7 +3,7 @@
 Config (`config.optim`, a ConfigDict or dict)::
 
     name: "adamw"
-    b1: 0.9, b2: 0.999, eps: 1e-8, weight_decay: 0.0, mu_dtype: None
+    b1: 0.9, b2: 0.999, eps: 1e-8, weight_decay: 0.0, mu_dtype: None (float32)
     clip_norm: 1.0            # global-norm clipping over the trainable gradients only; None/0 = off
     decay_embeddings: False   # weight decay on `*/embedding` tables (never on `scale` or `bias`)
     schedule: {...}           # optional base schedule config, merged under every group's own config
@@ -20,6 +20,12 @@ The transformation (`tx.update(grads, state, params)`; `params` is required for 
           multi_transform({group: adamw(schedule_group, mask=decays)   # one AdamW per trainable group
                            frozen_group: set_to_zero()}, labels))
 
+Adam's moments are float32 whatever the parameters' dtype (`mu_dtype` may set the first moment's, e.g.
+"bfloat16" to save memory): the state is initialised from float32 placeholders of the parameters, so its
+dtypes are those the first update produces from float32 gradients, and a jitted step's state keeps its
+avals (no recompilation at step 2; with bf16 parameters optax would otherwise start with bf16 moments and
+return a float32 `mu`).
+
 `multi_transform` masks each group's AdamW, so its moments hold `optax.MaskedNode` (no memory) for every
 parameter outside the group: frozen parameters get no optimizer state at all, and their update is exactly
 zero. Decoupled weight decay as in PyTorch's AdamW: ``p -= lr * (adam_update + wd * p)``.
@@ -35,6 +41,7 @@ import re
 from typing import Any, Mapping, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from lingshu_jax.train import schedules
@@ -214,6 +221,46 @@ def _is_adam(x) -> bool:
 
 
 # ------------------------------------------------------------------------------ the optimizer
+def float32_state(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`tx` with its state initialised from float32 versions of the parameters (only shapes, dtypes and,
+    under jit, shardings are read; the casts are dead code there). Adam's moments then start in the dtype
+    the update keeps them in (float32 gradients), so `update` returns a state with the same avals."""
+
+    def init(params):
+        return tx.init(jax.tree.map(_as_float32, params))
+
+    return optax.GradientTransformation(init, tx.update)
+
+
+def state_shardings(tx: optax.GradientTransformation, params: Any, param_shardings: Any, default: Any) -> Any:
+    """Shardings for `tx.init(params)` (a tree like the state): a leaf whose key path ends with a parameter's
+    path and has its shape (Adam's mu and nu) takes that parameter's sharding, the rest (counts) `default`.
+
+    Use as `jax.jit(tx.init, out_shardings=...)`: under jit the moments are zeros that depend on no input,
+    so without it they come out replicated on every device, however the parameters are sharded."""
+    shard_of = {
+        path: (tuple(x.shape), s)
+        for path, x, s in zip(param_paths(params), jax.tree.leaves(params), jax.tree.leaves(param_shardings))
+    }
+
+    def pick(keypath, leaf):
+        parts = path_str(keypath).split("/")
+        for i in range(len(parts)):
+            hit = shard_of.get("/".join(parts[i:]))
+            if hit is not None and hit[0] == tuple(leaf.shape):
+                return hit[1]
+        return default
+
+    return jax.tree_util.tree_map_with_path(pick, jax.eval_shape(tx.init, params))
+
+
+def _as_float32(x):
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits >= 32:
+        return x
+    return x.astype(jnp.float32)
+
+
 def make_optimizer(cfg: Any, params: Any) -> tuple[optax.GradientTransformation, OptimizerInfo]:
     """Builds the grouped AdamW for `params` (arrays or ShapeDtypeStructs: only paths/shapes are read).
 
@@ -253,7 +300,7 @@ def make_optimizer(cfg: Any, params: Any) -> tuple[optax.GradientTransformation,
         )
     clip = c.get("clip_norm")
     clip_tx = optax.masked(optax.clip_by_global_norm(float(clip)), trainable) if clip else optax.identity()
-    tx = optax.chain(clip_tx, optax.multi_transform(transforms, labels))
+    tx = float32_state(optax.chain(clip_tx, optax.multi_transform(transforms, labels)))
     sizes = {p: math.prod(x.shape) for p, x in zip(param_paths(params), jax.tree.leaves(params))}
     num = {}
     for p, g in group_of.items():

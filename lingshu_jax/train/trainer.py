@@ -32,7 +32,7 @@ from lingshu_jax.train.accumulate import accumulate_gradients
 from lingshu_jax.train.checkpoint import Checkpointer
 from lingshu_jax.train.loss import masked_token_nll, next_token_targets
 from lingshu_jax.train.metrics import MetricsWriter
-from lingshu_jax.train.optimizer import make_optimizer
+from lingshu_jax.train.optimizer import make_optimizer, state_shardings
 from lingshu_jax.train.step import loss_sums
 
 log = logging.getLogger(__name__)
@@ -162,14 +162,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # ---- state, or resume from the latest complete checkpoint --------------------------------------
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    opt_shard = state_shardings(tx, params, p_shard, replicated)  # moments sharded like their parameters
     with sharding.mesh_context(mesh, rules):
-        init_opt = jax.jit(tx.init)
-        if resume:
-            opt_state = jax.eval_shape(tx.init, params)
-            opt_shard = init_opt.lower(params).compile().output_shardings
-        else:
-            opt_state = init_opt(params)
-            opt_shard = jax.tree.map(lambda x: x.sharding, opt_state)
+        init_opt = jax.jit(tx.init, out_shardings=opt_shard)
+        opt_state = jax.eval_shape(tx.init, params) if resume else init_opt(params)
     state = {
         "step": jnp.zeros((), jnp.int32),
         "params": params,
