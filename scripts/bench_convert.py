@@ -31,7 +31,13 @@ GIB = 1 << 30
 
 
 def bench_config(size: str):
-    from lingshu_jax.model.config import ModelConfig, TextConfig, VisionConfig
+    from lingshu_jax.model.config import (
+        QWEN_SPECIAL_TOKENS,
+        ModelConfig,
+        TextConfig,
+        VisionConfig,
+        qwen_special_token_ids,
+    )
 
     if size == "2gb":  # ~2.2 GB fp32: 552M parameters
         text = TextConfig(
@@ -71,7 +77,7 @@ def bench_config(size: str):
         )
     else:
         raise ValueError(f"--size {size!r}: expected 2gb or 200mb")
-    return ModelConfig(vision=vision, text=text)
+    return ModelConfig(vision=vision, text=text, **qwen_special_token_ids(32768 - QWEN_SPECIAL_TOKENS))
 
 
 def measure(cmd: list[str]) -> dict:

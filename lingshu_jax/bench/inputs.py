@@ -18,10 +18,9 @@ IGNORE = -100
 
 
 def bench_config(preset_name: str, layers: int | None = None, vision_layers: int | None = None) -> ModelConfig:
-    """A preset, optionally with fewer text layers / vision blocks, and its special token ids moved into
-    the vocabulary when the preset's vocabulary is too small to hold Qwen's ids (bench-100m: 32,768 <
-    151,655): transformers embeds every input id before scattering image features, so an image pad id
-    outside the table fails there (ours would clamp it silently)."""
+    """A preset, optionally with fewer text layers / vision blocks. Its special token ids are the preset's own
+    (ModelConfig checks they index the vocabulary: bench-100m's are those of a Qwen tokenizer cut to
+    `BENCH_TOKENIZER_RANKS` ranks, 32746..32767), and `make_inputs` draws text ids below all of them."""
     cfg = preset(preset_name)
     t, v = cfg.text, cfg.vision
     if layers is not None:
@@ -30,12 +29,6 @@ def bench_config(preset_name: str, layers: int | None = None, vision_layers: int
         depth = int(vision_layers)
         full = tuple(i for i in v.fullatt_block_indexes if i < depth) or (depth - 1,)
         cfg = cfg.replace(vision=_replace(v, depth=depth, fullatt_block_indexes=full))
-    vocab = cfg.text.vocab_size
-    ids = (cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id,
-           cfg.bos_token_id, *cfg.eos_token_ids)
-    if max(ids) >= vocab:
-        cfg = cfg.replace(vision_start_token_id=vocab - 6, vision_end_token_id=vocab - 5, image_token_id=vocab - 4,
-                          video_token_id=vocab - 3, bos_token_id=vocab - 2, eos_token_id=vocab - 1)
     return cfg
 
 

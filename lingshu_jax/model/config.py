@@ -16,6 +16,17 @@ from typing import Any
 import ml_collections
 
 _DTYPES = ("float32", "bfloat16", "float16")
+_SPECIAL_ID_FIELDS = (
+    "image_token_id",
+    "video_token_id",
+    "vision_start_token_id",
+    "vision_end_token_id",
+    "bos_token_id",
+    "eos_token_id",
+)
+# Qwen2.5-VL's added tokens, numbered from the first id after the BPE ranks (<|endoftext|> first,
+# <|vision_start|> 9th, <|image_pad|> 12th, ...: `lingshu_jax.testing.tokenizer.SPECIAL_TOKENS`).
+QWEN_SPECIAL_TOKENS = 22
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +134,26 @@ class ModelConfig:
         bad = [i for i in v.fullatt_block_indexes if not 0 <= i < v.depth]
         if bad:
             raise ValueError(f"vision.fullatt_block_indexes {bad} outside [0, {v.depth})")
+        self._check_special_token_ids()
+
+    def special_token_ids(self) -> dict[str, int]:
+        """{field name: id} of the special tokens the model and its inputs use (eos may be several)."""
+        ids = {k: getattr(self, k) for k in _SPECIAL_ID_FIELDS if k != "eos_token_id"}
+        ids.update({f"eos_token_id[{i}]": e for i, e in enumerate(self.eos_token_ids)})
+        return {k: v for k, v in ids.items() if v is not None}
+
+    def _check_special_token_ids(self):
+        """Every special token id must index the embedding table: an id >= vocab_size (e.g. Qwen's 151655
+        with a 32768 vocabulary) is clamped silently by our gather but fails in transformers."""
+        vocab = self.text.vocab_size
+        bad = {k: v for k, v in self.special_token_ids().items() if not 0 <= int(v) < vocab}
+        if bad:
+            listed = ", ".join(f"{k}={v}" for k, v in bad.items())
+            raise ValueError(
+                f"ModelConfig: special token ids outside the vocabulary [0, {vocab}): {listed}; a smaller "
+                "vocabulary needs its own ids, e.g. qwen_special_token_ids(vocab_size - "
+                f"{QWEN_SPECIAL_TOKENS}) as the tiny and bench-100m presets use"
+            )
 
     @property
     def eos_token_ids(self) -> tuple[int, ...]:
@@ -352,18 +383,31 @@ def _hf(
 
 _QWEN7B = _hf(hidden=3584, inter=18944, layers=28, heads=28, kv=4)
 _QWEN32B = _hf(hidden=5120, inter=27648, layers=64, heads=40, kv=8, vocab=152064, vinter=3456)
-# Tiny models use a Qwen tokenizer cut to its first 1000 BPE ranks; the special tokens follow in
-# Qwen's order from id 1000 (<|endoftext|> 1000, <|im_start|> 1001, <|im_end|> 1002, ...,
-# <|vision_start|> 1009, <|vision_end|> 1010, <|image_pad|> 1012, <|video_pad|> 1013).
+
+
+def qwen_special_token_ids(num_ranks: int) -> dict[str, int]:
+    """Special token ids of a Qwen tokenizer cut to its first `num_ranks` BPE ranks
+    (`build_qwen_tokenizer(vocab_size=num_ranks)`): the added tokens follow in Qwen's order from
+    `num_ranks` (<|endoftext|> +0, <|im_start|> +1, <|im_end|> +2, ..., <|vision_start|> +9,
+    <|vision_end|> +10, <|image_pad|> +12, <|video_pad|> +13). With all 151,643 ranks these are Qwen's ids."""
+    return {
+        "bos_token_id": num_ranks,
+        "eos_token_id": num_ranks + 2,
+        "vision_start_token_id": num_ranks + 9,
+        "vision_end_token_id": num_ranks + 10,
+        "image_token_id": num_ranks + 12,
+        "video_token_id": num_ranks + 13,
+    }
+
+
+# Tiny models use a Qwen tokenizer cut to its first 1000 BPE ranks: <|endoftext|> 1000, <|im_end|> 1002,
+# <|vision_start|> 1009, <|vision_end|> 1010, <|image_pad|> 1012, <|video_pad|> 1013.
 TINY_TOKENIZER_RANKS = 1000
-_TINY_IDS = dict(
-    bos_token_id=1000,
-    eos_token_id=1002,
-    vision_start_token_id=1009,
-    vision_end_token_id=1010,
-    image_token_id=1012,
-    video_token_id=1013,
-)
+_TINY_IDS = qwen_special_token_ids(TINY_TOKENIZER_RANKS)
+# bench-100m: vocabulary 32768 = 32746 BPE ranks + Qwen's 22 added tokens (ids 32746..32767), so every
+# special id is inside the embedding table (as Qwen's own 151,665 ids are inside its 152,064 rows).
+BENCH_VOCAB = 32768
+BENCH_TOKENIZER_RANKS = BENCH_VOCAB - QWEN_SPECIAL_TOKENS
 PRESETS: dict[str, dict[str, Any]] = {
     # Tiny: for tests and the CPU demo. Merge 2, two window + one full-attention vision blocks.
     "tiny": _hf(
@@ -424,13 +468,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         layers=8,
         heads=8,
         kv=2,
-        vocab=32768,
+        vocab=BENCH_VOCAB,
         vdepth=4,
         vhidden=256,
         vheads=4,
         vinter=688,
         fullatt=(3,),
         mrope=(8, 12, 12),
+        **qwen_special_token_ids(BENCH_TOKENIZER_RANKS),
     ),
     "qwen2.5-vl-3b": _hf(
         hidden=2048, inter=11008, layers=36, heads=16, kv=2, vocab=151936, tie=True, vinter=3420

@@ -3,15 +3,18 @@
 import numpy as np
 
 from lingshu_jax.bench import decode, inputs, train
-from lingshu_jax.model.config import preset
+from lingshu_jax.model.config import BENCH_TOKENIZER_RANKS, preset
 
 
-def test_bench_config_moves_special_ids_into_a_small_vocabulary():
+def test_bench_config_keeps_the_presets_special_ids_and_inputs_avoid_them():
     cfg = inputs.bench_config("bench-100m")
-    ids = (cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id,
-           cfg.bos_token_id, *cfg.eos_token_ids)
-    assert max(ids) < cfg.text.vocab_size == 32768
-    assert inputs.bench_config("tiny") == preset("tiny")  # already inside the vocabulary: unchanged
+    assert cfg == preset("bench-100m") and inputs.bench_config("tiny") == preset("tiny")
+    ids = set(cfg.special_token_ids().values())
+    assert max(ids) < cfg.text.vocab_size == 32768 and min(ids) == BENCH_TOKENIZER_RANKS
+    x = inputs.make_inputs(cfg, batch=1, seq=80, image_side=56)
+    text = x["input_ids"][0, 6:]  # after <vision_start> <image_pad> x 4 <vision_end>
+    assert text.max() < BENCH_TOKENIZER_RANKS  # ordinary BPE ids only
+    assert inputs.make_text_inputs(cfg, batch=2, prompt_len=64)["input_ids"].max() < BENCH_TOKENIZER_RANKS
 
 
 def test_bench_config_shrinks_depth():

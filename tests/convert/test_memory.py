@@ -13,7 +13,13 @@ import subprocess
 import sys
 
 from lingshu_jax.convert.random_checkpoint import write_random_hf_checkpoint
-from lingshu_jax.model.config import ModelConfig, TextConfig, VisionConfig
+from lingshu_jax.model.config import (
+    QWEN_SPECIAL_TOKENS,
+    ModelConfig,
+    TextConfig,
+    VisionConfig,
+    qwen_special_token_ids,
+)
 
 MIB = 1 << 20
 # VmHWM (this process's own peak RSS), not ru_maxrss: Linux carries ru_maxrss across fork + exec, so a
@@ -52,6 +58,7 @@ def test_hf_to_jax_peak_rss_is_largest_leaf_plus_fixed_overhead(tmp_path):
             out_hidden_size=512,
             fullatt_block_indexes=(0,),
         ),
+        **qwen_special_token_ids(65536 - QWEN_SPECIAL_TOKENS),
     )
     info = write_random_hf_checkpoint(cfg, str(tmp_path / "hf"))
     assert info["largest_leaf"] == 128 * MIB and info["bytes"] > 250e6
