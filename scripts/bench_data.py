@@ -340,16 +340,6 @@ def stage_costs(path: str, root: str, processor, model_config, args) -> dict[str
         "patchify_image": "patchify",
         "normalize_rows": "normalise (float32 path)",
     }
-    samples = []
-    with open(path, "rb") as f:
-        lines = f.readlines()[: args.stages]
-    with timer.patched(image, stages):
-        for i, line in enumerate(lines):
-            timer.records.append({})
-            t = time.thread_time()
-            samples.append(transform({"data": line, "where": f"{path}:{i + 1}", "source": 0}))
-            record = timer.records[-1]
-            record["rest of the transform"] = 1e3 * (time.thread_time() - t) - sum(record.values())
     builder_kwargs = dict(
         batch_size=args.batch_size,
         seq_len=args.seq_len,
@@ -362,16 +352,30 @@ def stage_costs(path: str, root: str, processor, model_config, args) -> dict[str
         window_merge_units=ops.window_merge_units,
         pixel_normalization=ops.pixel_normalization,
     )
-    start, builder = time.thread_time(), BatchBuilder(**builder_kwargs)
-    for sample in samples:
-        if not builder.add(sample):
-            builder.build()
-            builder = BatchBuilder(**builder_kwargs)
-            builder.add(sample)
+    with open(path, "rb") as f:
+        lines = f.readlines()[: args.stages]
+    pack_ms, builder = 0.0, BatchBuilder(**builder_kwargs)
+    with timer.patched(image, stages):
+        for i, line in enumerate(lines):
+            timer.records.append({})
+            t = time.thread_time()
+            sample = transform({"data": line, "where": f"{path}:{i + 1}", "source": 0})
+            record = timer.records[-1]
+            record["rest of the transform"] = 1e3 * (time.thread_time() - t) - sum(record.values())
+            t = (
+                time.thread_time()
+            )  # packed as it comes (as the pipeline does: built batches free the samples)
+            if not builder.add(sample):
+                builder.build()
+                builder = BatchBuilder(**builder_kwargs)
+                builder.add(sample)
+            pack_ms += 1e3 * (time.thread_time() - t)
+    t = time.thread_time()
     builder.build()
+    pack_ms += 1e3 * (time.thread_time() - t)
     names = ["decode", *stages.values(), "tokenize", "rope ids", "rest of the transform"]
     med = {k: float(np.median([r.get(k, 0.0) for r in timer.records])) for k in names}
-    med["pack (main process, mean)"] = 1e3 * (time.thread_time() - start) / len(samples)
+    med["pack (main process, mean)"] = pack_ms / len(lines)
     return med
 
 

@@ -170,7 +170,7 @@ class BatchBuilder:
         range of window-order rows and can be gathered from its own array.
         """
         unit = self.merge_size**2
-        out = np.empty((self.budget, dim), self.pixel_dtype)
+        out = np.zeros((self.budget, dim), self.pixel_dtype)  # (fresh zero pages: padding is never written)
         order = np.argsort(unit_position)  # window-order row -> original unit
         start = 0
         for pix in pixels:
@@ -187,7 +187,6 @@ class BatchBuilder:
                 pix.reshape(units, unit * dim), order[start : start + units] - start, dst.reshape(units, -1)
             )
             start += units
-        out[start * unit :] = 0
         return out
 
     def _stats(self, batch: dict) -> dict:
