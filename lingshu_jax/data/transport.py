@@ -147,7 +147,10 @@ class SlabPool:
         if len(self._slabs) >= self.max_slabs or total + size > self.max_bytes:
             return None
         name = next(self._names)
-        mm = _shm_create(name, size)
+        try:
+            mm = _shm_create(name, size)
+        except (ImportError, OSError):  # no POSIX shared memory here, or /dev/shm full: grain's path instead
+            return None
         slab = _Slab(name, mm, np.ndarray((1,), np.uint8, buffer=mm))
         self._slabs.append(slab)
         return slab
@@ -198,6 +201,9 @@ def _shm_create(name: str, size: int) -> mmap.mmap:
     try:
         os.ftruncate(fd, size)
         mm = mmap.mmap(fd, size)
+    except OSError:
+        _posixshmem.shm_unlink("/" + name)
+        raise
     finally:
         os.close(fd)
     resource_tracker.register("/" + name, "shared_memory")

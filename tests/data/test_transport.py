@@ -103,3 +103,11 @@ def test_group_transform_in_shared_memory_gives_the_same_samples():
         assert p.keys() == s.keys()
         for k in p:
             np.testing.assert_array_equal(p[k], s[k], err_msg=k)
+
+
+def test_no_shared_memory_means_grains_path(monkeypatch):
+    def unavailable(name, size):
+        raise OSError("no /dev/shm")
+
+    monkeypatch.setattr(transport, "_shm_create", unavailable)
+    assert transport.SlabPool().put([_rows(2, 1)]) is None
