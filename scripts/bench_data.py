@@ -390,9 +390,10 @@ def run_rounds(args, path: str, root: str, hf, ours_proc, model_config) -> dict:
     for r in range(args.rounds):
         row = {"load_before": os.getloadavg(), "hf": bench_hf(hf, path, root, args.warmup), "ours": {}}
         hf_rate = row["hf"]["samples_per_s_steady"]
+        hf_cpu = row["hf"]["steady_cpu_ms_per_sample"]
         print(
             f"round {r + 1}/{args.rounds} ({_load()}): transformers {hf_rate:6.1f} samples/s, "
-            f"{row['hf']['steady_cpu_ms_per_sample']:.1f} CPU ms/sample"
+            f"{hf_cpu:.1f} CPU ms/sample ({hf_rate * hf_cpu / 1e3:.2f} cores busy)"
         )
         for workers in args.worker_counts:
             args_w = argparse.Namespace(**{**vars(args), "workers": workers})
@@ -402,8 +403,8 @@ def run_rounds(args, path: str, root: str, hf, ours_proc, model_config) -> dict:
             rate, cpu_ms = ours["samples_per_s_steady"], ours["steady_cpu_ms_per_sample"]
             print(
                 f"  ours, {_label(workers)}: {rate:6.1f} samples/s -> {ours['ratio']:.2f}x; {cpu_ms:.1f} CPU "
-                f"ms/sample (all processes); start-up {ours['startup_s']:.1f} s; packing efficiency "
-                f"{ours['efficiency']:.3f}"
+                f"ms/sample (all processes; {rate * cpu_ms / 1e3:.2f} cores busy); start-up "
+                f"{ours['startup_s']:.1f} s; packing efficiency {ours['efficiency']:.3f}"
             )
         row["load_after"] = os.getloadavg()
         rounds.append(row)
