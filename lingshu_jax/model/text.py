@@ -16,6 +16,28 @@ from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.layers import RMSNorm, SwiGLU, compute_dtypes, dense, maybe_remat
 from lingshu_jax.sharding import shard
 
+# Training attention (no cache, "xla") runs as this many causal query blocks (when they divide the sequence).
+CAUSAL_BLOCKS = 4
+
+
+def causal_block_attention(q, k, v, mask, *, blocks: int):
+    """Causal self-attention as `blocks` query blocks, block i attending only keys [0, (i + 1) S / blocks):
+    the keys after a block are masked for all its queries anyway, so the result is `dot_product_attention`'s
+    for every query with a visible key, at (blocks + 1) / (2 blocks) of the logits (62.5% for 4 blocks;
+    bench-100m's text backward -0.4 s of 4.2 s on CPU). Queries with no visible key (padding) still get a
+    finite average, over their block's keys.
+
+    q [B, S, H, Dh], k/v [B, S, KVH, Dh], mask [B, 1, S, S] (causal) -> [B, S, H, Dh]."""
+    s = q.shape[1]
+    if blocks <= 1 or s % blocks or k.shape[1] != s:
+        return dot_product_attention(q, k, v, mask)
+    size = s // blocks
+    outs = []
+    for i in range(blocks):
+        lo, hi = i * size, (i + 1) * size
+        outs.append(dot_product_attention(q[:, lo:hi], k[:, :hi], v[:, :hi], mask[:, :, lo:hi, :hi]))
+    return jnp.concatenate(outs, axis=1)  # [B, S, H, Dh]
+
 
 class Attention(nn.Module):
     config: ModelConfig
@@ -25,7 +47,7 @@ class Attention(nn.Module):
         t = self.config.text
         dtype, _, pdtype = compute_dtypes(self.config)
         b, s, _ = x.shape
-        kw = dict(dtype=dtype, param_dtype=pdtype)
+        kw = {"dtype": dtype, "param_dtype": pdtype}
         q = dense(
             t.num_attention_heads * t.head_dim, ("embed", "q_heads"), use_bias=True, name="q_proj", **kw
         )(x)
@@ -48,9 +70,11 @@ class Attention(nn.Module):
                 kv_cache["v"], v.astype(kv_cache["v"].dtype), (0, cache_index, 0, 0)
             )
             new_cache = {"k": k, "v": v}
-        out = dot_product_attention(
-            q, k.astype(dtype), v.astype(dtype), mask, impl=self.config.attention_impl
-        )
+        k, v = k.astype(dtype), v.astype(dtype)
+        if kv_cache is None and self.config.attention_impl == "xla":
+            out = causal_block_attention(q, k, v, mask, blocks=CAUSAL_BLOCKS)
+        else:
+            out = dot_product_attention(q, k, v, mask, impl=self.config.attention_impl)
         out = dense(t.hidden_size, ("q_heads", "embed"), use_bias=False, name="o_proj", **kw)(
             out.reshape(b, s, t.num_attention_heads * t.head_dim)
         )
