@@ -203,12 +203,13 @@ def where_time_goes(results: dict[str, Any]) -> list[str]:
         if skipped:
             out.append("breakdown parts skipped for the time budget: " + ", ".join(skipped))
         att = o.get("vision_attention") or {}
-        if att.get("dense_total_s") is not None:
+        if att.get("model_total_s") is not None:
+            spans = att.get("spans") or {}
             out.append(
                 f"ours' vision attention (forward + backward, all {sum(att['blocks'].values())} blocks, "
-                f"{att['patches']} patches): {_f(att['dense_total_s'])} s as the model computes it (one dense "
-                f"masked attention over every patch of the batch) vs {_f(att.get('blocked_total_s'))} s computed "
-                f"per window / per image (same result)")
+                f"{att['patches']} patches): {_f(att['model_total_s'])} s as the model computes it (block-local, "
+                f"spans {spans.get('window')} / {spans.get('full')} patches for window / full layers) vs "
+                f"{_f(att.get('blocked_total_s'))} s as independent dense blocks per window / per image (same result)")
         ho, ht = o.get("loss_head") or {}, t.get("loss_head") or {}
         if ho.get("with_loss_s") is not None and ht.get("with_loss_s") is not None:
             out.append(

@@ -130,32 +130,38 @@ class OursTrain(OursPeak):
         w = (0.02 * jax.random.normal(kw, (t.hidden_size, t.vocab_size))).astype(dtype)
         targets = jax.random.randint(kt, (b, s), 0, t.vocab_size)
 
+        def head(h, w):  # [B, S, D] -> [B, S, V] as the model's lm_head computes it (one 2-D matmul)
+            return (h.reshape(b * s, -1) @ w).reshape(b, s, -1)
+
         def ce(h, w):
-            total, count = cross_entropy_sums(h @ w, targets)
+            total, count = cross_entropy_sums(head(h, w), targets)
             return total / count
 
         out = {"tokens": b * s, "hidden": t.hidden_size, "vocab": t.vocab_size}
-        for name, fn in (("matmul_s", lambda h, w: (h @ w).astype(jnp.float32).sum()), ("with_loss_s", ce)):
+        for name, fn in (("matmul_s", lambda h, w: head(h, w).astype(jnp.float32).sum()), ("with_loss_s", ce)):
             compiled = jax.jit(jax.value_and_grad(fn, argnums=(0, 1))).lower(h, w).compile()
             out[name] = _median_call(lambda: jax.block_until_ready(compiled(h, w)), reps)
         return out
 
     def attention_probe(self, reps: int = 1) -> dict[str, Any]:
         """Forward + backward of the vision attention at this batch's shapes, as the model computes it
-        (one masked dense attention over all N patches of the batch) and per window / per image (the
-        same result from independent blocks), summed over the tower's window and full blocks."""
+        (`local_segment_attention`: window layers over one window, full layers over
+        `vision_attention_span` patches, in 64-patch query blocks) and per window / per image (the same
+        result from independent dense blocks, the least work), summed over the tower's window and full blocks."""
         import jax
         import jax.numpy as jnp
         import numpy as np
 
-        from lingshu_jax.model.attention import dot_product_attention, segment_mask
+        from lingshu_jax.model.attention import dot_product_attention, local_segment_attention
 
         v = self.config.vision
         segs = {"window": np.asarray(self.batch["window_segments"][0]),
                 "full": np.asarray(self.batch["frame_segments"][0])}
         n = segs["window"].shape[0]
+        window = v.window_merge_units**2 * v.merge_unit  # as VisionAttention
+        spans = {"window": window, "full": self.config.vision_attention_span or n}
         dtype = jnp.dtype(self.config.vision_dtype or self.config.dtype)
-        q = jax.random.normal(jax.random.key(0), (3, 1, n, v.num_heads, v.head_dim), dtype)
+        q = jax.random.normal(jax.random.key(0), (3, n, v.num_heads, v.head_dim), dtype)
 
         def cost(fn, *args):
             grad = jax.jit(jax.grad(lambda x, *a: fn(x[0], x[1], x[2], *a).astype(jnp.float32).sum()))
@@ -164,23 +170,23 @@ class OursTrain(OursPeak):
 
         n_full = len(v.fullatt_block_indexes)
         counts = {"window": v.depth - n_full, "full": n_full}
-        out = {"patches": int(n), "heads": v.num_heads, "head_dim": v.head_dim, "blocks": counts}
-        dense_total, blocked_total, dense = 0.0, 0.0, None
+        out = {"patches": int(n), "heads": v.num_heads, "head_dim": v.head_dim, "blocks": counts,
+               "spans": spans}
+        model_total, blocked_total = 0.0, 0.0
         for kind, seg in segs.items():
             if not counts[kind]:
                 continue
-            if dense is None:  # same shapes and work for both kinds; only the mask's values differ
-                mask = segment_mask(jnp.asarray(seg)[None], jnp.asarray(seg)[None], causal=False)
-                dense = cost(lambda a, b, c, m: dot_product_attention(a, b, c, m), mask)
+            model = cost(lambda a, b, c, sg, span=spans[kind]: local_segment_attention(
+                a, b, c, sg, span=span, block=window), jnp.asarray(seg))
             size = _equal_block_size(seg)
             blocked = None
             if size:
                 blocks = lambda x: x.reshape(n // size, size, v.num_heads, v.head_dim)  # noqa: E731
                 blocked = cost(lambda a, b, c: dot_product_attention(blocks(a), blocks(b), blocks(c), None))
-            out[kind] = {"dense_s": dense, "blocked_s": blocked, "block": size}
-            dense_total += counts[kind] * dense
+            out[kind] = {"model_s": model, "blocked_s": blocked, "block": size}
+            model_total += counts[kind] * model
             blocked_total = None if blocked is None or blocked_total is None else blocked_total + counts[kind] * blocked
-        out["dense_total_s"], out["blocked_total_s"] = dense_total, blocked_total
+        out["model_total_s"], out["blocked_total_s"] = model_total, blocked_total
         return out
 
 
