@@ -52,7 +52,7 @@ SIZES = {
     ("cpu", False): dict(
         preset="bench-100m", batch=4, seq=512, image_side=448, rounds=3,
         decode_batch=4, decode_prompt=128, max_new_tokens=32,
-        data_samples=96, data_image=448, data_tokens=512, data_seq_len=8192, data_rounds=3,
+        data_samples=480, data_image=448, data_tokens=512, data_seq_len=8192, data_rounds=3,
         peak_n=2048, budget_s=500),
     ("cpu", True): dict(
         preset="tiny", batch=2, seq=64, image_side=56, rounds=2,
@@ -62,7 +62,7 @@ SIZES = {
     ("gpu", False): dict(
         preset="qwen2.5-vl-7b", layers=4, batch=4, seq=2048, image_side=448, rounds=5,
         decode_batch=8, decode_prompt=512, max_new_tokens=128,
-        data_samples=96, data_image=448, data_tokens=512, data_seq_len=8192, data_rounds=3,
+        data_samples=480, data_image=448, data_tokens=512, data_seq_len=8192, data_rounds=3,
         peak_n=8192, budget_s=570),
     ("gpu", True): dict(
         preset="qwen2.5-vl-7b", layers=1, vision_layers=2, batch=1, seq=512, image_side=448, rounds=2,

@@ -50,7 +50,7 @@ from lingshu_jax.rl.rewards import combine_rewards
 from lingshu_jax.rl.rollout import Rollout, encode_prompt, filter_overlong, sample_responses
 from lingshu_jax.train.checkpoint import Checkpointer
 from lingshu_jax.train.metrics import MetricsWriter, plot_curves, truncate_after
-from lingshu_jax.train.optimizer import make_optimizer
+from lingshu_jax.train.optimizer import make_optimizer, state_shardings
 from lingshu_jax.train.trainer import _assets_dir, _finish, _model_config, _Preemption, _write_config
 
 log = logging.getLogger(__name__)
@@ -603,11 +603,12 @@ def _initial_state(config, ref_params, tx, p_shard, mesh, rules, ckpt: Checkpoin
     """(full state {params, opt_state, bad_steps, step, rng, data_position}, its shardings): the latest
     checkpoint, else a fresh copy of the reference parameters (the reference itself stays frozen)."""
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    opt_shard = state_shardings(tx, ref_params, p_shard, replicated)  # moments sharded like their parameters
     with sharding.mesh_context(mesh, rules):
-        opt_state = jax.jit(tx.init)(ref_params)
+        opt_state = jax.jit(tx.init, out_shardings=opt_shard)(ref_params)
     shard = {
         "params": p_shard,
-        "opt_state": jax.tree.map(lambda x: x.sharding, opt_state),
+        "opt_state": opt_shard,
         "bad_steps": replicated,
         "step": replicated,
         "rng": replicated,
