@@ -197,14 +197,7 @@ class ModelConfig:
             vision_kw["fullatt_block_indexes"] = tuple(vision_kw["fullatt_block_indexes"])
         vision_kw.setdefault("out_hidden_size", text_kw.get("hidden_size", TextConfig.hidden_size))
         top = {}
-        for k in (
-            "image_token_id",
-            "video_token_id",
-            "vision_start_token_id",
-            "vision_end_token_id",
-            "bos_token_id",
-            "eos_token_id",
-        ):
+        for k in _SPECIAL_ID_FIELDS:
             if text_src.get(k) is not None:
                 top[k] = tuple(text_src[k]) if isinstance(text_src[k], list) else text_src[k]
         tie = hf.get("tie_word_embeddings", (hf.get("text_config") or {}).get("tie_word_embeddings", False))
