@@ -11,22 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-config_flags.DEFINE_config_file("config", None, "Experiment config file (get_config(arg)).", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, TensorBoard and the final model.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-    del argv
-    from lingshu_jax import logs
-    from lingshu_jax.rl.trainer import train
-
-    logs.setup()
-    train(flags.FLAGS.config, flags.FLAGS.workdir)
-
+from lingshu_jax.cli import run_config_and_workdir  # noqa: E402
 
 if __name__ == "__main__":
-    app.run(main)
+    run_config_and_workdir("lingshu_jax.rl.trainer:train")

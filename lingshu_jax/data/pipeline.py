@@ -34,32 +34,10 @@ from lingshu_jax.data.transforms import SampleTransform
 _MIN_SHM_BYTES = 1 << 16
 
 
-def make_pipeline(
-    data_cfg: DataConfig | Mapping,
-    tokenizer=None,
-    processor=None,
-    model_config=None,
-    *,
-    shard_index: int = 0,
-    shard_count: int = 1,
-    seed: int = 0,
-    ops: Ops | None = None,
-    index_cache_dir: str | None = None,
-) -> "PipelineIterator":
-    """A fresh iterator over this host's batches (see `make_dataset`). Call `.close()` when done."""
-    return iter(
-        make_dataset(
-            data_cfg,
-            tokenizer,
-            processor,
-            model_config,
-            shard_index=shard_index,
-            shard_count=shard_count,
-            seed=seed,
-            ops=ops,
-            index_cache_dir=index_cache_dir,
-        )
-    )
+def make_pipeline(*args, **kwargs) -> "PipelineIterator":
+    """A fresh iterator over this host's batches: `iter(make_dataset(...))`, same arguments. Call `.close()`
+    when done."""
+    return iter(make_dataset(*args, **kwargs))
 
 
 def make_dataset(

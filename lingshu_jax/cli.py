@@ -1,0 +1,35 @@
+"""The command-line convention shared by the training scripts: --config=configs/x.py[:arg] --workdir=DIR."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+
+def run_config_and_workdir(target: str) -> None:
+    """Defines --config (ml-collections, `--config.a.b=v` overrides) and --workdir, sets up logging and runs
+    `target` ("module:function"), called as function(config, workdir)."""
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file(
+        "config", None, "Experiment config file (get_config(arg)).", lock_config=True
+    )
+    flags.DEFINE_string(
+        "workdir", None, "Directory for checkpoints, metrics, TensorBoard and the final model."
+    )
+    flags.mark_flags_as_required(["config", "workdir"])
+
+    def main(argv):
+        del argv
+        from lingshu_jax import logs
+
+        logs.setup()
+        _resolve(target)(flags.FLAGS.config, flags.FLAGS.workdir)
+
+    app.run(main)
+
+
+def _resolve(target: str) -> Callable:
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
