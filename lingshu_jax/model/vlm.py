@@ -55,6 +55,13 @@ class Qwen25VL(nn.Module):
         out = self.model.attend(hidden) if self.config.tie_word_embeddings else self.lm_head(hidden)
         return shard(out, ("batch", "seq", "act_vocab"))
 
+    def head_kernel(self):
+        """(kernel, kernel_vd): the vocabulary head's weight as stored, [D, V] (`lm_head`), or the tied
+        embedding [V, D] (kernel_vd=True), for losses that apply it themselves (train/head_loss.py)."""
+        if self.config.tie_word_embeddings:
+            return self.model.embed_tokens.embedding, True
+        return self.lm_head.variables["params"]["kernel"], False
+
     def __call__(self, batch, cache=None, return_hidden: bool = False):
         """batch: DESIGN.md model inputs -> (logits [B, S, V] (or hidden [B, S, D]), new_cache)."""
         x = self.embed(batch)

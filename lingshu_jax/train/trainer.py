@@ -30,10 +30,9 @@ from lingshu_jax.model.vlm import Qwen25VL, abstract_params, init_params
 from lingshu_jax.train import flops as flops_lib
 from lingshu_jax.train.accumulate import accumulate_gradients
 from lingshu_jax.train.checkpoint import Checkpointer
-from lingshu_jax.train.loss import masked_token_nll, next_token_targets
 from lingshu_jax.train.metrics import MetricsWriter
 from lingshu_jax.train.optimizer import make_optimizer, state_shardings
-from lingshu_jax.train.step import loss_sums
+from lingshu_jax.train.step import loss_sums, token_losses
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +62,8 @@ def train_step(model, tx, state: dict, batch: dict, trainable=None) -> tuple[dic
 def eval_step(model, params, batch: dict) -> dict:
     """Loss sums and answer exact match: a sample is correct when every labelled token is the argmax
     (teacher-forced; equals greedy decoding of the answer). batch leaves [B, ...]."""
-    logits, _ = model.apply({"params": params}, batch)
-    targets = next_token_targets(batch["labels"], batch["segment_ids"])
-    nll, valid = masked_token_nll(logits, targets)  # [B, S], 0 where not labelled
-    hit = (jnp.argmax(logits, -1) == targets) | ~valid
+    nll, hit, valid = token_losses(model, params, batch)  # [B, S]; nll 0 where not labelled
+    hit = hit | ~valid
     seg = batch["segment_ids"]
     k = jnp.arange(1, seg.shape[1] + 1)  # at most S segments per row
     in_seg = (seg[..., None] == k) & valid[..., None]  # [B, S, K]
