@@ -5,17 +5,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from lingshu_jax.model.layers import compute_dtypes
 from lingshu_jax.train.head_loss import head_nll_sum, head_token_nll
 from lingshu_jax.train.loss import IGNORE, next_token_targets
 
 
 def _hidden_and_head(model, params, batch):
-    """(final hidden [B, S, D], head kernel, kernel_vd, next-token targets [B, S] with IGNORE)."""
+    """(final hidden [B, S, D], head kernel, head_loss options, next-token targets [B, S] with IGNORE).
+    The model: `apply(.., batch, return_hidden=True) -> (hidden, cache)` and a `vocab_head` method."""
     variables = {"params": params}
     hidden, _ = model.apply(variables, batch, return_hidden=True)
-    kernel, kernel_vd = model.apply(variables, method=type(model).head_kernel)
-    return hidden, kernel, kernel_vd, next_token_targets(batch["labels"], batch["segment_ids"])
+    kernel, options = model.apply(variables, method=type(model).vocab_head)
+    return hidden, kernel, options, next_token_targets(batch["labels"], batch["segment_ids"])
 
 
 def loss_sums(model, params, batch):
@@ -23,20 +23,18 @@ def loss_sums(model, params, batch):
 
     The vocabulary head and the cross entropy run together in chunks of `config.loss_chunk_len` positions
     (train/head_loss.py): the [tokens, vocab] logits are never materialised, in forward or backward."""
-    hidden, kernel, kernel_vd, targets = _hidden_and_head(model, params, batch)
+    hidden, kernel, options, targets = _hidden_and_head(model, params, batch)
     valid = targets != IGNORE
-    total = head_nll_sum(hidden, kernel, targets, valid, kernel_vd=kernel_vd,
-                         dtype=compute_dtypes(model.config)[0], chunk_len=model.config.loss_chunk_len)
+    total = head_nll_sum(hidden, kernel, targets, valid, **options)
     return total, jnp.sum(valid).astype(jnp.float32)
 
 
 def token_losses(model, params, batch):
     """Per-token next-token loss and argmax hit, chunked like `loss_sums` (no gradients: evaluation) ->
     (nll [B, S] float32, 0 where not labelled; hit [B, S] bool, argmax == target; valid [B, S] bool)."""
-    hidden, kernel, kernel_vd, targets = _hidden_and_head(model, params, batch)
+    hidden, kernel, options, targets = _hidden_and_head(model, params, batch)
     valid = targets != IGNORE
-    nll, argmax = head_token_nll(hidden, kernel, jnp.where(valid, targets, 0), kernel_vd=kernel_vd,
-                                 dtype=compute_dtypes(model.config)[0], chunk_len=model.config.loss_chunk_len)
+    nll, argmax = head_token_nll(hidden, kernel, jnp.where(valid, targets, 0), **options)
     return jnp.where(valid, nll, 0.0), argmax == targets, valid
 
 

@@ -268,6 +268,7 @@ def _model_config(config) -> tuple[ModelConfig, str | None]:
             "vision_attention_span",
             "remat_policy",
             "vision_remat_policy",
+            "loss_chunk_len",
         )
         if k in config.model
     }
