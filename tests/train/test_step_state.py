@@ -23,7 +23,7 @@ OPTIM = {
 
 class TinyLM(nn.Module):
     """Embedding -> Dense -> silu -> head, in the model's form for `train.step`: `apply(params, batch,
-    return_hidden=...) -> (logits or hidden, cache)` and `vocab_head() -> (kernel [D, V], head_loss options)`."""
+    return_hidden=...) -> (logits or hidden, cache)` and `vocab_head() -> (kernel [D, V], options)`."""
 
     param_dtype: str = "bfloat16"
 
