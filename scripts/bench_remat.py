@@ -1,13 +1,16 @@
-"""Remat policies and the chunked loss on TPU, measured: the 7B stage-2 train step compiled for v5p:2x2x2
+"""Remat policies and the chunked loss, measured. `compile`: the 7B stage-2 train step compiled for v5p:2x2x2
 (fsdp=8; the trainer's train_step, state and batch shardings, 8 micro-batches) per text / vision policy and
 loss chunk length, one JSON line of per-chip memory and the compiler's cost; and the analytic step FLOPs with
-each policy's recompute. Results: docs/tpu.md "Remat policies and the chunked loss". (The AOT tool of
-issue 14, scripts/aot.py, generalises the compile half to any config and topology.)
+each policy's recompute (`flops`); `cpu`: the CPU suite's bench-100m step (batch 4 x 512, one 448^2 image
+per row) compiled for XLA:CPU, its temporaries per text / vision policy. Results: docs/tpu.md "Remat policies
+and the chunked loss", docs/benchmark_cpu.md. (The AOT tool of issue 14, scripts/aot.py, generalises
+`compile` to any config and topology.)
 
     JAX_PLATFORMS=cpu TPU_ACCELERATOR_TYPE=v5p-8 TPU_WORKER_HOSTNAMES=localhost \
-        python scripts/bench_remat_tpu.py compile TEXT_POLICY VISION_POLICY LOSS_CHUNK_LEN \
+        python scripts/bench_remat.py compile TEXT_POLICY VISION_POLICY LOSS_CHUNK_LEN \
         [SPAN] [MICRO] [PATCHES]
-    python scripts/bench_remat_tpu.py flops
+    python scripts/bench_remat.py flops
+    JAX_PLATFORMS=cpu python scripts/bench_remat.py cpu TEXT_POLICY VISION_POLICY [LOSS_CHUNK_LEN]
 """
 
 import functools
@@ -191,9 +194,39 @@ def flops_report():
         )
 
 
+def cpu_report(pol, vpol, chunk=None):
+    """bench-100m's CPU train step (the suite's batch and optimizer) compiled: temporaries in MiB."""
+    from lingshu_jax.bench.inputs import bench_config, make_inputs
+    from lingshu_jax.bench.train import OPTIM
+    from lingshu_jax.model.vlm import prepare_inputs
+
+    cfg = bench_config("bench-100m").replace(
+        remat_policy=pol, vision_remat_policy=vpol, vision_attention_span=(448 // 14) ** 2
+    )
+    cfg = cfg if chunk is None else cfg.replace(loss_chunk_len=chunk)
+    inputs = make_inputs(cfg, 4, 512, 448)
+    labels = inputs.pop("labels")
+    keys = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")
+    batch = prepare_inputs(cfg, *(inputs[k] for k in keys[:2]), pixel_values=inputs[keys[2]],
+                           image_grid_thw=inputs[keys[3]])
+    batch["labels"] = labels.astype("int32")
+    batch = {k: jax.ShapeDtypeStruct((1, *v.shape), v.dtype) for k, v in batch.items()}
+    params = abstract_params(cfg)
+    tx, _ = make_optimizer(OPTIM, params)
+    state = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params,
+             "opt_state": jax.eval_shape(tx.init, params), "bad_steps": jax.ShapeDtypeStruct((), jnp.int32)}
+    fn = jax.jit(functools.partial(train_step, Qwen25VL(cfg), tx), donate_argnums=(0,))
+    m = fn.lower(state, batch).compile().memory_analysis()
+    print(json.dumps({"policy": pol, "vision_policy": vpol, "loss_chunk_len": cfg.loss_chunk_len,
+                      "temp_MiB": round(m.temp_size_in_bytes / 2**20, 1),
+                      "args_MiB": round(m.argument_size_in_bytes / 2**20, 1)}))
+
+
 def main(argv):
     if argv[:1] == ["flops"]:
         return flops_report()
+    if argv[:1] == ["cpu"] and len(argv) >= 3:
+        return cpu_report(argv[1], argv[2], int(argv[3]) if len(argv) > 3 else None)
     if argv[:1] != ["compile"] or len(argv) < 4:
         raise SystemExit(__doc__)
     a = argv[1:]
