@@ -113,7 +113,7 @@ def test_pathvqa_closed_count_not_reset_when_judge_on(tmp_path, fixtures_dir):
         scripted({"2": "a granuloma"}), ["PATH_VQA"], fixtures_dir, str(tmp_path), judge=judge, progress=False
     )["PATH_VQA"]
     assert m["closed"] == {"total": 2, "right": 2, "acc": 1.0}
-    assert m["open"]["right"] == 1 and m["open"]["rule_acc"] == 0.0
+    assert m["open"]["right"] == 1 and m["open"]["rule_right"] == 0
     assert m["total"] == {"total": 3, "right": 3, "acc": 1.0}
     assert [t[2] for t in judge.asked] == ["a granuloma"]
 
