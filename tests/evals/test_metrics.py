@@ -107,3 +107,36 @@ def test_user_supplied_clinical_scorers_are_used():
     )
     assert got["sembscore"] == 0.25 and got["radcliq"] == 0.5
     assert "sembscore" not in got["not_computed"] and "rate" in got["not_computed"]
+
+
+def test_rate_and_green_are_averaged_over_the_non_empty_predictions_only():
+    # cal_report_metrics.py:73-74 skips "" responses; :111-112 RaTE = sum / len(scores of the rest);
+    # :115 GREEN over the same lists. BLEU still divides by all reports (:124).
+    seen = {}
+
+    def rate(p, r):
+        seen["rate"] = list(p)
+        return sum(len(x) for x in p) / len(p)
+
+    got = M.report_metrics(
+        ["abc", "", "abcde"],
+        ["x", "y", "z"],
+        scorers={"rate": rate, "green": lambda p, r: (0.5, 0.1)},
+        compute_meteor=False,
+    )
+    assert seen["rate"] == ["abc", "abcde"] and got["rate"] == 4.0
+    assert got["green"] == 0.5 and got["green_std"] == 0.1
+
+
+def test_green_from_an_absent_checkpoint_is_a_clear_error_and_skipped_when_not_asked(tmp_path):
+    with pytest.raises(ValueError, match="GREEN checkpoint directory .*nope.* not found"):
+        M.report_metrics(PREDS, REFS, green_model=str(tmp_path / "nope"), compute_meteor=False)
+    got = M.report_metrics(PREDS, REFS, compute_meteor=False)
+    assert got["green"] is None and got["not_computed"]["green"].startswith("skipped")
+
+
+def test_report_with_no_words_stops_medevalkit_mode_only():
+    # cal_report_metrics.py:97: Rouge raises on "." (no words); "" is skipped before (:73-74).
+    with pytest.raises(ValueError, match="cal_report_metrics.py:97"):
+        M.report_metrics([".", ""], ["a b.", "c."], compute_meteor=False, scoring="medevalkit")
+    assert M.report_metrics([".", ""], ["a b.", "c."], compute_meteor=False)["rougel"] == 0.0

@@ -216,3 +216,54 @@ def test_prediction_records_without_id_or_response_are_rejected(tmp_path):
     _write_preds(bad, [{"id": "1"}])
     with pytest.raises(ValueError, match=r"bad\.jsonl:1: prediction record without one of"):
         read_predictions(str(bad))
+
+
+def _mmmu_test_split(tmp_path, fixtures_dir):
+    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+
+    root = tmp_path / "MMMU"
+    for subject in sorted(os.listdir(os.path.join(fixtures_dir, "MMMU"))):
+        table = pq.read_table(os.path.join(fixtures_dir, "MMMU", subject, "validation-00000-of-00001.parquet"))
+        rows = table.to_pylist()
+        for row in rows:  # the test split publishes no answers
+            row["answer"], row["id"] = "?", row["id"].replace("validation_", "test_")
+        (root / subject).mkdir(parents=True)
+        pq.write_table(pa_table(rows, table.schema), str(root / subject / "test-00000-of-00001.parquet"))
+    return str(tmp_path)
+
+
+def pa_table(rows, schema):
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def test_mmmu_test_split_writes_a_submission_file_instead_of_crashing(tmp_path, fixtures_dir):
+    # MedEvalKit crashes on it (its issue #38: data_utils.py:169 indexes the options with the answer "?").
+    data = _mmmu_test_split(tmp_path / "data", fixtures_dir)
+    out = tmp_path / "out"
+    summary = evaluate(
+        scripted({"test_Pharmacy_1": "It is 500 mg."}), ["mmmu-medical-test"], data, str(out), progress=False
+    )
+    sub = json.loads(_read(out / "MMMU-Medical-test" / "submission.json"))
+    # the oracle answered "?" to the multiple-choice ones: MMMU's parser still returns a letter
+    assert len(sub) == 5 and sub["test_Pharmacy_1"] == ["500 mg", 500.0]  # parse_open_response after "is "
+    assert all(sub[k] in "ABCD" for k in sub if k != "test_Pharmacy_1")
+    assert "total" not in summary["MMMU-Medical-test"]
+    assert "MMMU-Medical-test: " in _read(out / "results.md")
+
+
+def test_omnimedvqa_unmatched_reference_is_counted_and_the_run_goes_on(tmp_path, fixtures_dir):
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    root = tmp_path / "OmniMedVQA"
+    shutil.copytree(os.path.join(fixtures_dir, "OmniMedVQA"), root)
+    path = root / "QA_information" / "Open-access" / "ToyDerm.json"
+    recs = json.loads(path.read_text())
+    recs[0]["gt_answer"] = "melanoma"  # equals no option exactly (OmniMedVQA.py:96 compares with ==)
+    path.write_text(json.dumps(recs))
+    m = evaluate(oracle, ["OmniMedVQA"], str(tmp_path), str(tmp_path / "out"), progress=False)["OmniMedVQA"]
+    assert m["num_unmatched_references"] == 1 and m["unmatched_reference_ids"] == ["ToyDerm/ToyDerm_000"]
+    # scored as MedEvalKit scores it: the response "melanoma" equals the lower-cased answer text (utils.py:115)
+    assert m["total"] == {"total": 2, "right": 2, "acc": 1.0}
+    assert "1 references match no option" in _read(tmp_path / "out" / "results.md")
