@@ -92,7 +92,9 @@ def _factory(spec: str | None):
         try:
             from lingshu_jax.infer import make_eval_generate_fn  # pylint: disable=import-outside-toplevel
         except ImportError as exc:
-            raise SystemExit(f"lingshu_jax.infer.make_eval_generate_fn unavailable ({exc}); pass --generate_fn")
+            raise SystemExit(
+                f"lingshu_jax.infer.make_eval_generate_fn unavailable ({exc}); pass --generate_fn"
+            )
         return make_eval_generate_fn
     module, _, attr = spec.partition(":")
     if not module or not attr:
@@ -114,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         (name,) = _names(args.benchmark)
         out = args.out or os.path.splitext(args.predictions)[0] + "_scored"
         if args.command == "fixes":
-            effects = fix_effects(name, args.data_dir, args.predictions, _judge(args, out), _report_kwargs(args))
+            effects = fix_effects(
+                name, args.data_dir, args.predictions, _judge(args, out), _report_kwargs(args)
+            )
             print("\n".join(f"{e['fix']}: {describe(e)}" for e in effects) or "no fix changes these scores")
             return 0
         score_predictions(

@@ -7,10 +7,11 @@ medevalkit mode, keeps the other rows readable when the medevalkit mode itself s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 from lingshu_jax.evals.benchmarks import get_spec, load_benchmark
-from lingshu_jax.evals.fixes import FIX_NAMES, Scoring
+from lingshu_jax.evals.fixes import FIX_NAMES, FIXES, Scoring
 from lingshu_jax.evals.runner import read_predictions, score_items
 from lingshu_jax.evals.types import LoadOptions
 
@@ -81,3 +82,32 @@ def describe(effect: Mapping) -> str:
         return f"{effect['benchmark']}: without the fix the run {effect['without']}{tail}"
     parts = [f"{k} {100 * a:.1f} -> {100 * b:.1f}" for k, (a, b) in effect["changes"].items()]
     return f"{effect['benchmark']} " + ", ".join(parts)
+
+
+def fixture_effects(data_dir: str, responses_dir: str, judge=None) -> dict[str, list[str]]:
+    """{fix: ["<benchmark> metric a -> b", ...]} over the benchmarks with a `<name>.jsonl` in
+    `responses_dir`; with a judge, the closed/open VQA benchmarks are scored a second time with it
+    ("judge on: ..." entries)."""
+    by_fix: dict[str, list[str]] = {name: [] for name in FIX_NAMES}
+    for fname in sorted(os.listdir(responses_dir)):
+        name = fname[: -len(".jsonl")]
+        path = os.path.join(responses_dir, fname)
+        runs = [(None, "")] + ([(judge, "judge on: ")] if judge and get_spec(name).judge_open else [])
+        for run_judge, prefix in runs:
+            for effect in fix_effects(name, data_dir, path, run_judge):
+                by_fix[effect["fix"]].append(prefix + describe(effect))
+    return by_fix
+
+
+def render_fix_table(by_fix: Mapping[str, Sequence[str]]) -> str:
+    """The Markdown table of docs/eval.md: one row per fix, its effect on the fixture in the last column."""
+    head = (
+        "| # | switch | MedEvalKit (9b12e3b) | MedEvalKit does | default mode does | why | on the fixture |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for i, fix in enumerate(FIXES, 1):
+        effect = "; ".join(by_fix.get(fix.name, ())) or "no change on the fixture"
+        cells = [str(i), f"`{fix.name}`", fix.where, fix.medevalkit, fix.ours, fix.why, effect]
+        cells = [c.replace("|", "\\|").replace("<", "&lt;") for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -41,29 +41,29 @@ FIXES = (
         "utils/utils.py:135-156, utils/VQA_RAD/VQA_RAD.py:87-96 (no <think> handling anywhere)",
         "scores the whole response, reasoning included",
         "removes the <think>...</think> block first (text after the last </think>)",
-        "an answer word inside the reasoning (\"is it yes or no?\") decides the score",
+        'an answer word inside the reasoning ("is it yes or no?") decides the score',
     ),
     Fix(
         "boxed_word",
         "utils/utils.py:137-138",
-        "any response containing the word \"boxed\" is replaced by extract_boxed_content(), which returns the "
-        "string \"None\" when there is no closed \\boxed{...}",
+        'any response containing the word "boxed" is replaced by extract_boxed_content(), which returns the '
+        'string "None" when there is no closed \\boxed{...}',
         "takes the \\boxed{...} content only when a closed one exists, else goes on with the response",
-        "\"the lesion is boxed in red\" becomes the answer \"None\"",
+        '"the lesion is boxed in red" becomes the answer "None"',
     ),
     Fix(
         "marker_space",
         "utils/utils.py:152-154",
-        "keeps the text after an answer marker as it is, with the space after \"answer:\"",
+        'keeps the text after an answer marker as it is, with the space after "answer:"',
         "strips that text",
-        "\"Answer: lung\" fails the exact match with \"lung\" only because of the space",
+        '"Answer: lung" fails the exact match with "lung" only because of the space',
     ),
     Fix(
         "yesno_words",
         "utils/utils.py:172-173",
         "tests 'yes' in response ^ 'no' in response, then answer in response, as substrings",
         "exactly one of the words yes / no must occur, and it must be the reference",
-        "\"normal\", \"not\", \"know\", \"nodule\" count as \"no\"; \"eyes\" as \"yes\"",
+        '"normal", "not", "know", "nodule" count as "no"; "eyes" as "yes"',
     ),
     Fix(
         "mc_empty",
@@ -114,10 +114,10 @@ FIXES = (
     Fix(
         "slake_yesno_case",
         "utils/SLAKE/SLAKE.py:138",
-        "routes a closed question to the yes/no rule only if its answer is exactly \"yes\"/\"no\"; SLAKE's "
-        "English answers are \"Yes\"/\"No\", so they take the exact-match rule",
+        'routes a closed question to the yes/no rule only if its answer is exactly "yes"/"no"; SLAKE\'s '
+        'English answers are "Yes"/"No", so they take the exact-match rule',
         "compares the lower-cased reference, as VQA-RAD does (VQA_RAD.py:95,99)",
-        "the yes/no rule is unreachable for SLAKE; \"Yes, there is.\" fails the exact match",
+        'the yes/no rule is unreachable for SLAKE; "Yes, there is." fails the exact match',
     ),
     Fix(
         "mmmu_open_parse",

@@ -26,11 +26,10 @@ What MedEvalKit's `utils/Metrics_Compute/cal_report_metrics.py` does, and what w
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-
-import os
 
 from lingshu_jax.evals.fixes import Scoring, as_scoring
 from lingshu_jax.evals.scoring import MedEvalKitCrash, rouge_scores
@@ -181,10 +180,10 @@ def _clinical(predictions, references, rate_models, scorers, green_model=None) -
                 values[name] = float(value)
         elif name not in reasons:
             reasons[name] = {
-                "rate": "needs RaTE-NER and BioLORD checkpoints: pass rate_models={'bert_model', 'eval_model'}",
+                "rate": "needs RaTE-NER and BioLORD checkpoints: rate_models={'bert_model', 'eval_model'}",
                 "green": "skipped: needs a local GREEN-radllama2-7b checkpoint (--green_model PATH)",
                 "sembscore": "needs a CheXbert checkpoint and CXR-Report-Metric: pass a scorer callable",
-                "radcliq": "needs CheXbert, RadGraph and BERTScore models (CXR-Report-Metric): pass a scorer callable",
+                "radcliq": "needs CheXbert, RadGraph, BERTScore (CXR-Report-Metric): pass a scorer callable",
             }[name]
     return values, reasons
 

@@ -172,7 +172,10 @@ def score_items(
     rows, judge_info = _score_rows(spec, items, responses, judge, scoring)
     if spec.group == "report":
         metrics["report"] = report_metrics(
-            [r["pred"] for r in rows], [it.answer for it in items], scoring=scoring, **dict(report_kwargs or {})
+            [r["pred"] for r in rows],
+            [it.answer for it in items],
+            scoring=scoring,
+            **dict(report_kwargs or {}),
         )
     else:
         metrics.update(_qa_metrics(spec, rows, judge_info["used"], scoring))
@@ -281,7 +284,8 @@ def evaluate(
 
 
 def update_summary(out_dir: str, results: Mapping[str, dict], model_name: str = "model") -> dict:
-    """Merges {benchmark: metrics} into out_dir/summary.json (earlier runs keep their rows); rewrites results.md."""
+    """Merges {benchmark: metrics} into out_dir/summary.json (earlier runs keep their rows); rewrites
+    results.md and results.csv."""
     path = os.path.join(out_dir, "summary.json")
     summary = {}
     if os.path.exists(path):

@@ -66,7 +66,7 @@ def boxed_or_none(text: str) -> str:
 
 
 def tag_content(text: str | None, tag: str) -> str:
-    """`utils.extract(text, tag)` (hard=True): each <tag>...</tag> body plus a space, stripped; else `text`."""
+    """`utils.extract(text, tag)` (hard=True): each <tag>...</tag> body + a space, stripped; else `text`."""
     if not text:
         return ""
     start_tag, end_tag = f"<{tag}>", f"</{tag}>"
@@ -154,7 +154,8 @@ def rouge_scores(pred: str, target: str) -> dict[str, float]:
         scores = Rouge().get_scores(pred.lower(), target.lower())[0]
     finally:
         sys.setrecursionlimit(limit)
-    return {"rouge1": scores["rouge-1"]["f"], "rouge2": scores["rouge-2"]["f"], "rougel": scores["rouge-l"]["f"]}
+    names = (("rouge1", "rouge-1"), ("rouge2", "rouge-2"), ("rougel", "rouge-l"))
+    return {key: scores[name]["f"] for key, name in names}
 
 
 def rouge_f(pred: str, target: str) -> dict[str, float]:

@@ -2,8 +2,8 @@
 and CSV, plus a per-benchmark detail table.
 
 Accuracies and report metrics are shown x100 with one decimal; "–" marks a benchmark not evaluated,
-"skipped" a metric that was not requested (GREEN without a checkpoint) and "n/c" one not computed. "Avg." is the mean of the columns present; when some are missing the
-header says over how many. The paper has one Medbullets column; we fill it from Medbullets_op5 when it
+"skipped" a metric that was not requested (GREEN without a checkpoint) and "n/c" one not computed.
+"Avg." is the macro average of the columns present; when some are missing the header says over how many. The paper has one Medbullets column; we fill it from Medbullets_op5 when it
 was evaluated, else from Medbullets_op4, and name the source under the table.
 """
 
@@ -166,5 +166,6 @@ def render_csv(summary: Mapping[str, Mapping], model: str = "model") -> str:
     for display, name in REPORT_ROWS:
         report = (summary.get(name) or {}).get("report")
         for label, key in REPORT_METRICS if report else ():
-            writer.writerow([model, "report", display, name, label, "" if report.get(key) is None else report[key]])
+            value = report.get(key)
+            writer.writerow([model, "report", display, name, label, "" if value is None else value])
     return out.getvalue()

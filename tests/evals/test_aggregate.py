@@ -101,7 +101,10 @@ def test_vqa_rad_stops_in_medevalkit_mode_on_an_empty_open_answer_and_scores_by_
     # VQA_RAD.py:125-135: total = closed rule 1 + judged open 2; the judge sees the lower-cased,
     # stripped response before parse_response (VQA_RAD.py:96,119), with the lower-cased answer.
     assert _blocks(mj) == [(3, 4, 0.75), (1, 2, 0.5), (2, 2, 1.0)]
-    assert [t[1:] for t in judge.asked] == [("brain", "answer: brain"), ("left frontal lobe", "the answer is")]
+    assert [t[1:] for t in judge.asked] == [
+        ("brain", "answer: brain"),
+        ("left frontal lobe", "the answer is"),
+    ]
 
 
 def test_open_accuracy_divided_twice_in_medevalkit_mode():
@@ -152,12 +155,16 @@ def test_report_metrics_follow_cal_report_metrics(fixtures_dir):
 
     items = load_benchmark("IU_XRAY", fixtures_dir, LoadOptions(need_images=False))
     preds = read_predictions(os.path.join(fixtures_dir, "responses", "IU_XRAY.jsonl"))
-    tok = lambda s: [t for t in s.lower().replace(".", " .").split(" ") if t != ""]  # noqa: E731
+    tok = lambda s: [t for t in s.lower().replace(".", " .").split(" ") if t != ""]
     for mode, strip in (("medevalkit", False), ("default", True)):
         got = _score(fixtures_dir, "IU_XRAY", mode)["report"]
         texts = [preds[it.id].split("</think>")[-1] if strip else preds[it.id] for it in items]
         refs = [it.answer for it in items]
         bleu4 = sum(sentence_bleu([tok(r)], tok(p), weights=[0.25] * 4) for p, r in zip(texts, refs)) / 2
-        rougel = sum(Rouge().get_scores(p.lower(), r.lower())[0]["rouge-l"]["f"] for p, r in zip(texts, refs)) / 2
-        assert got["bleu4"] == pytest.approx(bleu4, abs=1e-9) and got["rougel"] == pytest.approx(rougel, abs=1e-9)
+        rougel = (
+            sum(Rouge().get_scores(p.lower(), r.lower())[0]["rouge-l"]["f"] for p, r in zip(texts, refs)) / 2
+        )
+        assert got["bleu4"] == pytest.approx(bleu4, abs=1e-9) and got["rougel"] == pytest.approx(
+            rougel, abs=1e-9
+        )
         assert got["not_computed"]["green"].startswith("skipped")

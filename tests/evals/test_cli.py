@@ -41,7 +41,8 @@ def test_score_cli_prints_and_writes_metrics(tmp_path, fixtures_dir):
     )
     assert proc.returncode == 0, proc.stderr
     assert "| MedQA_USMLE | default | 2 | 50.0 |" in proc.stdout  # per-benchmark table
-    head = "| Model | MMLU-Med | PubMedQA | MedMCQA | MedQA | Medbullets | MedXpertQA | SuperGPQA | Avg. (1/7) |"
+    columns = "MMLU-Med | PubMedQA | MedMCQA | MedQA | Medbullets | MedXpertQA | SuperGPQA"  # the paper's order
+    head = f"| Model | {columns} | Avg. (1/7) |"
     assert head in proc.stdout and "| model | – | – | – | 50.0 | – | – | – | 50.0 |" in proc.stdout
     saved = json.loads((tmp_path / "res" / "MedQA_USMLE" / "metrics.json").read_text())
     assert saved["total"] == {"total": 2, "right": 1, "acc": 0.5} and saved["scoring"] == "default"
@@ -103,8 +104,8 @@ def test_readme_evaluation_commands_work_as_printed(tmp_path, fixtures_dir):
     # README: `run --model hf/ --benchmarks vqa_rad,slake ...` and `score --benchmark vqa_rad ...`
     out = tmp_path / "results"
     proc = _run(
-        "run", "--model", "hf/", "--benchmarks", "vqa_rad,slake", "--data_dir", fixtures_dir, "--out", str(out),
-        "--generate_fn", "tests.evals.fake_generation:make_generate_fn",
+        *("run", "--model", "hf/", "--benchmarks", "vqa_rad,slake", "--data_dir", fixtures_dir),
+        *("--out", str(out), "--generate_fn", "tests.evals.fake_generation:make_generate_fn"),
     )
     assert proc.returncode == 0, proc.stderr
     assert "| hf |" in proc.stdout and "Avg. (2/7)" in proc.stdout
@@ -113,7 +114,8 @@ def test_readme_evaluation_commands_work_as_printed(tmp_path, fixtures_dir):
     preds.write_text((out / "VQA_RAD" / "predictions.jsonl").read_text())
     proc = _run("score", "--benchmark", "vqa_rad", "--data_dir", fixtures_dir, "--predictions", str(preds))
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "p_scored" / "results.csv").exists() and "| VQA_RAD | default | 4 | 100.0 |" in proc.stdout
+    assert (tmp_path / "p_scored" / "results.csv").exists()
+    assert "| VQA_RAD | default | 4 | 100.0 |" in proc.stdout
 
 
 def test_fixes_cli_names_what_each_fix_changes(fixtures_dir):

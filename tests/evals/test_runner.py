@@ -218,12 +218,15 @@ def test_prediction_records_without_id_or_response_are_rejected(tmp_path):
         read_predictions(str(bad))
 
 
+VAL_SHARD = "validation-00000-of-00001.parquet"
+
+
 def _mmmu_test_split(tmp_path, fixtures_dir):
     import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
 
     root = tmp_path / "MMMU"
     for subject in sorted(os.listdir(os.path.join(fixtures_dir, "MMMU"))):
-        table = pq.read_table(os.path.join(fixtures_dir, "MMMU", subject, "validation-00000-of-00001.parquet"))
+        table = pq.read_table(os.path.join(fixtures_dir, "MMMU", subject, VAL_SHARD))
         rows = table.to_pylist()
         for row in rows:  # the test split publishes no answers
             row["answer"], row["id"] = "?", row["id"].replace("validation_", "test_")
@@ -264,6 +267,6 @@ def test_omnimedvqa_unmatched_reference_is_counted_and_the_run_goes_on(tmp_path,
     path.write_text(json.dumps(recs))
     m = evaluate(oracle, ["OmniMedVQA"], str(tmp_path), str(tmp_path / "out"), progress=False)["OmniMedVQA"]
     assert m["num_unmatched_references"] == 1 and m["unmatched_reference_ids"] == ["ToyDerm/ToyDerm_000"]
-    # scored as MedEvalKit scores it: the response "melanoma" equals the lower-cased answer text (utils.py:115)
+    # scored as MedEvalKit does: the response "melanoma" equals the lower-cased answer text (utils.py:115)
     assert m["total"] == {"total": 2, "right": 2, "acc": 1.0}
     assert "1 references match no option" in _read(tmp_path / "out" / "results.md")

@@ -53,7 +53,12 @@ PARSE_CASES = [
     ("\\boxed{a} then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}", "\\frac{1}{2}", None),  # the last one
     ("\\boxed{unclosed", "None", "\\boxed{unclosed", "boxed_word"),
     ("<answer> A </answer> x <answer>b</answer>", "a  b", "a  b", None),  # bodies + " ", then strip
-    ("<answer></answer>no tags inside", "<answer></answer>no tags inside", "<answer></answer>no tags inside", None),
+    (
+        "<answer></answer>no tags inside",
+        "<answer></answer>no tags inside",
+        "<answer></answer>no tags inside",
+        None,
+    ),
     ("<think>answer: a</think>b", " a</think>b", "a</think>b", "marker_space"),  # <think> is not its job
 ]
 
@@ -130,7 +135,7 @@ def test_judge_multi_choice_follows_utils_95(args, mek, default, fix):
     if fix == "think":  # the think fix lives before judge_multi_choice: the benchmark scorer applies it
         from lingshu_jax.evals.scoring import without_think  # pylint: disable=import-outside-toplevel
 
-        def run(answer, response, scoring):  # noqa: F811
+        def run(answer, response, scoring):
             text = tag_content(without_think(response, scoring), "answer")
             return judge_multi_choice(CHOICES, answer, text, scoring)[0]
 
@@ -140,7 +145,7 @@ def test_judge_multi_choice_follows_utils_95(args, mek, default, fix):
 def _expected_open(answer: str, text: str) -> dict:
     """judge_open_end_vqa (:178-207) on an already parsed, non-empty text, by MedEvalKit's lines."""
     answer = answer.lower()
-    tok = lambda s: s.lower().replace(".", " .").split(" ")  # noqa: E731  (:29-31)
+    tok = lambda s: s.lower().replace(".", " .").split(" ")
     out = {f"bleu{n}": sentence_bleu([tok(answer)], tok(text), weights=[1 / n] * n) for n in (1, 2, 3, 4)}
     out["em"] = float(text == answer)
     r = Rouge().get_scores(text.lower(), answer.lower())[0]

@@ -179,11 +179,11 @@ def report_prompt(item: EvalItem, reasoning: bool) -> str:  # pylint: disable=un
 
 
 def mimic_report_prompt(item: EvalItem, reasoning: bool) -> str:  # pylint: disable=unused-argument
-    """MIMIC-CXR's own prompt: the same sentence inside a newline + indentation wrapper (MIMIC_CXR.py:85-87)."""
+    """MIMIC-CXR's prompt: the same sentence in a newline + indentation wrapper (MIMIC_CXR.py:85-87)."""
     return prompts.MIMIC_REPORT_PROMPT
 
 
-def report_score(item: EvalItem, response: str, scoring: Scoring) -> ItemScore:  # pylint: disable=unused-argument
+def report_score(item: EvalItem, response: str, scoring: Scoring) -> ItemScore:  # pylint: disable=W0613
     """Reports are scored at corpus level; per item we keep the report (think block removed by the fix)."""
     return ItemScore(correct=None, pred=without_think(response, scoring))
 

@@ -85,7 +85,9 @@ def load_mmlu_medical(data_dir: str, options: LoadOptions) -> list[EvalItem]:  #
     for subject in MMLU_MEDICAL_SUBJECTS:
         for i, (question, opts, answer, loc) in enumerate(_mmlu_rows(data_dir, subject)):
             items.append(
-                mc_item("MMLU-medical", f"{subject}/{i}", question, opts, answer, loc, category=subject, sep=".")
+                mc_item(
+                    "MMLU-medical", f"{subject}/{i}", question, opts, answer, loc, category=subject, sep="."
+                )
                 # MMLU.py:52 (its lines 52-54 raise: `context` is undefined; we use the prompt they build)
             )
     return check_unique(items, data_dir)
@@ -230,7 +232,13 @@ def _load_simple_mc(
             item_id = str(rec[id_key]) if id_key and rec.get(id_key) is not None else str(len(items))
             items.append(
                 mc_item(
-                    benchmark, item_id, require(rec, "question", loc), _options_of(rec, loc), answer, loc, sep=sep
+                    benchmark,
+                    item_id,
+                    require(rec, "question", loc),
+                    _options_of(rec, loc),
+                    answer,
+                    loc,
+                    sep=sep,
                 )
             )
     return check_unique(items, data_dir)

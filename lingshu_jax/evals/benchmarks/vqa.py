@@ -39,7 +39,7 @@ def _yes_no_type(answer: str) -> str:
 
 
 def _prompt_kind(benchmark: str, answer: str) -> str:
-    """Prompt routing: VQA-RAD lower-cases the answer (VQA_RAD.py:43-44), PathVQA does not (PATH_VQA.py:43)."""
+    """Prompt routing: VQA-RAD lower-cases the answer (VQA_RAD.py:43-44), PathVQA not (PATH_VQA.py:43)."""
     key = answer.lower() if benchmark == "VQA_RAD" else answer
     return "yesno" if key in ("yes", "no") else "open"
 
@@ -85,7 +85,10 @@ def _load_vqa_rad_osf(data_dir: str, options: LoadOptions) -> list[EvalItem]:
                 images=(image_path(image_dir, str(require(rec, "image_name", loc)), loc, options),),
                 question=str(require(rec, "question", loc)),
                 answer=answer,
-                meta={"answer_type": rec.get("answer_type", ""), "prompt_kind": _prompt_kind("VQA_RAD", answer)},
+                meta={
+                    "answer_type": rec.get("answer_type", ""),
+                    "prompt_kind": _prompt_kind("VQA_RAD", answer),
+                },
             )
         )
     return check_unique(items, path)
