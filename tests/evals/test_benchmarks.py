@@ -248,3 +248,46 @@ def test_missing_folder_or_file_is_reported(tmp_path, load_opts):
         load_benchmark("SLAKE", str(tmp_path), load_opts)
     with pytest.raises(ValueError, match="MMMU subject folders missing"):
         load_benchmark("MMMU-Medical-val", str(tmp_path), load_opts)
+
+
+def test_mimic_cxr_prompt_is_wrapped_like_medevalkits_triple_quoted_string(fixtures_dir, load_opts):
+    # MIMIC_CXR.py:85-87: a newline and 8 spaces before and after the report sentence; IU-Xray and
+    # CheXpert Plus use question_formats.get_report_generation_prompt() as it is.
+    mimic = _load("MIMIC_CXR", fixtures_dir, load_opts)[0].prompt
+    iu = _load("IU_XRAY", fixtures_dir, load_opts)[0].prompt
+    assert mimic == "\n        " + iu + "\n        " and iu.startswith("You are a helpful assistant.")
+
+
+@pytest.mark.parametrize(
+    "name,line",
+    [
+        ("MedQA_USMLE", "A. Escherichia coli"),  # MedQA_USMLE.py:43: "A. x"
+        ("PubMedQA", "A.yes"),  # PubMedQA.py:44: "A.x"
+        ("Medbullets_op4", "A."),  # Medbullets_op4.py:36
+        ("SuperGPQA", "A."),  # SuperGPQA.py:44
+    ],
+)
+def test_multiple_choice_options_are_lettered_as_each_medevalkit_loader_does(
+    name, line, fixtures_dir, load_opts
+):
+    item = _load(name, fixtures_dir, load_opts)[0]
+    first = item.meta["choices"][0]
+    assert first.startswith(line) and first in item.prompt
+    assert not first.startswith("A. ") or line.startswith("A. ")
+
+
+def test_mmmu_gives_no_image_when_the_options_name_several(tmp_path, fixtures_dir, load_opts):
+    # data_utils.py:95-97: more than one <img='...'> in the options -> 'image': None
+    from lingshu_jax.evals.benchmarks.mmmu import record_item  # pylint: disable=import-outside-toplevel
+
+    rec = {
+        "id": "validation_X_1",
+        "question": "Which one? <image 1>",
+        "options": "[\"<img='a.png'>\", \"<img='b.png'>\"]",
+        "answer": "A",
+        "question_type": "multiple-choice",
+        "image_1": {"bytes": b"\x89PNG\r\n\x1a\nxx", "path": "a.png"},
+    }
+    assert record_item("Pharmacy", "loc", rec, load_opts, "validation").images == ()
+    rec["options"] = "['one', 'two']"
+    assert len(record_item("Pharmacy", "loc", rec, load_opts, "validation").images) == 1

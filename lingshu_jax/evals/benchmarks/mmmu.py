@@ -56,7 +56,8 @@ def _literal_list(text, where: str) -> list:
     return value
 
 
-def _item(subject: str, loc: str, rec: dict, options: LoadOptions, split: str) -> EvalItem:
+def record_item(subject: str, loc: str, rec: dict, options: LoadOptions, split: str) -> EvalItem:
+    """One MMMU parquet row as an `EvalItem` (`split`: "validation" or "test")."""
     qtype = str(require(rec, "question_type", loc))
     opts = [str(o) for o in _literal_list(rec.get("options", "[]"), loc)]
     answer = str(require(rec, "answer", loc))
@@ -101,7 +102,7 @@ def load_mmmu_medical(data_dir: str, options: LoadOptions, split: str = "validat
             (f"{split}-*.parquet", f"{split}*.parquet"),
             f"{subject} {split} parquet",
         ):
-            items.extend(_item(subject, loc, rec, options, split) for loc, rec in read_records(path))
+            items.extend(record_item(subject, loc, rec, options, split) for loc, rec in read_records(path))
     return check_unique(items, data_dir)
 
 
