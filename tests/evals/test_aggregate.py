@@ -168,3 +168,21 @@ def test_report_metrics_follow_cal_report_metrics(fixtures_dir):
             rougel, abs=1e-9
         )
         assert got["not_computed"]["green"].startswith("skipped")
+
+
+def test_vqa_rad_judge_counts_are_the_same_in_both_modes_but_open_accuracy():
+    # VQA_RAD.py:124-135: total = closed rule count + judged-correct open; open right = judged (no bug
+    # there besides :142-144's second division of the open accuracy).
+    rows = [
+        {"split": "closed", "rule_correct": True, "metrics": {}},
+        {"split": "closed", "rule_correct": False, "metrics": {}},
+        {"split": "open", "rule_correct": True, "judge": False, "metrics": {"em": 1.0}},
+        {"split": "open", "rule_correct": False, "judge": True, "metrics": {"em": 0.0}},
+        {"split": "open", "rule_correct": False, "judge": None, "metrics": {"em": 0.0}},  # failed call
+    ]
+    mek, fixed = vqa_counts("VQA_RAD", rows, True, MEK), vqa_counts("VQA_RAD", rows, True, DEFAULT)
+    assert mek["total"] == fixed["total"] == {"total": 5, "right": 2, "acc": 0.4}
+    assert mek["closed"] == fixed["closed"] == {"total": 2, "right": 1, "acc": 0.5}
+    assert mek["open"]["right"] == fixed["open"]["right"] == 1
+    assert mek["open"]["acc"] == pytest.approx(1 / 9) and fixed["open"]["acc"] == pytest.approx(1 / 3)
+    assert mek["open"]["em"] == fixed["open"]["em"] == pytest.approx(1 / 3)
