@@ -57,10 +57,33 @@ def _write_json(path: str, data) -> None:
     os.replace(tmp, path)
 
 
+def drop_torn_last_line(path: str) -> bool:
+    """Removes a last line cut short by an interrupted write (no newline, not JSON); True if one was."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data or data.endswith(b"\n"):
+        return False
+    head, _, tail = data.rpartition(b"\n")
+    try:
+        json.loads(tail)
+        return False
+    except ValueError:
+        pass
+    with open(path, "wb") as f:
+        f.write(head + b"\n" if head else b"")
+    return True
+
+
 def generate_predictions(
     generate_fn: GenerateFn, items: Sequence[EvalItem], path: str, batch_size: int = 32, progress: bool = True
 ) -> dict[str, str]:
-    """Runs `generate_fn` on the items not yet in `path` (JSONL), appending after every batch."""
+    """Runs `generate_fn` on the items not yet in `path` (JSONL), appending after every batch.
+
+    Resuming: the ids already in `path` are not generated again; a last line torn by an interrupted
+    write is dropped (that item is generated again); any other malformed line is an error naming it.
+    """
+    if os.path.exists(path):
+        drop_torn_last_line(path)
     done = read_predictions(path) if os.path.exists(path) else {}
     todo = [item for item in items if item.id not in done]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

@@ -106,6 +106,20 @@ def test_evaluate_resumes_skipping_items_already_predicted(tmp_path, fixtures_di
     assert len(_read(os.path.join(out, "PATH_VQA", "predictions.jsonl")).splitlines()) == 3
 
 
+def test_resume_drops_a_line_torn_by_the_interruption_and_names_other_bad_lines(tmp_path, fixtures_dir):
+    out = tmp_path / "out"
+    path = out / "PATH_VQA" / "predictions.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"id": "0", "response": "yes"}\n{"id": "1", "resp')  # killed mid-write
+    seen = []
+    recorder = lambda items: seen.extend(i.id for i in items) or oracle(items)
+    evaluate(recorder, ["PATH_VQA"], fixtures_dir, str(out), progress=False)
+    assert seen == ["1", "2"] and len(path.read_text().splitlines()) == 3
+    path.write_text('{"id": "0", "response": "yes"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"predictions\.jsonl:2: invalid JSON"):
+        evaluate(oracle, ["PATH_VQA"], fixtures_dir, str(out), progress=False)
+
+
 def test_pathvqa_closed_count_not_reset_when_judge_on(tmp_path, fixtures_dir):
     # MedEvalKit issue #30: with the judge on, PATH_VQA zeroes the closed (and total) right counts.
     judge = FakeJudge(verdict=True)
