@@ -268,6 +268,10 @@ def test_mmmu_test_split_writes_a_submission_file_instead_of_crashing(tmp_path, 
     assert all(sub[k] in "ABCD" for k in sub if k != "test_Pharmacy_1")
     assert "total" not in summary["MMMU-Medical-test"]
     assert "MMMU-Medical-test: " in _read(out / "results.md")
+    # eval_test.py:45 parses open answers in MedEvalKit too: the same file in medevalkit mode
+    evaluate(oracle, ["MMMU-Medical-test"], data, str(tmp_path / "mek"), progress=False, scoring="medevalkit")
+    mek = json.loads(_read(tmp_path / "mek" / "MMMU-Medical-test" / "submission.json"))
+    assert mek["test_Pharmacy_1"] == [" ?", "? "]  # one character: normalize_str pads it (eval_utils.py:104)
 
 
 def test_omnimedvqa_unmatched_reference_is_counted_and_the_run_goes_on(tmp_path, fixtures_dir):

@@ -233,7 +233,9 @@ def mmmu_prediction(item: EvalItem, response: str, scoring: Scoring):
     if item.question_type == "mc":
         letters = list(prompts.LETTERS[: len(item.options)])
         return parse_multi_choice(text, letters, dict(zip(letters, item.options)), item.id)
-    return parse_open(text) if scoring.on("mmmu_open_parse") else text  # eval_val.py:53 keeps the string
+    if item.benchmark == "MMMU-Medical-test" or scoring.on("mmmu_open_parse"):  # eval_test.py:45 parses
+        return parse_open(text)
+    return text  # eval_val.py:53 keeps the string
 
 
 def mmmu_score(item: EvalItem, response: str, scoring: Scoring) -> ItemScore:
