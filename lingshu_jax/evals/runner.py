@@ -117,7 +117,7 @@ def generate_predictions(
 def _score_rows(
     spec: BenchmarkSpec, items: Sequence[EvalItem], responses: Mapping[str, str], judge, scoring: Scoring
 ) -> tuple[list[dict], dict]:
-    rows = []
+    rows, judge_inputs = [], []
     for item in items:
         try:
             score = spec.scorer(item, responses[item.id], scoring)
@@ -143,11 +143,11 @@ def _score_rows(
         )
         if item.meta.get("unmatched_reference"):
             rows[-1]["unmatched_reference"] = True
-        rows[-1]["_judge"] = (item.question, score.judge_reference, score.judge_response)
+        judge_inputs.append((item.question, score.judge_reference, score.judge_response))
     judge_info = {"used": False}
     if judge is not None and spec.judge_open:
         idx = aggregate.judged_items(spec.name, [r["split"] for r in rows], scoring)
-        verdicts = judge.judge_many([rows[i]["_judge"] for i in idx])
+        verdicts = judge.judge_many([judge_inputs[i] for i in idx])
         for i, verdict in zip(idx, verdicts):
             rows[i]["judge"] = verdict
             if rows[i]["split"] == "open":
@@ -158,8 +158,6 @@ def _score_rows(
             "judged": len(idx),
             "failures": sum(v is None for v in verdicts),
         }
-    for row in rows:
-        del row["_judge"]
     return rows, judge_info
 
 
