@@ -1,7 +1,7 @@
 """MedEvalKit-equivalent medical evaluation: loaders, prompts, answer extraction, scoring, metrics, runner.
 
 Public entry points:
-  extract_answer, strip_think, has_think_answer_format   (lingshu_jax.evals.extract; shared with RL rewards)
+  strip_think, has_think_answer_format                   (lingshu_jax.evals.extract; shared with RL rewards)
   BENCHMARKS, load_benchmark                              (lingshu_jax.evals.benchmarks)
   evaluate, score_predictions                             (lingshu_jax.evals.runner)
   LLMJudge                                                (lingshu_jax.evals.judge)
@@ -10,7 +10,7 @@ Public entry points:
 """
 
 from lingshu_jax.evals.benchmarks import BENCHMARKS, load_benchmark
-from lingshu_jax.evals.extract import extract_answer, has_think_answer_format, strip_think
+from lingshu_jax.evals.extract import has_think_answer_format, strip_think
 from lingshu_jax.evals.fixes import FIXES, SCORING_MODES, Scoring
 from lingshu_jax.evals.judge import LLMJudge
 from lingshu_jax.evals.runner import evaluate, score_predictions
@@ -26,7 +26,6 @@ __all__ = [
     "LoadOptions",
     "Scoring",
     "evaluate",
-    "extract_answer",
     "has_think_answer_format",
     "load_benchmark",
     "score_predictions",
