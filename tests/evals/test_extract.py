@@ -2,7 +2,11 @@
 
 import pytest
 
-from lingshu_jax.evals.extract import extract_boxed, has_think_answer_format, strip_think
+from lingshu_jax.evals.extract import (
+    extract_boxed,
+    has_think_answer_format,
+    strip_think,
+)
 
 
 def test_boxed_keeps_nested_braces_and_takes_the_last_box():
