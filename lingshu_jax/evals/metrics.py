@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 
@@ -147,9 +148,8 @@ def green(predictions: Sequence[str], references: Sequence[str], model_path: str
     check_green_model(model_path)
     from green_score import GREEN  # pylint: disable=import-outside-toplevel
 
-    mean, std, *_ = GREEN(model_path, output_dir=os.path.join(model_path, os.pardir))(
-        list(references), list(predictions)
-    )
+    with tempfile.TemporaryDirectory() as scratch:  # GREEN writes a results file into output_dir
+        mean, std, *_ = GREEN(model_path, output_dir=scratch)(list(references), list(predictions))
     return float(mean), float(std)
 
 

@@ -1,6 +1,7 @@
 """Report metrics against the reference packages' own numbers; honest "not computed" otherwise."""
 
 import importlib.util
+import os
 import shutil
 
 import pytest
@@ -140,3 +141,29 @@ def test_report_with_no_words_stops_medevalkit_mode_only():
     with pytest.raises(ValueError, match="cal_report_metrics.py:97"):
         M.report_metrics([".", ""], ["a b.", "c."], compute_meteor=False, scoring="medevalkit")
     assert M.report_metrics([".", ""], ["a b.", "c."], compute_meteor=False)["rougel"] == 0.0
+
+
+def test_green_runs_the_green_score_package_on_the_non_empty_reports(tmp_path, monkeypatch):
+    # cal_report_metrics.py:31,115: GREEN(checkpoint, output_dir)(references, predictions) -> mean, std, ...
+    import importlib.machinery  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    import types  # pylint: disable=import-outside-toplevel
+
+    calls = []
+
+    class FakeGreen:
+        def __init__(self, model_name, output_dir):
+            calls.append((model_name, os.path.isdir(output_dir)))
+
+        def __call__(self, refs, hyps):
+            calls.append((list(refs), list(hyps)))
+            return 0.75, 0.25, [0.5, 1.0], None, None
+
+    module = types.ModuleType("green_score")
+    module.GREEN, module.__spec__ = FakeGreen, importlib.machinery.ModuleSpec("green_score", None)
+    monkeypatch.setitem(sys.modules, "green_score", module)
+    ckpt = tmp_path / "GREEN-radllama2-7b"
+    ckpt.mkdir()
+    got = M.report_metrics(["a b.", "", "c."], ["x.", "y.", "z."], green_model=str(ckpt), compute_meteor=False)
+    assert (got["green"], got["green_std"]) == (0.75, 0.25)
+    assert calls == [(str(ckpt), True), (["x.", "z."], ["a b.", "c."])]
