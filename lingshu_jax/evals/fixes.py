@@ -53,10 +53,12 @@ FIXES = (
     ),
     Fix(
         "marker_space",
-        "utils/utils.py:152-154",
-        'keeps the text after an answer marker as it is, with the space after "answer:"',
+        "utils/utils.py:152-154 and 108-109",
+        'keeps the text after an answer marker, and (multiple choice) after the last ":", as it is, with '
+        "the space after the colon",
         "strips that text",
-        '"Answer: lung" fails the exact match with "lung" only because of the space',
+        '"Answer: lung" fails the exact match with "lung", "The answer is: B" is not read as B, only '
+        "because of the space",
     ),
     Fix(
         "yesno_words",

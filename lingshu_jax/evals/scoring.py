@@ -224,6 +224,8 @@ def judge_multi_choice(
     lowered = [c.lower() for c in choices]
     response = response.strip().lower().replace("\n", "")
     head = response.split(".")[0].split(":")[-1]
+    if scoring.on("marker_space"):  # utils.py:109 keeps the space after ":" too
+        head = head.strip()
     answer = answer.strip().lower()
     if head == answer:
         return True, head.upper() if head in alphas else head

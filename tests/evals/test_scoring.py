@@ -116,7 +116,7 @@ MC_CASES = [
     (("B", "B. Staphylococcus aureus"), True, True, None),  # :108 text before the first "."
     (("C", "Reasoning first.\n\nC. Candida"), True, True, None),  # :99 last paragraph's first sentence
     # :109 keeps the space after ":" (" b" is no letter); the similarity fallback then picks line A
-    (("B", "The answer is: B"), False, False, None),
+    (("B", "The answer is: B"), False, True, "marker_space"),
     (("B", "Answer: B"), True, True, None),  # parse_response leaves " b", stripped at :106
     (("A", "Escherichia coli"), True, True, None),  # :129 most similar option line
     (("A", ""), True, False, "mc_empty"),  # :79,87: nothing similar -> index 0 -> "a" == answer
