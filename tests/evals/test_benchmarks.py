@@ -291,3 +291,12 @@ def test_mmmu_gives_no_image_when_the_options_name_several(tmp_path, fixtures_di
     assert record_item("Pharmacy", "loc", rec, load_opts, "validation").images == ()
     rec["options"] = "['one', 'two']"
     assert len(record_item("Pharmacy", "loc", rec, load_opts, "validation").images) == 1
+
+
+def test_mmmu_open_parser_treats_an_empty_tail_as_no_candidate_like_mmmu():
+    # eval_utils.py:147-153: `if not shortest_key_response` -> an empty tail ("... is ") is replaced by
+    # the next indicator's tail ("answer " -> "is"), so "neuron" is not found.
+    from lingshu_jax.evals.benchmarks.mmmu import eval_open, parse_open  # pylint: disable=import-outside-toplevel
+
+    text = " mg1e3500Neuron</answer>the answer is . "
+    assert parse_open(text) == ["is"] and not eval_open("neuron", parse_open(text))

@@ -186,7 +186,7 @@ def _key_responses(response: str) -> list[str]:
         for indicator in indicators:
             if indicator in resp:
                 tail = resp.split(indicator)[-1].strip()
-                if shortest is None or len(tail) < len(shortest):
+                if not shortest or len(tail) < len(shortest):  # "" counts as unset (eval_utils.py:149)
                     shortest = tail
         if shortest and shortest.strip() not in [":", ",", ".", "!", "?", ";", "'"]:
             keys.append(shortest)
