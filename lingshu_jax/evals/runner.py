@@ -187,7 +187,8 @@ def score_items(
     """(per-item rows, metrics) for items that all have a response."""
     scoring = as_scoring(scoring)
     metrics = {"benchmark": spec.name, "group": spec.group, "num_items": len(items), "scoring": scoring.mode}
-    if not spec.has_answers:
+    metrics["fixes"] = sorted(scoring.fixes)
+    if not spec.has_answers:  # MMMU-Medical-test, the only split without public answers
         preds = {it.id: mmmu_prediction(it, responses[it.id], scoring) for it in items}
         return [{"id": k, "pred": v} for k, v in preds.items()], {**metrics, "submission": preds}
     rows, judge_info = _score_rows(spec, items, responses, judge, scoring)
