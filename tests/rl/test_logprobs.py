@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+from lingshu_jax.demo import write_demo_assets
 from lingshu_jax.infer.sampling import SamplingConfig
 from lingshu_jax.model.config import preset
 from lingshu_jax.model.vlm import Qwen25VL, init_params
@@ -22,7 +23,6 @@ from lingshu_jax.rl.data import parse_record
 from lingshu_jax.rl.loss import grpo_loss
 from lingshu_jax.rl.rollout import Rollout, encode_prompt, sample_responses
 from lingshu_jax.rl.trainer import response_log_probs
-from lingshu_jax.demo import write_demo_assets
 from tests.rl import toy
 
 GROUP, NEW_TOKENS, MICRO = 3, 7, 4
@@ -35,11 +35,12 @@ def rollout(tmp_path_factory):
     images = toy.write_images(root, per_colour=2)
     proc = Processor.from_pretrained(write_demo_assets(f"{root}/assets"))
     records = [  # several images per prompt, one text-only prompt, different text lengths
-        {"messages": [{"role": "user", "content": "<image><image>Same colour?"}], "images": [images[0][0], images[3][0]],
-         "answer": "no", "question_type": "closed"},
+        {"messages": [{"role": "user", "content": "<image><image>Same colour?"}],
+         "images": [images[0][0], images[3][0]], "answer": "no", "question_type": "closed"},
         {"messages": [{"role": "user", "content": "<image>What colour is shown in this picture, please?"}],
          "images": [images[5][0]], "answer": "blue", "question_type": "closed"},
-        {"messages": [{"role": "user", "content": "Is red a colour?"}], "answer": "yes", "question_type": "closed"},
+        {"messages": [{"role": "user", "content": "Is red a colour?"}], "answer": "yes",
+         "question_type": "closed"},
         {"messages": [{"role": "user", "content": "<image><image><image>Colours?"}],
          "images": [images[1][0], images[2][0], images[7][0]], "answer": "red", "question_type": "closed"},
     ]
@@ -73,10 +74,11 @@ def _log_probs(cfg, params, pad, forward, ro, order, budget):
 
 
 def test_rollout_has_image_prompts_and_padded_responses(rollout):
-    cfg, params, pad, forward, ro = rollout
+    ro = rollout[-1]
     assert len(set(ro.lengths.tolist())) > 1 and ro.lengths.min() < NEW_TOKENS  # right padding exercised
     assert len({len(e["input_ids"][0]) for e in ro.encoded}) == len(ro.encoded)  # left padding exercised
-    assert [int(np.asarray(e.get("image_grid_thw", np.zeros((0, 3)))).shape[0]) for e in ro.encoded] == [2, 1, 0, 3]
+    images = [int(np.asarray(e.get("image_grid_thw", np.zeros((0, 3)))).shape[0]) for e in ro.encoded]
+    assert images == [2, 1, 0, 3]
 
 
 def test_training_forward_log_probs_equal_the_samplers_in_fp32(rollout):
