@@ -38,6 +38,14 @@ def get_config(arg=None):
         "shuffle": True,
         "filter_overlong": False,
     }
+    c.heldout = {  # easy-VQA's test questions (images never trained on), greedy, before and after GRPO
+        "paths": (os.path.join(rl_data, "easy_vqa_rl_test.jsonl"),),
+        "root": _easy_vqa_root(),
+        "yes_no_keep": 0.05,
+        "format_prompt": "",
+        "num_prompts": 200,
+        "max_new_tokens": 8,
+    }
     c.rl = lingshu_rl.get_config().rl  # Lingshu's GRPO recipe (temperature 1, k3 KL 1e-3, clip 0.2, ...),
     c.rl.update(  # at CPU size
         {
