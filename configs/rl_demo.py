@@ -6,8 +6,10 @@
 Arguments: root (the SFT demo's root), steps. Prompts are easy-VQA's training questions in the SFT demo's
 own conversation form (no reasoning instruction: the tiny stage-3 model never saw `<think>`, so only the
 accuracy reward moves here), 74% of them yes/no before Lingshu's downsampling to ~5%.
-A wiring demo: 30 steps take about 1.5 min on 2 cores, and the accuracy reward does not rise measurably in
-them (lr 1e-4 or 3e-4; 1e-3 collapses). The learning check is the toy task of tests/rl (docs/rl_cpu.md).
+A wiring demo: 30 steps take about 1.5 min on 2 idle cores, and the sampled accuracy reward does not rise
+measurably in them (lr 1e-4 or 3e-4; 1e-3 collapses); held-out greedy accuracy (config.heldout, printed
+before/after at the end) rose 0.270 -> 0.350 in one run. The learning check is the toy task of tests/rl
+(docs/rl_cpu.md).
 """
 
 import os
