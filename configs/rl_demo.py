@@ -9,8 +9,8 @@ accuracy reward moves here), 74% of them yes/no before Lingshu's downsampling to
 A wiring demo: 30 steps take about 1.5 min on 2 idle cores, and the sampled accuracy reward does not rise
 measurably in them (lr 1e-4 or 3e-4; 1e-3 collapses); held-out greedy accuracy (config.heldout, printed
 before/after at the end) rose 0.270 -> 0.350, but only because the greedy answer to every shape / colour
-question moved to the most frequent class (the stage-3 model ignores the image greedily; docs/rl_cpu.md). The learning check is the toy task of tests/rl
-(docs/rl_cpu.md).
+question moved to the most frequent class (the stage-3 model ignores the image greedily; docs/rl_cpu.md).
+The learning check is the toy task of tests/rl (docs/rl_cpu.md).
 """
 
 import os
