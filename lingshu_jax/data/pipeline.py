@@ -24,7 +24,7 @@ from typing import Any
 
 import grain
 
-from lingshu_jax.data import mixture, packing, sources, transport
+from lingshu_jax.data import guard, mixture, packing, sources, transport
 from lingshu_jax.data.config import DataConfig
 from lingshu_jax.data.errors import add_stats
 from lingshu_jax.data.ops import Ops
@@ -93,9 +93,16 @@ def make_dataset(
             )
         )
     samples = transport.UngroupIterDataset(it_ds)
+    stop = guard.StopRequest()
+    per_host = [-(-len(r) // shard_count) for r in raw]  # records of each source this host sees per pass
+    policy = f"data.on_error={cfg.on_error!r}"
+    if cfg.on_error_overrides:
+        policy += f" (on_error_overrides {dict(cfg.on_error_overrides)})"
     batches = packing.PackIterDataset(
         samples,
         pool=cfg.pack_pool,
+        guard=guard.SourceGuard(transform.names, transform.roots, per_host, policy),
+        stop=stop,
         pixel_normalization=ops.pixel_normalization,
         batch_size=cfg.batch_size,
         seq_len=cfg.seq_len,
@@ -109,7 +116,7 @@ def make_dataset(
     )
     if cfg.prefetch > 0:
         batches = grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=cfg.prefetch)
-    return PipelineDataset(batches, fingerprint(cfg, seed, shard_index, shard_count))
+    return PipelineDataset(batches, fingerprint(cfg, seed, shard_index, shard_count), stop)
 
 
 def fingerprint(cfg: DataConfig, seed: int, shard_index: int, shard_count: int) -> str:
@@ -151,28 +158,57 @@ def _ensure_absl_flags_parsed() -> None:
 class PipelineDataset(grain.IterDataset):
     """Top of the graph: strips each batch's `stats` into the iterator's counters."""
 
-    def __init__(self, parent: grain.IterDataset, fingerprint: str = ""):
+    def __init__(self, parent: grain.IterDataset, fingerprint: str = "", stop=None):
         super().__init__(parent)
         self._fingerprint = fingerprint
+        self._stop = stop
 
     def __iter__(self) -> "PipelineIterator":
-        return PipelineIterator(self._parent.__iter__(), self._fingerprint)
+        return PipelineIterator(self._parent.__iter__(), self._fingerprint, self._stop)
 
 
 class PipelineIterator(grain.DatasetIterator):
-    """Iterator of batch dicts (numpy). `counters`: cumulative stats; `last_stats`: the last batch's."""
+    """Iterator of batch dicts (numpy). `counters`: cumulative stats; `last_stats`: the last batch's.
 
-    def __init__(self, parent: grain.DatasetIterator, fingerprint: str = ""):
+    `stop_when(predicate)`: while it waits for data, the iterator raises `DataInterrupted` once the
+    predicate is true (the trainer passes "a SIGTERM/SIGINT arrived"); `next_batches(n)` takes a step's n
+    batches and, when interrupted, reports the state from before them, so a checkpoint taken then resumes
+    at that step's first batch."""
+
+    def __init__(self, parent: grain.DatasetIterator, fingerprint: str = "", stop=None):
         super().__init__(parent)
         self.fingerprint = fingerprint
         self.counters: dict[str, int] = {}
         self.last_stats: dict[str, int] = {}
+        self._stop = stop
+        self._state_before_interrupt = None
+
+    def stop_when(self, predicate) -> None:
+        if self._stop is None:
+            raise ValueError("this pipeline was built without a stop request")
+        self._stop.set(predicate)
 
     def __next__(self) -> dict:
         batch = dict(next(self._parent))
         self.last_stats = batch.pop("stats")
         add_stats(self.counters, self.last_stats)
+        if batch.get("stats_only"):  # skip records after the last batch: counted, then the end
+            raise StopIteration
         return batch
+
+    def next_batches(self, n: int) -> list[dict] | None:
+        """The next n batches; None when the data ends first; DataInterrupted on a stop request."""
+        before = self.get_state()
+        out = []
+        try:
+            for _ in range(n):
+                out.append(next(self))
+        except StopIteration:
+            return None
+        except guard.DataInterrupted:
+            self._state_before_interrupt = before
+            raise
+        return out
 
     @property
     def packing_efficiency(self) -> float:
@@ -180,6 +216,8 @@ class PipelineIterator(grain.DatasetIterator):
         return packing.packing_efficiency(self.counters)
 
     def get_state(self) -> dict[str, Any]:
+        if self._state_before_interrupt is not None:
+            return self._state_before_interrupt
         return {
             "parent": self._parent.get_state(),
             "counters": dict(self.counters),
@@ -195,8 +233,23 @@ class PipelineIterator(grain.DatasetIterator):
                 "shard are needed to resume"
             )
         self._parent.set_state(state["parent"])
+        self._state_before_interrupt = None
         self.counters = {k: v for k, v in state.get("counters", {}).items()}
         self.last_stats = {}
+
+
+def next_batches(it, n: int) -> list[dict] | None:
+    """`it.next_batches(n)` for a PipelineIterator; for any other iterator the next n items (None when it
+    ends first)."""
+    if hasattr(it, "next_batches"):
+        return it.next_batches(n)
+    out = []
+    for _ in range(n):
+        try:
+            out.append(next(it))
+        except StopIteration:
+            return None
+    return out
 
 
 # ------------------------------------------------------------------------------ Orbax
