@@ -94,3 +94,17 @@ class SourceWatch:
                 f"record {when} under {self.guard.policy}; rejected: {top}"
             )
         return "; ".join(parts) + ". Check the source's paths, image root and format."
+
+
+def next_batches(it, n: int) -> list[dict] | None:
+    """`it.next_batches(n)` for a PipelineIterator; for any other iterator the next n items (None when it
+    ends first)."""
+    if hasattr(it, "next_batches"):
+        return it.next_batches(n)
+    out = []
+    for _ in range(n):
+        try:
+            out.append(next(it))
+        except StopIteration:
+            return None
+    return out

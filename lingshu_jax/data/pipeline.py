@@ -238,20 +238,6 @@ class PipelineIterator(grain.DatasetIterator):
         self.last_stats = {}
 
 
-def next_batches(it, n: int) -> list[dict] | None:
-    """`it.next_batches(n)` for a PipelineIterator; for any other iterator the next n items (None when it
-    ends first)."""
-    if hasattr(it, "next_batches"):
-        return it.next_batches(n)
-    out = []
-    for _ in range(n):
-        try:
-            out.append(next(it))
-        except StopIteration:
-            return None
-    return out
-
-
 # ------------------------------------------------------------------------------ Orbax
 def save_args(iterator: grain.DatasetIterator):
     """Orbax save argument for the iterator state: `ocp.args.Composite(data=save_args(it), ...)`."""
