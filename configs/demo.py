@@ -13,6 +13,7 @@ packing) with learning rates raised for a model trained from scratch in minutes.
 import os
 
 from configs.common import base_config, parse_arg
+from lingshu_jax.data.config import data_section
 from lingshu_jax.demo import _easy_vqa_root
 from lingshu_jax.model.config import preset_config_dict
 from lingshu_jax.train.optimizer import lingshu_groups
@@ -53,7 +54,7 @@ def get_config(arg=None):
             "root": _easy_vqa_root(),
             "weight": 50.0,
         }
-    c.data = {
+    c.data = data_section({  # every data option settable from the command line
         "sources": sources,
         "seq_len": 256 if a.stage == 3 else 96,
         "batch_size": 4 if a.stage == 3 else 16,
@@ -62,7 +63,7 @@ def get_config(arg=None):
         "max_segments_per_row": 8,
         "epochs": None,
         "worker_count": 0,
-    }
+    })
     lrs = dict(lr_llm=a.lr, lr_vit=a.lr / 2, lr_proj=a.lr)
     c.optim = {
         "name": "adamw",
