@@ -116,13 +116,21 @@ def make_dataset(
     )
     if cfg.prefetch > 0:
         batches = grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=cfg.prefetch)
-    return PipelineDataset(batches, fingerprint(cfg, seed, shard_index, shard_count), stop)
+    keys = resume_keys(cfg, seed, shard_index, shard_count)
+    return PipelineDataset(batches, fingerprint(cfg, seed, shard_index, shard_count), stop, keys)
 
 
 def fingerprint(cfg: DataConfig, seed: int, shard_index: int, shard_count: int) -> str:
     """Hash of everything that decides the batch sequence and the state layout; a saved state only
     restores into a pipeline with the same fingerprint (grain's per-worker state needs the same
     worker_count too)."""
+    keys = resume_keys(cfg, seed, shard_index, shard_count)
+    return hashlib.sha1(repr(sorted(keys.items())).encode()).hexdigest()[:16]
+
+
+def resume_keys(cfg: DataConfig, seed: int, shard_index: int, shard_count: int) -> dict[str, str]:
+    """What must be equal to resume a saved iterator state, by name (the fingerprint hashes this; the
+    state stores it, so a refused restore says what changed)."""
     keys = (
         "seq_len",
         "batch_size",
@@ -138,13 +146,12 @@ def fingerprint(cfg: DataConfig, seed: int, shard_index: int, shard_count: int) 
         "worker_count",
         "group",
     )
-    parts = [
-        repr([(s.name, s.kind, s.weight, s.paths, s.tfds_name, s.split) for s in cfg.sources]),
-        repr([getattr(cfg, k) for k in keys]),
-        repr(cfg.prefetch > 0),
-        repr((seed, shard_index, shard_count)),
-    ]
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+    sources = [(s.name, s.kind, s.weight, s.paths, s.tfds_name, s.split) for s in cfg.sources]
+    out = {"sources": repr(sources)}
+    out.update({k: repr(getattr(cfg, k)) for k in keys})
+    out.update(prefetch_thread=repr(cfg.prefetch > 0), seed=repr(seed))
+    out["shard"] = repr((shard_index, shard_count))
+    return out
 
 
 def _ensure_absl_flags_parsed() -> None:
@@ -158,13 +165,16 @@ def _ensure_absl_flags_parsed() -> None:
 class PipelineDataset(grain.IterDataset):
     """Top of the graph: strips each batch's `stats` into the iterator's counters."""
 
-    def __init__(self, parent: grain.IterDataset, fingerprint: str = "", stop=None):
+    def __init__(self, parent: grain.IterDataset, fingerprint: str = "", stop=None, resume_keys=None):
         super().__init__(parent)
         self._fingerprint = fingerprint
         self._stop = stop
+        self._resume_keys = resume_keys or {}
 
     def __iter__(self) -> "PipelineIterator":
-        return PipelineIterator(self._parent.__iter__(), self._fingerprint, self._stop)
+        it = PipelineIterator(self._parent.__iter__(), self._fingerprint, self._stop)
+        it.resume_keys = dict(self._resume_keys)
+        return it
 
 
 class PipelineIterator(grain.DatasetIterator):
@@ -182,6 +192,7 @@ class PipelineIterator(grain.DatasetIterator):
         self.last_stats: dict[str, int] = {}
         self._stop = stop
         self._state_before_interrupt = None
+        self.resume_keys: dict[str, str] = {}
 
     def stop_when(self, predicate) -> None:
         if self._stop is None:
@@ -222,15 +233,20 @@ class PipelineIterator(grain.DatasetIterator):
             "parent": self._parent.get_state(),
             "counters": dict(self.counters),
             "fingerprint": self.fingerprint,
+            "resume_keys": dict(self.resume_keys),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         saved = state.get("fingerprint", self.fingerprint)
         if saved != self.fingerprint:
+            old = state.get("resume_keys", {})
+            new = self.resume_keys
+            changed = [f"data.{k}: {old.get(k, '?')} -> {v}" for k, v in new.items() if old.get(k) != v]
             raise ValueError(
                 f"data iterator state was saved by a different pipeline (fingerprint {saved} != "
-                f"{self.fingerprint}): same sources, batch/packing options, worker_count, seed and "
-                "shard are needed to resume"
+                f"{self.fingerprint}); changed: {'; '.join(changed) or 'unknown (an older state)'}. The same "
+                "sources, batch/packing options, worker_count, seed and shard are needed to resume: set them "
+                "back, or start the data from the beginning in a new workdir"
             )
         self._parent.set_state(state["parent"])
         self._state_before_interrupt = None
