@@ -3,7 +3,6 @@
 to the file, unknown keys named."""
 
 import json
-
 import os
 import subprocess
 import sys
@@ -14,11 +13,15 @@ import pytest
 from lingshu_jax.data import DataConfig, make_pipeline
 from lingshu_jax.data.config import read_sources_file
 
-from .helpers import mixed_dataset, write_jsonl, text_only
+from .helpers import mixed_dataset, text_only, write_jsonl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHIPPED = ["configs/demo.py:stage=3", "configs/lingshu/stage1.py", "configs/lingshu/stage2.py",
-           "configs/lingshu/stage3.py"]
+SHIPPED = [
+    "configs/demo.py:stage=3",
+    "configs/lingshu/stage1.py",
+    "configs/lingshu/stage2.py",
+    "configs/lingshu/stage3.py",
+]
 
 
 def _parse(config, *overrides):
@@ -39,10 +42,22 @@ def _parse(config, *overrides):
 def test_every_data_option_is_settable_from_the_command_line_on_each_shipped_config(config, tmp_path):
     mix = tmp_path / "mix.json"
     mix.write_text(json.dumps([{"name": "a", "path": "a.jsonl"}]))
-    c = _parse(config, "--config.data.on_error=error", "--config.data.truncation=truncate",
-               "--config.data.epochs=3", "--config.data.num_samples=7", f"--config.data.sources_file={mix}",
-               "--config.data.max_segments_per_row=2", "--config.data.worker_count=1")
-    assert (c.data.on_error, c.data.truncation, c.data.epochs, c.data.num_samples) == ("error", "truncate", 3, 7)
+    c = _parse(
+        config,
+        "--config.data.on_error=error",
+        "--config.data.truncation=truncate",
+        "--config.data.epochs=3",
+        "--config.data.num_samples=7",
+        f"--config.data.sources_file={mix}",
+        "--config.data.max_segments_per_row=2",
+        "--config.data.worker_count=1",
+    )
+    assert (c.data.on_error, c.data.truncation, c.data.epochs, c.data.num_samples) == (
+        "error",
+        "truncate",
+        3,
+        7,
+    )
     assert c.data.sources_file == str(mix) and c.data.max_segments_per_row == 2
     d = DataConfig.from_dict(c.data)
     assert [s.name for s in d.sources] == ["a"] and d.sources[0].paths == (str(tmp_path / "a.jsonl"),)
@@ -51,8 +66,10 @@ def test_every_data_option_is_settable_from_the_command_line_on_each_shipped_con
 def test_sources_file_json_and_yaml_build_the_same_mixture(tmp_path, ops):
     path = mixed_dataset(str(tmp_path))
     write_jsonl(str(tmp_path / "text.jsonl"), [text_only() for _ in range(5)])
-    mix = [{"name": "mixed", "path": "data.jsonl", "root": ".", "weight": 3, "format": "jsonl"},
-           {"name": "text", "paths": ["text.jsonl"], "weight": 1}]
+    mix = [
+        {"name": "mixed", "path": "data.jsonl", "root": ".", "weight": 3, "format": "jsonl"},
+        {"name": "text", "paths": ["text.jsonl"], "weight": 1},
+    ]
     (tmp_path / "mix.json").write_text(json.dumps(mix))
     (tmp_path / "mix.yaml").write_text(
         "sources:\n"
