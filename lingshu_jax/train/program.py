@@ -182,6 +182,24 @@ def model_config_of(config) -> tuple[ModelConfig, str | None]:
     return model_config_from(init, **policy), init
 
 
+def trainable_parts(opt_info: OptimizerInfo) -> tuple[str, ...]:
+    """The model parts ('vision', 'merger', 'text') with a trainable parameter (for FLOP counts)."""
+    from lingshu_jax.train.flops import PARTS
+
+    parts = set()
+    for path, group in opt_info.group_of.items():
+        if group in opt_info.frozen_groups:
+            continue
+        parts.add(
+            "merger"
+            if path.startswith("visual/merger")
+            else "vision"
+            if path.startswith("visual")
+            else "text"
+        )
+    return tuple(p for p in PARTS if p in parts)
+
+
 # ------------------------------------------------------------------------------------------ batches
 def host_data_config(data_cfg, process_count: int) -> dict:
     """This host's share of `data_cfg` (global batch_size / patch_budget per micro-batch) as a dict for

@@ -35,6 +35,7 @@ from lingshu_jax.train.program import (
     host_data_config,
     model_config_of,
     train_step,  # noqa: F401  (re-exported: the step lives in program.py)
+    trainable_parts,
 )
 
 log = logging.getLogger(__name__)
@@ -250,19 +251,7 @@ def _stack(micro: list[dict]) -> dict:
     return {k: np.stack([np.asarray(b[k]) for b in micro]) for k in sorted(keys)}
 
 
-def _trainable_parts(opt_info) -> tuple[str, ...]:
-    parts = set()
-    for path, group in opt_info.group_of.items():
-        if group in opt_info.frozen_groups:
-            continue
-        parts.add(
-            "merger"
-            if path.startswith("visual/merger")
-            else "vision"
-            if path.startswith("visual")
-            else "text"
-        )
-    return tuple(p for p in flops_lib.PARTS if p in parts)
+_trainable_parts = trainable_parts
 
 
 def _step_flops(cfg: ModelConfig, micro: list[dict], trainable) -> float:
