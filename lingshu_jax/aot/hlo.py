@@ -262,10 +262,21 @@ def matmul_flops(ins: Instr, shapes: dict[str, str]) -> float:
     if ins.opcode == "convolution" and len(ins.operands) >= 2:
         rhs = dims_of(shapes.get(ins.operands[1], ""))
         m = re.search(r"dim_labels=\w*_(\w+)->", ins.attrs)
-        if not rhs or not m or "o" not in m.group(1):
+        if not rhs or not m or "i" not in m.group(1):
             return 0.0
-        o = rhs[m.group(1).index("o")]
-        return 2.0 * out * math.prod(rhs) / max(o, 1)
+        k = rhs[m.group(1).index("i")]
+        w = re.search(r"window=\{size=([\dx]+)(?: pad=([\d_x-]+))?", ins.attrs)
+        if w:
+            sizes = [int(x) for x in w.group(1).split("x")]
+            pads = [tuple(int(v) for v in p.split("_")) for p in w.group(2).split("x")] if w.group(2) else []
+            d = re.search(r"lhs_dilate=([\dx]+)", ins.attrs)
+            dilate = [int(x) for x in d.group(1).split("x")] if d else [1] * len(sizes)
+            for j, size in enumerate(sizes):
+                # XLA writes batched matmuls as windows that meet one real tap per output: padded by
+                # size-1 on both sides, or over an input dilated by the window size
+                if not (j < len(pads) and pads[j] == (size - 1, size - 1) and size > 1):
+                    k *= -(-size // dilate[j])
+        return 2.0 * out * k
     return 0.0
 
 

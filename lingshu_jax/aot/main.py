@@ -28,6 +28,7 @@ def main() -> None:
     flags.DEFINE_string("json", None, "Also write the report as JSON here.")
     flags.DEFINE_bool("recipes", False, "Report every recipe config (lingshu_jax.aot.recipes) into --recipes_out.")
     flags.DEFINE_string("recipes_out", "docs/tpu.md", "Markdown file the --recipes reports go into.")
+    flags.DEFINE_string("recipes_only", None, "With --recipes: only the recipe specs matching this regex.")
 
     def run(argv):
         del argv
@@ -35,7 +36,7 @@ def main() -> None:
         if f.recipes:
             from lingshu_jax.aot.recipes import write_recipes_doc
 
-            write_recipes_doc(f.recipes_out)
+            write_recipes_doc(f.recipes_out, f.recipes_only)
             return
         if f.config is None:
             raise app.UsageError("--config is required (or --recipes)")
