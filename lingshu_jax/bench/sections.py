@@ -60,6 +60,7 @@ class Context:
         dtype = "bfloat16" if gpu else "float32"
         return {"model_dir": self.model_dir, "dtype": dtype, "param_dtype": dtype,
                 "attention_impl": "cudnn" if self.on_gpu else "xla", "remat_policy": self.opts.remat,
+                "vision_remat_policy": self.opts.vision_remat or self.opts.remat,
                 "hf_attn": self.opts.hf_attn, "device": "cuda" if self.on_gpu else "cpu",
                 "torch_threads": self.opts.torch_threads, "seed": 0, "batch": s["batch"], "seq": s["seq"],
                 "image_side": s["image_side"], "decode_batch": s["decode_batch"],

@@ -171,6 +171,7 @@ def model_config_of(config) -> tuple[ModelConfig, str | None]:
             "vision_attention_span",
             "remat_policy",
             "vision_remat_policy",
+            "loss_chunk_len",
         )
         if k in config.model
     }

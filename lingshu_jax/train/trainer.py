@@ -28,7 +28,6 @@ from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.vlm import init_params
 from lingshu_jax.train import flops as flops_lib
 from lingshu_jax.train.checkpoint import Checkpointer
-from lingshu_jax.train.loss import masked_token_nll, next_token_targets
 from lingshu_jax.train.metrics import MetricsWriter
 from lingshu_jax.train.program import (
     build_train_program,
@@ -37,6 +36,7 @@ from lingshu_jax.train.program import (
     train_step,  # noqa: F401  (re-exported: the step lives in program.py)
     trainable_parts,
 )
+from lingshu_jax.train.step import token_losses
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,8 @@ log = logging.getLogger(__name__)
 def eval_step(model, params, batch: dict) -> dict:
     """Loss sums and answer exact match: a sample is correct when every labelled token is the argmax
     (teacher-forced; equals greedy decoding of the answer). batch leaves [B, ...]."""
-    logits, _ = model.apply({"params": params}, batch)
-    targets = next_token_targets(batch["labels"], batch["segment_ids"])
-    nll, valid = masked_token_nll(logits, targets)  # [B, S], 0 where not labelled
-    hit = (jnp.argmax(logits, -1) == targets) | ~valid
+    nll, hit, valid = token_losses(model, params, batch)  # [B, S]; nll 0 where not labelled
+    hit = hit | ~valid
     seg = batch["segment_ids"]
     k = jnp.arange(1, seg.shape[1] + 1)  # at most S segments per row
     in_seg = (seg[..., None] == k) & valid[..., None]  # [B, S, K]
