@@ -89,16 +89,28 @@ REMAT_POLICIES = {
 }
 
 
-def maybe_remat(module_cls, policy_name: str):
-    """Wraps a layer class in nn.remat according to the named policy ('none' returns it unchanged)."""
+def remat_policy(policy_name: str):
+    """The jax checkpoint policy of a named remat policy; None for 'none' (no remat)."""
     if policy_name not in REMAT_POLICIES:
         raise ValueError(f"remat policy {policy_name!r}: expected one of {sorted(REMAT_POLICIES)}")
     policy = REMAT_POLICIES[policy_name]
-    if policy is None:
-        return module_cls
     if policy == "offload":
         policy = jax.checkpoint_policies.offload_dot_with_no_batch_dims("device", "pinned_host")
+    return policy
+
+
+def maybe_remat(module_cls, policy_name: str):
+    """Wraps a layer class in nn.remat according to the named policy ('none' returns it unchanged)."""
+    policy = remat_policy(policy_name)
+    if policy is None:
+        return module_cls
     return nn.remat(module_cls, policy=policy, prevent_cse=False)
+
+
+def maybe_checkpoint(fn, policy_name: str):
+    """jax.checkpoint of a pure function according to the named remat policy ('none': fn unchanged)."""
+    policy = remat_policy(policy_name)
+    return fn if policy is None else jax.checkpoint(fn, policy=policy, prevent_cse=False)
 
 
 def compute_dtypes(config: ModelConfig):
