@@ -26,6 +26,7 @@ def main() -> None:
     flags.DEFINE_string("topology", None, "v5p-16 | v5p:2x2x2 | v6e-16 | v6e:4x4 | v5litepod-8 | v4-8 | cpu | gpu")
     flags.DEFINE_integer("num_slices", 1, "TPU slices joined by DCN (data parallel: mesh.dcn.data).")
     flags.DEFINE_string("json", None, "Also write the report as JSON here.")
+    flags.DEFINE_string("hlo_out", None, "Also write the compiled (optimized) HLO text here.")
     flags.DEFINE_bool("recipes", False, "Report every recipe config (lingshu_jax.aot.recipes) into --recipes_out.")
     flags.DEFINE_string("recipes_out", "docs/tpu.md", "Markdown file the --recipes reports go into.")
     flags.DEFINE_string("recipes_only", None, "With --recipes: only the recipe specs matching this regex.")
@@ -40,12 +41,12 @@ def main() -> None:
             return
         if f.config is None:
             raise app.UsageError("--config is required (or --recipes)")
-        report_one(f.config, f.topology, f.num_slices, f.json)
+        report_one(f.config, f.topology, f.num_slices, f.json, f.hlo_out)
 
     app.run(run)
 
 
-def report_one(config, topology: str | None, num_slices: int, json_path: str | None) -> dict:
+def report_one(config, topology: str | None, num_slices: int, json_path: str | None, hlo_out=None) -> dict:
     from lingshu_jax.aot.report import fit_report, format_report
     from lingshu_jax.aot.targets import parse_target
 
@@ -53,7 +54,7 @@ def report_one(config, topology: str | None, num_slices: int, json_path: str | N
     if not spec:
         raise ValueError("--topology: needed (the config names no `slice`)")
     target = parse_target(spec, num_slices)
-    report = fit_report(config, target)
+    report = fit_report(config, target, hlo_out=hlo_out)
     print(format_report(report), flush=True)
     if json_path:
         os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)

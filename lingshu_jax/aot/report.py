@@ -35,8 +35,9 @@ from lingshu_jax.aot.targets import (
 IMAGE_GRID = (1, 64, 64)  # assumed image for analytic FLOPs: 896 x 896 px, 4096 patches, 1024 tokens
 
 
-def fit_report(config, target: Target, *, top: int = 12) -> dict[str, Any]:
-    """Compiles `config`'s training step for `target`; returns the report as a JSON-able dict."""
+def fit_report(config, target: Target, *, top: int = 12, hlo_out: str | None = None) -> dict[str, Any]:
+    """Compiles `config`'s training step for `target`; returns the report as a JSON-able dict.
+    `hlo_out`: also write the optimized HLO text there."""
     prepare_environment(target)
 
     from lingshu_jax import sharding
@@ -87,7 +88,11 @@ def fit_report(config, target: Target, *, top: int = 12) -> dict[str, Any]:
     report["fits"] = hbm is None or used <= hbm
     if hbm:
         report["memory"]["free_fraction"] = 1 - used / hbm
-    module = hlo_lib.parse(compiled.as_text())
+    text = compiled.as_text()
+    if hlo_out:
+        with open(hlo_out, "w") as f:
+            f.write(text)
+    module = hlo_lib.parse(text)
     report["loops"] = {"trip_counts": sorted(set(module.trip_counts.values()), reverse=True)}
     if module.unknown_trip_counts:
         report["loops"]["unknown"] = module.unknown_trip_counts

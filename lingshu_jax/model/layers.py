@@ -92,7 +92,7 @@ def maybe_remat(module_cls, policy_name: str):
 
 def maybe_checkpoint(fn, policy_name: str):
     """jax.checkpoint of a pure function according to the named remat policy ('none': fn unchanged)."""
-    policy = remat_policy(policy_name)
+    policy = checkpoint_policy(policy_name)
     return fn if policy is None else jax.checkpoint(fn, policy=policy, prevent_cse=False)
 
 
