@@ -88,9 +88,9 @@ def slice_plan(size: str, slice_name: str) -> dict:
     return plan
 
 
-def apply_slice(c, size: str, slice_name: str) -> None:
+def apply_slice(c, size: str, slice_name: str) -> int:
     """Mesh, span and batch of the recipe on a slice: one row per chip per micro-batch, accumulation up to
-    GLOBAL_BATCH_ROWS rows per step."""
+    GLOBAL_BATCH_ROWS rows per step. Returns the global rows per micro-batch."""
     plan = slice_plan(size, slice_name)
     c.slice = plan["topology"]  # scripts/aot.py compiles for this slice when no --topology is given
     c.mesh.update({"data": 1, "fsdp": 1, "tensor": 1, "sequence": 1, **plan["mesh"]})
