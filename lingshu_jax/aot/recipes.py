@@ -81,6 +81,8 @@ def _read_sections(path: str) -> dict[str, str]:
 
 
 def _write(out_path: str, only, sections, kept) -> None:
+    if only:  # sections other runs wrote meanwhile stay
+        kept = {**kept, **_read_sections(out_path)}
     new = dict(sections)
     order = [s for s in recipe_specs() if s in new or s in kept]
     lines = [
