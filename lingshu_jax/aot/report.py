@@ -195,7 +195,9 @@ def largest_buffers(module: hlo_lib.Module, top: int) -> list[dict]:
 def _resource_exhausted(msg: str) -> dict:
     """The compiler's RESOURCE_EXHAUSTED report: needed vs available and its largest allocations."""
     out: dict[str, Any] = {"message": msg.splitlines()[0][:500]}
-    m = re.search(r"Used ([\d.]+)([GMK])? of ([\d.]+)([GMK])? hbm", msg)
+    m = re.search(r"Used ([\d.]+)([GMK])? of ([\d.]+)([GMK])? hbm", msg) or re.search(
+        r"\(([\d.]+)([GMK])\) exceeds available HBM \(([\d.]+)([GMK])\)", msg
+    )
     if m:
         unit = {"G": GIB, "M": 1024**2, "K": 1024, None: 1}
         out["needed"] = float(m.group(1)) * unit[m.group(2)]
@@ -396,6 +398,8 @@ def format_report(r: dict) -> str:
         lines.append(f"   compiler: {e['message'][:300]}")
         for a in e.get("largest_allocations", []):
             lines.append(f"     {a['size']:>9}  {a['shape'][:60]:60s} {a['op_name'][-90:]}")
+        if e.get("compiler_report"):
+            lines.extend("     " + ln[:200] for ln in e["compiler_report"].splitlines()[1:40] if ln.strip())
     else:
         lines.append(
             f"   temporaries {_gib(mem['temporaries'])}, arguments {_gib(mem['arguments'])}, outputs "

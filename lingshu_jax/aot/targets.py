@@ -33,7 +33,7 @@ CHIPS = {
     "v4": Chip("v4", 32 * GIB, 275e12, 1228e9, 300e9, 2, 3),
     "v5p": Chip("v5p", 95 * GIB, 459e12, 2765e9, 600e9, 2, 3),
     "v5e": Chip("v5e", 16e9, 197e12, 819e9, 200e9, 1, 2),
-    "v6e": Chip("v6e", 32e9, 918e12, 1640e9, 448e9, 1, 2),
+    "v6e": Chip("v6e", 31.25 * GIB, 918e12, 1640e9, 448e9, 1, 2),
 }
 ALIASES = {"v5litepod": "v5e", "v5lite": "v5e"}
 ACCELERATOR_TYPE = {"v4": "v4", "v5p": "v5p", "v5e": "v5litepod", "v6e": "v6e"}
