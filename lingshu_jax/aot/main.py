@@ -71,7 +71,7 @@ def run_subprocess(config_spec: str, topology: str, json_path: str, overrides=()
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("XLA_FLAGS", None)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
     if p.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({time.perf_counter() - t0:.0f} s):\n{p.stderr[-4000:]}")
     return p.stdout
