@@ -61,6 +61,23 @@ def stream_rows(grid_thw, *, spatial_merge_size: int, window_merge_units: int) -
     return int((grid[:, 0] * nh * nw).sum()) * ws * ws * m * m
 
 
+def max_frame_rows(
+    max_pixels: int, *, patch_size: int = 14, spatial_merge_size: int = 2, window_merge_units: int = 4
+) -> int:
+    """Stream rows of the largest image (video frame) that the processor's `max_pixels` allows, windows
+    padded whole: the `vision_attention_span` under which full-attention layers are exact for every image.
+    (Square-ish images of max_pixels take max_pixels / patch_size**2 rows; thin ones pad more.)"""
+    side, ws = patch_size * spatial_merge_size, window_merge_units
+    units = max_pixels // side**2  # merge units of the largest image
+    best = 0
+    for h in range(1, units + 1):
+        w = units // h
+        if max(h, w) > 200 * min(h, w):  # smart_resize's aspect-ratio limit
+            continue
+        best = max(best, -(-h // ws) * -(-w // ws))
+    return best * ws * ws * spatial_merge_size**2
+
+
 def _own_segments(segments: np.ndarray) -> np.ndarray:
     """-1 entries (padding rows) -> a new segment id each, after the largest real id."""
     pad = segments < 0

@@ -8,6 +8,7 @@ from transformers import vision_utils
 from lingshu_jax.model.vision_inputs import (
     build_vision_stream,
     pad_vision_stream,
+    max_frame_rows,
     stream_rows,
     vision_token_index,
 )
@@ -84,3 +85,16 @@ def test_a_batch_without_images_gives_an_empty_stream():
         patch_budget=8,
     )
     assert s.pixel_values.shape == (8, 1176) and s.num_real_patches == 0
+
+
+def test_max_frame_rows_is_the_largest_stream_of_any_allowed_grid():
+    max_pixels = 200_704  # 256 merge units of 28 x 28 pixels
+    grids = [
+        [1, 2 * h, 2 * w]
+        for h in range(1, 257)
+        for w in range(1, 257)
+        if h * w <= 256 and max(h, w) <= 200 * min(h, w)
+    ]
+    rows = [stream_rows([g], spatial_merge_size=2, window_merge_units=4) for g in grids]
+    assert max_frame_rows(max_pixels) == max(rows) == 3200  # 1 x 200 merge units: 50 windows
+    assert max_frame_rows(1_003_520) == 8192  # Qwen2.5-VL's class default max_pixels (square: 5120)
