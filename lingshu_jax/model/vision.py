@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from lingshu_jax.model import rope
-from lingshu_jax.model.attention import local_segment_attention
+from lingshu_jax.model.attention import banded_block_attention, window_block_attention
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.layers import (
     RMSNorm,
@@ -28,8 +28,10 @@ from lingshu_jax.sharding import shard
 class VisionAttention(nn.Module):
     """Window attention, or full (per image / video frame) attention when `full` (static).
 
-    Both are block-local (`local_segment_attention`): window layers over one window's patches, full layers
-    over `config.vision_attention_span` patches (None: the whole stream, one dense masked attention).
+    The stream holds every window as a whole block of 64 rows (`vision_inputs`): window layers attend inside
+    each block (a reshape); full layers attend within each frame over the key blocks a frame of
+    `config.vision_attention_span` rows can reach (None: the whole stream, one dense masked attention).
+    Static shapes, no gathers of keys.
     """
 
     config: ModelConfig
@@ -54,10 +56,11 @@ class VisionAttention(nn.Module):
         window = v.window_merge_units**2 * v.merge_unit  # patches in one full window (64)
         impl = self.config.attention_impl
         if self.full:
-            span, segments = self.config.vision_attention_span or n, frame_segments
+            span = self.config.vision_attention_span or n
+            reach = -(-span // window) - 1  # key blocks on each side that a frame of `span` rows can reach
+            out = banded_block_attention(q, k, val, frame_segments, block=window, reach=reach, impl=impl)
         else:
-            span, segments = window, window_segments
-        out = local_segment_attention(q, k, val, segments, span=span, block=window, impl=impl)
+            out = window_block_attention(q, k, val, window_segments, block=window, impl=impl)
         out = out.reshape(n, v.hidden_size)
         return dense(
             v.hidden_size,
@@ -151,8 +154,15 @@ class VisionTower(nn.Module):
                 nn.initializers.normal(0.02), ("vis_patch", "vis_embed")
             ),
         )(pixel_values.astype(dtype))
-        x = shard(x, ("vis_tokens", "vis_embed"))
         cos, sin = rope.vision_cos_sin(vision_pos, v.head_dim, v.rope_theta)
+        n, window = x.shape[0], v.window_merge_units**2 * v.merge_unit
+        pad = -n % window  # whole window blocks; padding rows in segment -1, dropped before the merger
+        if pad:
+            x, cos, sin = (jnp.pad(a, ((0, pad), (0, 0))) for a in (x, cos, sin))
+            window_segments, frame_segments = (
+                jnp.pad(s, (0, pad), constant_values=-1) for s in (window_segments, frame_segments)
+            )
+        x = shard(x, ("vis_tokens", "vis_embed"))
         consts = (cos, sin, window_segments, frame_segments)
         if self.is_initializing():  # creates the stacked parameters visual/blocks [depth, ...]
             blocks = nn.scan(
@@ -166,6 +176,7 @@ class VisionTower(nn.Module):
             x, _ = blocks(self.config, name="blocks")(x, *consts)
         else:
             x = self._apply_blocks(nn.meta.unbox(self.variables["params"]["blocks"]), x, consts)
+        x = x[:n]
         return PatchMerger(self.config, name="merger")(x)
 
     def _apply_blocks(self, params, x, consts):

@@ -1,6 +1,7 @@
 """The vision tower's layer pattern is static: runs of same-type blocks, no `cond` in any scan."""
 
 import jax
+import jax.extend
 import numpy as np
 
 from lingshu_jax.model.config import preset
@@ -22,7 +23,7 @@ def test_layer_runs_first_and_consecutive_full_blocks():
 def _primitives(jaxpr, out):
     for eqn in jaxpr.eqns:
         out.add(eqn.primitive.name)
-        for sub in jax.core.jaxprs_in_params(eqn.params):
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
             _primitives(sub, out)
     return out
 
