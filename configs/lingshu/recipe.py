@@ -28,12 +28,13 @@ from lingshu_jax.train.optimizer import lingshu_groups
 SIZES = {"7b": "lingshu-7b", "32b": "lingshu-32b"}
 GLOBAL_BATCH_ROWS = 64  # rows per optimizer step (see the module docstring)
 PATCHES_PER_ROW = 16384  # vision patches per row of 8192 tokens
-# (size, slice) -> what fits that slice: Cloud TPU slice name, mesh, rows per chip per micro-batch, span
+# (size, slice) -> what fits that slice: Cloud TPU slice shape, mesh, vision_attention_span. The span is a
+# row's patch budget: full-attention vision layers are exact for every image that fits a row.
 SLICES = {
-    ("7b", "v5p-16"): {"topology": "v5p:2x2x2", "mesh": {"fsdp": 8}, "span": 5120},
-    ("7b", "v6e-16"): {"topology": "v6e:4x4", "mesh": {"fsdp": 16}, "span": 5120},
-    ("32b", "v5p-128"): {"topology": "v5p:4x4x4", "mesh": {"fsdp": 64}, "span": 5120},
-    ("32b", "v6e-64"): {"topology": "v6e:8x8", "mesh": {"fsdp": 64}, "span": 5120},
+    ("7b", "v5p-16"): {"topology": "v5p:2x2x2", "mesh": {"fsdp": 8}, "span": PATCHES_PER_ROW},
+    ("7b", "v6e-16"): {"topology": "v6e:4x4", "mesh": {"fsdp": 16}, "span": PATCHES_PER_ROW},
+    ("32b", "v5p-128"): {"topology": "v5p:4x4x4", "mesh": {"fsdp": 64}, "span": PATCHES_PER_ROW},
+    ("32b", "v6e-64"): {"topology": "v6e:8x8", "mesh": {"fsdp": 64}, "span": PATCHES_PER_ROW},
 }
 DEFAULT_SLICE = {"7b": "v5p-16", "32b": "v5p-128"}
 DATA = {
