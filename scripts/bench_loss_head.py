@@ -1,6 +1,8 @@
 """lm_head + cross entropy, forward + backward, at bench-100m's shapes ([4 x 512, 512] x [512, 32768]):
-ours (2-D matmul + `train.loss.token_nll`), the plain formula (3-D matmul, log_softmax + gather, what the
-model did before), the matmuls alone, and transformers' (`F.cross_entropy` on float32 logits).
+the training loss (`train.head_loss.head_nll_sum`: head + loss fused, gradient in the forward pass) as one
+chunk (`fused`) and as 4 chunks of 128 positions (`fused_c4`); logits then `train.loss.token_nll` (`ours`);
+the plain formula (3-D matmul, log_softmax + gather), the matmuls alone, and transformers'
+(`F.cross_entropy` on float32 logits).
 
     python scripts/bench_loss_head.py --rounds 3 --reps 3
 
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("ours", "plain", "matmul", "torch", "torch_matmul")
+VARIANTS = ("fused", "fused_c4", "ours", "plain", "matmul", "torch", "torch_matmul")
 B, S, D, V = 4, 512, 512, 32768
 
 
@@ -28,6 +30,7 @@ def _jax_fn(name: str):
     import jax.numpy as jnp
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from lingshu_jax.train.head_loss import head_nll_sum
     from lingshu_jax.train.loss import IGNORE, cross_entropy_sums
 
     def plain(h, w, targets):  # [B, S, D] @ [D, V], full log-softmax, gather
@@ -42,10 +45,15 @@ def _jax_fn(name: str):
         total, count = cross_entropy_sums(logits, targets)
         return total / count
 
+    def fused(h, w, targets, chunk_len=S):
+        valid = targets != IGNORE
+        return head_nll_sum(h, w, targets, valid, chunk_len=chunk_len) / jnp.sum(valid)
+
     def matmul(h, w, targets):
         return (h.reshape(-1, D) @ w).astype(jnp.float32).sum()
 
-    return {"ours": ours, "plain": plain, "matmul": matmul}[name]
+    fused_c4 = lambda h, w, t: fused(h, w, t, chunk_len=S // 4)  # noqa: E731
+    return {"fused": fused, "fused_c4": fused_c4, "ours": ours, "plain": plain, "matmul": matmul}[name]
 
 
 def _one(name: str, reps: int, threads: int) -> dict:

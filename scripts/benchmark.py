@@ -18,6 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lingshu_jax.bench import report, suite  # noqa: E402
+from lingshu_jax.model.remat import REMAT_POLICIES
 
 
 def parse_args(argv=None) -> suite.Options:
@@ -33,8 +34,10 @@ def parse_args(argv=None) -> suite.Options:
     ap.add_argument("--rounds", type=int, help="interleaved repetitions per side (at least 2 run)")
     ap.add_argument("--max-new-tokens", type=int)
     ap.add_argument("--sections", default=",".join(suite.SECTIONS), help="comma list of " + ",".join(suite.SECTIONS))
-    ap.add_argument("--remat", default="none", choices=("none", "full", "dots_saveable", "offload_dots"),
+    ap.add_argument("--remat", default="none", choices=REMAT_POLICIES,
                     help="ours: remat policy (text and vision); transformers: gradient checkpointing unless none")
+    ap.add_argument("--vision-remat", choices=REMAT_POLICIES,
+                    help="ours: the vision tower's remat policy (default: --remat); transformers: unchanged")
     ap.add_argument("--hf-attn", default="sdpa", choices=("sdpa", "eager"), help="transformers' attention")
     ap.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: torch's own)")
     ap.add_argument("--breakdown", default="auto", choices=("auto", "always", "never"),

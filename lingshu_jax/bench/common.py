@@ -26,7 +26,7 @@ def load_ours(spec: dict[str, Any]):
                            attention_impl=spec.get("attention_impl", "xla"),
                            vision_attention_span=spec.get("vision_attention_span"),
                            remat_policy=spec.get("remat_policy", "none"),
-                           vision_remat_policy=spec.get("remat_policy", "none"))
+                           vision_remat_policy=spec.get("vision_remat_policy", spec.get("remat_policy", "none")))
 
 
 def jax_environment() -> dict[str, Any]:

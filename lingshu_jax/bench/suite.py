@@ -40,6 +40,7 @@ class Options:
     max_new_tokens: int | None = None
     sections: tuple[str, ...] = SECTIONS
     remat: str = "none"
+    vision_remat: str | None = None  # ours' vision tower only; None: as `remat`
     hf_attn: str = "sdpa"
     torch_threads: int | None = None
     allow_cpu: bool = False  # run the gpu suite's code path on CPU (tests)

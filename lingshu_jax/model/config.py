@@ -15,6 +15,8 @@ from typing import Any
 
 import ml_collections
 
+from lingshu_jax.model.remat import check_policy
+
 _DTYPES = ("float32", "bfloat16", "float16")
 _SPECIAL_ID_FIELDS = (
     "image_token_id",
@@ -105,10 +107,15 @@ class ModelConfig:
     # Vision full-attention layers attend within blocks of this many patches: at least the largest image
     # (video frame) in any batch, e.g. max_pixels // 14**2. None: one dense attention over the whole stream.
     vision_attention_span: int | None = None
-    remat_policy: str = "none"  # "none" | "full" | "dots_saveable" | "offload_dots"
+    remat_policy: str = "none"  # a name in model/remat.py REMAT_POLICIES: "none" | "save_dots" | ... | "full"
     vision_remat_policy: str = "none"
+    # Training/eval loss: the vocabulary head + cross entropy run over chunks of about this many sequence
+    # positions (train/head_loss.py), so [tokens, vocab] float32 logits never exist at once. 0: one chunk.
+    loss_chunk_len: int = 1024
 
     def __post_init__(self):
+        check_policy(self.remat_policy, "ModelConfig.remat_policy")
+        check_policy(self.vision_remat_policy, "ModelConfig.vision_remat_policy")
         for key in ("dtype", "param_dtype"):
             if getattr(self, key) not in _DTYPES:
                 raise ValueError(f"ModelConfig.{key}={getattr(self, key)!r}: expected one of {_DTYPES}")
@@ -297,8 +304,10 @@ class ModelConfig:
 
     # ---------------------------------------------------------------- ml-collections
     def to_config_dict(self) -> ml_collections.ConfigDict:
-        d = dataclasses.asdict(self)
-        return ml_collections.ConfigDict(_lists(d))
+        d = _lists(dataclasses.asdict(self))
+        if d.get("vision_attention_span") is None:  # typed, so --config.model.vision_attention_span=N works
+            d["vision_attention_span"] = ml_collections.config_dict.placeholder(int)
+        return ml_collections.ConfigDict(d)
 
     @classmethod
     def from_config_dict(cls, cd: ml_collections.ConfigDict | dict) -> "ModelConfig":

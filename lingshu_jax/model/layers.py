@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from lingshu_jax.model.config import ModelConfig
+from lingshu_jax.model.remat import checkpoint_policy
 
 _INIT = nn.initializers.normal(stddev=0.02)
 
@@ -81,24 +82,18 @@ class SwiGLU(nn.Module):
         return dense(self.hidden, self.names[::-1], name="down_proj", **kw)(nn.silu(gate) * up)
 
 
-REMAT_POLICIES = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    "offload_dots": "offload",
-}
-
-
 def maybe_remat(module_cls, policy_name: str):
-    """Wraps a layer class in nn.remat according to the named policy ('none' returns it unchanged)."""
-    if policy_name not in REMAT_POLICIES:
-        raise ValueError(f"remat policy {policy_name!r}: expected one of {sorted(REMAT_POLICIES)}")
-    policy = REMAT_POLICIES[policy_name]
+    """Wraps a layer class in nn.remat with the named policy (`model/remat.py`); 'none' returns it as is."""
+    policy = checkpoint_policy(policy_name)
     if policy is None:
         return module_cls
-    if policy == "offload":
-        policy = jax.checkpoint_policies.offload_dot_with_no_batch_dims("device", "pinned_host")
     return nn.remat(module_cls, policy=policy, prevent_cse=False)
+
+
+def maybe_checkpoint(fn, policy_name: str):
+    """jax.checkpoint of a pure function according to the named remat policy ('none': fn unchanged)."""
+    policy = checkpoint_policy(policy_name)
+    return fn if policy is None else jax.checkpoint(fn, policy=policy, prevent_cse=False)
 
 
 def compute_dtypes(config: ModelConfig):

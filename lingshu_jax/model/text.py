@@ -9,11 +9,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+from jax.ad_checkpoint import checkpoint_name
 
 from lingshu_jax.model import rope
 from lingshu_jax.model.attention import dot_product_attention, segment_mask
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.layers import RMSNorm, SwiGLU, compute_dtypes, dense, maybe_remat
+from lingshu_jax.model.remat import ATTN_OUT, QKV_PROJ
 from lingshu_jax.sharding import shard
 
 # Training attention (no cache, "xla") runs as this many causal query blocks (when they divide the sequence).
@@ -57,6 +59,7 @@ class Attention(nn.Module):
         v = dense(
             t.num_key_value_heads * t.head_dim, ("embed", "kv_heads"), use_bias=True, name="v_proj", **kw
         )(x)
+        q, k, v = (checkpoint_name(a, QKV_PROJ) for a in (q, k, v))  # what remat "save_qkv_*" keeps
         q = rope.apply_rotary(q.reshape(b, s, t.num_attention_heads, t.head_dim), cos, sin)
         k = rope.apply_rotary(k.reshape(b, s, t.num_key_value_heads, t.head_dim), cos, sin)
         v = v.reshape(b, s, t.num_key_value_heads, t.head_dim)
@@ -75,6 +78,7 @@ class Attention(nn.Module):
             out = causal_block_attention(q, k, v, mask, blocks=CAUSAL_BLOCKS)
         else:
             out = dot_product_attention(q, k, v, mask, impl=self.config.attention_impl)
+        out = checkpoint_name(out, ATTN_OUT)
         out = dense(t.hidden_size, ("q_heads", "embed"), use_bias=False, name="o_proj", **kw)(
             out.reshape(b, s, t.num_attention_heads * t.head_dim)
         )

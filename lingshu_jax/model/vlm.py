@@ -55,6 +55,16 @@ class Qwen25VL(nn.Module):
         out = self.model.attend(hidden) if self.config.tie_word_embeddings else self.lm_head(hidden)
         return shard(out, ("batch", "seq", "act_vocab"))
 
+    def vocab_head(self):
+        """(kernel, options) for losses that apply the vocabulary head themselves (train/head_loss.py):
+        the weight as stored, [D, V] (`lm_head`) or the tied embedding [V, D] (options kernel_vd=True),
+        and the compute dtype and loss chunk length."""
+        options = {"kernel_vd": self.config.tie_word_embeddings, "dtype": compute_dtypes(self.config)[0],
+                   "chunk_len": self.config.loss_chunk_len}
+        if self.config.tie_word_embeddings:
+            return self.model.embed_tokens.embedding, options
+        return self.lm_head.variables["params"]["kernel"], options
+
     def __call__(self, batch, cache=None, return_hidden: bool = False):
         """batch: DESIGN.md model inputs -> (logits [B, S, V] (or hidden [B, S, D]), new_cache)."""
         x = self.embed(batch)

@@ -22,16 +22,23 @@ OPTIM = {
 
 
 class TinyLM(nn.Module):
-    """Embedding -> Dense -> silu -> head, in the model's `apply(params, batch) -> (logits, cache)` form."""
+    """Embedding -> Dense -> silu -> head, in the model's form for `train.step`: `apply(params, batch,
+    return_hidden=...) -> (logits or hidden, cache)` and `vocab_head() -> (kernel [D, V], options)`."""
 
     param_dtype: str = "bfloat16"
 
-    @nn.compact
-    def __call__(self, batch):
+    def setup(self):
         kw = {"dtype": self.param_dtype, "param_dtype": self.param_dtype}
-        x = nn.Embed(VOCAB, DIM, **kw)(batch["input_ids"])  # [B, S, D]
-        x = nn.silu(nn.Dense(DIM, **kw)(x))
-        return nn.Dense(VOCAB, use_bias=False, **kw)(x), None  # [B, S, V]
+        self.Embed_0 = nn.Embed(VOCAB, DIM, **kw)
+        self.Dense_0 = nn.Dense(DIM, **kw)
+        self.Dense_1 = nn.Dense(VOCAB, use_bias=False, **kw)
+
+    def __call__(self, batch, return_hidden: bool = False):
+        x = nn.silu(self.Dense_0(self.Embed_0(batch["input_ids"])))  # [B, S, D]
+        return (x if return_hidden else self.Dense_1(x)), None  # [B, S, V]
+
+    def vocab_head(self):
+        return self.Dense_1.variables["params"]["kernel"], {"dtype": self.param_dtype, "chunk_len": 4}
 
 
 def _batch():
