@@ -33,6 +33,9 @@ EXTRAS = {
     # Offline data for the embedded demo: easy-vqa ships 5,000 PNGs + questions; dashscope ships
     # Qwen's BPE ranks (qwen.tiktoken) from which we derive a Qwen2-compatible tokenizer offline.
     "demo": ["easy-vqa==1.0", "dashscope==2.0.2"],
+    # Compile-only TPU backend for scripts/aot.py (fit reports for TPU slices without a TPU): the libtpu
+    # that jax 0.10.2 is built against.
+    "tpu": ["libtpu==0.0.42.1"],
     # torch is pinned: 2.13.0 resolves to a CPU wheel on local disk; any other spec downloads GBs.
     "test": ["torch==2.13.0", "pytest", "pytest-xdist", "easy-vqa==1.0", "dashscope==2.0.2"],
 }

@@ -23,6 +23,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.export_hf = ""  # write a Hugging Face directory here at the end
     c.prepare_demo_data = ""  # build the embedded demo data into this directory first
     c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1, "sequence": 1})
+    # Multi-slice: mesh axis -> number of slices along it, joined by DCN (e.g. --config.mesh.dcn.data=2);
+    # the axes above then describe one slice.
+    c.mesh.dcn = ml_collections.ConfigDict({"data": 1, "fsdp": 1, "tensor": 1, "sequence": 1})
     c.sharding_rules = ml_collections.config_dict.placeholder(list)
     c.distributed = ml_collections.ConfigDict(
         {"coordinator_address": "", "num_processes": 1, "process_id": 0}

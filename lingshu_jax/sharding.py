@@ -12,13 +12,15 @@ import contextlib
 import logging
 import math
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
 from flax import linen as nn
 from jax.experimental import mesh_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +96,26 @@ def mesh_shape(mesh_cfg, num_devices: int) -> dict[str, int]:
 
 
 def make_mesh(mesh_cfg, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A Mesh with axes (data, fsdp, tensor, sequence). With `mesh_cfg.dcn` (a dict of axis -> slices),
-    builds a multi-slice mesh (ICI inside a slice, DCN across) with create_hybrid_device_mesh."""
+    """A Mesh with axes (data, fsdp, tensor, sequence). With `mesh_cfg.dcn` (axis -> number of slices, the
+    product > 1), a multi-slice mesh: the other axes describe one slice (ICI), and each mesh axis is
+    dcn[axis] slices x the slice's size along it (slice-major), as `create_hybrid_device_mesh` builds it.
+    Devices without a `slice_index` (CPU, one GPU host) are split into consecutive slices in order."""
     devices = list(devices if devices is not None else jax.devices())
-    dcn = dict(mesh_cfg.get("dcn", None) or {})
-    if dcn:
-        dcn_shape = [int(dcn.get(a, 1)) for a in MESH_AXES]
-        n_slices = math.prod(dcn_shape)
+    dcn = {a: int(v) for a, v in dict(mesh_cfg.get("dcn", None) or {}).items()}
+    unknown = sorted(set(dcn) - set(MESH_AXES))
+    if unknown:
+        raise ValueError(f"mesh.dcn: unknown axes {unknown}; mesh axes are {MESH_AXES}")
+    dcn_shape = [dcn.get(a, 1) for a in MESH_AXES]
+    n_slices = math.prod(dcn_shape)
+    if n_slices > 1:
+        if len(devices) % n_slices:
+            raise ValueError(f"mesh.dcn={dcn}: {n_slices} slices do not divide {len(devices)} devices")
         ici = mesh_shape(mesh_cfg, len(devices) // n_slices)
-        arr = mesh_utils.create_hybrid_device_mesh([ici[a] for a in MESH_AXES], dcn_shape, devices)
+        ici_shape = [ici[a] for a in MESH_AXES]
+        if all(getattr(d, "slice_index", None) is not None for d in devices):
+            arr = mesh_utils.create_hybrid_device_mesh(ici_shape, dcn_shape, devices)
+        else:
+            arr = hybrid_layout(np.asarray(devices).reshape(n_slices, -1), ici_shape, dcn_shape)
         return Mesh(arr, MESH_AXES)
     shape = mesh_shape(mesh_cfg, len(devices))
     try:
@@ -110,6 +123,15 @@ def make_mesh(mesh_cfg, devices: Sequence[jax.Device] | None = None) -> Mesh:
     except (ValueError, NotImplementedError, AssertionError):
         arr = np.asarray(devices).reshape([shape[a] for a in MESH_AXES])
     return Mesh(arr, MESH_AXES)
+
+
+def hybrid_layout(slices: np.ndarray, ici_shape: Sequence[int], dcn_shape: Sequence[int]) -> np.ndarray:
+    """[n_slices, devices per slice] -> the device array of shape dcn_shape * ici_shape (per axis), slice
+    s = ravel index of its position in dcn_shape; along every axis the slice index is the major part."""
+    k = len(ici_shape)
+    arr = slices.reshape(*dcn_shape, *ici_shape)  # [d0..dk-1, i0..ik-1]
+    order = [j for pair in zip(range(k), range(k, 2 * k)) for j in pair]  # d0, i0, d1, i1, ...
+    return arr.transpose(order).reshape([d * i for d, i in zip(dcn_shape, ici_shape)])
 
 
 @contextlib.contextmanager

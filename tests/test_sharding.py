@@ -113,3 +113,22 @@ def test_remat_policies_give_the_same_loss_and_gradients(setup, policy):
     assert abs(float(loss) - float(loss1)) <= 1e-6 * abs(float(loss1))
     for g1, g in zip(jax.tree_util.tree_leaves(grads1), jax.tree_util.tree_leaves(grads)):
         np.testing.assert_allclose(np.asarray(g), np.asarray(g1), rtol=1e-5, atol=1e-7)
+
+
+def test_dcn_mesh_puts_each_slice_in_one_contiguous_block_along_the_dcn_axis():
+    """mesh.dcn.data=2 on 8 CPU devices: 2 slices of 4 (devices 0-3, 4-7); data = 2 slices x 1, fsdp 4 within."""
+    from configs.common import base_config
+
+    c = base_config()
+    c.mesh.dcn.data = 2  # what --config.mesh.dcn.data=2 sets
+    c.mesh.fsdp = -1
+    mesh = sharding.make_mesh(c.mesh)
+    assert dict(mesh.shape) == {"data": 2, "fsdp": 4, "tensor": 1, "sequence": 1}
+    ids = np.vectorize(lambda d: d.id)(mesh.devices)
+    assert sorted(ids[0].ravel()) == [0, 1, 2, 3] and sorted(ids[1].ravel()) == [4, 5, 6, 7]
+    c.mesh.dcn.data, c.mesh.dcn.fsdp, c.mesh.tensor = 1, 2, 2  # fsdp spans slices: slice-major
+    ids = np.vectorize(lambda d: d.id)(sharding.make_mesh(c.mesh).devices)[0, :, :, 0]  # [fsdp 4, tensor 2]
+    assert sorted(ids[:2].ravel()) == [0, 1, 2, 3] and sorted(ids[2:].ravel()) == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match="3 slices do not divide 8 devices"):
+        c.mesh.dcn.fsdp = 3
+        sharding.make_mesh(c.mesh)

@@ -19,7 +19,7 @@ import os
 import ml_collections
 
 from configs.common import adamw, base_config, parse_arg
-from configs.lingshu.recipe import lingshu_model
+from configs.lingshu.recipe import lingshu_model, slice_plan
 from lingshu_jax.rl.data import DEFAULT_FORMAT_PROMPT
 from lingshu_jax.rl.rewards import LINGSHU_REWARDS
 
@@ -28,10 +28,14 @@ ROLLOUT_PROMPTS = 512
 
 def get_config(arg=None):
     a = parse_arg(
-        arg, size="7b", data_root="/data/lingshu_rl", steps=0, init_from="", prompts=100_000, lr=1e-6
+        arg, size="7b", data_root="/data/lingshu_rl", steps=0, init_from="", prompts=100_000, lr=1e-6, slice=""
     )
     c = base_config()
     c.model = lingshu_model(a.size)
+    plan = slice_plan(a.size, a.slice)  # the SFT recipe's slices: 7b v5p-16 / v6e-16, 32b v5p-128 / v6e-64
+    c.slice = plan["topology"]
+    c.mesh.update({"data": 1, "fsdp": 1, "tensor": 1, "sequence": 1, **plan["mesh"]})
+    c.model.vision_attention_span = plan["span"]
     c.init_from = a.init_from  # the stage-3 workdir (its final/ checkpoint) or an HF Lingshu directory
     c.train.total_steps = a.steps or math.ceil(a.prompts / ROLLOUT_PROMPTS)  # one epoch over the prompts
     c.train.log_every = 1

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from lingshu_jax.bench import harness
 from lingshu_jax.bench.harness import Worker, close_all, median, summarize
+from lingshu_jax.model.vision_inputs import stream_rows
 
 # Share of the time budget each section needs at least (what later sections keep in reserve).
 SHARE = {"peak": 0.04, "train": 0.5, "prefill": 0.15, "decode": 0.12, "data": 0.08}
@@ -64,7 +65,8 @@ class Context:
                 "hf_attn": self.opts.hf_attn, "device": "cuda" if self.on_gpu else "cpu",
                 "torch_threads": self.opts.torch_threads, "seed": 0, "batch": s["batch"], "seq": s["seq"],
                 "image_side": s["image_side"], "decode_batch": s["decode_batch"],
-                "vision_attention_span": (s["image_side"] // 14) ** 2,  # patches of one image
+                "vision_attention_span": stream_rows([[1, s["image_side"] // 14, s["image_side"] // 14]],
+                                                     spatial_merge_size=2, window_merge_units=4),  # one image
                 "decode_prompt": s["decode_prompt"], "peak_n": s["peak_n"], "peak_dtype": dtype}
 
     def reserve(self, section: str) -> float:

@@ -145,14 +145,19 @@ class OursTrain(OursPeak):
 
     def attention_probe(self, reps: int = 1) -> dict[str, Any]:
         """Forward + backward of the vision attention at this batch's shapes, as the model computes it
-        (`local_segment_attention`: window layers over one window, full layers over
-        `vision_attention_span` patches, in 64-patch query blocks) and per window / per image (the same
+        (`window_block_attention`: window layers inside 64-patch blocks; `banded_block_attention`: full
+        layers over the key blocks a frame of `vision_attention_span` rows reaches) and per window / per
+        image (the same
         result from independent dense blocks, the least work), summed over the tower's window and full blocks."""
         import jax
         import jax.numpy as jnp
         import numpy as np
 
-        from lingshu_jax.model.attention import dot_product_attention, local_segment_attention
+        from lingshu_jax.model.attention import (
+            banded_block_attention,
+            dot_product_attention,
+            window_block_attention,
+        )
 
         v = self.config.vision
         segs = {"window": np.asarray(self.batch["window_segments"][0]),
@@ -176,8 +181,13 @@ class OursTrain(OursPeak):
         for kind, seg in segs.items():
             if not counts[kind]:
                 continue
-            model = cost(lambda a, b, c, sg, span=spans[kind]: local_segment_attention(
-                a, b, c, sg, span=span, block=window), jnp.asarray(seg))
+            if kind == "window":
+                attend = lambda a, b, c, sg: window_block_attention(a, b, c, sg, block=window)
+            else:
+                reach = -(-spans[kind] // window) - 1
+                attend = lambda a, b, c, sg, reach=reach: banded_block_attention(
+                    a, b, c, sg, block=window, reach=reach)
+            model = cost(attend, jnp.asarray(seg))
             size = _equal_block_size(seg)
             blocked = None
             if size:

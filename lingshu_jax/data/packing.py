@@ -33,6 +33,7 @@ import grain
 import numpy as np
 
 from lingshu_jax.data.errors import add_stats, is_skip
+from lingshu_jax.data.guard import DataInterrupted, SourceGuard, StopRequest
 from lingshu_jax.model import vision_inputs
 from lingshu_jax.processing.image import PIXEL_AFFINE_KEYS, PixelNormalization
 
@@ -67,16 +68,25 @@ class BatchBuilder:
         self.pixel_dtype = np.dtype(np.float32 if pixel_normalization is None else np.uint8)
         self.rows: list[list[Mapping]] = [[] for _ in range(batch_size)]
         self.used = np.zeros(batch_size, np.int64)
-        self.patches = 0
+        self.patches = 0  # stream rows taken (windows padded whole)
+        self.real_patches = 0
         self.sample_stats: dict = {}
 
     @property
     def empty(self) -> bool:
         return not any(self.rows)
 
+    def stream_rows(self, sample: Mapping) -> int:
+        """Vision-stream rows of `sample`'s images: windows padded whole (`vision_inputs.stream_rows`)."""
+        return vision_inputs.stream_rows(
+            sample["image_grid_thw"],
+            spatial_merge_size=self.merge_size,
+            window_merge_units=self.window_merge_units,
+        )
+
     def check(self, sample: Mapping) -> None:
         """ValueError if `sample` cannot fit even an empty batch (the transform should have prevented it)."""
-        n, p = len(sample["input_ids"]), len(sample["pixel_values"])
+        n, p = len(sample["input_ids"]), self.stream_rows(sample)
         if n > self.s or p > self.budget:
             raise ValueError(
                 f"sample of {n} tokens / {p} patches cannot fit seq_len {self.s} / patch_budget {self.budget}"
@@ -84,7 +94,7 @@ class BatchBuilder:
 
     def add(self, sample: Mapping) -> bool:
         """Places `sample` in the first row with room; False (nothing changed) when the batch is full."""
-        n, p = len(sample["input_ids"]), len(sample["pixel_values"])
+        n, p = len(sample["input_ids"]), self.stream_rows(sample)
         if self.patches + p > self.budget:
             return False
         for row in range(self.b):
@@ -92,6 +102,7 @@ class BatchBuilder:
                 self.rows[row].append(sample)
                 self.used[row] += n
                 self.patches += p
+                self.real_patches += len(sample["pixel_values"])
                 add_stats(self.sample_stats, sample.get("stats", {}))
                 return True
         return False
@@ -164,14 +175,10 @@ class BatchBuilder:
         return out
 
     def _gather_pixels(self, pixels: list, unit_position: np.ndarray, dim: int) -> np.ndarray:
-        """[budget, dim] (pixel_dtype): each sample's rows moved to their window-order rows (padding zero).
-
-        The window permutation never crosses an image, so each sample's units map into its own contiguous
-        range of window-order rows and can be gathered from its own array.
-        """
+        """[budget, dim] (pixel_dtype): each sample's merge units moved to their stream rows (padding zero)."""
         unit = self.merge_size**2
         out = np.zeros((self.budget, dim), self.pixel_dtype)  # (fresh zero pages: padding is never written)
-        order = np.argsort(unit_position)  # window-order row -> original unit
+        dst = out.reshape(-1, unit * dim)
         start = 0
         for pix in pixels:
             units = len(pix) // unit
@@ -182,10 +189,7 @@ class BatchBuilder:
                     f"{pix.dtype} pixel rows in a {self.pixel_dtype} batch (a builder with "
                     "pixel_normalization takes uint8 rows, one without takes float32 rows)"
                 )
-            dst = out[start * unit : (start + units) * unit]
-            copy_units(
-                pix.reshape(units, unit * dim), order[start : start + units] - start, dst.reshape(units, -1)
-            )
+            dst[unit_position[start : start + units]] = pix.reshape(units, unit * dim)
             start += units
         return out
 
@@ -198,23 +202,10 @@ class BatchBuilder:
             "tokens/real": int(self.used.sum()),
             "tokens/total": self.b * self.s,
             "tokens/supervised": int(batch["loss_mask"].sum()),
-            "patches/real": int(self.patches),
+            "patches/real": int(self.real_patches),
+            "patches/stream": int(self.patches),
             "patches/total": int(self.budget),
         }
-
-
-def copy_units(src: np.ndarray, order: np.ndarray, dst: np.ndarray) -> None:
-    """dst[i] = src[order[i]] for [U, k] arrays: a slice copy per run of consecutive source units (a window
-    row of merge units is one run), or one take when the runs are short."""
-    breaks = np.flatnonzero(np.diff(order) != 1) + 1
-    if 2 * len(breaks) > len(order):
-        np.take(src, order, axis=0, out=dst)
-        return
-    starts = np.concatenate([[0], breaks]).tolist()
-    ends = np.concatenate([breaks, [len(order)]]).tolist()
-    firsts = order[starts].tolist()
-    for a, b, f in zip(starts, ends, firsts):
-        dst[a:b] = src[f : f + b - a]
 
 
 class PackIterDataset(grain.IterDataset):
@@ -226,15 +217,25 @@ class PackIterDataset(grain.IterDataset):
     batches. `builder_kwargs` as BatchBuilder.
     """
 
-    def __init__(self, parent: grain.IterDataset, *, pool: int = 1, **builder_kwargs):
+    def __init__(
+        self,
+        parent: grain.IterDataset,
+        *,
+        pool: int = 1,
+        guard: SourceGuard | None = None,
+        stop: StopRequest | None = None,
+        **builder_kwargs,
+    ):
         super().__init__(parent)
         if pool < 1:
             raise ValueError(f"packing pool must be >= 1, got {pool}")
         self._pool = pool
         self._builder_kwargs = builder_kwargs
+        self._guard, self._stop = guard, stop
 
     def __iter__(self) -> "PackIterator":
-        return PackIterator(self._parent.__iter__(), self._pool, self._builder_kwargs)
+        parent = self._parent.__iter__()
+        return PackIterator(parent, self._pool, self._builder_kwargs, self._guard, self._stop)
 
     def __str__(self) -> str:
         return f"PackIterDataset(pool={self._pool}, {self._builder_kwargs})"
@@ -242,11 +243,25 @@ class PackIterDataset(grain.IterDataset):
 
 class PackIterator(grain.DatasetIterator):
     """Exact-resume state: {"parent": parent state before the pool being emitted, "emitted": batches of
-    that pool already returned}. Restoring re-packs that pool (deterministically) and skips `emitted`."""
+    that pool already returned}. Restoring re-packs that pool (deterministically) and skips `emitted`.
 
-    def __init__(self, parent: grain.DatasetIterator, pool: int, builder_kwargs: dict):
+    Endings (guard.py): `stop()` true -> DataInterrupted, the state stays that before the pool; a source
+    rejected for a full pass -> ValueError; a finite stream's skip records after its last batch come out as
+    one stats-only item {"stats": ..., "stats_only": True} so their counts are not lost."""
+
+    def __init__(
+        self,
+        parent: grain.DatasetIterator,
+        pool: int,
+        builder_kwargs: dict,
+        guard: SourceGuard | None = None,
+        stop: StopRequest | None = None,
+    ):
         super().__init__(parent)
         self._pool, self._builder_kwargs = pool, builder_kwargs
+        self._guard, self._stop = guard, stop
+        self._watch = guard.watch() if guard else None
+        self._interrupted_state = None  # the state to report after a DataInterrupted
         self._carry = self._carry_state = (
             None  # the sample that closed the last pool, and the state before it
         )
@@ -264,7 +279,11 @@ class PackIterator(grain.DatasetIterator):
         builders = [BatchBuilder(**self._builder_kwargs) for _ in range(self._pool)]
         skipped: dict = {}
         pending, self._carry, self._carry_state = self._carry, None, None
+        self._interrupted_state = None
         while True:
+            if self._stop is not None and self._stop():
+                self._interrupted_state = {"parent": start, "emitted": 0}
+                raise DataInterrupted("stop requested while waiting for data")
             if pending is not None:
                 sample, state, pending = pending, None, None
             else:
@@ -275,18 +294,29 @@ class PackIterator(grain.DatasetIterator):
                     break
             if is_skip(sample):
                 add_stats(skipped, sample["stats"])
+                if self._watch is not None:
+                    self._watch.saw_skip(sample)
                 continue
             builders[0].check(sample)
+            if self._watch is not None:
+                self._watch.saw_sample(sample.get("stats", {}))
             if not any(b.add(sample) for b in builders):
                 self._carry, self._carry_state = sample, state
                 break
         batches = [b.build() for b in builders if not b.empty]
         if not batches:
-            raise StopIteration
-        add_stats(batches[0]["stats"], skipped)
+            if self._watch is not None:
+                self._watch.at_end()
+            if not skipped:
+                raise StopIteration
+            batches = [{"stats": skipped, "stats_only": True}]  # the counts of a tail of skip records
+        else:
+            add_stats(batches[0]["stats"], skipped)
         self._ready, self._pool_state, self._emitted = batches, start, 0
 
     def get_state(self) -> dict:
+        if self._interrupted_state is not None:
+            return self._interrupted_state
         if self._ready:
             return {"parent": self._pool_state, "emitted": self._emitted}
         parent = self._carry_state if self._carry is not None else self._parent.get_state()
@@ -295,6 +325,8 @@ class PackIterator(grain.DatasetIterator):
     def set_state(self, state: dict) -> None:
         self._parent.set_state(state["parent"])
         self._carry = self._carry_state = None
+        self._interrupted_state = None
+        self._watch = self._guard.watch(resumed=True) if self._guard else None
         self._ready, self._emitted = [], 0
         if state.get("emitted", 0):
             self._fill_pool()
@@ -307,7 +339,7 @@ def packing_efficiency(stats: Mapping) -> float:
     return stats.get("tokens/real", 0) / max(stats.get("tokens/total", 0), 1)
 
 
-def unpack_batch(batch: Mapping, merge_size: int = 2) -> list[dict]:
+def unpack_batch(batch: Mapping, merge_size: int = 2, window_merge_units: int = 4) -> list[dict]:
     """Packed batch -> its samples as standalone single-sequence inputs, in (row, segment) order.
 
     Each dict: input_ids, labels, segment_ids (ones), loss_mask [L]; position_ids [3, L]; and, when the batch
@@ -317,7 +349,7 @@ def unpack_batch(batch: Mapping, merge_size: int = 2) -> list[dict]:
     Add a leading batch axis to feed one to the model ([1, L]; position_ids [3, 1, L]; not the vision
     stream, nor pixel_scale/pixel_offset).
     """
-    out = []
+    out, window_units = [], window_merge_units**2
     segment_ids = np.asarray(batch["segment_ids"])
     for r in range(segment_ids.shape[0]):
         for seg in np.unique(segment_ids[r][segment_ids[r] > 0]):
@@ -327,14 +359,21 @@ def unpack_batch(batch: Mapping, merge_size: int = 2) -> list[dict]:
             sample["position_ids"] = np.asarray(batch["position_ids"])[:, r, cols]
             if "vision_token_index" in batch:
                 sample.update(
-                    _unpack_vision(batch, np.asarray(batch["vision_token_index"])[r, cols], merge_size**2)
+                    _unpack_vision(
+                        batch, np.asarray(batch["vision_token_index"])[r, cols], merge_size**2, window_units
+                    )
                 )
             out.append(sample)
     return out
 
 
-def _unpack_vision(batch: Mapping, token_index: np.ndarray, unit: int) -> dict:
-    units = np.unique(token_index[token_index >= 0])  # window-order rows of this sample's merged tokens
+def _unpack_vision(batch: Mapping, token_index: np.ndarray, unit: int, window_units: int) -> dict:
+    real = token_index[token_index >= 0]  # stream rows (merge units) of this sample's merged tokens
+    if len(real):  # the sample's whole window blocks, padding included (windows stay 64-row blocks)
+        first, last = real.min() // window_units, real.max() // window_units + 1
+        units = np.arange(first * window_units, last * window_units)
+    else:
+        units = np.zeros(0, np.int64)
     rows = (units[:, None] * unit + np.arange(unit)).reshape(-1)
     renumber = lambda x: np.unique(x, return_inverse=True)[1].astype(np.int32).reshape(-1)  # noqa: E731
     return {

@@ -27,6 +27,7 @@ import numpy as np
 from lingshu_jax.data import errors, formats
 from lingshu_jax.data.errors import DataError
 from lingshu_jax.data.ops import Ops
+from lingshu_jax.model import vision_inputs
 
 IGNORE = -100
 
@@ -49,7 +50,7 @@ class SampleTransform:
         try:
             return self._convert(raw, where)
         except DataError as e:
-            return self.policy.handle(e)
+            return {**self.policy.handle(e), "source": self.names[raw.get("source", 0)]}
 
     def _convert(self, raw: dict, where: str) -> dict:
         source = raw.get("source", 0)
@@ -79,10 +80,14 @@ class SampleTransform:
                 where,
             )
         grid = vision["image_grid_thw"]
-        if len(vision["pixel_values"]) > self.patch_budget:
+        rows = vision_inputs.stream_rows(
+            grid, spatial_merge_size=self.ops.merge_size, window_merge_units=self.ops.window_merge_units
+        )
+        if rows > self.patch_budget:
             raise DataError(
                 errors.TOO_MANY_PATCHES,
-                f"{len(vision['pixel_values'])} vision patches > patch_budget {self.patch_budget}",
+                f"{len(vision['pixel_values'])} vision patches ({rows} stream rows, windows padded whole) "
+                f"> patch_budget {self.patch_budget}",
                 where,
             )
         positions = self.ops.rope_index(ids[None], grid if len(grid) else None)

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from lingshu_jax.model import vision_inputs
+
 ROW_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 VISION_KEYS = (
     "pixel_values",
@@ -85,9 +87,13 @@ def pad_inputs(inputs: dict[str, np.ndarray], length: int, rows: int, pad_id: in
     return out
 
 
-def num_patches(inputs: dict) -> int:
-    """Pixel rows of images and videos together (the vision stream length before padding)."""
-    return sum(int(np.shape(inputs[k])[0]) for k in ("pixel_values", "pixel_values_videos") if k in inputs)
+def num_patches(inputs: dict, spatial_merge_size: int = 2, window_merge_units: int = 4) -> int:
+    """Vision stream rows of the images and videos together before budget padding: their patch rows with
+    every attention window padded whole (`vision_inputs.stream_rows`; Qwen2.5-VL: merge 2, 4 x 4 units)."""
+    keys = ("image_grid_thw", "video_grid_thw")
+    grids = [np.asarray(inputs[k]).reshape(-1, 3) for k in keys if inputs.get(k) is not None]
+    kw = {"spatial_merge_size": spatial_merge_size, "window_merge_units": window_merge_units}
+    return sum(vision_inputs.stream_rows(g, **kw) for g in grids)
 
 
 def collate(rows: list[dict], pad_id: int) -> dict[str, np.ndarray]:

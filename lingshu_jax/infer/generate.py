@@ -196,7 +196,8 @@ def prepare_generation_batch(
         rows=batching.round_up(max(rows, 1), batch_multiple),
         pad_id=pad_token_id,
     )
-    n = batching.num_patches(inputs)
+    v = config.vision
+    n = batching.num_patches(inputs, v.spatial_merge_size, v.window_merge_units)
     batch = prepare_inputs(
         config,
         inputs["input_ids"],

@@ -3,13 +3,14 @@
 `xla` (default, any backend): grouped-query attention in plain einsums, logits and softmax in float32.
 `cudnn` (GPU): `jax.nn.dot_product_attention(implementation="cudnn")`, cuDNN's fused flash attention.
 TPU splash/flash kernels plug in here too (not yet).
+The vision tower's block-local forms (`window_block_attention`, `banded_block_attention`) call it on
+static block layouts: reshapes and static slices, never a gather of keys.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 IMPLEMENTATIONS = ("xla", "cudnn")
 
@@ -53,42 +54,44 @@ def segment_mask(q_segments, k_segments, *, causal: bool, q_slots=None, k_slots=
     return same[:, None]
 
 
-def local_segment_attention(q, k, v, segments, *, span: int, block: int, impl: str = "xla"):
-    """Attention confined to contiguous segments of at most `span` rows, computed block by block.
+def window_block_attention(q, k, v, segments, *, block: int, impl: str = "xla"):
+    """Attention inside fixed blocks of `block` rows among rows of equal segment id: a reshape, no gathers.
 
-    q, k, v [N, H, Dh]; segments [N] int (equal ids contiguous) -> [N, H, Dh], equal to attention under the
-    dense `segment_mask`. Each block of `block` queries attends only the `block + 2 * span - 2` keys that
-    start at its first query's segment start, which hold every key of every segment the block touches, so
-    the cost is N * (block + 2 span) instead of N^2. If some segment is longer than `span` the result is
-    NaN (never silently wrong).
+    q, k, v [N, H, Dh] with N % block == 0; segments [N] int -> [N, H, Dh]. The vision stream holds each
+    window as one whole block (`vision_inputs`), its padding rows in segments of their own.
     """
     n, h, d = q.shape
-    nb = -(-n // block)
-    pad = nb * block - n
-    width = block + 2 * span - 2
-    if width >= nb * block:  # the blocks would see everything anyway
+    nb = n // block
+    blocks = lambda x: x.reshape(nb, block, h, d)
+    seg = segments.reshape(nb, block)
+    mask = segment_mask(seg, seg, causal=False)  # [nb, 1, block, block]
+    return dot_product_attention(blocks(q), blocks(k), blocks(v), mask, impl=impl).reshape(n, h, d)
+
+
+def banded_block_attention(q, k, v, segments, *, block: int, reach: int, impl: str = "xla"):
+    """Attention among rows of equal segment id, each block of `block` queries seeing only the key blocks at
+    the static offsets -reach..reach: [nb, block] queries x [nb, (2 reach + 1) block] keys, built by static
+    pads and slices (no gathers; under sharding a halo exchange of `reach` blocks, not an all-gather).
+
+    q, k, v [N, H, Dh] with N % block == 0; segments [N] int, -1 only on padding -> [N, H, Dh]. Exact when
+    every segment lies within reach + 1 consecutive blocks (vision frames start on a block boundary, so a
+    frame of at most (reach + 1) * block rows); otherwise the result is NaN, never silently wrong.
+    """
+    n, h, d = q.shape
+    nb = n // block
+    if reach >= nb - 1:  # the band covers the whole stream: one dense masked attention
         mask = segment_mask(segments[None], segments[None], causal=False)
         return dot_product_attention(q[None], k[None], v[None], mask, impl=impl)[0]
-    if pad:  # padding rows: their own segment (-1), dropped at the end
-        q, k, v = (jnp.pad(x, ((0, pad), (0, 0), (0, 0))) for x in (q, k, v))
-        segments = jnp.pad(segments, (0, pad), constant_values=-1)
-    starts, lengths = _segment_starts_and_lengths(segments)
-    first = jnp.minimum(starts[::block], nb * block - width)  # [nb] key window start (clamped in range)
-    keys = first[:, None] + jnp.arange(width)  # [nb, width]
-    kb, vb, kseg = k[keys], v[keys], segments[keys]  # [nb, width, H, Dh], [nb, width]
-    qseg = segments.reshape(nb, block)
-    mask = (qseg[:, :, None] == kseg[:, None, :])[:, None]  # [nb, 1, block, width]
-    out = dot_product_attention(q.reshape(nb, block, h, d), kb, vb, mask, impl=impl).reshape(-1, h, d)[:n]
-    return jnp.where(jnp.max(lengths) > span, jnp.nan, out)
 
+    def band(x, fill):  # [nb, block, ...] -> [nb, (2 reach + 1) block, ...]: blocks b - reach .. b + reach
+        xp = jnp.pad(x, [(reach, reach)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
+        return jnp.concatenate([xp[o : o + nb] for o in range(2 * reach + 1)], axis=1)
 
-def _segment_starts_and_lengths(segments):
-    """segments [N] (equal ids contiguous) -> (index of each row's segment start [N], its length [N])."""
-    n = segments.shape[0]
-    idx = jnp.arange(n)
-    boundary = segments[1:] != segments[:-1]
-    is_start = jnp.concatenate([jnp.array([True]), boundary])
-    is_end = jnp.concatenate([boundary, jnp.array([True])])
-    starts = lax.cummax(jnp.where(is_start, idx, 0))
-    ends = lax.cummin(jnp.where(is_end, idx, n - 1), reverse=True)
-    return starts, ends - starts + 1
+    seg = segments.reshape(nb, block)
+    kseg = band(seg, -1)
+    mask = (seg[:, :, None] == kseg[:, None, :])[:, None]  # [nb, 1, block, (2 reach + 1) block]
+    kb, vb = band(k.reshape(nb, block, h, d), 0), band(v.reshape(nb, block, h, d), 0)
+    out = dot_product_attention(q.reshape(nb, block, h, d), kb, vb, mask, impl=impl).reshape(n, h, d)
+    reach_rows = (reach + 1) * block
+    too_long = jnp.any((segments[:-reach_rows] == segments[reach_rows:]) & (segments[reach_rows:] >= 0))
+    return jnp.where(too_long, jnp.nan, out)

@@ -304,8 +304,10 @@ class ModelConfig:
 
     # ---------------------------------------------------------------- ml-collections
     def to_config_dict(self) -> ml_collections.ConfigDict:
-        d = dataclasses.asdict(self)
-        return ml_collections.ConfigDict(_lists(d))
+        d = _lists(dataclasses.asdict(self))
+        if d.get("vision_attention_span") is None:  # typed, so --config.model.vision_attention_span=N works
+            d["vision_attention_span"] = ml_collections.config_dict.placeholder(int)
+        return ml_collections.ConfigDict(d)
 
     @classmethod
     def from_config_dict(cls, cd: ml_collections.ConfigDict | dict) -> "ModelConfig":

@@ -90,6 +90,12 @@ def maybe_remat(module_cls, policy_name: str):
     return nn.remat(module_cls, policy=policy, prevent_cse=False)
 
 
+def maybe_checkpoint(fn, policy_name: str):
+    """jax.checkpoint of a pure function according to the named remat policy ('none': fn unchanged)."""
+    policy = checkpoint_policy(policy_name)
+    return fn if policy is None else jax.checkpoint(fn, policy=policy, prevent_cse=False)
+
+
 def compute_dtypes(config: ModelConfig):
     """(text compute dtype, vision compute dtype, param dtype)."""
     return (

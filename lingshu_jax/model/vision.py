@@ -10,27 +10,35 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import linen as nn
 
 from lingshu_jax.model import rope
-from lingshu_jax.model.attention import local_segment_attention
+from lingshu_jax.model.attention import banded_block_attention, window_block_attention
 from lingshu_jax.model.config import ModelConfig
-from lingshu_jax.model.layers import RMSNorm, SwiGLU, compute_dtypes, dense, maybe_remat
+from lingshu_jax.model.layers import (
+    RMSNorm,
+    SwiGLU,
+    compute_dtypes,
+    dense,
+    maybe_checkpoint,
+)
 from lingshu_jax.sharding import shard
 
 
 class VisionAttention(nn.Module):
-    """Window attention in most blocks, full (per image / video frame) attention where `is_full`.
+    """Window attention, or full (per image / video frame) attention when `full` (static).
 
-    Both are block-local (`local_segment_attention`): window layers over one window's patches, full layers
-    over `config.vision_attention_span` patches (None: the whole stream, one dense masked attention).
+    The stream holds every window as a whole block of 64 rows (`vision_inputs`): window layers attend inside
+    each block (a reshape); full layers attend within each frame over the key blocks a frame of
+    `config.vision_attention_span` rows can reach (None: the whole stream, one dense masked attention).
+    Static shapes, no gathers of keys.
     """
 
     config: ModelConfig
+    full: bool = False
 
     @nn.compact
-    def __call__(self, x, is_full, cos, sin, window_segments, frame_segments):
+    def __call__(self, x, cos, sin, window_segments, frame_segments):
         v = self.config.vision
         _, dtype, pdtype = compute_dtypes(self.config)
         n = x.shape[0]
@@ -46,15 +54,14 @@ class VisionAttention(nn.Module):
         q = rope.apply_rotary(q.astype(jnp.float32), cos, sin).astype(dtype)
         k = rope.apply_rotary(k.astype(jnp.float32), cos, sin).astype(dtype)
         window = v.window_merge_units**2 * v.merge_unit  # patches in one full window (64)
-        impl, full_span = self.config.attention_impl, self.config.vision_attention_span or n
-
-        def window_attention(q, k, val):
-            return local_segment_attention(q, k, val, window_segments, span=window, block=window, impl=impl)
-
-        def full_attention(q, k, val):
-            return local_segment_attention(q, k, val, frame_segments, span=full_span, block=window, impl=impl)
-
-        out = jax.lax.cond(is_full, full_attention, window_attention, q, k, val).reshape(n, v.hidden_size)
+        impl = self.config.attention_impl
+        if self.full:
+            span = self.config.vision_attention_span or n
+            reach = -(-span // window) - 1  # key blocks on each side that a frame of `span` rows can reach
+            out = banded_block_attention(q, k, val, frame_segments, block=window, reach=reach, impl=impl)
+        else:
+            out = window_block_attention(q, k, val, window_segments, block=window, impl=impl)
+        out = out.reshape(n, v.hidden_size)
         return dense(
             v.hidden_size,
             ("vis_qkv", "vis_embed"),
@@ -66,17 +73,18 @@ class VisionAttention(nn.Module):
 
 
 class VisionBlock(nn.Module):
-    """One pre-norm block. Scanned: carry = hidden [N, Dv]; `is_full` selects full vs window attention."""
+    """One pre-norm block. Scanned: carry = hidden [N, Dv]; `full` (static) selects full vs window attention."""
 
     config: ModelConfig
+    full: bool = False
 
     @nn.compact
-    def __call__(self, x, is_full, cos, sin, window_segments, frame_segments):
+    def __call__(self, x, cos, sin, window_segments, frame_segments):
         v = self.config.vision
         _, dtype, pdtype = compute_dtypes(self.config)
         norm = lambda name: RMSNorm(1e-6, dtype, pdtype, "vis_norm", name=name)
-        attn = VisionAttention(self.config, name="attn")
-        x = x + attn(norm("norm1")(x), is_full, cos, sin, window_segments, frame_segments)
+        attn = VisionAttention(self.config, self.full, name="attn")
+        x = x + attn(norm("norm1")(x), cos, sin, window_segments, frame_segments)
         x = x + SwiGLU(
             v.hidden_size, v.intermediate_size, True, ("vis_embed", "vis_mlp"), dtype, pdtype, name="mlp"
         )(norm("norm2")(x))
@@ -146,17 +154,55 @@ class VisionTower(nn.Module):
                 nn.initializers.normal(0.02), ("vis_patch", "vis_embed")
             ),
         )(pixel_values.astype(dtype))
-        x = shard(x, ("vis_tokens", "vis_embed"))
         cos, sin = rope.vision_cos_sin(vision_pos, v.head_dim, v.rope_theta)
-        is_full = jnp.asarray(np.isin(np.arange(v.depth), v.fullatt_block_indexes))
-        block = maybe_remat(VisionBlock, self.config.vision_remat_policy)
-        blocks = nn.scan(
-            block,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
-            length=v.depth,
-            metadata_params={nn.PARTITION_NAME: "layers"},
-        )
-        x, _ = blocks(self.config, name="blocks")(x, is_full, cos, sin, window_segments, frame_segments)
+        n, window = x.shape[0], v.window_merge_units**2 * v.merge_unit
+        pad = -n % window  # whole window blocks; padding rows in segment -1, dropped before the merger
+        if pad:
+            x, cos, sin = (jnp.pad(a, ((0, pad), (0, 0))) for a in (x, cos, sin))
+            window_segments, frame_segments = (
+                jnp.pad(s, (0, pad), constant_values=-1) for s in (window_segments, frame_segments)
+            )
+        x = shard(x, ("vis_tokens", "vis_embed"))
+        consts = (cos, sin, window_segments, frame_segments)
+        if self.is_initializing():  # creates the stacked parameters visual/blocks [depth, ...]
+            blocks = nn.scan(
+                VisionBlock,
+                variable_axes={"params": 0},
+                split_rngs={"params": True},
+                in_axes=(nn.broadcast,) * 4,
+                length=v.depth,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )
+            x, _ = blocks(self.config, name="blocks")(x, *consts)
+        else:
+            x = self._apply_blocks(nn.meta.unbox(self.variables["params"]["blocks"]), x, consts)
+        x = x[:n]
         return PatchMerger(self.config, name="merger")(x)
+
+    def _apply_blocks(self, params, x, consts):
+        """Runs of consecutive same-type blocks, each one `lax.scan` over its slice of the stacked
+        [depth, ...] parameters with a static attention type: no `cond` in a scan, the parameter layout
+        that checkpoints and converters use stays as it is."""
+        v = self.config.vision
+        for start, stop, full in layer_runs(v.depth, v.fullatt_block_indexes):
+            block = VisionBlock(self.config, full, parent=None)
+            step = maybe_checkpoint(
+                lambda h, p, block=block: block.apply({"params": p}, h, *consts),
+                self.config.vision_remat_policy,
+            )
+            run = jax.tree_util.tree_map(lambda a, start=start, stop=stop: a[start:stop], params)
+            x, _ = jax.lax.scan(step, x, run)
+        return x
+
+
+def layer_runs(depth: int, full_indexes) -> list[tuple[int, int, bool]]:
+    """Consecutive blocks of one attention type: [(start, stop, full)], e.g. depth 32, full (7, 15, 23, 31)
+    -> (0, 7, False), (7, 8, True), (8, 15, False), ... (31, 32, True)."""
+    runs: list[tuple[int, int, bool]] = []
+    for i in range(depth):
+        full = i in full_indexes
+        if runs and runs[-1][2] == full:
+            runs[-1] = (runs[-1][0], i + 1, full)
+        else:
+            runs.append((i, i + 1, full))
+    return runs

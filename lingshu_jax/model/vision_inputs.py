@@ -3,7 +3,9 @@
 From the `grid_thw` of every image/video in a batch (in the order transformers consumes them: all
 images, then all videos) we compute, once per batch on the host:
 - the window permutation of merge units (transformers' `get_vision_window_index`), applied to the pixel
-  rows here, so the device never permutes;
+  rows here, so the device never permutes; every window is padded to whole ws * ws merge units
+  (64 patches for Qwen2.5-VL), so on the device windows are a reshape [windows, 64] (`stream_rows`);
+  padding rows are zeros, each its own window and frame segment, and no token points at them;
 - (row, col) rotary ids, window segment ids and frame segment ids, in window order;
 - for every token of `input_ids`, the index of its merged vision embedding in window order
   (`vision_token_index`, -1 for text), which replaces transformers' masked_scatter + argsort.
@@ -19,11 +21,11 @@ import numpy as np
 
 @dataclasses.dataclass
 class VisionStream:
-    pixel_values: np.ndarray  # [N, patch_dim] float, window order
+    pixel_values: np.ndarray  # [N, patch_dim] float, window order, windows padded whole
     vision_pos: np.ndarray  # [N, 2] int32 (row, col)
     window_segments: np.ndarray  # [N] int32
     frame_segments: np.ndarray  # [N] int32
-    unit_position: np.ndarray  # [U] int32: original merged token u -> its row in window order
+    unit_position: np.ndarray  # [U] int32: original merged token u -> its merged row in the stream
     num_real_patches: int
 
     def as_dict(self):
@@ -35,17 +37,53 @@ class VisionStream:
         }
 
 
-def _window_order(t: int, h: int, w: int, ws: int) -> tuple[np.ndarray, np.ndarray]:
-    """Merge-unit permutation and window lengths (in merge units) for one image/video of merged grid t,h,w."""
+def _window_slots(t: int, h: int, w: int, ws: int) -> np.ndarray:
+    """Merge units of one image/video (merged grid t, h, w) laid out in whole windows of ws * ws slots:
+    [t * ceil(h / ws) * ceil(w / ws) * ws * ws] original unit index per slot, -1 for padding. Windows come in
+    transformers' order (`get_vision_window_index`, its empty windows dropped), each window's real units
+    first in transformers' order, then its padding slots."""
     index = np.arange(t * h * w).reshape(t, h, w)
-    pad_h, pad_w = ws - h % ws, ws - w % ws  # transformers pads a full window even when h % ws == 0
-    nh, nw = (h + pad_h) // ws, (w + pad_w) // ws
-    padded = np.full((t, h + pad_h, w + pad_w), -100, np.int64)
+    nh, nw = -(-h // ws), -(-w // ws)
+    padded = np.full((t, nh * ws, nw * ws), -1, np.int64)
     padded[:, :h, :w] = index
-    padded = padded.reshape(t, nh, ws, nw, ws).transpose(0, 1, 3, 2, 4).reshape(t, nh * nw, ws * ws)
-    lengths = (padded != -100).sum(-1).reshape(-1)
-    order = padded.reshape(-1)
-    return order[order != -100], lengths[lengths > 0]
+    windows = padded.reshape(t, nh, ws, nw, ws).transpose(0, 1, 3, 2, 4).reshape(-1, ws * ws)
+    real_first = np.argsort(windows < 0, axis=1, kind="stable")
+    return np.take_along_axis(windows, real_first, 1).reshape(-1)
+
+
+def stream_rows(grid_thw, *, spatial_merge_size: int, window_merge_units: int) -> int:
+    """Patch rows that images/videos of `grid_thw` [n, 3] take in the vision stream, windows padded whole."""
+    grid = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
+    if not len(grid):
+        return 0
+    m, ws = spatial_merge_size, window_merge_units
+    nh, nw = -(-(grid[:, 1] // m) // ws), -(-(grid[:, 2] // m) // ws)
+    return int((grid[:, 0] * nh * nw).sum()) * ws * ws * m * m
+
+
+def max_frame_rows(
+    max_pixels: int, *, patch_size: int = 14, spatial_merge_size: int = 2, window_merge_units: int = 4
+) -> int:
+    """Stream rows of the largest image (video frame) that the processor's `max_pixels` allows, windows
+    padded whole: the `vision_attention_span` under which full-attention layers are exact for every image.
+    (Square-ish images of max_pixels take max_pixels / patch_size**2 rows; thin ones pad more.)"""
+    side, ws = patch_size * spatial_merge_size, window_merge_units
+    units = max_pixels // side**2  # merge units of the largest image
+    best = 0
+    for h in range(1, units + 1):
+        w = units // h
+        if max(h, w) > 200 * min(h, w):  # smart_resize's aspect-ratio limit
+            continue
+        best = max(best, -(-h // ws) * -(-w // ws))
+    return best * ws * ws * spatial_merge_size**2
+
+
+def _own_segments(segments: np.ndarray) -> np.ndarray:
+    """-1 entries (padding rows) -> a new segment id each, after the largest real id."""
+    pad = segments < 0
+    segments = segments.copy()
+    segments[pad] = (int(segments.max()) + 1 if (~pad).any() else 0) + np.arange(int(pad.sum()))
+    return segments
 
 
 def _rotary_ids(t: int, h: int, w: int, merge: int) -> np.ndarray:
@@ -77,26 +115,38 @@ def build_vision_stream(
         )
     if len(grid_thw) and ((grid_thw[:, 1:] % m) != 0).any():
         raise ValueError(f"grid_thw {grid_thw.tolist()}: h and w must be multiples of spatial_merge_size {m}")
-    perms, pos, wseg, fseg = [], [], [], []
+    slots, pos, wseg, fseg = [], [], [], []
     unit_offset = n_windows = n_frames = 0
+    window = window_merge_units**2
     for t, h, w in grid_thw.tolist():
-        order, lengths = _window_order(t, h // m, w // m, window_merge_units)
-        perms.append(order + unit_offset)
-        rot = _rotary_ids(t, h, w, m).reshape(-1, unit, 2)[order].reshape(-1, 2)
-        pos.append(rot)
-        wseg.append(np.repeat(np.arange(len(lengths)) + n_windows, lengths * unit))
-        fseg.append(np.repeat(np.arange(t) + n_frames, h * w))
+        units = _window_slots(t, h // m, w // m, window_merge_units)  # [slots] unit or -1
+        real = units >= 0
+        slots.append(np.where(real, units + unit_offset, -1))
+        rot = np.zeros((len(units), unit, 2), np.int64)
+        rot[real] = _rotary_ids(t, h, w, m).reshape(-1, unit, 2)[units[real]]
+        pos.append(rot.reshape(-1, 2))
+        windows = len(units) // window
+        per_frame = windows // t
+        wseg.append(np.where(real, np.repeat(np.arange(windows) + n_windows, window), -1))
+        fseg.append(np.where(real, np.repeat(np.arange(windows) // per_frame + n_frames, window), -1))
         unit_offset += t * (h // m) * (w // m)
-        n_windows += len(lengths)
+        n_windows += windows
         n_frames += t
-    perm = np.concatenate(perms) if perms else np.zeros((0,), np.int64)
-    rows = (perm[:, None] * unit + np.arange(unit)).reshape(-1)
+    slot = np.concatenate(slots) if slots else np.zeros((0,), np.int64)  # [S] window slot -> unit or -1
+    real = slot >= 0
+    rows = (slot[real][:, None] * unit + np.arange(unit)).reshape(-1)  # source rows of the real slots
+    d = pixel_values.shape[1]
+    pixels = np.zeros((len(slot) * unit, d), pixel_values.dtype)
+    pixels.reshape(len(slot), unit * d)[real] = pixel_values[rows].reshape(len(rows) // unit, unit * d)
+    unit_position = np.zeros(int(real.sum()), np.int32)
+    unit_position[slot[real]] = np.flatnonzero(real)
+    per_row = lambda parts: np.repeat(np.concatenate(parts) if parts else np.zeros(0, np.int64), unit)
     stream = VisionStream(
-        pixel_values=pixel_values[rows] if len(rows) else pixel_values.reshape(0, *pixel_values.shape[1:]),
+        pixel_values=pixels,
         vision_pos=np.concatenate(pos).astype(np.int32) if pos else np.zeros((0, 2), np.int32),
-        window_segments=np.concatenate(wseg).astype(np.int32) if wseg else np.zeros((0,), np.int32),
-        frame_segments=np.concatenate(fseg).astype(np.int32) if fseg else np.zeros((0,), np.int32),
-        unit_position=np.argsort(perm).astype(np.int32),
+        window_segments=_own_segments(per_row(wseg)).astype(np.int32),
+        frame_segments=_own_segments(per_row(fseg)).astype(np.int32),
+        unit_position=unit_position,
         num_real_patches=expected,
     )
     return pad_vision_stream(stream, patch_budget) if patch_budget is not None else stream

@@ -22,43 +22,27 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from lingshu_jax import sharding
+from lingshu_jax.data.guard import DataInterrupted, next_batches  # data (issue 15)
 from lingshu_jax.model.config import ModelConfig
-from lingshu_jax.model.vlm import Qwen25VL, abstract_params, init_params
+from lingshu_jax.model.vlm import init_params
 from lingshu_jax.train import flops as flops_lib
-from lingshu_jax.train.accumulate import accumulate_gradients
 from lingshu_jax.train.checkpoint import Checkpointer
 from lingshu_jax.train.metrics import MetricsWriter
-from lingshu_jax.train.optimizer import make_optimizer, state_shardings
-from lingshu_jax.train.step import loss_sums, token_losses
+from lingshu_jax.train.program import (
+    build_train_program,
+    host_data_config,
+    model_config_of,
+    train_step,  # noqa: F401  (re-exported: the step lives in program.py)
+    trainable_parts,
+)
+from lingshu_jax.train.step import token_losses
 
 log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------- steps
-def train_step(model, tx, state: dict, batch: dict, trainable=None) -> tuple[dict, dict]:
-    """state {step, params, opt_state, bad_steps}; batch leaves [K micro-batches, ...] -> (state, metrics).
-
-    `trainable`: bool tree like params; frozen leaves get no gradient computation at all."""
-    loss, grads, n_tokens = accumulate_gradients(
-        lambda p, b: loss_sums(model, p, b), state["params"], batch, trainable=trainable
-    )
-    grad_norm = optax.tree.norm(grads)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-    new_state = {
-        "step": state["step"] + 1,
-        "params": keep(params, state["params"]),
-        "opt_state": keep(opt_state, state["opt_state"]),
-        "bad_steps": jnp.where(ok, 0, state["bad_steps"] + 1),
-    }
-    return new_state, {"loss": loss, "grad_norm": grad_norm, "tokens": n_tokens, "finite": ok}
-
-
 def eval_step(model, params, batch: dict) -> dict:
     """Loss sums and answer exact match: a sample is correct when every labelled token is the argmax
     (teacher-forced; equals greedy decoding of the answer). batch leaves [B, ...]."""
@@ -109,12 +93,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         prepare_demo_data(config.prepare_demo_data)
     _write_config(config, workdir)
 
-    # ---- mesh and model -----------------------------------------------------------------------
+    # ---- mesh and the training program (model, optimizer, shardings, jitted step: train/program.py) ------
     mesh = sharding.make_mesh(config.mesh)
-    rules = sharding.rules_from_config(config.get("sharding_rules"))
-    model_cfg, init_path = _model_config(config)
-    model = Qwen25VL(model_cfg)
-    p_shard = sharding.param_shardings(abstract_params(model_cfg, boxed=True), mesh, rules)
+    program = build_train_program(config, mesh)
+    rules, model_cfg, init_path = program.rules, program.model_config, program.init_path
+    p_shard = program.param_shardings
 
     # ---- parameters (abstract when resuming: the checkpoint supplies them) -------------------------
     ckpt = Checkpointer(
@@ -126,11 +109,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     resume = ckpt.latest_step() is not None
     with sharding.mesh_context(mesh, rules):
         if resume:
-            params = jax.tree.map(
-                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                abstract_params(model_cfg),
-                p_shard,
-            )
+            params = None  # the checkpoint supplies the whole state
         elif init_path:
             from lingshu_jax.convert.load import load_any
 
@@ -139,7 +118,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             params = jax.jit(lambda r: init_params(model_cfg, r), out_shardings=p_shard)(
                 jax.random.key(config.seed)
             )
-    tx, opt_info = make_optimizer(config.optim, params)
+    opt_info = program.opt_info
 
     # ---- data -----------------------------------------------------------------------------------
     from lingshu_jax.data.pipeline import make_pipeline
@@ -148,7 +127,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     assets = _assets_dir(config, init_path)
     processor = Processor.from_pretrained(assets)
     data_it = make_pipeline(
-        config.data,
+        host_data_config(config.data, jax.process_count()),  # this host's share of the global batch
         processor.tokenizer,
         processor,
         model_cfg,
@@ -158,25 +137,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
 
     # ---- state, or resume from the latest complete checkpoint --------------------------------------
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    opt_shard = state_shardings(tx, params, p_shard, replicated)  # moments sharded like their parameters
-    with sharding.mesh_context(mesh, rules):
-        init_opt = jax.jit(tx.init, out_shardings=opt_shard)
-        opt_state = jax.eval_shape(tx.init, params) if resume else init_opt(params)
-    state = {
-        "step": jnp.zeros((), jnp.int32),
-        "params": params,
-        "opt_state": opt_state,
-        "bad_steps": jnp.zeros((), jnp.int32),
-    }
-    state_shard = {"step": replicated, "params": p_shard, "bad_steps": replicated, "opt_state": opt_shard}
     if resume:
-        abstract = jax.tree.map(
-            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_shard
-        )
-        state = ckpt.restore(None, abstract, data_it)
+        state = ckpt.restore(None, program.abstract_state(), data_it)
     else:
-        state = jax.device_put(state, state_shard)
+        state = program.init_state(params)
     start = int(state["step"])
     if start == 0 and config.train.get("checkpoint_initial"):
         ckpt.save(0, state, data_it)  # the exact starting point (e.g. to prove frozen weights stay frozen)
@@ -184,24 +148,28 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     accum = int(config.train.get("grad_accum", 1))
 
     # ---- compiled steps -------------------------------------------------------------------------
-    step_fn = jax.jit(
-        functools.partial(train_step, model, tx, trainable=opt_info.trainable_mask),
-        in_shardings=(state_shard, None),
-        out_shardings=(state_shard, None),
-        donate_argnums=(0,),
-    )
-    eval_fn = jax.jit(functools.partial(eval_step, model))
+    step_fn = program.step
+    eval_fn = jax.jit(functools.partial(eval_step, program.model))
     peak = _peak_flops(config)
     trainable = _trainable_parts(opt_info)
     writer = MetricsWriter(workdir, total, start_step=start, progress=config.train.get("progress", True))
     preempt = _Preemption().install()
+    if hasattr(data_it, "stop_when"):  # data (issue 15): a signal ends a wait for data (DataInterrupted)
+        data_it.stop_when(lambda: preempt.requested)
     last: dict[str, Any] = {}
     window = _new_window()
 
     # ---- loop -----------------------------------------------------------------------------------
     with sharding.mesh_context(mesh, rules):
         for step in range(start + 1, total + 1):
-            micro = _next_micro_batches(data_it, accum)
+            try:
+                micro = next_batches(data_it, accum)
+            except DataInterrupted:  # data (issue 15): signalled while waiting; save the last step if new
+                if step - 1 > start and (step - 1) % config.train.checkpoint_every:
+                    ckpt.save(step - 1, state, data_it)
+                ckpt.wait()
+                log.warning("stopped at step %d on request while waiting for data", step - 1)
+                break
             if micro is None:
                 log.info("data exhausted after %d steps", step - 1)
                 break
@@ -257,27 +225,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- parts
-def _model_config(config) -> tuple[ModelConfig, str | None]:
-    policy = {
-        k: config.model[k]
-        for k in (
-            "dtype",
-            "param_dtype",
-            "vision_dtype",
-            "attention_impl",
-            "vision_attention_span",
-            "remat_policy",
-            "vision_remat_policy",
-            "loss_chunk_len",
-        )
-        if k in config.model
-    }
-    init = config.get("init_from")
-    if not init:
-        return ModelConfig.from_config_dict(config.model), None
-    from lingshu_jax.convert.load import model_config_from
-
-    return model_config_from(init, **policy), init
+_model_config = model_config_of  # (the RL trainer's name for it)
 
 
 def _assets_dir(config, init_path: str | None) -> str:
@@ -293,16 +241,6 @@ def _assets_dir(config, init_path: str | None) -> str:
     )
 
 
-def _next_micro_batches(it, n: int):
-    out = []
-    for _ in range(n):
-        try:
-            out.append(next(it))
-        except StopIteration:
-            return None
-    return out
-
-
 def _stack(micro: list[dict]) -> dict:
     keys = set(micro[0])
     for i, b in enumerate(micro[1:], 1):
@@ -311,19 +249,7 @@ def _stack(micro: list[dict]) -> dict:
     return {k: np.stack([np.asarray(b[k]) for b in micro]) for k in sorted(keys)}
 
 
-def _trainable_parts(opt_info) -> tuple[str, ...]:
-    parts = set()
-    for path, group in opt_info.group_of.items():
-        if group in opt_info.frozen_groups:
-            continue
-        parts.add(
-            "merger"
-            if path.startswith("visual/merger")
-            else "vision"
-            if path.startswith("visual")
-            else "text"
-        )
-    return tuple(p for p in flops_lib.PARTS if p in parts)
+_trainable_parts = trainable_parts
 
 
 def _step_flops(cfg: ModelConfig, micro: list[dict], trainable) -> float:

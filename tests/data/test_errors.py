@@ -17,7 +17,7 @@ def _cases(root):
         f.write(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     write_bomb_png(os.path.join(root, "bomb.png"))
     write_png(os.path.join(root, "..", "outside.png"), (56, 56))
-    big = write_png(os.path.join(root, "big.png"), (112, 112))  # 64 patches > the budget of 32 below
+    big = write_png(os.path.join(root, "big.png"), (28, 448))  # 4 windows of 64: 256 stream rows > 128
     return {
         "missing_image": vqa("nope.png"),
         "corrupt_image": vqa("corrupt.png"),
@@ -82,7 +82,7 @@ def _pipeline(tmp_path, case, processor, model_config, on_error):
             "sources": [{"name": "d", "path": path}],
             "seq_len": 128,
             "batch_size": 4,
-            "patch_budget": 32,
+            "patch_budget": 128,
             "shuffle": False,
             "on_error": on_error,
         }

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from lingshu_jax.data import BatchBuilder, ErrorPolicy, make_pipeline, unpack_batch
-from lingshu_jax.data.packing import copy_units
 from lingshu_jax.data.transforms import SampleTransform
 from lingshu_jax.model import vision_inputs
 from lingshu_jax.processing.image import PixelNormalization
@@ -63,27 +62,27 @@ def test_unpacked_mode_puts_one_sample_per_row():
 
 
 def test_patch_budget_closes_the_batch_and_pads_the_stream():
-    b = _builder(patch_budget=32, seq_len=12)
-    s = _fake(6, patches=16, grid=(1, 4, 4))  # 16 patches = 4 merged tokens
+    b = _builder(patch_budget=128, seq_len=12)
+    s = _fake(6, patches=16, grid=(1, 4, 4))  # 16 patches = 4 merged tokens, one window: 64 stream rows
     s["input_ids"][1:5] = 99
     assert b.add(s)
-    assert not b.add(_fake(2, patches=32, grid=(1, 4, 8)))  # 48 > 32: goes to the next batch
+    assert not b.add(_fake(2, patches=80, grid=(1, 4, 20)))  # 3 windows: 64 + 192 > 128, next batch
     assert b.add(_fake(2))  # text-only still fits
     batch = b.build()
-    assert batch["pixel_values"].shape == (32, 1176)
-    assert batch["frame_segments"].tolist() == [0] * 16 + list(range(1, 17))  # one segment per padding row
+    assert batch["pixel_values"].shape == (128, 1176)
+    assert batch["frame_segments"].tolist() == [0] * 16 + list(range(1, 113))  # one segment per padding row
     assert batch["vision_token_index"][0, :6].tolist() == [-1, 0, 1, 2, 3, -1]
     assert batch["stats"]["patches/real"] == 16
 
 
 def test_uint8_batches_keep_uint8_rows_and_carry_the_affine():
     norm = PixelNormalization()
-    b = _builder(patch_budget=32, seq_len=12, pixel_normalization=norm)
+    b = _builder(patch_budget=64, seq_len=12, pixel_normalization=norm)
     s = _fake(6, patches=16, grid=(1, 4, 4), token=7, dtype=np.uint8)
     s["input_ids"][1:5] = 99
     assert b.add(s)
     batch = b.build()
-    assert batch["pixel_values"].dtype == np.uint8 and batch["pixel_values"].shape == (32, 1176)
+    assert batch["pixel_values"].dtype == np.uint8 and batch["pixel_values"].shape == (64, 1176)
     assert (batch["pixel_values"][:16] == 7).all() and not batch["pixel_values"][16:].any()  # zero padding
     scale, offset = norm.column_scale_and_offset(1176)
     np.testing.assert_array_equal(batch["pixel_scale"], scale)
@@ -92,26 +91,34 @@ def test_uint8_batches_keep_uint8_rows_and_carry_the_affine():
     assert text_only.add(_fake(3))  # a text-only batch keeps the same keys and dtypes (one compile)
     batch = text_only.build()
     assert batch["pixel_values"].dtype == np.uint8 and "pixel_scale" in batch
-    mixed = _builder(patch_budget=32, seq_len=12, pixel_normalization=norm)
+    mixed = _builder(patch_budget=64, seq_len=12, pixel_normalization=norm)
     assert mixed.add(_fake(2, patches=16, grid=(1, 4, 4)))  # float32 rows
     with pytest.raises(ValueError, match="float32 pixel rows in a uint8 batch"):
         mixed.build()
 
 
 @pytest.mark.parametrize("grid", [(1, 8, 8), (1, 16, 12), (1, 6, 10), (2, 12, 8), (1, 2, 2)])
-def test_copy_units_is_the_take_of_the_window_order(grid):
-    """The run-by-run copy of merge units equals np.take for the window permutations of vision_inputs
-    (full and partial windows, several frames) and for orders without runs."""
-    stream = vision_inputs.build_vision_stream(
-        np.zeros((int(np.prod(grid)), 0)), np.asarray([grid]), spatial_merge_size=2, window_merge_units=4
-    )
-    order = np.argsort(stream.unit_position)
+def test_batch_pixel_rows_equal_the_vision_stream_of_its_images(grid):
+    """The builder moves each sample's merge units straight to their stream rows: the same rows as
+    vision_inputs builds from the pixels (full and partial windows, several frames, two samples)."""
     rng = np.random.default_rng(0)
-    for order in (order, rng.permutation(len(order)), np.arange(len(order))[::-1]):
-        src = rng.integers(0, 255, (len(order), 4 * 6), dtype=np.uint8)
-        dst = np.zeros_like(src)
-        copy_units(src, order, dst)
-        np.testing.assert_array_equal(dst, src[order])
+    b = _builder(patch_budget=1024, seq_len=400)
+    samples = [_fake(4, patches=int(np.prod(grid)), grid=grid) for _ in range(2)]
+    for s in samples:
+        s["pixel_values"] = rng.normal(size=s["pixel_values"].shape).astype(np.float32)
+        s["input_ids"] = np.full(int(np.prod(grid)) // 4, 99, np.int32)
+        s["labels"], s["position_ids"] = s["input_ids"], np.zeros((3, len(s["input_ids"])), np.int32)
+        assert b.add(s)
+    batch = b.build()
+    want = vision_inputs.build_vision_stream(
+        np.concatenate([s["pixel_values"] for s in samples]),
+        np.asarray([grid, grid]),
+        spatial_merge_size=2,
+        window_merge_units=4,
+        patch_budget=1024,
+    )
+    np.testing.assert_array_equal(batch["pixel_values"], want.pixel_values)
+    np.testing.assert_array_equal(batch["window_segments"], want.window_segments)
 
 
 def _all_samples(it):

@@ -47,6 +47,18 @@ def test_state_from_another_pipeline_is_refused(dataset, processor, model_config
         other.set_state(it.get_state())
 
 
+def test_state_after_a_worker_count_change_is_refused_naming_what_changed(dataset, processor, model_config):
+    it = make_pipeline(data_config(dataset), None, processor, model_config, seed=5)
+    next(it)
+    state = it.get_state()
+    it.close()
+    other = make_pipeline(data_config(dataset, worker_count=1), None, processor, model_config, seed=5)
+    with pytest.raises(ValueError, match=r"changed: data.worker_count: 0 -> 1\. The same sources") as e:
+        other.set_state(state)
+    other.close()
+    print(e.value)
+
+
 def test_config_dict_is_accepted(dataset):
     import ml_collections
 
@@ -151,5 +163,8 @@ def test_float32_pixel_dtype_gives_the_uint8_batches_normalised(dataset, process
         assert u8["pixel_values"].dtype == np.uint8 and f32["pixel_values"].dtype == np.float32
         for k in f32.keys() - {"pixel_values"}:
             np.testing.assert_array_equal(u8[k], f32[k], err_msg=k)
-        normalised = u8["pixel_values"][:real] * u8["pixel_scale"] + u8["pixel_offset"]
-        np.testing.assert_allclose(normalised, f32["pixel_values"][:real], rtol=0, atol=1e-6)
+        index = u8["vision_token_index"]
+        rows = (np.unique(index[index >= 0])[:, None] * 4 + np.arange(4)).reshape(-1)  # real patch rows
+        assert len(rows) == real
+        normalised = u8["pixel_values"][rows] * u8["pixel_scale"] + u8["pixel_offset"]
+        np.testing.assert_allclose(normalised, f32["pixel_values"][rows], rtol=0, atol=1e-6)

@@ -145,6 +145,7 @@ def test_tfds_source(tmp_path, processor, model_config):
     batch = next(it)
     samples = unpack_batch(batch)
     assert it.counters["samples"] == 3 and len(samples) == 3
-    # 56x84 -> grid (1, 4, 6): 24 patch rows, 6 image tokens per sample.
+    # 56x84 -> grid (1, 4, 6): 24 patch rows, 6 image tokens per sample; one window, 64 stream rows.
     assert all((s["input_ids"] == model_config.image_token_id).sum() == 6 for s in samples)
-    assert all(len(s["pixel_values"]) == 24 for s in samples)
+    assert all(len(s["pixel_values"]) == 64 for s in samples)
+    assert [int(np.abs(s["pixel_values"]).any(1).sum()) for s in samples] == [0, 24, 24]  # image 0 is black

@@ -44,7 +44,7 @@ def _batches(config, patch_budget=None):
     return prep(as_float), prep(as_uint8, pixel_normalization=proc.normalization)
 
 
-@pytest.mark.parametrize("patch_budget", [None, 64])
+@pytest.mark.parametrize("patch_budget", [None, 192])
 def test_uint8_pixels_with_the_affine_give_the_float_logits(config, patch_budget):
     float_batch, uint8_batch = _batches(config, patch_budget)
     assert uint8_batch["pixel_values"].dtype == np.uint8 and float_batch["pixel_values"].dtype == np.float32
@@ -58,19 +58,20 @@ def test_uint8_pixels_with_the_affine_give_the_float_logits(config, patch_budget
 
 
 def test_host_stream_permutes_uint8_rows_without_converting_them(config):
-    float_batch, uint8_batch = _batches(config, patch_budget=64)
+    float_batch, uint8_batch = _batches(config, patch_budget=192)
     for key in ("vision_pos", "window_segments", "frame_segments", "vision_token_index"):
         np.testing.assert_array_equal(uint8_batch[key], float_batch[key], err_msg=key)
     out = ImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112, output="uint8")(_images())
     rows, grid = out["pixel_values"], out["image_grid_thw"]
-    stream = build_vision_stream(rows, grid, spatial_merge_size=2, window_merge_units=4, patch_budget=64)
+    stream = build_vision_stream(rows, grid, spatial_merge_size=2, window_merge_units=4, patch_budget=192)
     as_float = build_vision_stream(
-        rows.astype(np.float32), grid, spatial_merge_size=2, window_merge_units=4, patch_budget=64
+        rows.astype(np.float32), grid, spatial_merge_size=2, window_merge_units=4, patch_budget=192
     )
     assert stream.pixel_values.dtype == np.uint8
     np.testing.assert_array_equal(stream.pixel_values, as_float.pixel_values)
     np.testing.assert_array_equal(stream.pixel_values, uint8_batch["pixel_values"])
-    assert not stream.pixel_values[len(rows) :].any()  # padding rows: zeros
+    real = (stream.unit_position[:, None] * 4 + np.arange(4)).reshape(-1)
+    assert len(real) == len(rows) and not np.delete(stream.pixel_values, real, axis=0).any()  # padding: 0
 
 
 def test_uint8_pixels_without_their_affine_are_refused(config):

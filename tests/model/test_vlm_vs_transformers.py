@@ -14,6 +14,7 @@ import transformers
 from PIL import Image
 
 import lingshu_jax
+from lingshu_jax.model.vision_inputs import stream_rows
 from lingshu_jax.processing import Processor
 
 TOL = 1e-4
@@ -79,17 +80,19 @@ def test_logits_match_transformers(models, case):
 
 
 def test_block_local_vision_attention_matches_transformers(models):
-    """Window layers in blocks of 64 patches, full layers in blocks bounded by the largest image's patches:
-    several images, each larger than a block, so both block-local paths (not the dense fallback) run."""
+    """Window layers in blocks of 64 patches, full layers over the key blocks that the largest image (its
+    windows padded whole) reaches: several odd-sized images, each larger than a block, so the banded
+    path (not the dense fallback) runs; a span one block too small gives NaN, never a wrong answer."""
     hf, ours, processor = models
     images = [_image(168, 168, 20), _image(224, 112, 21), _image(140, 196, 22)]
     inputs = processor([[_user(*images, "Compare the three.")]], add_generation_prompt=True)
     grid = np.asarray(inputs["image_grid_thw"])
-    span = int((grid[:, 1] * grid[:, 2]).max())
-    assert grid.prod(1).sum() > 64 + 2 * span  # the full layers' key blocks see less than the whole stream
+    rows = lambda g: stream_rows(g, spatial_merge_size=2, window_merge_units=4)  # noqa: E731
+    span = max(rows([g]) for g in grid)
+    assert rows(grid) > 64 + 2 * span  # the full layers' key band sees less than the whole stream
     blocked = lingshu_jax.LingshuModel(ours.config.replace(vision_attention_span=span), ours.params)
     assert _compare(hf, blocked, inputs, "block_local_vision") <= TOL
-    too_small = lingshu_jax.LingshuModel(ours.config.replace(vision_attention_span=span - 4), ours.params)
+    too_small = lingshu_jax.LingshuModel(ours.config.replace(vision_attention_span=span - 64), ours.params)
     assert np.isnan(np.asarray(too_small(**inputs).logits)).all()  # never silently wrong
 
 

@@ -1,0 +1,95 @@
+"""The AOT tool compiles the trainer's program for a TPU slice it does not have (libtpu, compile-only
+devices) and for this host's CPUs, and reads memory, loops, collectives and FLOPs from the result."""
+
+import json
+
+import jax
+import pytest
+
+from configs import demo
+from lingshu_jax.aot import hlo
+from lingshu_jax.aot.report import fit_report, format_report
+from lingshu_jax.aot.targets import parse_target
+
+
+def _demo():
+    c = demo.get_config("stage=2,steps=1")
+    c.init_from = ""
+    c.train.grad_accum = 2
+    return c
+
+
+def test_tiny_config_compiles_for_a_v5p_2x2x1_slice_and_reports_what_it_needs():
+    """Needs libtpu (setup.py extra [tpu]); without it this fails with the install command, it never skips."""
+    c = _demo()
+    r = fit_report(c, parse_target("v5p:2x2x1"))
+    json.dumps(r)
+    assert r["target"]["devices"] == 4 and r["fits"] and r["mesh"]["fsdp"] == 4
+    mem = r["memory"]
+    assert mem["hbm_per_device"] == 95 * 2**30 and 0 < mem["total"] < mem["hbm_per_device"]
+    n_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(lambda: _params(c))))
+    assert mem["params"] == pytest.approx(4 * n_params / 4, rel=0.05)  # fp32, sharded 4 ways (small ones replicate)
+    assert mem["optimizer_state"] == pytest.approx(2 * mem["params"], rel=0.05)  # Adam mu, nu
+    # the decoder-layer scan (2 layers) runs inside the accumulation scan (2 micro-batches)
+    assert 2 in r["loops"]["trip_counts"] and "unknown" not in r["loops"]
+    assert r["collectives"]["all-gather"]["bytes"] > 0  # fsdp gathers the weights
+    assert r["flops"]["analytic"] > 0 and r["flops"]["hlo_weighted_per_device"] > r["flops"]["hlo_once_per_device"]
+    assert r["step"]["estimate_s"] > 0 and 0 < r["step"]["mfu"] < 1
+    text = format_report(r)
+    assert "FITS" in text and "all-gather" in text and "assumptions" in text
+
+
+def test_cpu_target_reports_memory_of_the_same_program():
+    r = fit_report(_demo(), parse_target("cpu"))
+    assert r["target"]["devices"] == jax.device_count() and r["memory"]["temporaries"] > 0
+    assert "step" not in r and r["flops"]["analytic"] > 0
+
+
+def _params(c):
+    from lingshu_jax.model.config import ModelConfig
+    from lingshu_jax.model.vlm import init_params
+
+    return init_params(ModelConfig.from_config_dict(c.model), jax.random.key(0))
+
+
+@pytest.mark.parametrize(
+    "spec, shape, cloud",
+    [
+        ("v5p-16", (2, 2, 2), "v5p-16"),
+        ("v5p:2x2x2", (2, 2, 2), "v5p-16"),
+        ("v5p-128", (4, 4, 4), "v5p-128"),
+        ("v5p-64", (2, 4, 4), "v5p-64"),
+        ("v6e-16", (4, 4), "v6e-16"),
+        ("v6e:8x8", (8, 8), "v6e-64"),
+        ("v5litepod-8", (2, 4), "v5litepod-8"),
+        ("v4-8", (2, 2, 1), "v4-8"),
+    ],
+)
+def test_cloud_tpu_names_give_cloud_slice_shapes(spec, shape, cloud):
+    t = parse_target(spec)
+    assert (t.shape, t.cloud_name) == (shape, cloud)
+
+
+def test_bad_topologies_name_the_problem():
+    with pytest.raises(ValueError, match="v5p-N counts TensorCores"):
+        parse_target("v5p-9")
+    with pytest.raises(ValueError, match="expected cpu, gpu or a TPU slice"):
+        parse_target("tpu9")
+    with pytest.raises(ValueError, match="only TPU targets have slices"):
+        parse_target("cpu", num_slices=2)
+
+
+def test_hlo_reader_weights_loop_bodies_by_their_trip_counts():
+    def f(w, x):
+        def body(c, _):
+            return c @ w, None
+
+        return jax.lax.scan(body, x, None, length=7)[0]
+
+    text = jax.jit(f).lower(jax.ShapeDtypeStruct((64, 64), "float32"), jax.ShapeDtypeStruct((8, 64), "float32"))
+    m = hlo.parse(text.compile().as_text())
+    assert sorted(m.trip_counts.values()) == [7]
+    flops = sum(
+        mult * hlo.matmul_flops(i, hlo.shape_table(m.computations[c])) for c, mult, i in m.instructions()
+    )
+    assert flops == 7 * 2 * 8 * 64 * 64
