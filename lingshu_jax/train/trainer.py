@@ -1,8 +1,8 @@
-"""The training loop of one Lingshu stage, readable top to bottom (big_vision style).
+"""SFT training of one Lingshu stage, readable top to bottom (big_vision style).
 
-    mesh -> model + parameters (init, an HF directory or the previous stage) -> optimizer groups
-    -> data pipeline -> checkpoint (resume) -> jitted train step -> loop (log, eval, checkpoint)
-    -> final export
+    training program (train/program.py: model, optimizer, shardings, jitted step) -> parameters (init, an HF
+    directory or the previous stage) -> data pipeline -> state (or the latest checkpoint)
+    -> train/loop.py's loop over `SFTSteps` (step, log + eval, checkpoint; preemption) -> final export
 
 `train_step(state, batch)` is pure: token-weighted gradient accumulation over the micro-batch axis,
 optimizer update, and a NaN/inf guard that keeps the old state when the loss or a gradient is not finite.
