@@ -54,6 +54,11 @@ class Preemption:
         self.requested = True
 
 
+class StopRequested(Exception):
+    """A step function raises it when a stop was requested while it waited (e.g. for data, see
+    `Preemption.requested`): the loop checkpoints the last completed step and stops."""
+
+
 @dataclasses.dataclass
 class LoopResult:
     state: Any
@@ -115,16 +120,26 @@ def run_loop(
     log_fn: Callable,
     save_fn: Callable,
     plot: bool = True,
+    preempt: Preemption | None = None,
 ) -> LoopResult:
     """Steps start+1 .. config.train.total_steps; a metrics row every `log_every` steps and at the end, a
-    checkpoint every `checkpoint_every` steps, at the end and when a signal asks to stop."""
+    checkpoint every `checkpoint_every` steps, at the end and when a signal asks to stop. `preempt`: the
+    caller's (e.g. to let a data wait see the request), else a new one."""
     total, t = int(config.train.total_steps), config.train
     writer = MetricsWriter(workdir, total, start_step=start, progress=t.get("progress", True))
-    preempt = Preemption().install()
+    preempt = (preempt or Preemption()).install()
     last, rows, step, completed = {}, [], start, start >= total
     try:
         for step in range(start + 1, total + 1):
-            out = step_fn(state, step)
+            try:
+                out = step_fn(state, step)
+            except StopRequested:  # signalled while waiting: save the last step unless already saved
+                if step - 1 > start and (step - 1) % t.checkpoint_every:
+                    save_fn(step - 1, state, {k: v for k, v in last.items() if isinstance(v, float)})
+                ckpt.wait()
+                log.warning("stopped after step %d on request (while waiting)", step - 1)
+                step -= 1
+                break
             if out is None:
                 log.info("data exhausted after %d steps", step - 1)
                 step -= 1
