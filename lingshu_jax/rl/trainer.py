@@ -1,4 +1,6 @@
-"""GRPO training loop (Lingshu stage 4, RLVR), readable top to bottom like the SFT trainer.
+"""GRPO training (Lingshu stage 4, RLVR): the GRPO step plugged into the training core `train/loop.py`
+(checkpoint/resume, preemption, metrics, export), which the SFT trainer shares; the program (model,
+optimizer, shardings) is `train/program.py`'s.
 
     mesh -> policy parameters (init_from: the stage-3 model) + a frozen reference copy -> optimizer
     -> prompts -> checkpoint (resume) -> loop over rollout steps:
@@ -43,15 +45,15 @@ import optax
 from lingshu_jax import sharding
 from lingshu_jax.infer.generate import batch_shards, generation_rules
 from lingshu_jax.infer.sampling import SamplingConfig
-from lingshu_jax.model.vlm import Qwen25VL, abstract_params, init_params
+from lingshu_jax.model.vlm import Qwen25VL
 from lingshu_jax.rl.data import PromptSchedule, load_prompts, prepare_easy_vqa_prompts
 from lingshu_jax.rl.loss import LOSS_AGG_MODES, grpo_loss, masked_mean, token_entropy, token_log_probs
 from lingshu_jax.rl.rewards import combine_rewards
 from lingshu_jax.rl.rollout import Rollout, encode_prompt, filter_overlong, sample_responses
 from lingshu_jax.train.checkpoint import Checkpointer
-from lingshu_jax.train.metrics import MetricsWriter, plot_curves, truncate_after
-from lingshu_jax.train.optimizer import make_optimizer, state_shardings
-from lingshu_jax.train.trainer import _assets_dir, _finish, _model_config, _Preemption, _write_config
+from lingshu_jax.train.metrics import plot_curves, truncate_after
+from lingshu_jax.train import loop
+from lingshu_jax.train.program import build_train_program
 
 log = logging.getLogger(__name__)
 
@@ -587,28 +589,13 @@ def _average(rows: list[dict]) -> dict:
 _TRAIN_KEYS = ("params", "opt_state", "bad_steps")
 
 
-def _initial_params(config, model_cfg, init_path, mesh, rules, p_shard):
-    """The starting (and reference) parameters: `init_from` (stage 3), else a seeded random init."""
-    with sharding.mesh_context(mesh, rules):
-        if init_path:
-            from lingshu_jax.convert.load import load_any
-
-            return load_any(init_path, dtype=model_cfg.param_dtype, shardings=p_shard)[1]
-        return jax.jit(lambda r: init_params(model_cfg, r), out_shardings=p_shard)(
-            jax.random.key(config.seed)
-        )
-
-
-def _initial_state(config, ref_params, tx, p_shard, mesh, rules, ckpt: Checkpointer) -> tuple[dict, dict]:
+def _initial_state(config, ref_params, program, ckpt: Checkpointer) -> tuple[dict, dict]:
     """(full state {params, opt_state, bad_steps, step, rng, data_position}, its shardings): the latest
     checkpoint, else a fresh copy of the reference parameters (the reference itself stays frozen)."""
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    opt_shard = state_shardings(tx, ref_params, p_shard, replicated)  # moments sharded like their parameters
-    with sharding.mesh_context(mesh, rules):
-        opt_state = jax.jit(tx.init, out_shardings=opt_shard)(ref_params)
+    replicated, p_shard = program.replicated, program.param_shardings
     shard = {
         "params": p_shard,
-        "opt_state": opt_shard,
+        "opt_state": program.opt_shardings,  # moments sharded like their parameters
         "bad_steps": replicated,
         "step": replicated,
         "rng": replicated,
@@ -616,29 +603,24 @@ def _initial_state(config, ref_params, tx, p_shard, mesh, rules, ckpt: Checkpoin
     }
     key_data = jax.random.key_data(jax.random.key(config.seed))
     if ckpt.latest_step() is not None:
+        scalar = jax.ShapeDtypeStruct((), jnp.int32)
         like = {
-            "params": ref_params,
-            "opt_state": opt_state,
-            "bad_steps": jnp.zeros((), jnp.int32),
-            "step": jnp.zeros((), jnp.int32),
-            "rng": key_data,
-            "data_position": jnp.zeros((), jnp.int32),
+            **{k: v for k, v in program.abstract_state().items() if k in ("params", "opt_state")},
+            "bad_steps": scalar,
+            "step": scalar,
+            "rng": jax.ShapeDtypeStruct(key_data.shape, key_data.dtype),
+            "data_position": scalar,
         }
         abstract = jax.tree.map(
             lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), like, shard
         )
         return ckpt.restore(None, abstract), shard
-    with sharding.mesh_context(mesh, rules):
+    with sharding.mesh_context(program.mesh, program.rules):
         params = jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=p_shard)(ref_params)
-    full = {
-        "params": params,
-        "opt_state": opt_state,
-        "bad_steps": np.int32(0),
-        "step": np.int32(0),
-        "rng": key_data,
-        "data_position": np.int32(0),
-    }
-    return jax.device_put(full, shard), shard
+    opt_state = program.init_state(params)["opt_state"]
+    extra = {"bad_steps": np.int32(0), "step": np.int32(0), "rng": key_data, "data_position": np.int32(0)}
+    full = {"params": params, "opt_state": opt_state, **jax.device_put(extra, {k: shard[k] for k in extra})}
+    return full, shard
 
 
 def _full_state(state: dict, step: int, key, position: int, shard: dict) -> dict:
@@ -646,11 +628,32 @@ def _full_state(state: dict, step: int, key, position: int, shard: dict) -> dict
     return {**state, **jax.device_put(extra, {k: shard[k] for k in extra})}
 
 
+class GRPOSteps:
+    """What `train.loop.run_loop` calls for GRPO: one rollout step (the step's prompts, sampling key
+    fold_in(key, step)), one metrics row (the window averaged), one checkpoint (state, rng, prompt index)."""
+
+    def __init__(self, run: _Run, ref_params, prompts, schedule, key, shard, ckpt, opt_info):
+        self.run, self.ref_params, self.prompts, self.schedule = run, ref_params, prompts, schedule
+        self.key, self.shard, self.ckpt, self.opt_info = key, shard, ckpt, opt_info
+
+    def step(self, state: dict, step: int) -> tuple[dict, dict]:
+        batch_prompts = [self.prompts[i] for i in self.schedule.indices(step)]
+        key = jax.random.fold_in(self.key, step)
+        return _step(self.run, state, self.ref_params, batch_prompts, key, step)
+
+    def log(self, step: int, rows: list[dict]) -> dict:
+        return _log_row(rows, step, self.run.settings, self.opt_info, self.schedule)
+
+    def save(self, step: int, state: dict, metrics: dict):
+        full = _full_state(state, step, self.key, self.schedule.position(step + 1), self.shard)
+        self.ckpt.save(step, full, metrics=metrics)
+
+
 # ------------------------------------------------------------------------------------------- the loop
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Runs (or resumes) GRPO; returns the last logged metrics. Rerun the same command to resume."""
-    os.makedirs(workdir, exist_ok=True)
-    sharding.initialize_distributed(config.get("distributed"))
+    """Runs (or resumes) GRPO; returns the last logged metrics. Rerun the same command to resume. The loop
+    (metrics, checkpoints, preemption, export) is `train/loop.py`'s, shared with SFT."""
+    loop.start_run(config, workdir)
     if jax.process_count() > 1:
         raise NotImplementedError(
             "lingshu_jax.rl.trainer: multi-process (multi-host) RL is not implemented yet; "
@@ -658,73 +661,47 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         )
     if config.get("prepare_demo_data"):
         prepare_easy_vqa_prompts(config.prepare_demo_data)
-    _write_config(config, workdir)
     s = GRPOSettings.from_config(config.rl)
     reward_fn, _ = make_reward_fn(config)
 
-    # ---- mesh, policy + reference parameters, optimizer --------------------------------------------
-    mesh = sharding.make_mesh(config.mesh)
-    rules = sharding.rules_from_config(config.get("sharding_rules"))
-    _check_batch_shards(s, mesh, rules)
-    model_cfg, init_path = _model_config(config)
-    p_shard = sharding.param_shardings(abstract_params(model_cfg, boxed=True), mesh, rules)
-    ref_params = _initial_params(config, model_cfg, init_path, mesh, rules, p_shard)
-    tx, opt_info = make_optimizer(config.optim, ref_params)
+    # ---- the program (model, optimizer, shardings: train/program.py), policy + frozen reference -----------
+    program = build_train_program(config, sharding.make_mesh(config.mesh))
+    _check_batch_shards(s, program.mesh, program.rules)
+    ref_params = loop.initial_params(program, config.seed)  # init_from: the stage-3 model
 
     # ---- prompts, processor ----------------------------------------------------------------------------
     from lingshu_jax.processing import Processor
 
-    assets = _assets_dir(config, init_path)
-    run = _Run(config, s, model_cfg, mesh, rules, Processor.from_pretrained(assets), reward_fn, workdir)
+    assets = loop.assets_dir(config, program.init_path)
+    processor = Processor.from_pretrained(assets)
+    run = _Run(config, s, program.model_config, program.mesh, program.rules, processor, reward_fn, workdir)
     prompts = _prompts(config, run.processor, s)
     schedule = PromptSchedule(
         len(prompts), s.rollout_prompts, config.seed, bool(config.data.get("shuffle", True))
     )
 
-    # ---- state and resume ------------------------------------------------------------------------------
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep_last=config.train.keep_checkpoints)
-    full, shard = _initial_state(config, ref_params, tx, p_shard, mesh, rules, ckpt)
+    # ---- state and resume, compiled steps ---------------------------------------------------------------
+    ckpt = loop.make_checkpointer(config, workdir)
+    full, shard = _initial_state(config, ref_params, program, ckpt)
     start, key = int(full["step"]), jax.random.wrap_key_data(full["rng"])
-    state = {k: full[k] for k in _TRAIN_KEYS}
     train_shard = {k: shard[k] for k in _TRAIN_KEYS}
-    total = int(config.train.total_steps)
-
-    # ---- compiled functions ----------------------------------------------------------------------------
-    run.programs = _programs(model_cfg, tx, s, train_shard, mesh, _optim_key(config))
-    writer = MetricsWriter(workdir, total, start_step=start, progress=config.train.get("progress", True))
+    run.programs = _programs(
+        program.model_config, program.tx, s, train_shard, program.mesh, _optim_key(config)
+    )
     truncate_after(os.path.join(workdir, "samples.jsonl"), start)
-    preempt = _Preemption().install()
-    run.compile_clock.install()
-    last: dict[str, Any] = {}
-    window: list[dict] = []
-    step = start
+    grpo = GRPOSteps(run, ref_params, prompts, schedule, key, shard, ckpt, program.opt_info)
 
-    # ---- loop --------------------------------------------------------------------------------------------
-    with sharding.mesh_context(mesh, rules):
-        for step in range(start + 1, total + 1):
-            batch_prompts = [prompts[i] for i in schedule.indices(step)]
-            state, row = _step(run, state, ref_params, batch_prompts, jax.random.fold_in(key, step), step)
-            writer.advance()
-            window.append(row)
-            if step % config.train.log_every == 0 or step == total:
-                last = _log_row(window, step, s, opt_info, schedule)
-                window = []
-                writer.write(step, last)
-            if step % config.train.checkpoint_every == 0 or step == total or preempt.requested:
-                ckpt.save(
-                    step,
-                    _full_state(state, step, key, schedule.position(step + 1), shard),
-                    metrics={k: v for k, v in last.items() if isinstance(v, float)},
-                )
-            if preempt.requested:
-                ckpt.wait()
-                log.warning("stopped at step %d on request; rerun the same command to resume", step)
-                break
-    preempt.uninstall()
-    run.compile_clock.uninstall()
-    ckpt.close()
-    writer.close(plot=False)
-    plot_curves(writer.jsonl, os.path.join(workdir, "curves.png"), CURVE_KEYS)
-    if not preempt.requested and step >= total:
-        _finish(config, workdir, model_cfg, state["params"], assets)
-    return last
+    # ---- loop and export --------------------------------------------------------------------------------
+    run.compile_clock.install()
+    try:
+        with sharding.mesh_context(program.mesh, program.rules):
+            state = {k: full[k] for k in _TRAIN_KEYS}
+            result = loop.run_loop(
+                config, workdir, ckpt, state, start, grpo.step, grpo.log, grpo.save, plot=False
+            )
+    finally:
+        run.compile_clock.uninstall()
+    plot_curves(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "curves.png"), CURVE_KEYS)
+    if result.completed:
+        loop.finish(config, workdir, program.model_config, result.state["params"], assets)
+    return result.last

@@ -1,8 +1,8 @@
-"""The training loop of one Lingshu stage, readable top to bottom (big_vision style).
+"""SFT training of one Lingshu stage, readable top to bottom (big_vision style).
 
-    mesh -> model + parameters (init, an HF directory or the previous stage) -> optimizer groups
-    -> data pipeline -> checkpoint (resume) -> jitted train step -> loop (log, eval, checkpoint)
-    -> final export
+    training program (train/program.py: model, optimizer, shardings, jitted step) -> parameters (init, an HF
+    directory or the previous stage) -> data pipeline -> state (or the latest checkpoint)
+    -> train/loop.py's loop over `SFTSteps` (step, log + eval, checkpoint; preemption) -> final export
 
 `train_step(state, batch)` is pure: token-weighted gradient accumulation over the micro-batch axis,
 optimizer update, and a NaN/inf guard that keeps the old state when the loss or a gradient is not finite.
@@ -10,13 +10,10 @@ optimizer update, and a NaN/inf guard that keeps the old state when the loss or 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
-import signal
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,16 +21,13 @@ import ml_collections
 import numpy as np
 
 from lingshu_jax import sharding
-from lingshu_jax.data.guard import DataInterrupted, next_batches  # data (issue 15)
+from lingshu_jax.data.guard import DataInterrupted, next_batches
 from lingshu_jax.model.config import ModelConfig
-from lingshu_jax.model.vlm import init_params
 from lingshu_jax.train import flops as flops_lib
-from lingshu_jax.train.checkpoint import Checkpointer
-from lingshu_jax.train.metrics import MetricsWriter
+from lingshu_jax.train import loop
 from lingshu_jax.train.program import (
     build_train_program,
     host_data_config,
-    model_config_of,
     train_step,  # noqa: F401  (re-exported: the step lives in program.py)
     trainable_parts,
 )
@@ -62,194 +56,125 @@ def eval_step(model, params, batch: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------- the loop
-@dataclasses.dataclass
-class _Preemption:
-    """SIGTERM / SIGINT request a checkpoint and a clean stop after the current step."""
-
-    requested: bool = False
-    previous: dict = dataclasses.field(default_factory=dict)
-
-    def install(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def uninstall(self):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum, frame):
-        log.warning("signal %d: saving a checkpoint and stopping after this step", signum)
-        self.requested = True
-
-
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Runs (or resumes) one stage; returns the last logged metrics."""
-    os.makedirs(workdir, exist_ok=True)
-    sharding.initialize_distributed(config.get("distributed"))
+    """Runs (or resumes) one stage; returns the last logged metrics. The loop itself (metrics, checkpoints,
+    preemption, export) is `train/loop.py`'s, shared with GRPO; this module supplies the SFT step."""
+    loop.start_run(config, workdir)
     if config.get("prepare_demo_data"):
         from lingshu_jax.demo import prepare_demo_data
 
         prepare_demo_data(config.prepare_demo_data)
-    _write_config(config, workdir)
 
-    # ---- mesh and the training program (model, optimizer, shardings, jitted step: train/program.py) ------
-    mesh = sharding.make_mesh(config.mesh)
-    program = build_train_program(config, mesh)
-    rules, model_cfg, init_path = program.rules, program.model_config, program.init_path
-    p_shard = program.param_shardings
-
-    # ---- parameters (abstract when resuming: the checkpoint supplies them) -------------------------
-    ckpt = Checkpointer(
-        os.path.join(workdir, "checkpoints"),
-        keep_last=config.train.keep_checkpoints,
-        keep_best=config.train.get("keep_best", 0),
-        best_metric=config.train.get("best_metric"),
-    )
+    # ---- the training program (model, optimizer, shardings, jitted step: train/program.py) --------------
+    program = build_train_program(config, sharding.make_mesh(config.mesh))
+    ckpt = loop.make_checkpointer(config, workdir)
     resume = ckpt.latest_step() is not None
-    with sharding.mesh_context(mesh, rules):
-        if resume:
-            params = None  # the checkpoint supplies the whole state
-        elif init_path:
-            from lingshu_jax.convert.load import load_any
+    params = None if resume else loop.initial_params(program, config.seed)  # resuming: the checkpoint's
 
-            _, params, _ = load_any(init_path, dtype=model_cfg.param_dtype, shardings=p_shard)
-        else:
-            params = jax.jit(lambda r: init_params(model_cfg, r), out_shardings=p_shard)(
-                jax.random.key(config.seed)
-            )
-    opt_info = program.opt_info
-
-    # ---- data -----------------------------------------------------------------------------------
-    from lingshu_jax.data.pipeline import make_pipeline
+    # ---- data and state (the latest complete checkpoint holds both) ---------------------------------------
     from lingshu_jax.processing import Processor
 
-    assets = _assets_dir(config, init_path)
+    assets = loop.assets_dir(config, program.init_path)
     processor = Processor.from_pretrained(assets)
-    data_it = make_pipeline(
+    data_it = _data_iterator(config, program, processor)
+    state = ckpt.restore(None, program.abstract_state(), data_it) if resume else program.init_state(params)
+    start = int(state["step"])
+    if start == 0 and config.train.get("checkpoint_initial"):
+        ckpt.save(0, state, data_it)  # the exact starting point (e.g. to prove frozen weights stay frozen)
+
+    # ---- loop and export --------------------------------------------------------------------------------
+    sft = SFTSteps(config, program, processor, data_it, ckpt, workdir)
+    preempt = loop.Preemption()
+    if hasattr(data_it, "stop_when"):  # a signal also ends a wait for data (DataInterrupted in SFTSteps.step)
+        data_it.stop_when(lambda: preempt.requested)
+    with sharding.mesh_context(program.mesh, program.rules):
+        result = loop.run_loop(
+            config, workdir, ckpt, state, start, sft.step, sft.log, sft.save, preempt=preempt
+        )
+    if result.completed:
+        loop.finish(config, workdir, program.model_config, result.state["params"], assets)
+    return result.last
+
+
+def _data_iterator(config, program, processor):
+    from lingshu_jax.data.pipeline import make_pipeline
+
+    return make_pipeline(
         host_data_config(config.data, jax.process_count()),  # this host's share of the global batch
         processor.tokenizer,
         processor,
-        model_cfg,
+        program.model_config,
         shard_index=jax.process_index(),
         shard_count=jax.process_count(),
         seed=config.seed,
     )
 
-    # ---- state, or resume from the latest complete checkpoint --------------------------------------
-    if resume:
-        state = ckpt.restore(None, program.abstract_state(), data_it)
-    else:
-        state = program.init_state(params)
-    start = int(state["step"])
-    if start == 0 and config.train.get("checkpoint_initial"):
-        ckpt.save(0, state, data_it)  # the exact starting point (e.g. to prove frozen weights stay frozen)
-    total = int(config.train.total_steps)
-    accum = int(config.train.get("grad_accum", 1))
 
-    # ---- compiled steps -------------------------------------------------------------------------
-    step_fn = program.step
-    eval_fn = jax.jit(functools.partial(eval_step, program.model))
-    peak = _peak_flops(config)
-    trainable = _trainable_parts(opt_info)
-    writer = MetricsWriter(workdir, total, start_step=start, progress=config.train.get("progress", True))
-    preempt = _Preemption().install()
-    if hasattr(data_it, "stop_when"):  # data (issue 15): a signal ends a wait for data (DataInterrupted)
-        data_it.stop_when(lambda: preempt.requested)
-    last: dict[str, Any] = {}
-    window = _new_window()
+class SFTSteps:
+    """What `loop.run_loop` calls for SFT: one step (micro-batches from the pipeline through the program's
+    jitted step), one metrics row (rates over the window, eval), one checkpoint (state + data position)."""
 
-    # ---- loop -----------------------------------------------------------------------------------
-    with sharding.mesh_context(mesh, rules):
-        for step in range(start + 1, total + 1):
-            try:
-                micro = next_batches(data_it, accum)
-            except DataInterrupted:  # data (issue 15): signalled while waiting; save the last step if new
-                if step - 1 > start and (step - 1) % config.train.checkpoint_every:
-                    ckpt.save(step - 1, state, data_it)
-                ckpt.wait()
-                log.warning("stopped at step %d on request while waiting for data", step - 1)
-                break
-            if micro is None:
-                log.info("data exhausted after %d steps", step - 1)
-                break
-            batch = _stack(micro)
-            t0 = time.perf_counter()
-            state, m = step_fn(state, sharding.global_batch(batch, mesh, rules, micro_axis=True))
-            loss = float(m["loss"])  # blocks: step time includes the device work
-            dt = time.perf_counter() - t0
-            writer.advance()
-            window["tokens"] += float(np.count_nonzero(batch["segment_ids"]))
-            window["loss_tokens"] += float(m["tokens"])
-            window["time"] += dt
-            window["steps"] += 1
-            window["flops"] += _step_flops(model_cfg, micro, trainable)
-            if not bool(m["finite"]):
-                log.warning("step %d: non-finite loss or gradient; update skipped", step)
-                if int(state["bad_steps"]) >= config.train.max_bad_steps:
-                    raise FloatingPointError(
-                        f"{config.train.max_bad_steps} consecutive steps with a non-finite "
-                        "loss or gradient (config.train.max_bad_steps); stopping"
-                    )
-            if step % config.train.log_every == 0 or step == total:
-                last = _log_row(step, loss, m, opt_info, window, data_it, jax.device_count(), peak)
-                window = _new_window()
-                metrics = dict(last)
-                if (
-                    config.get("eval")
-                    and config.eval.get("every")
-                    and (step % config.eval.every == 0 or step == total)
-                ):
-                    if config.eval.get("data"):
-                        metrics.update(evaluate(eval_fn, state["params"], config, processor, model_cfg))
-                    if config.eval.get("benchmarks"):
-                        metrics.update(
-                            evaluate_benchmarks(state["params"], config, processor, model_cfg, workdir, step)
-                        )
-                    last = metrics
-                writer.write(step, metrics)
-            if step % config.train.checkpoint_every == 0 or step == total or preempt.requested:
-                ckpt.save(
-                    step, state, data_it, metrics={k: v for k, v in last.items() if isinstance(v, float)}
+    def __init__(self, config, program, processor, data_it, ckpt, workdir: str):
+        self.config, self.program, self.processor = config, program, processor
+        self.data_it, self.ckpt, self.workdir = data_it, ckpt, workdir
+        self.eval_fn = jax.jit(functools.partial(eval_step, program.model))
+        self.peak = _peak_flops(config)
+        self.trainable = trainable_parts(program.opt_info)
+        self.params = None  # the latest step's parameters (the eval of a log row reads them)
+
+    def step(self, state: dict, step: int):
+        p = self.program
+        try:
+            micro = next_batches(self.data_it, p.grad_accum)
+        except DataInterrupted as e:  # signalled while waiting for data: the loop saves step - 1 and stops
+            raise loop.StopRequested() from e
+        if micro is None:
+            return None
+        batch = _stack(micro)
+        t0 = time.perf_counter()
+        state, m = p.step(state, sharding.global_batch(batch, p.mesh, p.rules, micro_axis=True))
+        loss = float(m["loss"])  # blocks: step time includes the device work
+        row = {
+            "loss": loss,
+            "grad_norm": float(m["grad_norm"]),
+            "time": time.perf_counter() - t0,
+            "tokens": float(np.count_nonzero(batch["segment_ids"])),
+            "loss_tokens": float(m["tokens"]),
+            "flops": _step_flops(p.model_config, micro, self.trainable),
+        }
+        if not bool(m["finite"]):
+            log.warning("step %d: non-finite loss or gradient; update skipped", step)
+            if int(state["bad_steps"]) >= self.config.train.max_bad_steps:
+                raise FloatingPointError(
+                    f"{self.config.train.max_bad_steps} consecutive steps with a non-finite "
+                    "loss or gradient (config.train.max_bad_steps); stopping"
                 )
-            if preempt.requested:
-                ckpt.wait()
-                log.warning("stopped at step %d on request; rerun the same command to resume", step)
-                break
-    preempt.uninstall()
-    ckpt.close()
-    writer.close()
-    if not preempt.requested and int(state["step"]) >= total:
-        _finish(config, workdir, model_cfg, state["params"], assets)
-    return last
+        self.params = state["params"]
+        return state, row
+
+    def log(self, step: int, rows: list[dict]) -> dict:
+        c = self.config
+        metrics = _log_row(step, rows, self.program.opt_info, self.data_it, jax.device_count(), self.peak)
+        e = c.get("eval")
+        if e and e.get("every") and (step % e.every == 0 or step == int(c.train.total_steps)):
+            cfg = self.program.model_config
+            if e.get("data"):
+                metrics.update(evaluate_eval_set(self.eval_fn, self.params, c, self.processor, cfg))
+            if e.get("benchmarks"):
+                metrics.update(evaluate_benchmarks(self.params, c, self.processor, cfg, self.workdir, step))
+        return metrics
+
+    def save(self, step: int, state: dict, metrics: dict):
+        self.ckpt.save(step, state, self.data_it, metrics=metrics)
 
 
 # ----------------------------------------------------------------------------------------- parts
-_model_config = model_config_of  # (the RL trainer's name for it)
-
-
-def _assets_dir(config, init_path: str | None) -> str:
-    """Tokenizer / processor files: config.assets_dir, else the init checkpoint's own."""
-    if config.get("assets_dir"):
-        return config.assets_dir
-    if init_path:
-        from lingshu_jax.convert.load import assets_dir_of
-
-        return assets_dir_of(init_path)
-    raise ValueError(
-        "config.assets_dir: needed (tokenizer + preprocessor files) when config.init_from is empty"
-    )
-
-
 def _stack(micro: list[dict]) -> dict:
     keys = set(micro[0])
     for i, b in enumerate(micro[1:], 1):
         if set(b) != keys:
             raise ValueError(f"micro-batch {i} has keys {sorted(b)} but micro-batch 0 has {sorted(keys)}")
     return {k: np.stack([np.asarray(b[k]) for b in micro]) for k in sorted(keys)}
-
-
-_trainable_parts = trainable_parts
 
 
 def _step_flops(cfg: ModelConfig, micro: list[dict], trainable) -> float:
@@ -279,24 +204,21 @@ def _peak_flops(config) -> float | None:
     return flops_lib.peak_flops_per_device(device.device_kind)
 
 
-def _new_window() -> dict:
-    return {"tokens": 0.0, "loss_tokens": 0.0, "time": 0.0, "flops": 0.0, "steps": 0}
-
-
-def _log_row(step, loss, m, opt_info, window, data_it, n_devices, peak) -> dict:
-    """One metrics row; rates are averages over the steps since the last row."""
+def _log_row(step, rows, opt_info, data_it, n_devices, peak) -> dict:
+    """One metrics row: the last step's loss and grad norm, rates averaged over the steps since the last."""
+    total = {k: sum(r[k] for r in rows) for k in ("time", "tokens", "loss_tokens", "flops")}
     row = {
-        "loss": loss,
-        "grad_norm": float(m["grad_norm"]),
-        "step_time": window["time"] / max(window["steps"], 1),
-        "tokens_per_s": window["tokens"] / max(window["time"], 1e-9),
-        "loss_tokens_per_step": window["loss_tokens"] / max(window["steps"], 1),
+        "loss": rows[-1]["loss"],
+        "grad_norm": rows[-1]["grad_norm"],
+        "step_time": total["time"] / max(len(rows), 1),
+        "tokens_per_s": total["tokens"] / max(total["time"], 1e-9),
+        "loss_tokens_per_step": total["loss_tokens"] / max(len(rows), 1),
     }
     for group, lr in opt_info.current_lrs(step - 1).items():
         row[f"lr/{group}"] = float(lr)
     if peak:
-        row["mfu"] = flops_lib.mfu(window["flops"], window["time"], n_devices, peak)
-    row["model_flops_per_s"] = window["flops"] / max(window["time"], 1e-9)
+        row["mfu"] = flops_lib.mfu(total["flops"], total["time"], n_devices, peak)
+    row["model_flops_per_s"] = total["flops"] / max(total["time"], 1e-9)
     for k, v in getattr(data_it, "counters", {}).items():
         if k.startswith(("skipped", "truncated", "dropped")):
             row[f"data/{k}"] = int(v)
@@ -305,7 +227,7 @@ def _log_row(step, loss, m, opt_info, window, data_it, n_devices, peak) -> dict:
     return row
 
 
-def evaluate(eval_fn, params, config, processor, model_cfg) -> dict:
+def evaluate_eval_set(eval_fn, params, config, processor, model_cfg) -> dict:
     """Loss and answer exact-match accuracy on the configured eval set (first `max_batches` batches)."""
     from lingshu_jax.data.pipeline import make_pipeline
 
@@ -348,22 +270,3 @@ def evaluate_benchmarks(params, config, processor, model_cfg, workdir: str, step
         if isinstance(total, dict) and "acc" in total:
             row[f"bench/{name}/acc"] = float(total["acc"])
     return row
-
-
-def _write_config(config, workdir: str):
-    with open(os.path.join(workdir, "train_config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-
-
-def _finish(config, workdir, model_cfg, params, assets):
-    """Final parameters as our checkpoint (`workdir/final`, the next stage's init_from), optional HF export."""
-    from lingshu_jax.convert.load import save_checkpoint
-
-    final = os.path.join(workdir, "final")
-    save_checkpoint(params, model_cfg, final, assets_from=assets)
-    log.info("final parameters: %s", final)
-    if config.get("export_hf"):
-        from lingshu_jax.convert.jax_to_hf import jax_to_hf
-
-        jax_to_hf(params, model_cfg, config.export_hf, source_hf_dir=assets)
-        log.info("exported Hugging Face directory: %s", config.export_hf)

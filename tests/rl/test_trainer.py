@@ -8,6 +8,10 @@ run checks that the resumed steps are exactly the steps it would have made. The 
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -22,6 +26,7 @@ from lingshu_jax.train.checkpoint import Checkpointer
 from lingshu_jax.train.metrics import read_metrics
 from lingshu_jax.train.trainer import train as sft_train
 from tests.rl import toy
+from tests.rl.kill_worker import kill_test_config
 from tests.rl.plugins import SIGTERM_AT_CALL
 
 SFT_STEPS, RL_STEPS, STOP_AT = 80, 15, 3
@@ -52,6 +57,33 @@ def _rl_config(toy_task, steps):
 
 def _rows(workdir):
     return read_metrics(os.path.join(workdir, "metrics.jsonl"))
+
+
+# ------------------------------------------------------------------------------------------- resume
+def test_grpo_sigkill_at_a_random_step_then_rerun_gives_bit_identical_metrics(toy_task, tmp_path):
+    """Like SFT's kill test: a run killed (SIGKILL, no checkpoint on the way out) after a random step and
+    rerun logs exactly the rewards, losses, KL and gradient norms of an uninterrupted run."""
+    paths, sft = toy_task
+    steps = 4
+    seed = int(os.environ.get("KILL_SEED", np.random.SeedSequence().entropy % 2**32))
+    kill_at = int(np.random.default_rng(seed).integers(1, steps))  # rerun a failure with KILL_SEED=<seed>
+    ref, work = str(tmp_path / "ref"), str(tmp_path / "killed")
+    train(kill_test_config(paths, sft, steps), ref)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cmd = [sys.executable, "-m", "tests.rl.kill_worker", json.dumps(paths), sft, work, str(steps)]
+    p = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not any(r["step"] >= kill_at for r in _rows(work)):
+        assert p.poll() is None, f"run ended early: {p.stderr.read()[-2000:]}"
+        assert time.time() - t0 < 600, "timed out"
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    train(kill_test_config(paths, sft, steps), work)  # the same command again: resumes
+    keys = ("reward", "loss", "kl", "grad_norm", "pg_loss", "response_length")
+    got = [{k: r[k] for k in ("step", *keys)} for r in _rows(work)]
+    want = [{k: r[k] for k in ("step", *keys)} for r in _rows(ref)]
+    assert got == want, f"killed at step >= {kill_at} (KILL_SEED={seed})"
 
 
 # ------------------------------------------------------------------------------------------- learning

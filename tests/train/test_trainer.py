@@ -128,7 +128,8 @@ def test_sigkill_then_rerun_gives_bit_identical_losses(demo_root, tmp_path):
     steps = 12
     ref = _cli(str(tmp_path / "ref"), demo_root, steps)
     assert ref.wait(timeout=600) == 0, ref.stderr.read()[-2000:]
-    kill_at = int(np.random.default_rng().integers(4, 10))
+    seed = int(os.environ.get("KILL_SEED", np.random.SeedSequence().entropy % 2**32))
+    kill_at = int(np.random.default_rng(seed).integers(4, 10))  # rerun a failure with KILL_SEED=<seed>
     work = str(tmp_path / "killed")
     p = _cli(work, demo_root, steps)
     _wait_for_step(work, kill_at, p)
@@ -136,7 +137,7 @@ def test_sigkill_then_rerun_gives_bit_identical_losses(demo_root, tmp_path):
     p.wait()
     again = _cli(work, demo_root, steps)
     assert again.wait(timeout=600) == 0, again.stderr.read()[-2000:]
-    assert _losses(work) == _losses(str(tmp_path / "ref")), f"killed at step >= {kill_at}"
+    assert _losses(work) == _losses(str(tmp_path / "ref")), f"killed at step >= {kill_at} (KILL_SEED={seed})"
 
 
 def test_sigterm_saves_a_checkpoint_and_rerun_finishes(demo_root, tmp_path):
