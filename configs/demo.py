@@ -13,7 +13,7 @@ packing) with learning rates raised for a model trained from scratch in minutes.
 import os
 
 from configs.common import base_config, parse_arg
-from lingshu_jax.demo import _easy_vqa_root
+from lingshu_jax.demo import easy_vqa_root
 from lingshu_jax.model.config import preset_config_dict
 from lingshu_jax.train.optimizer import lingshu_groups
 
@@ -36,7 +36,7 @@ def get_config(arg=None):
         {
             "name": "easy_vqa_captions",
             "paths": [os.path.join(data_dir, "captions.jsonl")],
-            "root": _easy_vqa_root(),
+            "root": easy_vqa_root(),
             "weight": 50.0,
         },
         {
@@ -50,7 +50,7 @@ def get_config(arg=None):
         sources[0] = {
             "name": "easy_vqa",
             "paths": [os.path.join(data_dir, "vqa_train.jsonl")],
-            "root": _easy_vqa_root(),
+            "root": easy_vqa_root(),
             "weight": 50.0,
         }
     c.data = {
@@ -81,7 +81,7 @@ def get_config(arg=None):
                 {
                     "name": "easy_vqa_eval",
                     "paths": [os.path.join(data_dir, "vqa_eval.jsonl")],
-                    "root": _easy_vqa_root(),
+                    "root": easy_vqa_root(),
                 }
             ],
             "seq_len": 96,

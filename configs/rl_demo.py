@@ -14,7 +14,7 @@ import os
 
 from configs.common import adamw, base_config, parse_arg
 from configs.lingshu import rl as lingshu_rl
-from lingshu_jax.demo import _easy_vqa_root
+from lingshu_jax.demo import easy_vqa_root
 from lingshu_jax.model.config import preset_config_dict
 from lingshu_jax.rl.rewards import LINGSHU_REWARDS
 
@@ -32,7 +32,7 @@ def get_config(arg=None):
     c.train.checkpoint_every = 10
     c.data = {
         "paths": (os.path.join(rl_data, "easy_vqa_rl.jsonl"),),
-        "root": _easy_vqa_root(),
+        "root": easy_vqa_root(),
         "yes_no_keep": 0.05,
         "format_prompt": "",
         "shuffle": True,
