@@ -38,20 +38,17 @@ def get_config(arg=None):
         "shuffle": True,
         "filter_overlong": False,
     }
-    c.rl = lingshu_rl.get_config().rl  # Lingshu's GRPO recipe (temperature 1, k3 KL 1e-3, clip 0.2, ...),
-    c.rl.update(  # at CPU size
-        {
-            "group_size": 8,
-            "rollout_prompts": 16,
-            "mini_batch_prompts": 8,
-            "micro_batch_rows": 16,
-            "max_new_tokens": 8,
-            "max_prompt_tokens": 0,
-            "rows_per_generate": 128,
-            "prompt_bucket": 32,
-            "response_bucket": 8,
-            "patch_bucket": 64,
-        }
+    c.rl = lingshu_rl.grpo_config(  # Lingshu's GRPO recipe (temperature 1, k3 KL, clip 0.2) at CPU size
+        group_size=8,
+        rollout_prompts=16,
+        mini_batch_prompts=8,
+        micro_batch_rows=16,
+        max_new_tokens=8,
+        max_prompt_tokens=0,
+        rows_per_generate=128,
+        prompt_bucket=32,
+        response_bucket=8,
+        patch_bucket=64,
     )
     c.rewards = LINGSHU_REWARDS
     c.reward_modules = ()
