@@ -34,7 +34,7 @@ EXTRAS = {
     # Qwen's BPE ranks (qwen.tiktoken) from which we derive a Qwen2-compatible tokenizer offline.
     "demo": ["easy-vqa==1.0", "dashscope==2.0.2"],
     # torch is pinned: 2.13.0 resolves to a CPU wheel on local disk; any other spec downloads GBs.
-    "test": ["torch==2.13.0", "pytest", "pytest-xdist", "easy-vqa==1.0", "dashscope==2.0.2"],
+    "test": ["torch==2.13.0", "pytest", "pytest-xdist", "easy-vqa==1.0", "dashscope==2.0.2", "ruff==0.17.6"],
 }
 
 setup(

@@ -23,8 +23,8 @@ def main():
     from lingshu_jax import sharding
     from lingshu_jax.model.config import preset
     from lingshu_jax.model.vlm import Qwen25VL, abstract_params, init_params
-    from tests.test_sharding import _batch  # the same deterministic batch builder
     from lingshu_jax.train.step import loss_and_grads
+    from tests.test_sharding import _batch  # the same deterministic batch builder
 
     cfg = preset("tiny")
     halves = [_batch(cfg, rows=4, seed=s) for s in (1, 2)]

@@ -109,7 +109,7 @@ def measure(cmd: list[str]) -> dict:
 
 
 def _last_json(stdout: str) -> dict:
-    lines = [l for l in stdout.splitlines() if l.startswith("{")]
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
     return json.loads(lines[-1]) if lines else {}
 
 

@@ -20,8 +20,8 @@ import time
 import traceback
 from typing import Any
 
-from lingshu_jax.bench import harness, sections
-from lingshu_jax.bench.harness import Deadline, Worker, summarize
+from lingshu_jax.bench import sections
+from lingshu_jax.bench.harness import Deadline, summarize
 
 SECTIONS = ("peak", "train", "prefill", "decode", "data")
 

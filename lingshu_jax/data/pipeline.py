@@ -30,7 +30,6 @@ from lingshu_jax.data.errors import add_stats
 from lingshu_jax.data.ops import Ops
 from lingshu_jax.data.transforms import SampleTransform
 
-
 _MIN_SHM_BYTES = 1 << 16
 
 

@@ -1,7 +1,6 @@
 """Packing: first-fit rows under one patch budget, and packed segments equal the unpacked samples."""
 
 import numpy as np
-
 import pytest
 
 from lingshu_jax.data import BatchBuilder, ErrorPolicy, make_pipeline, unpack_batch
@@ -107,11 +106,11 @@ def test_copy_units_is_the_take_of_the_window_order(grid):
     )
     order = np.argsort(stream.unit_position)
     rng = np.random.default_rng(0)
-    for order in (order, rng.permutation(len(order)), np.arange(len(order))[::-1]):
-        src = rng.integers(0, 255, (len(order), 4 * 6), dtype=np.uint8)
+    for perm in (order, rng.permutation(len(order)), np.arange(len(order))[::-1]):
+        src = rng.integers(0, 255, (len(perm), 4 * 6), dtype=np.uint8)
         dst = np.zeros_like(src)
-        copy_units(src, order, dst)
-        np.testing.assert_array_equal(dst, src[order])
+        copy_units(src, perm, dst)
+        np.testing.assert_array_equal(dst, src[perm])
 
 
 def _all_samples(it):
