@@ -5,7 +5,8 @@
   python scripts/train.py --config=configs/demo.py:stage=3 --workdir=runs/demo/stage3   (inits from stage2)
 
 Arguments: stage (1|2|3), root (where stage workdirs and the demo data live), steps (0 = the stage default),
-lr (peak LLM/projector learning rate; the ViT gets half).
+lr (peak LLM/projector learning rate; the ViT gets half), w_vqa / w_dicom (mixture weights of the easy-VQA
+source and the DICOM source; 0 drops a source), model (a preset name).
 The stages follow Lingshu's recipe (stage 1: ViT + projector, LLM frozen; 2: all; 3: instruction tuning with
 packing) with learning rates raised for a model trained from scratch in minutes.
 """
@@ -21,12 +22,12 @@ STEPS = {1: 60, 2: 120, 3: 300}
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, stage=3, root="runs/demo", steps=0, lr=2e-3)
+    a = parse_arg(arg, stage=3, root="runs/demo", steps=0, lr=2e-3, w_vqa=50.0, w_dicom=1.0, model="demo")
     c = base_config()
     data_dir = os.path.join(a.root, "data")
     c.prepare_demo_data = data_dir
     c.assets_dir = os.path.join(data_dir, "assets")
-    c.model = preset_config_dict("demo")
+    c.model = preset_config_dict(a.model)
     c.init_from = "" if a.stage == 1 else os.path.join(a.root, f"stage{a.stage - 1}")
     steps = a.steps or STEPS[a.stage]
     c.train.total_steps = steps
@@ -37,13 +38,13 @@ def get_config(arg=None):
             "name": "easy_vqa_captions",
             "paths": [os.path.join(data_dir, "captions.jsonl")],
             "root": easy_vqa_root(),
-            "weight": 50.0,
+            "weight": a.w_vqa,
         },
         {
             "name": "dicom",
             "paths": [os.path.join(data_dir, "dicom.jsonl")],
             "root": os.path.join(data_dir, "dicom"),
-            "weight": 1.0,
+            "weight": a.w_dicom,
         },
     ]
     if a.stage == 3:
@@ -51,8 +52,11 @@ def get_config(arg=None):
             "name": "easy_vqa",
             "paths": [os.path.join(data_dir, "vqa_train.jsonl")],
             "root": easy_vqa_root(),
-            "weight": 50.0,
+            "weight": a.w_vqa,
         }
+    sources = [src for src in sources if src["weight"] > 0]
+    if not sources:
+        raise ValueError(f"configs/demo.py: w_vqa={a.w_vqa}, w_dicom={a.w_dicom}: every source has weight 0")
     c.data = {
         "sources": sources,
         "seq_len": 256 if a.stage == 3 else 96,

@@ -1,6 +1,10 @@
 """Run a sweep locally in sequence (or print one launch command per run), then tabulate and plot it.
 
 python scripts/sweep.py --sweep=configs/sweeps/demo_lr.py --root=runs/sweep [--print_only] [--summarize_only]
+    [--parallel=2 --devices_per_run=1 --platform=cpu|gpu|tpu]
+
+Runs already complete are skipped. --parallel N runs N at a time; with --devices_per_run K each gets its own
+K devices of this machine (lingshu_jax.train.sweep.device_env).
 """
 
 import argparse
@@ -20,16 +24,20 @@ def main():
         "--print_only", action="store_true", help="print one launch command per run (e.g. for a pod)"
     )
     ap.add_argument("--summarize_only", action="store_true", help="only (re)build the table and plot")
+    ap.add_argument("--parallel", type=int, default=1, help="runs at a time on this machine")
+    ap.add_argument("--devices_per_run", type=int, default=0, help="devices per concurrent run (0 = all)")
+    ap.add_argument("--platform", default="cpu", choices=("cpu", "gpu", "tpu"), help="for --devices_per_run")
     args = ap.parse_args()
     from lingshu_jax.train import sweep
 
     runs = sweep.load_sweep(args.sweep, args.root)
     if args.print_only:
         for run in runs:
-            print(shlex.join(sweep.command(run, args.root, python="python")))
+            cmds = [sweep.command(run, args.root, "python"), sweep.eval_command(run, args.root, "python")]
+            print(" && ".join(shlex.join(c) for c in cmds if c))
         return
     if not args.summarize_only:
-        sweep.run_all(runs, args.root, cwd=ROOT)
+        sweep.run_all(runs, args.root, ROOT, args.parallel, args.devices_per_run, args.platform)
     rows = sweep.summarize(runs, args.root)
     paths = sweep.write_results(rows, args.root)
     print(open(paths["markdown"]).read())

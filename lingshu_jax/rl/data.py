@@ -276,28 +276,32 @@ class PromptSchedule:
 
 
 # ------------------------------------------------------------------------------------------- demo data
-def prepare_easy_vqa_prompts(out_dir: str) -> str:
+def prepare_easy_vqa_prompts(out_dir: str, split: str = "train") -> str:
     """The RL demo's prompts: easy-VQA's training questions (PyPI `easy-vqa`, offline) as JSONL records,
     in the SFT demo's conversation form (system prompt, image, question), images relative to the easy-VQA
     data root. 28K of the 38.6K questions are yes/no, as in medical VQA, so `yes_no_keep` matters.
+    split "test": the held-out questions (easy_vqa_rl_test.jsonl, images never trained on).
     Idempotent; returns the JSONL path."""
-    from easy_vqa import get_train_questions
+    from easy_vqa import get_test_questions, get_train_questions
 
     from lingshu_jax.demo import SYSTEM
 
-    path = os.path.join(out_dir, "easy_vqa_rl.jsonl")
+    if split not in ("train", "test"):
+        raise ValueError(f"prepare_easy_vqa_prompts: split {split!r}; expected 'train' or 'test'")
+    path = os.path.join(out_dir, "easy_vqa_rl.jsonl" if split == "train" else "easy_vqa_rl_test.jsonl")
     if os.path.exists(path):
         return path
     os.makedirs(out_dir, exist_ok=True)
     rows = []
-    for q, a, i in zip(*get_train_questions()):
+    questions = get_train_questions() if split == "train" else get_test_questions()
+    for q, a, i in zip(*questions):
         rows.append(
             {
                 "messages": [
                     {"role": "system", "content": SYSTEM},
                     {"role": "user", "content": f"<image>{q}"},
                 ],
-                "images": [f"train/images/{i}.png"],
+                "images": [f"{split}/images/{i}.png"],
                 "answer": a,
                 "question_type": "yes_no" if a in ("yes", "no") else "closed",
             }

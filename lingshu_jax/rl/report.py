@@ -89,3 +89,20 @@ def markdown(summary: dict, skip: int = 1) -> str:
 
 def summarize_workdir(workdir: str, skip: int = 1) -> dict:
     return summarize(read_metrics(os.path.join(workdir, "metrics.jsonl")), skip)
+
+
+def before_after_markdown(summary: dict, heldout: dict) -> str:
+    """The before/after table of a finished run: sampled rewards (first vs last fifth of the steps) and,
+    when given, held-out greedy scores {"before": {...}, "after": {...}} (`rl.heldout.greedy_scores`)."""
+    lines = ["| metric | before | after | change |", "|---|---|---|---|"]
+    for k, (first, last) in summary["fifths"].items():
+        lines.append(f"| sampled {k} (first / last fifth) | {first:.3f} | {last:.3f} | {last - first:+.3f} |")
+    if heldout:
+        before, after = heldout["before"], heldout["after"]
+        for k in before:
+            if k != "n":
+                lines.append(
+                    f"| held-out greedy {k} ({before['n']} prompts) | {before[k]:.3f} | {after[k]:.3f} | "
+                    f"{after[k] - before[k]:+.3f} |"
+                )
+    return "\n".join(lines) + "\n"

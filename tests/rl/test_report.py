@@ -2,7 +2,7 @@
 
 import pytest
 
-from lingshu_jax.rl.report import fifths, markdown, summarize
+from lingshu_jax.rl.report import before_after_markdown, fifths, markdown, summarize
 
 
 def _rows(n):
@@ -40,3 +40,14 @@ def test_summary_needs_one_row_per_step():
         summarize(rows[::2])
     with pytest.raises(ValueError, match="need more than skip=1"):
         summarize(rows[:1])
+
+
+def test_before_after_table_has_sampled_fifths_and_heldout_scores_with_their_change():
+    heldout = {
+        "before": {"accuracy": 0.5, "reward": 0.5, "n": 20},
+        "after": {"accuracy": 0.6, "reward": 0.7, "n": 20},
+    }
+    text = before_after_markdown(summarize(_rows(10)), heldout)
+    assert "| sampled reward/accuracy (first / last fifth) | 0.150 | 0.950 | +0.800 |" in text
+    assert "| held-out greedy accuracy (20 prompts) | 0.500 | 0.600 | +0.100 |" in text
+    assert "n (" not in text

@@ -15,6 +15,7 @@ import pytest
 from lingshu_jax.model.config import preset
 from lingshu_jax.processing import Processor
 from lingshu_jax.rl.data import read_prompts
+from lingshu_jax.rl.heldout import greedy_scores
 from lingshu_jax.rl.rollout import Rollout, encode_prompt
 from lingshu_jax.rl.trainer import GRPOSettings, make_reward_fn, train
 from lingshu_jax.train.checkpoint import Checkpointer
@@ -111,6 +112,16 @@ def test_grpo_learns_the_toy_task_through_a_sigterm_and_resume(toy_task, tmp_pat
 
 
 # ------------------------------------------------------------------------------------------- pieces
+def test_heldout_greedy_scores_of_the_sft_policy_are_its_rewards_on_its_greedy_answers(toy_task):
+    paths, sft = toy_task
+    prompts = read_prompts([paths["rl"]], paths["root"], toy.FORMAT_PROMPT)[::4]
+    reward_fn, _ = make_reward_fn(_rl_config(toy_task, 1))
+    scores = greedy_scores(sft, prompts, reward_fn, 24)
+    assert scores["n"] == len(prompts) == 8 and 0.0 <= scores["accuracy"] <= 1.0
+    assert scores["format"] > 0.5  # the warm start writes the reasoning format
+    assert scores["reward"] == pytest.approx(0.5 * scores["format"] + scores["accuracy"])
+
+
 def test_a_sampled_image_pad_token_is_text_to_the_forward(toy_data):
     cfg = preset("tiny")
     proc = Processor.from_pretrained(toy_data["assets"])
