@@ -14,6 +14,7 @@ packing) with learning rates raised for a model trained from scratch in minutes.
 import os
 
 from configs.common import base_config, parse_arg
+from lingshu_jax.data.config import data_section
 from lingshu_jax.demo import easy_vqa_root
 from lingshu_jax.model.config import preset_config_dict
 from lingshu_jax.train.optimizer import lingshu_groups
@@ -57,7 +58,7 @@ def get_config(arg=None):
     sources = [src for src in sources if src["weight"] > 0]
     if not sources:
         raise ValueError(f"configs/demo.py: w_vqa={a.w_vqa}, w_dicom={a.w_dicom}: every source has weight 0")
-    c.data = {
+    c.data = data_section({  # every data option settable from the command line
         "sources": sources,
         "seq_len": 256 if a.stage == 3 else 96,
         "batch_size": 4 if a.stage == 3 else 16,
@@ -66,7 +67,7 @@ def get_config(arg=None):
         "max_segments_per_row": 8,
         "epochs": None,
         "worker_count": 0,
-    }
+    })
     lrs = dict(lr_llm=a.lr, lr_vit=a.lr / 2, lr_proj=a.lr)
     c.optim = {
         "name": "adamw",

@@ -17,7 +17,7 @@ OURS = ("lingshu_jax", "configs", "scripts")
 
 # Top to bottom, as in docs/DESIGN.md "Layers": a module may import its own layer and the layers below.
 LAYERS = (
-    ("entry points", ("lingshu_jax.bench", "lingshu_jax.rl", "lingshu_jax.cli")),
+    ("entry points", ("lingshu_jax.bench", "lingshu_jax.rl", "lingshu_jax.cli", "lingshu_jax.evals.cli")),
     ("training", ("lingshu_jax.train",)),
     ("the public model object", ("lingshu_jax.api",)),
     ("inference", ("lingshu_jax.infer",)),

@@ -4,12 +4,14 @@ All stages: AdamW, cosine schedule, 100 warmup steps, max length 8192, per-devic
 accumulation 8, bf16 compute. Stage 1 trains ViT (2e-6) + projector (1e-5) with the LLM frozen; stages
 2-3 train everything (LLM 1e-5, ViT 2e-6, projector 1e-5); packing only in stage 3 (2 epochs).
 Data paths are `{data_root}/<name>.jsonl` (HF/Qwen `messages` or LLaMA-Factory/ShareGPT format) with
-images under `{data_root}/images`; override `--config.data.sources` for your own mixture.
+images under `{data_root}/images`; give your own mixture with
+`--config.data.sources_file=mix.json` (or .yaml; see README).
 """
 
 import os
 
 from configs.common import adamw, base_config, parse_arg
+from lingshu_jax.data.config import data_section
 from lingshu_jax.model.config import preset_config_dict
 from lingshu_jax.train.optimizer import lingshu_groups
 
@@ -64,7 +66,8 @@ def stage_config(stage: int, arg=None):
     c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 3
     c.mesh.fsdp = -1
-    c.data = {
+    # Every data option is settable: --config.data.on_error=error, --config.data.sources_file=mix.json
+    c.data = data_section({
         "sources": [
             {
                 "name": n,
@@ -81,7 +84,7 @@ def stage_config(stage: int, arg=None):
         "epochs": EPOCHS[stage],
         "worker_count": 8,
         "prefetch": 2,
-    }
+    })
     c.optim = adamw(
         lingshu_groups(stage, lr_llm=1e-5, lr_vit=2e-6, lr_proj=1e-5, warmup_steps=100, total_steps=a.steps)
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -124,6 +125,7 @@ class DataConfig:
     group: int = 8  # consecutive records transformed and shipped from a worker together (transport.py)
     pixel_dtype: str = "uint8"  # uint8 (normalised by the model, on the device) | float32 (on the host)
     prefetch: int = 2  # batches prepared ahead by a thread in the main process (0 = none)
+    sources_file: str | None = None  # JSON/YAML list of sources; replaces `sources` (read by from_dict)
 
     def __post_init__(self):
         if not self.sources:
@@ -176,9 +178,91 @@ class DataConfig:
             raise ValueError("data.pixel_transport is now data.pixel_dtype (the dtype of batch pixel_values)")
         if unknown:
             raise ValueError(f"data: unknown keys {sorted(unknown)}")
+        if d.get("sources_file"):
+            d["sources"] = read_sources_file(d["sources_file"])
         d["sources"] = tuple(_source(s) for s in d.get("sources", ()))
         d["on_error_overrides"] = dict(d.get("on_error_overrides") or {})
         return cls(**d)
+
+
+_FILE_SOURCE_KEYS = (
+    *("name", "path", "paths", "root", "weight", "kind", "format", "tfds_name", "data_dir", "split"),
+)
+
+
+def read_sources_file(path: str) -> tuple[SourceConfig, ...]:
+    """A mixture file (JSON, or YAML by extension): a list of sources, or {"sources": [...]}. Each source:
+    name, path(s) (files or globs), root (image root), weight, kind or format (jsonl | json | array_record
+    | tfds), tfds_name/data_dir/split. Relative paths and roots are relative to the file's directory; an
+    unknown key is an error naming the file, the source and the key."""
+    if not os.path.isfile(path):
+        raise ValueError(f"data.sources_file={path}: not found")
+    with open(path, encoding="utf-8") as f:
+        if path.lower().endswith((".yaml", ".yml")):
+            import yaml
+
+            content = yaml.safe_load(f)
+        else:
+            try:
+                content = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"data.sources_file={path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if isinstance(content, dict) and set(content) == {"sources"}:
+        content = content["sources"]
+    if not isinstance(content, list) or not content:
+        raise ValueError(f"data.sources_file={path}: expected a non-empty list of sources (or sources: [..])")
+    base = os.path.dirname(os.path.abspath(path))
+    out = []
+    for i, s in enumerate(content):
+        if not isinstance(s, dict):
+            raise ValueError(f"data.sources_file={path}: source {i} is a {type(s).__name__}, not a mapping")
+        unknown = sorted(set(s) - set(_FILE_SOURCE_KEYS))
+        if unknown:
+            raise ValueError(
+                f"data.sources_file={path}: source {i} ({s.get('name', '?')}): unknown key {unknown[0]!r} "
+                f"(known: {', '.join(_FILE_SOURCE_KEYS)})"
+            )
+        s = dict(s)
+        if "format" in s:
+            s["kind"] = s.pop("format")
+        s.setdefault("name", f"source{i}")
+        paths = s.pop("paths", None) or ([s.pop("path")] if "path" in s else [])
+        s["paths"] = tuple(os.path.join(base, p) for p in ([paths] if isinstance(paths, str) else paths))
+        if s.get("root"):
+            s["root"] = os.path.join(base, s["root"])
+        out.append(_source(s))
+    return tuple(out)
+
+
+def data_section(values: Mapping[str, Any]):
+    """ConfigDict of `config.data` with every DataConfig option present (defaults where `values` has none), so
+    each is settable from the command line (`--config.data.on_error=error`); None defaults are typed
+    placeholders. `sources` stays a list (give a mixture on the command line with `sources_file`)."""
+    import typing
+
+    import ml_collections
+
+    hints = typing.get_type_hints(DataConfig)
+    out = {}
+    for f in dataclasses.fields(DataConfig):
+        if f.name == "sources":
+            continue
+        if f.name in values:
+            value = values[f.name]
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        else:
+            value = f.default_factory()
+        if value is None:
+            kind = next(t for t in typing.get_args(hints[f.name]) if t is not type(None))
+            value = ml_collections.config_dict.placeholder(kind)
+        out[f.name] = value
+    unknown = set(values) - set(out) - {"sources"}
+    if unknown:
+        raise ValueError(f"data: unknown keys {sorted(unknown)}")
+    c = ml_collections.ConfigDict(out)
+    c.sources = list(values.get("sources", []))
+    return c
 
 
 def _source(s) -> SourceConfig:

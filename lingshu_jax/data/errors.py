@@ -80,7 +80,9 @@ class ErrorPolicy:
     def handle(self, error: DataError) -> dict:
         """The skip record for `error`, or raises ValueError("file:line: message [class]") under `error`."""
         if self(error.kind) == "error":
-            raise ValueError(str(error)) from error
+            key = f"on_error_overrides.{error.kind}" if error.kind in self.overrides else "on_error"
+            policy = f"policy data.{key}='error'; 'skip' drops and counts such records"
+            raise ValueError(f"{error} ({policy})") from error
         return skip_record(error)
 
 

@@ -33,6 +33,7 @@ import grain
 import numpy as np
 
 from lingshu_jax.data.errors import add_stats, is_skip
+from lingshu_jax.data.guard import DataInterrupted, SourceGuard, StopRequest
 from lingshu_jax.model import vision_inputs
 from lingshu_jax.processing.image import PIXEL_AFFINE_KEYS, PixelNormalization
 
@@ -226,15 +227,25 @@ class PackIterDataset(grain.IterDataset):
     batches. `builder_kwargs` as BatchBuilder.
     """
 
-    def __init__(self, parent: grain.IterDataset, *, pool: int = 1, **builder_kwargs):
+    def __init__(
+        self,
+        parent: grain.IterDataset,
+        *,
+        pool: int = 1,
+        guard: SourceGuard | None = None,
+        stop: StopRequest | None = None,
+        **builder_kwargs,
+    ):
         super().__init__(parent)
         if pool < 1:
             raise ValueError(f"packing pool must be >= 1, got {pool}")
         self._pool = pool
         self._builder_kwargs = builder_kwargs
+        self._guard, self._stop = guard, stop
 
     def __iter__(self) -> "PackIterator":
-        return PackIterator(self._parent.__iter__(), self._pool, self._builder_kwargs)
+        parent = self._parent.__iter__()
+        return PackIterator(parent, self._pool, self._builder_kwargs, self._guard, self._stop)
 
     def __str__(self) -> str:
         return f"PackIterDataset(pool={self._pool}, {self._builder_kwargs})"
@@ -242,11 +253,25 @@ class PackIterDataset(grain.IterDataset):
 
 class PackIterator(grain.DatasetIterator):
     """Exact-resume state: {"parent": parent state before the pool being emitted, "emitted": batches of
-    that pool already returned}. Restoring re-packs that pool (deterministically) and skips `emitted`."""
+    that pool already returned}. Restoring re-packs that pool (deterministically) and skips `emitted`.
 
-    def __init__(self, parent: grain.DatasetIterator, pool: int, builder_kwargs: dict):
+    Endings (guard.py): `stop()` true -> DataInterrupted, the state stays that before the pool; a source
+    rejected for a full pass -> ValueError; a finite stream's skip records after its last batch come out as
+    one stats-only item {"stats": ..., "stats_only": True} so their counts are not lost."""
+
+    def __init__(
+        self,
+        parent: grain.DatasetIterator,
+        pool: int,
+        builder_kwargs: dict,
+        guard: SourceGuard | None = None,
+        stop: StopRequest | None = None,
+    ):
         super().__init__(parent)
         self._pool, self._builder_kwargs = pool, builder_kwargs
+        self._guard, self._stop = guard, stop
+        self._watch = guard.watch() if guard else None
+        self._interrupted_state = None  # the state to report after a DataInterrupted
         self._carry = self._carry_state = (
             None  # the sample that closed the last pool, and the state before it
         )
@@ -264,7 +289,11 @@ class PackIterator(grain.DatasetIterator):
         builders = [BatchBuilder(**self._builder_kwargs) for _ in range(self._pool)]
         skipped: dict = {}
         pending, self._carry, self._carry_state = self._carry, None, None
+        self._interrupted_state = None
         while True:
+            if self._stop is not None and self._stop():
+                self._interrupted_state = {"parent": start, "emitted": 0}
+                raise DataInterrupted("stop requested while waiting for data")
             if pending is not None:
                 sample, state, pending = pending, None, None
             else:
@@ -275,18 +304,29 @@ class PackIterator(grain.DatasetIterator):
                     break
             if is_skip(sample):
                 add_stats(skipped, sample["stats"])
+                if self._watch is not None:
+                    self._watch.saw_skip(sample)
                 continue
             builders[0].check(sample)
+            if self._watch is not None:
+                self._watch.saw_sample(sample.get("stats", {}))
             if not any(b.add(sample) for b in builders):
                 self._carry, self._carry_state = sample, state
                 break
         batches = [b.build() for b in builders if not b.empty]
         if not batches:
-            raise StopIteration
-        add_stats(batches[0]["stats"], skipped)
+            if self._watch is not None:
+                self._watch.at_end()
+            if not skipped:
+                raise StopIteration
+            batches = [{"stats": skipped, "stats_only": True}]  # the counts of a tail of skip records
+        else:
+            add_stats(batches[0]["stats"], skipped)
         self._ready, self._pool_state, self._emitted = batches, start, 0
 
     def get_state(self) -> dict:
+        if self._interrupted_state is not None:
+            return self._interrupted_state
         if self._ready:
             return {"parent": self._pool_state, "emitted": self._emitted}
         parent = self._carry_state if self._carry is not None else self._parent.get_state()
@@ -295,6 +335,8 @@ class PackIterator(grain.DatasetIterator):
     def set_state(self, state: dict) -> None:
         self._parent.set_state(state["parent"])
         self._carry = self._carry_state = None
+        self._interrupted_state = None
+        self._watch = self._guard.watch(resumed=True) if self._guard else None
         self._ready, self._emitted = [], 0
         if state.get("emitted", 0):
             self._fill_pool()

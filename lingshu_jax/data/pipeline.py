@@ -24,7 +24,7 @@ from typing import Any
 
 import grain
 
-from lingshu_jax.data import mixture, packing, sources, transport
+from lingshu_jax.data import guard, mixture, packing, sources, transport
 from lingshu_jax.data.config import DataConfig
 from lingshu_jax.data.errors import add_stats
 from lingshu_jax.data.ops import Ops
@@ -92,9 +92,16 @@ def make_dataset(
             )
         )
     samples = transport.UngroupIterDataset(it_ds)
+    stop = guard.StopRequest()
+    per_host = [-(-len(r) // shard_count) for r in raw]  # records of each source this host sees per pass
+    policy = f"data.on_error={cfg.on_error!r}"
+    if cfg.on_error_overrides:
+        policy += f" (on_error_overrides {dict(cfg.on_error_overrides)})"
     batches = packing.PackIterDataset(
         samples,
         pool=cfg.pack_pool,
+        guard=guard.SourceGuard(transform.names, transform.roots, per_host, policy),
+        stop=stop,
         pixel_normalization=ops.pixel_normalization,
         batch_size=cfg.batch_size,
         seq_len=cfg.seq_len,
@@ -108,13 +115,21 @@ def make_dataset(
     )
     if cfg.prefetch > 0:
         batches = grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=cfg.prefetch)
-    return PipelineDataset(batches, fingerprint(cfg, seed, shard_index, shard_count))
+    keys = resume_keys(cfg, seed, shard_index, shard_count)
+    return PipelineDataset(batches, fingerprint(cfg, seed, shard_index, shard_count), stop, keys)
 
 
 def fingerprint(cfg: DataConfig, seed: int, shard_index: int, shard_count: int) -> str:
     """Hash of everything that decides the batch sequence and the state layout; a saved state only
     restores into a pipeline with the same fingerprint (grain's per-worker state needs the same
     worker_count too)."""
+    keys = resume_keys(cfg, seed, shard_index, shard_count)
+    return hashlib.sha1(repr(sorted(keys.items())).encode()).hexdigest()[:16]
+
+
+def resume_keys(cfg: DataConfig, seed: int, shard_index: int, shard_count: int) -> dict[str, str]:
+    """What must be equal to resume a saved iterator state, by name (the fingerprint hashes this; the
+    state stores it, so a refused restore says what changed)."""
     keys = (
         "seq_len",
         "batch_size",
@@ -130,13 +145,12 @@ def fingerprint(cfg: DataConfig, seed: int, shard_index: int, shard_count: int) 
         "worker_count",
         "group",
     )
-    parts = [
-        repr([(s.name, s.kind, s.weight, s.paths, s.tfds_name, s.split) for s in cfg.sources]),
-        repr([getattr(cfg, k) for k in keys]),
-        repr(cfg.prefetch > 0),
-        repr((seed, shard_index, shard_count)),
-    ]
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+    sources = [(s.name, s.kind, s.weight, s.paths, s.tfds_name, s.split) for s in cfg.sources]
+    out = {"sources": repr(sources)}
+    out.update({k: repr(getattr(cfg, k)) for k in keys})
+    out.update(prefetch_thread=repr(cfg.prefetch > 0), seed=repr(seed))
+    out["shard"] = repr((shard_index, shard_count))
+    return out
 
 
 def _ensure_absl_flags_parsed() -> None:
@@ -150,28 +164,61 @@ def _ensure_absl_flags_parsed() -> None:
 class PipelineDataset(grain.IterDataset):
     """Top of the graph: strips each batch's `stats` into the iterator's counters."""
 
-    def __init__(self, parent: grain.IterDataset, fingerprint: str = ""):
+    def __init__(self, parent: grain.IterDataset, fingerprint: str = "", stop=None, resume_keys=None):
         super().__init__(parent)
         self._fingerprint = fingerprint
+        self._stop = stop
+        self._resume_keys = resume_keys or {}
 
     def __iter__(self) -> "PipelineIterator":
-        return PipelineIterator(self._parent.__iter__(), self._fingerprint)
+        it = PipelineIterator(self._parent.__iter__(), self._fingerprint, self._stop)
+        it.resume_keys = dict(self._resume_keys)
+        return it
 
 
 class PipelineIterator(grain.DatasetIterator):
-    """Iterator of batch dicts (numpy). `counters`: cumulative stats; `last_stats`: the last batch's."""
+    """Iterator of batch dicts (numpy). `counters`: cumulative stats; `last_stats`: the last batch's.
 
-    def __init__(self, parent: grain.DatasetIterator, fingerprint: str = ""):
+    `stop_when(predicate)`: while it waits for data, the iterator raises `DataInterrupted` once the
+    predicate is true (the trainer passes "a SIGTERM/SIGINT arrived"); `next_batches(n)` takes a step's n
+    batches and, when interrupted, reports the state from before them, so a checkpoint taken then resumes
+    at that step's first batch."""
+
+    def __init__(self, parent: grain.DatasetIterator, fingerprint: str = "", stop=None):
         super().__init__(parent)
         self.fingerprint = fingerprint
         self.counters: dict[str, int] = {}
         self.last_stats: dict[str, int] = {}
+        self._stop = stop
+        self._state_before_interrupt = None
+        self.resume_keys: dict[str, str] = {}
+
+    def stop_when(self, predicate) -> None:
+        if self._stop is None:
+            raise ValueError("this pipeline was built without a stop request")
+        self._stop.set(predicate)
 
     def __next__(self) -> dict:
         batch = dict(next(self._parent))
         self.last_stats = batch.pop("stats")
         add_stats(self.counters, self.last_stats)
+        if batch.get("stats_only"):  # skip records after the last batch: counted, then the end
+            raise StopIteration
         return batch
+
+    def next_batches(self, n: int) -> list[dict] | None:
+        """The next n batches; None when the data ends first; DataInterrupted on a stop request."""
+        before = self.get_state()
+        out = []
+        try:
+            for _ in range(n):
+                out.append(next(self))
+        except StopIteration:
+            return None
+        except guard.DataInterrupted:
+            self._state_before_interrupt = before
+            raise
+        return out
 
     @property
     def packing_efficiency(self) -> float:
@@ -179,21 +226,29 @@ class PipelineIterator(grain.DatasetIterator):
         return packing.packing_efficiency(self.counters)
 
     def get_state(self) -> dict[str, Any]:
+        if self._state_before_interrupt is not None:
+            return self._state_before_interrupt
         return {
             "parent": self._parent.get_state(),
             "counters": dict(self.counters),
             "fingerprint": self.fingerprint,
+            "resume_keys": dict(self.resume_keys),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         saved = state.get("fingerprint", self.fingerprint)
         if saved != self.fingerprint:
+            old = state.get("resume_keys", {})
+            new = self.resume_keys
+            changed = [f"data.{k}: {old.get(k, '?')} -> {v}" for k, v in new.items() if old.get(k) != v]
             raise ValueError(
                 f"data iterator state was saved by a different pipeline (fingerprint {saved} != "
-                f"{self.fingerprint}): same sources, batch/packing options, worker_count, seed and "
-                "shard are needed to resume"
+                f"{self.fingerprint}); changed: {'; '.join(changed) or 'unknown (an older state)'}. The same "
+                "sources, batch/packing options, worker_count, seed and shard are needed to resume: set them "
+                "back, or start the data from the beginning in a new workdir"
             )
         self._parent.set_state(state["parent"])
+        self._state_before_interrupt = None
         self.counters = {k: v for k, v in state.get("counters", {}).items()}
         self.last_stats = {}
 

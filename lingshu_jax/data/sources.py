@@ -140,14 +140,24 @@ class JsonSource:
     def __init__(self, paths: Sequence[str]):
         self._records, self._where = [], []
         for path in paths:
-            with open(path, encoding="utf-8") as f:
-                try:
-                    content = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise ValueError(
-                        f"{path}:{e.lineno}: invalid JSON ({e.msg}); a JSON source must be one JSON "
-                        "array (use .jsonl for one record per line)"
-                    ) from None
+            with open(path, "rb") as f:
+                raw = f.read()
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                line = raw[: e.start].count(b"\n") + 1
+                raise ValueError(
+                    f"{path}:{line}: not UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r}); "
+                    "a JSON source must be UTF-8 text. A whole-file source cannot be read, so "
+                    "data.on_error does not apply (re-encode it, e.g. iconv -f latin1 -t utf-8)"
+                ) from None
+            try:
+                content = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(
+                    f"{path}:{e.lineno}: invalid JSON ({e.msg}); a JSON source must be one JSON "
+                    "array (use .jsonl for one record per line)"
+                ) from None
             if isinstance(content, dict) and isinstance(content.get("data"), list):
                 content = content["data"]
             if not isinstance(content, list):

@@ -49,7 +49,7 @@ class SampleTransform:
         try:
             return self._convert(raw, where)
         except DataError as e:
-            return self.policy.handle(e)
+            return {**self.policy.handle(e), "source": self.names[raw.get("source", 0)]}
 
     def _convert(self, raw: dict, where: str) -> dict:
         source = raw.get("source", 0)

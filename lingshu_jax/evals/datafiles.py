@@ -1,7 +1,7 @@
 """Reading benchmark files in their published formats (json, jsonl, csv, parquet) with clear errors.
 
-Every error is a `ValueError` that names the file and the record (`file:line` for line formats,
-`file[index]` for arrays and parquet rows) and what is wrong.
+Every error is a `ValueError` that names the file and the record (`file:line` for JSON, JSON lines and
+CSV, where the line is the one a record starts on; `file[index]` for parquet rows) and what is wrong.
 """
 
 from __future__ import annotations
@@ -51,16 +51,40 @@ def read_jsonl(path: str) -> list[tuple[str, Record]]:
     return out
 
 
+def _array_start_lines(path: str) -> list[int] | None:
+    """The line each top-level element of a JSON array starts on (None when the file is not an array)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    decoder = json.JSONDecoder()
+    pos = len(text) - len(text.lstrip())
+    if not text.startswith("[", pos):
+        return None
+    pos, line, lines = pos + 1, 1 + text.count("\n", 0, pos + 1), []
+    last = pos
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            return lines
+        line += text.count("\n", last, pos)
+        lines.append(line)
+        _, end = decoder.raw_decode(text, pos)
+        line += text.count("\n", pos, end)
+        pos = last = end
+
+
 def read_json_records(path: str) -> list[tuple[str, Record]]:
-    """(location, record) of a JSON array of objects."""
+    """(location `file:line`, record) of a JSON array of objects."""
     data = read_json(path)
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON array of records, got {type(data).__name__}")
+    lines = _array_start_lines(path) or []
     out = []
     for i, rec in enumerate(data):
+        loc = f"{path}:{lines[i]}" if i < len(lines) else f"{path}[{i}]"
         if not isinstance(rec, dict):
-            raise ValueError(f"{path}[{i}]: expected a JSON object, got {type(rec).__name__}")
-        out.append((f"{path}[{i}]", rec))
+            raise ValueError(f"{loc}: expected a JSON object, got {type(rec).__name__}")
+        out.append((loc, rec))
     return out
 
 

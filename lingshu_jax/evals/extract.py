@@ -1,11 +1,9 @@
-"""Answer extraction from model responses, shared by the evaluation scorers and the RL rewards.
+"""Pieces of answer extraction shared by the evaluation scorers and the RL rewards.
 
-Order (MedEvalKit's `parse_response`): the content of the last ``\\boxed{...}`` (nested braces allowed,
-as `mathruler.grader.extract_boxed_content`); else the text of the ``<answer>...</answer>`` tags (all
-of them joined by a space, as MedEvalKit's `extract`); then, on the result, the text after the last
-answer marker ("**answer**:", "answer is", "answer:", "final answer", ...), applied marker by marker
-in MedEvalKit's order. One deliberate change: a ``<think>...</think>`` block is removed first
-(`strip_think`), so reasoning text never supplies the answer.
+`strip_think` (the reasoning block), `extract_boxed` (content of the last closed ``\\boxed{...}``, nested
+braces allowed, as `mathruler.grader.extract_boxed_content` minus its "None" string), `ANSWER_MARKERS`
+(MedEvalKit's `parse_response` markers, in its order); MedEvalKit's full extraction is
+`lingshu_jax.evals.scoring.parse_response`.
 
 `has_think_answer_format` is the strict reasoning-format check; the RL format reward is this function.
 """
@@ -15,7 +13,7 @@ from __future__ import annotations
 import re
 
 _BOXED = "\\boxed{"
-# MedEvalKit utils.parse_response, in its order; each is applied to what the previous left.
+# MedEvalKit utils/utils.py:141-151, in its order; each is applied to what the previous left.
 ANSWER_MARKERS = (
     "**answer**:",
     "**answer**",
@@ -60,39 +58,6 @@ def extract_boxed(text: str) -> str | None:
                 return text[body_start:i].strip()
             depth -= 1
     return None
-
-
-def extract_tag(text: str, tag: str) -> str | None:
-    """Contents of every closed ``<tag>...</tag>``, joined by a space; None when there is none."""
-    parts = re.findall(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", text, flags=re.DOTALL)
-    if not parts:
-        return None
-    return " ".join(p.strip() for p in parts).strip()
-
-
-def after_answer_marker(text: str) -> str:
-    """Text after the last answer marker (case-insensitive), marker by marker in MedEvalKit's order."""
-    for marker in ANSWER_MARKERS:
-        hits = list(re.finditer(re.escape(marker), text, flags=re.IGNORECASE))
-        if hits:
-            text = text[hits[-1].end() :]
-    return text.strip()
-
-
-def extract_answer(text: str | None) -> str:
-    """The answer a response gives: think removed, then boxed, else <answer> tags, then answer markers.
-
-    Returns the stripped answer text ("" for an empty response). Case is preserved.
-    """
-    text = strip_think(text or "")
-    boxed = extract_boxed(text)
-    if boxed is not None:
-        text = boxed
-    else:
-        tagged = extract_tag(text, "answer")
-        if tagged is not None:
-            text = tagged
-    return after_answer_marker(text)
 
 
 ANSWER_STYLES = ("either", "tag", "boxed")

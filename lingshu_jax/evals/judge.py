@@ -16,12 +16,13 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import re
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+
+from lingshu_jax.evals.scoring import tag_content
 
 JUDGE_TEMPLATE = """
 Your task is to determine whether the user's answer is correct based on the provided questions and standard answers (for example, if the user expresses a similar meaning to the standard answer, or another interpretation of the standard answer, it is considered correct.)
@@ -55,11 +56,11 @@ def judge_messages(question: str, answer: str, response: str) -> list[dict]:
 
 
 def parse_verdict(reply: str | None) -> bool | None:
-    """True for "0" (correct), False for "1", None when the reply says neither."""
+    """True for "0" (correct), False for "1", None when the reply says neither (counted wrong, as in
+    MedEvalKit, VQA_RAD.py:130-131: `extract(result, "judge") == "0"`)."""
     if reply is None:
         return None
-    tags = re.findall(r"<judge>(.*?)</judge>", reply, flags=re.DOTALL)
-    text = " ".join(t.strip() for t in tags).strip() if tags else reply.strip()
+    text = tag_content(reply, "judge")
     if text == "0":
         return True
     if text == "1":

@@ -13,24 +13,30 @@ What MedEvalKit's `utils/Metrics_Compute/cal_report_metrics.py` does, and what w
 - METEOR: MedEvalKit uses NLTK's `single_meteor_score`, which needs the WordNet corpus. We use it when
   WordNet is already on disk (never downloaded); else METEOR 1.5 of `pycocoevalcap` (Java) when `java`
   is on PATH; else METEOR is not computed and `not_computed["meteor"]` says why.
-- RaTEScore, SembScore, RadCliQ need model checkpoints: RaTE is computed only when the `RaTEScore`
-  package is installed and the caller gives both model paths; SembScore and RadCliQ only through
-  caller-supplied scorer callables. Otherwise each is None with its reason in `not_computed`.
-- An empty prediction scores 0 on every per-report metric; the average is over all reports
-  (MedEvalKit divides by all reports too, but leaves empty ones out of CIDEr).
+- RaTEScore (cal_report_metrics.py:111-112): mean over the non-empty predictions only. Computed when the
+  `RaTEScore` package is installed and the caller gives both local model paths.
+- GREEN (cal_report_metrics.py:115): `green_score.GREEN(checkpoint)(references, predictions)` over the
+  non-empty predictions, mean and std; computed only from a local checkpoint directory (`green_model`),
+  a clear error when that directory is absent; otherwise listed as skipped.
+- SembScore and RadCliQ (not in MedEvalKit's script) only through caller-supplied scorer callables.
+- Empty predictions (exactly "") are left out of every sum (cal_report_metrics.py:73-74), and BLEU, ROUGE
+  and METEOR are divided by the number of all reports (:118-141), as MedEvalKit does.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 
-from lingshu_jax.evals.scoring import rouge_f
+from lingshu_jax.evals.fixes import Scoring, as_scoring
+from lingshu_jax.evals.scoring import MedEvalKitCrash, rouge_scores
 
 Scorer = Callable[[Sequence[str], Sequence[str]], float]
-CLINICAL_METRICS = ("rate", "sembscore", "radcliq")
+CLINICAL_METRICS = ("rate", "green", "sembscore", "radcliq")
 
 
 def report_reference(findings: str, impression: str) -> str:
@@ -53,7 +59,7 @@ def _bleu_all(preds: list[list[str]], refs: list[list[str]]) -> dict[str, float]
             if not pred:
                 continue
             for n in (1, 2, 3, 4):
-                totals[f"bleu{n}"] += float(sentence_bleu([ref], pred, weights=[1.0 / n] * n))
+                totals[f"bleu{n}"] += float(sentence_bleu([ref], pred, weights=[1 / n] * n))
     return {k: v / max(len(preds), 1) for k, v in totals.items()}
 
 
@@ -123,13 +129,39 @@ def ratescore(
     scores = RaTEScore(bert_model=bert_model, eval_model=eval_model).compute_score(
         list(predictions), list(references)
     )
-    return float(sum(scores) / max(len(scores), 1))
+    return float(sum(scores) / len(scores))
 
 
-def _clinical(predictions, references, rate_models, scorers) -> tuple[dict, dict]:
+def check_green_model(path: str) -> None:
+    """A clear error when the GREEN checkpoint directory or the `green_score` package is missing."""
+    if not os.path.isdir(path):
+        raise ValueError(
+            f"GREEN checkpoint directory {path!r} not found: download StanfordAIMI/GREEN-radllama2-7b "
+            "yourself and pass its local path (nothing is downloaded at run time)"
+        )
+    if importlib.util.find_spec("green_score") is None:
+        raise ValueError("GREEN needs the `green_score` package (pip install green-score), not installed")
+
+
+def green(predictions: Sequence[str], references: Sequence[str], model_path: str) -> tuple[float, float]:
+    """(mean, std) of GREEN from a local checkpoint (cal_report_metrics.py:31,115)."""
+    check_green_model(model_path)
+    from green_score import GREEN  # pylint: disable=import-outside-toplevel
+
+    with tempfile.TemporaryDirectory() as scratch:  # GREEN writes a results file into output_dir
+        mean, std, *_ = GREEN(model_path, output_dir=scratch)(list(references), list(predictions))
+    return float(mean), float(std)
+
+
+def _clinical(predictions, references, rate_models, scorers, green_model=None) -> tuple[dict, dict]:
+    """Model-based metrics over the non-empty predictions (MedEvalKit averages RaTE and GREEN there)."""
     values: dict[str, float | None] = {k: None for k in CLINICAL_METRICS}
     reasons: dict[str, str] = {}
+    kept = [(p, r) for p, r in zip(predictions, references) if p != ""]
+    predictions, references = [p for p, _ in kept], [r for _, r in kept]
     scorers = dict(scorers or {})
+    if "green" not in scorers and green_model:
+        scorers["green"] = lambda p, r: green(p, r, green_model)
     if "rate" not in scorers and rate_models:
         if importlib.util.find_spec("RaTEScore") is not None:
             scorers["rate"] = lambda p, r: ratescore(
@@ -138,13 +170,20 @@ def _clinical(predictions, references, rate_models, scorers) -> tuple[dict, dict
         else:
             reasons["rate"] = "model paths given but the RaTEScore package is not installed"
     for name in CLINICAL_METRICS:
-        if name in scorers:
-            values[name] = float(scorers[name](list(predictions), list(references)))
+        if name in scorers and not predictions:
+            reasons[name] = "no non-empty prediction"
+        elif name in scorers:
+            value = scorers[name](list(predictions), list(references))
+            if name == "green" and isinstance(value, tuple):
+                values[name], values["green_std"] = float(value[0]), float(value[1])
+            else:
+                values[name] = float(value)
         elif name not in reasons:
             reasons[name] = {
-                "rate": "needs RaTE-NER and BioLORD checkpoints: pass rate_models={'bert_model', 'eval_model'}",
+                "rate": "needs RaTE-NER and BioLORD checkpoints: rate_models={'bert_model', 'eval_model'}",
+                "green": "skipped: needs a local GREEN-radllama2-7b checkpoint (--green_model PATH)",
                 "sembscore": "needs a CheXbert checkpoint and CXR-Report-Metric: pass a scorer callable",
-                "radcliq": "needs CheXbert, RadGraph and BERTScore models (CXR-Report-Metric): pass a scorer callable",
+                "radcliq": "needs CheXbert, RadGraph, BERTScore (CXR-Report-Metric): pass a scorer callable",
             }[name]
     return values, reasons
 
@@ -156,6 +195,8 @@ def report_metrics(
     rate_models: Mapping[str, str] | None = None,
     scorers: Mapping[str, Scorer] | None = None,
     compute_meteor: bool = True,
+    green_model: str | None = None,
+    scoring: Scoring | str | None = None,
 ) -> dict:
     """All report metrics of a benchmark; values in [0, 1] (CIDEr-D in [0, 10]); None when not computed.
 
@@ -163,9 +204,13 @@ def report_metrics(
       predictions: generated reports (answer extraction already applied by the caller, if any).
       references: reference reports (`report_reference`).
       rate_models: {"bert_model": path, "eval_model": path} for RaTEScore.
-      scorers: {"rate"|"sembscore"|"radcliq": fn(predictions, references) -> float}.
+      scorers: {"rate"|"green"|"sembscore"|"radcliq": fn(predictions, references) -> float}
+        ("green" may return (mean, std)).
       compute_meteor: set False to skip METEOR (it starts a JVM when NLTK WordNet is absent).
+      green_model: local GREEN checkpoint directory.
+      scoring: medevalkit mode raises where MedEvalKit raises (ROUGE of a prediction with no words).
     """
+    scoring = as_scoring(scoring)
     if len(predictions) != len(references):
         raise ValueError(f"report_metrics: {len(predictions)} predictions vs {len(references)} references")
     preds = [report_tokens(p) for p in predictions]
@@ -173,19 +218,29 @@ def report_metrics(
     out: dict = {"n": len(predictions)}
     out.update(_bleu_all(preds, refs))
     totals = {"rouge1": 0.0, "rouge2": 0.0, "rougel": 0.0}
-    for p, r in zip(predictions, references):
-        if p.strip():
-            for k, v in rouge_f(p, r).items():
-                totals[k] += v
+    for i, (p, r) in enumerate(zip(predictions, references)):
+        if p == "":
+            continue
+        try:
+            scores = rouge_scores(p, r)
+        except ValueError as exc:  # a prediction with no words
+            if not scoring.on("empty_open"):
+                raise MedEvalKitCrash(
+                    f"report {i}: MedEvalKit raises here (cal_report_metrics.py:97, rouge: {exc})"
+                ) from exc
+            continue
+        for k, v in scores.items():
+            totals[k] += v
     out.update({k: v / max(len(predictions), 1) for k, v in totals.items()})
-    out["cider"] = cider_d(predictions, references) if predictions else 0.0
+    kept = [(p, r) for p, r in zip(predictions, references) if p != ""]
+    out["cider"] = cider_d([p for p, _ in kept], [r for _, r in kept]) if kept else 0.0
     not_computed: dict[str, str] = {}
     out["meteor"], impl = meteor(predictions, references) if compute_meteor else (None, "skipped by caller")
     if out["meteor"] is None:
         not_computed["meteor"] = impl
     else:
         out["meteor_impl"] = impl
-    values, reasons = _clinical(predictions, references, rate_models, scorers)
+    values, reasons = _clinical(predictions, references, rate_models, scorers, green_model)
     out.update(values)
     not_computed.update(reasons)
     out["not_computed"] = not_computed

@@ -54,6 +54,9 @@ REPORT_PROMPT = (
     "and impressions. Return the report in the following format: Findings: {} Impression: {}."
 )
 
+# MIMIC_CXR.py:85-87 writes the same sentence inside a triple-quoted string: newline and 8 spaces around it.
+MIMIC_REPORT_PROMPT = "\n        " + REPORT_PROMPT + "\n        "
+
 
 def _check_lang(lang: str) -> None:
     if lang not in ("en", "zh"):

@@ -1,13 +1,16 @@
-"""Markdown results tables in the Lingshu paper's layout (multimodal VQA, text QA, report generation).
+"""Results tables in the Lingshu paper's layout (multimodal VQA, text QA, report generation), as Markdown
+and CSV, plus a per-benchmark detail table.
 
-Accuracies and report metrics are shown x100 with one decimal; "–" marks a benchmark not evaluated and
-"n/c" a metric not computed. "Avg." is the mean of the columns present; when some are missing the
-header says over how many. The paper has one Medbullets column; we fill it from Medbullets_op5 when it
+Accuracies and report metrics are shown x100 with one decimal; "–" marks a benchmark not evaluated,
+"skipped" a metric that was not requested (GREEN without a checkpoint) and "n/c" one not computed.
+"Avg." is the macro average of the columns present; when some are missing the header says over how many. The paper has one Medbullets column; we fill it from Medbullets_op5 when it
 was evaluated, else from Medbullets_op4, and name the source under the table.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping, Sequence
 
 MULTIMODAL_COLUMNS = (
@@ -35,6 +38,7 @@ REPORT_METRICS = (
     ("BLEU-4", "bleu4"),
     ("METEOR", "meteor"),
     ("RaTE", "rate"),
+    ("GREEN", "green"),
     ("SembScore", "sembscore"),
     ("RadCliQ", "radcliq"),
 )
@@ -50,7 +54,8 @@ def _accuracy(metrics: Mapping | None) -> float | None:
     return metrics.get("total", {}).get("acc")
 
 
-def _qa_table(title: str, columns: Sequence, summary: Mapping[str, Mapping], model: str) -> list[str]:
+def column_values(columns: Sequence, summary: Mapping[str, Mapping]) -> tuple[list, float | None, list[str]]:
+    """(accuracy per paper column or None, macro average of those present, notes on column sources)."""
     values, notes = [], []
     for display, names in columns:
         name = next((n for n in names if n in summary), None)
@@ -58,7 +63,12 @@ def _qa_table(title: str, columns: Sequence, summary: Mapping[str, Mapping], mod
         if name and len(names) > 1:
             notes.append(f"{display} column: {name}")
     present = [v for v in values if v is not None]
-    avg = sum(present) / len(present) if present else None
+    return values, (sum(present) / len(present) if present else None), notes
+
+
+def _qa_table(title: str, columns: Sequence, summary: Mapping[str, Mapping], model: str) -> list[str]:
+    values, avg, notes = column_values(columns, summary)
+    present = [v for v in values if v is not None]
     avg_head = "Avg." if len(present) == len(columns) else f"Avg. ({len(present)}/{len(columns)})"
     head = ["Model", *[d for d, _ in columns], avg_head]
     lines = [
@@ -71,6 +81,38 @@ def _qa_table(title: str, columns: Sequence, summary: Mapping[str, Mapping], mod
     return lines + ([""] + [f"{n}." for n in notes] if notes else [])
 
 
+def _report_cell(report: Mapping, key: str) -> str:
+    if report.get(key) is not None:
+        return _fmt(report[key])
+    return "skipped" if str(report.get("not_computed", {}).get(key, "")).startswith("skipped") else "n/c"
+
+
+def _detail_table(summary: Mapping[str, Mapping]) -> list[str]:
+    head = ["Benchmark", "Scoring", "Items", "Acc.", "Closed", "Open", "Notes"]
+    lines = ["## Per benchmark (accuracy, %)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in summary.items():
+        if "report" in m or "total" not in m:
+            continue
+        notes = []
+        if m.get("num_unmatched_references"):
+            notes.append(f"{m['num_unmatched_references']} references match no option")
+        if (m.get("judge") or {}).get("used"):
+            notes.append(f"judge {m['judge']['model']}, {m['judge']['failures']} failures")
+        if m.get("num_missing"):
+            notes.append(f"{m['num_missing']} items without prediction")
+        cells = [
+            name,
+            str(m.get("scoring", "default")),
+            str(m.get("num_items", "")),
+            _fmt(m["total"]["acc"]),
+            _fmt((m.get("closed") or {}).get("acc")),
+            _fmt((m.get("open") or {}).get("acc")),
+            "; ".join(notes),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _report_table(summary: Mapping[str, Mapping]) -> list[str]:
     head = ["Dataset", *[d for d, _ in REPORT_METRICS]]
     lines = ["## Report generation (x100)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -79,7 +121,7 @@ def _report_table(summary: Mapping[str, Mapping]) -> list[str]:
         if report is None:
             cells = ["–"] * len(REPORT_METRICS)
         else:
-            cells = ["n/c" if report.get(k) is None else _fmt(report[k]) for _, k in REPORT_METRICS]
+            cells = [_report_cell(report, k) for _, k in REPORT_METRICS]
         lines.append("| " + " | ".join([display, *cells]) + " |")
     lines += [
         "",
@@ -100,4 +142,30 @@ def render_markdown(summary: Mapping[str, Mapping], model: str = "model") -> str
         parts.append("\n".join(_qa_table("Text QA", TEXT_COLUMNS, summary, model)))
     if any(name in summary for _, name in REPORT_ROWS):
         parts.append("\n".join(_report_table(summary)))
+    if any("total" in m for m in summary.values()):
+        parts.append("\n".join(_detail_table(summary)))
+    submissions = [f"{n}: {m['submission_file']}" for n, m in summary.items() if m.get("submission_file")]
+    if submissions:
+        parts.append("## Predictions for submission (no public answers)\n\n" + "\n".join(submissions))
     return "\n\n".join(parts) + "\n"
+
+
+def render_csv(summary: Mapping[str, Mapping], model: str = "model") -> str:
+    """One row per value: model, table, column (paper order), value (fraction, not %); "Avg." rows."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["model", "table", "column", "benchmark", "metric", "value"])
+    for table, columns in (("multimodal", MULTIMODAL_COLUMNS), ("text", TEXT_COLUMNS)):
+        if not any(n in summary for _, names in columns for n in names):
+            continue
+        values, avg, _ = column_values(columns, summary)
+        for (display, names), value in zip(columns, values):
+            name = next((n for n in names if n in summary), "")
+            writer.writerow([model, table, display, name, "acc", "" if value is None else value])
+        writer.writerow([model, table, "Avg.", "", "acc", "" if avg is None else avg])
+    for display, name in REPORT_ROWS:
+        report = (summary.get(name) or {}).get("report")
+        for label, key in REPORT_METRICS if report else ():
+            value = report.get(key)
+            writer.writerow([model, "report", display, name, label, "" if value is None else value])
+    return out.getvalue()

@@ -61,12 +61,18 @@ class ItemScore:
     Attributes:
         correct: True/False for QA items; None for report generation (scored at corpus level).
         pred: what was extracted from the response (a letter, yes/no, a short answer, or the report).
-        metrics: per-item extra metrics (open-ended BLEU/ROUGE/F1...).
+        metrics: per-item extra metrics (open-ended BLEU/ROUGE/F1... under MedEvalKit's keys).
+        split: "open" or "closed" for the closed/open VQA benchmarks, else "".
+        judge_response: the text MedEvalKit sends to the LLM judge for this item (None: never judged).
+        judge_reference: the reference MedEvalKit sends with it.
     """
 
     correct: bool | None
     pred: str
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    split: str = ""
+    judge_response: str | None = None
+    judge_reference: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,11 +101,14 @@ class BenchmarkSpec:
         group: "multimodal", "text" or "report" (which table the benchmark belongs to).
         loader: `loader(data_dir, options) -> list[EvalItem]` (prompts not yet built).
         build_prompt: `build_prompt(item, reasoning) -> str` (MedEvalKit wording).
-        scorer: `scorer(item, response) -> ItemScore`.
+        scorer: `scorer(item, response, scoring) -> ItemScore` (`scoring`: a `fixes.Scoring`).
         dirnames: folder names searched under a root data directory.
         category_keys: extra `item.meta` keys reported as category dimensions.
-        judge_open: whether an LLM judge, when given, decides the open questions.
+        judge_open: whether an LLM judge, when given, decides the open questions (and, for SLAKE in
+            medevalkit mode, all of them).
         multi_image_prefix: always prefix images with `<image_i>: ` (MedEvalKit's "images" path).
+        has_answers: False for a split without public answers (MMMU test): predictions are written for
+            submission and not scored.
     """
 
     name: str
@@ -112,3 +121,4 @@ class BenchmarkSpec:
     category_keys: Sequence[str] = ()
     judge_open: bool = False
     multi_image_prefix: bool = False
+    has_answers: bool = True

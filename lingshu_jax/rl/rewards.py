@@ -150,8 +150,8 @@ def accuracy_reward(completion: str, reference: Any) -> float:
     """1.0 if the evaluation scorer marks ``completion`` correct for ``reference``, else 0.0.
 
     mc: `scoring.score_multiple_choice` (answer is a letter); yesno: `scoring.score_yes_no`;
-    closed and open: `scoring.score_closed_exact` (normalised exact match, the same correctness as
-    `score_open`'s exact match without computing its BLEU/ROUGE).
+    closed and open: `scoring.score_closed_exact` (MedEvalKit's `judge_close_end_vqa` in the default
+    scoring mode: the parsed answer, newlines and periods removed, equals the reference).
     """
     qtype, answer, options = _reference_fields(reference)
     if qtype == "mc":

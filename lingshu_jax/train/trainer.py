@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from lingshu_jax import sharding
+from lingshu_jax.data.guard import DataInterrupted, next_batches  # data (issue 15)
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.vlm import Qwen25VL, abstract_params, init_params
 from lingshu_jax.train import flops as flops_lib
@@ -198,13 +199,22 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     trainable = _trainable_parts(opt_info)
     writer = MetricsWriter(workdir, total, start_step=start, progress=config.train.get("progress", True))
     preempt = _Preemption().install()
+    if hasattr(data_it, "stop_when"):  # data (issue 15): a signal ends a wait for data (DataInterrupted)
+        data_it.stop_when(lambda: preempt.requested)
     last: dict[str, Any] = {}
     window = _new_window()
 
     # ---- loop -----------------------------------------------------------------------------------
     with sharding.mesh_context(mesh, rules):
         for step in range(start + 1, total + 1):
-            micro = _next_micro_batches(data_it, accum)
+            try:
+                micro = next_batches(data_it, accum)
+            except DataInterrupted:  # data (issue 15): signalled while waiting; save the last step if new
+                if step - 1 > start and (step - 1) % config.train.checkpoint_every:
+                    ckpt.save(step - 1, state, data_it)
+                ckpt.wait()
+                log.warning("stopped at step %d on request while waiting for data", step - 1)
+                break
             if micro is None:
                 log.info("data exhausted after %d steps", step - 1)
                 break
@@ -293,16 +303,6 @@ def _assets_dir(config, init_path: str | None) -> str:
     raise ValueError(
         "config.assets_dir: needed (tokenizer + preprocessor files) when config.init_from is empty"
     )
-
-
-def _next_micro_batches(it, n: int):
-    out = []
-    for _ in range(n):
-        try:
-            out.append(next(it))
-        except StopIteration:
-            return None
-    return out
 
 
 def _stack(micro: list[dict]) -> dict:

@@ -47,6 +47,18 @@ def test_state_from_another_pipeline_is_refused(dataset, processor, model_config
         other.set_state(it.get_state())
 
 
+def test_state_after_a_worker_count_change_is_refused_naming_what_changed(dataset, processor, model_config):
+    it = make_pipeline(data_config(dataset), None, processor, model_config, seed=5)
+    next(it)
+    state = it.get_state()
+    it.close()
+    other = make_pipeline(data_config(dataset, worker_count=1), None, processor, model_config, seed=5)
+    with pytest.raises(ValueError, match=r"changed: data.worker_count: 0 -> 1\. The same sources") as e:
+        other.set_state(state)
+    other.close()
+    print(e.value)
+
+
 def test_config_dict_is_accepted(dataset):
     import ml_collections
 

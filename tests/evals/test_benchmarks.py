@@ -19,6 +19,7 @@ def _load(name, fixtures_dir, opts, sub=None):
 def test_registry_covers_every_benchmark_family():
     assert set(BENCHMARKS) == {
         "MMMU-Medical-val",
+        "MMMU-Medical-test",
         "VQA_RAD",
         "SLAKE",
         "PATH_VQA",
@@ -37,8 +38,9 @@ def test_registry_covers_every_benchmark_family():
         "CheXpert_Plus",
         "IU_XRAY",
     }
-    with pytest.raises(ValueError, match="unknown benchmark"):
+    with pytest.raises(ValueError, match="unknown benchmark 'NOPE'; valid names .*VQA_RAD, SLAKE"):
         get_spec("NOPE")
+    assert get_spec("vqa_rad").name == "VQA_RAD" and get_spec("path-vqa").name == "PATH_VQA"
 
 
 @pytest.mark.parametrize(
@@ -96,15 +98,16 @@ def test_vqa_rad_original_osf_json_keeps_only_test_phrases(fixtures_dir, load_op
 def test_slake_closed_questions_get_the_short_answer_prompt_and_language(fixtures_dir, load_opts):
     items = {it.id: it for it in _load("SLAKE", fixtures_dir, load_opts)}
     assert items["11"].question_type == "open" and items["11"].prompt.endswith("concisely.")
-    assert items["12"].question_type == "yesno" and items["12"].prompt.endswith("single word or phrase.")
+    assert items["12"].question_type == "closed" and items["12"].prompt.endswith("single word or phrase.")
     assert items["13"].question_type == "closed"
     assert items["14"].category == "zh" and items["14"].prompt.endswith("请用一个单词或者短语回答该问题。")
 
 
-def test_pmc_vqa_drops_the_options_own_letter_prefix(fixtures_dir, load_opts):
+def test_pmc_vqa_lists_its_options_as_the_csv_cells(fixtures_dir, load_opts):
+    # PMC_VQA.py:44-47: the Choice cells go into the prompt as they are ("A:text"), not re-lettered.
     item = _load("PMC_VQA", fixtures_dir, load_opts)[1]
     assert item.options == ("Giemsa", "H&E", "PAS", "Trichrome") and item.answer == "B"
-    assert "B. H&E" in item.prompt
+    assert "\nA:Giemsa \nB:H&E \nC:PAS \nD:Trichrome \n" in item.prompt
 
 
 def test_omnimedvqa_text_answer_becomes_its_letter(fixtures_dir, load_opts):
@@ -206,19 +209,19 @@ def _slake_copy(tmp_path, fixtures_dir, mutate):
     shutil.copytree(os.path.join(fixtures_dir, "SLAKE"), root)
     records = json.loads((root / "test.json").read_text())
     mutate(records)
-    (root / "test.json").write_text(json.dumps(records))
+    (root / "test.json").write_text(json.dumps(records, indent=1))  # record i starts on line 2 + 18 * i
     return str(root)
 
 
 def test_missing_field_names_the_file_and_record(tmp_path, fixtures_dir, load_opts):
     root = _slake_copy(tmp_path, fixtures_dir, lambda r: r[2].pop("answer"))
-    with pytest.raises(ValueError, match=r"test\.json\[2\]: missing field 'answer'"):
+    with pytest.raises(ValueError, match=r"test\.json:38: missing field 'answer'"):
         load_benchmark("SLAKE", root, load_opts)
 
 
 def test_missing_image_names_the_record(tmp_path, fixtures_dir, load_opts):
     root = _slake_copy(tmp_path, fixtures_dir, lambda r: r[1].update(img_name="nope/x.png"))
-    with pytest.raises(ValueError, match=r"test\.json\[1\]: image .*nope/x\.png not found"):
+    with pytest.raises(ValueError, match=r"test\.json:20: image .*nope/x\.png not found"):
         load_benchmark("SLAKE", root, load_opts)
 
 
@@ -245,3 +248,55 @@ def test_missing_folder_or_file_is_reported(tmp_path, load_opts):
         load_benchmark("SLAKE", str(tmp_path), load_opts)
     with pytest.raises(ValueError, match="MMMU subject folders missing"):
         load_benchmark("MMMU-Medical-val", str(tmp_path), load_opts)
+
+
+def test_mimic_cxr_prompt_is_wrapped_like_medevalkits_triple_quoted_string(fixtures_dir, load_opts):
+    # MIMIC_CXR.py:85-87: a newline and 8 spaces before and after the report sentence; IU-Xray and
+    # CheXpert Plus use question_formats.get_report_generation_prompt() as it is.
+    mimic = _load("MIMIC_CXR", fixtures_dir, load_opts)[0].prompt
+    iu = _load("IU_XRAY", fixtures_dir, load_opts)[0].prompt
+    assert mimic == "\n        " + iu + "\n        " and iu.startswith("You are a helpful assistant.")
+
+
+@pytest.mark.parametrize(
+    "name,line",
+    [
+        ("MedQA_USMLE", "A. Escherichia coli"),  # MedQA_USMLE.py:43: "A. x"
+        ("PubMedQA", "A.yes"),  # PubMedQA.py:44: "A.x"
+        ("Medbullets_op4", "A."),  # Medbullets_op4.py:36
+        ("SuperGPQA", "A."),  # SuperGPQA.py:44
+    ],
+)
+def test_multiple_choice_options_are_lettered_as_each_medevalkit_loader_does(
+    name, line, fixtures_dir, load_opts
+):
+    item = _load(name, fixtures_dir, load_opts)[0]
+    first = item.meta["choices"][0]
+    assert first.startswith(line) and first in item.prompt
+    assert not first.startswith("A. ") or line.startswith("A. ")
+
+
+def test_mmmu_gives_no_image_when_the_options_name_several(tmp_path, fixtures_dir, load_opts):
+    # data_utils.py:95-97: more than one <img='...'> in the options -> 'image': None
+    from lingshu_jax.evals.benchmarks.mmmu import record_item  # pylint: disable=import-outside-toplevel
+
+    rec = {
+        "id": "validation_X_1",
+        "question": "Which one? <image 1>",
+        "options": "[\"<img='a.png'>\", \"<img='b.png'>\"]",
+        "answer": "A",
+        "question_type": "multiple-choice",
+        "image_1": {"bytes": b"\x89PNG\r\n\x1a\nxx", "path": "a.png"},
+    }
+    assert record_item("Pharmacy", "loc", rec, load_opts, "validation").images == ()
+    rec["options"] = "['one', 'two']"
+    assert len(record_item("Pharmacy", "loc", rec, load_opts, "validation").images) == 1
+
+
+def test_mmmu_open_parser_treats_an_empty_tail_as_no_candidate_like_mmmu():
+    # eval_utils.py:147-153: `if not shortest_key_response` -> an empty tail ("... is ") is replaced by
+    # the next indicator's tail ("answer " -> "is"), so "neuron" is not found.
+    from lingshu_jax.evals.benchmarks.mmmu import eval_open, parse_open  # pylint: disable=import-outside-toplevel
+
+    text = " mg1e3500Neuron</answer>the answer is . "
+    assert parse_open(text) == ["is"] and not eval_open("neuron", parse_open(text))

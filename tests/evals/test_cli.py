@@ -40,10 +40,14 @@ def test_score_cli_prints_and_writes_metrics(tmp_path, fixtures_dir):
         str(tmp_path / "res"),
     )
     assert proc.returncode == 0, proc.stderr
-    printed = json.loads(proc.stdout)
-    assert printed["total"] == {"total": 2, "right": 1, "acc": 0.5}
+    assert "| MedQA_USMLE | default | 2 | 50.0 |" in proc.stdout  # per-benchmark table
+    columns = "MMLU-Med | PubMedQA | MedMCQA | MedQA | Medbullets | MedXpertQA | SuperGPQA"  # the paper's order
+    head = f"| Model | {columns} | Avg. (1/7) |"
+    assert head in proc.stdout and "| model | – | – | – | 50.0 | – | – | – | 50.0 |" in proc.stdout
     saved = json.loads((tmp_path / "res" / "MedQA_USMLE" / "metrics.json").read_text())
-    assert saved["total"]["acc"] == 0.5
+    assert saved["total"] == {"total": 2, "right": 1, "acc": 0.5} and saved["scoring"] == "default"
+    csv_rows = (tmp_path / "res" / "results.csv").read_text().splitlines()
+    assert "model,text,MedQA,MedQA_USMLE,acc,0.5" in csv_rows and "model,text,Avg.,,acc,0.5" in csv_rows
 
 
 def test_score_cli_missing_predictions_fail_with_the_reason(tmp_path, fixtures_dir):
@@ -84,7 +88,7 @@ def test_run_cli_rejects_unknown_benchmarks(tmp_path, fixtures_dir):
         "--model",
         "m",
         "--benchmarks",
-        "VQA_RAD,NOPE",
+        "vqa_rad,NOPE",
         "--data_dir",
         fixtures_dir,
         "--out",
@@ -92,4 +96,40 @@ def test_run_cli_rejects_unknown_benchmarks(tmp_path, fixtures_dir):
         "--generate_fn",
         "tests.evals.fake_generation:make_generate_fn",
     )
-    assert proc.returncode != 0 and "unknown benchmarks ['NOPE']" in proc.stderr
+    assert proc.returncode != 0 and "unknown benchmark 'NOPE'; valid names (any case): " in proc.stderr
+    assert not (tmp_path / "VQA_RAD").exists()  # nothing generated before the names are checked
+
+
+def test_readme_evaluation_commands_work_as_printed(tmp_path, fixtures_dir):
+    # README: `run --model hf/ --benchmarks vqa_rad,slake ...` and `score --benchmark vqa_rad ...`
+    out = tmp_path / "results"
+    proc = _run(
+        *("run", "--model", "hf/", "--benchmarks", "vqa_rad,slake", "--data_dir", fixtures_dir),
+        *("--out", str(out), "--generate_fn", "tests.evals.fake_generation:make_generate_fn"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| hf |" in proc.stdout and "Avg. (2/7)" in proc.stdout
+    assert "100%" in proc.stderr  # the progress bar over items
+    preds = tmp_path / "p.jsonl"
+    preds.write_text((out / "VQA_RAD" / "predictions.jsonl").read_text())
+    proc = _run("score", "--benchmark", "vqa_rad", "--data_dir", fixtures_dir, "--predictions", str(preds))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "p_scored" / "results.csv").exists()
+    assert "| VQA_RAD | default | 4 | 100.0 |" in proc.stdout
+
+
+def test_fixes_cli_names_what_each_fix_changes(fixtures_dir):
+    preds = os.path.join(fixtures_dir, "responses", "SLAKE.jsonl")
+    proc = _run("fixes", "--benchmark", "slake", "--data_dir", fixtures_dir, "--predictions", preds)
+    assert proc.returncode == 0, proc.stderr
+    assert "slake_yesno_case: SLAKE total.acc 75.0 -> 100.0, closed.acc 66.7 -> 100.0" in proc.stdout
+
+
+def test_scoring_flag_selects_medevalkit_mode(tmp_path, fixtures_dir):
+    preds = os.path.join(fixtures_dir, "responses", "SLAKE.jsonl")
+    proc = _run(
+        "score", "--benchmark", "SLAKE", "--data_dir", fixtures_dir, "--predictions", preds,
+        "--scoring", "medevalkit", "--out", str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| SLAKE | medevalkit | 4 | 75.0 | 66.7 | 100.0 |" in proc.stdout

@@ -1,12 +1,9 @@
-"""Answer extraction: boxed (nested, last), <answer> tags, answer markers, think stripping, format check."""
+"""Shared extraction pieces: boxed (nested, last), think stripping, the strict format check."""
 
 import pytest
 
 from lingshu_jax.evals.extract import (
-    after_answer_marker,
-    extract_answer,
     extract_boxed,
-    extract_tag,
     has_think_answer_format,
     strip_think,
 )
@@ -22,30 +19,10 @@ def test_boxed_absent_or_unclosed_gives_none():
     assert extract_boxed(r"\boxed{open {never closed}") is None
 
 
-def test_answer_tags_are_joined_like_medevalkit():
-    assert extract_tag("<answer>B</answer> and <answer>C</answer>", "answer") == "B C"
-    assert extract_tag("<answer>unclosed", "answer") is None
-
-
-def test_answer_markers_take_text_after_the_last_marker_case_insensitive():
-    assert after_answer_marker("Reasoning... The answer is B.") == "B."
-    assert after_answer_marker("**Answer**: yes") == "yes"
-    assert after_answer_marker("Final Answer: left lung") == "left lung"
-    assert after_answer_marker("nothing to split") == "nothing to split"
-
-
-def test_extract_answer_priority_boxed_then_tag_then_marker():
-    assert extract_answer(r"<answer>A</answer> \boxed{C}") == "C"
-    assert extract_answer("<answer>The answer is D</answer>") == "D"
-    assert extract_answer("answer: Pneumonia") == "Pneumonia"
-    assert extract_answer(None) == ""
-
-
 def test_think_block_never_supplies_the_answer():
     text = r"<think>maybe \boxed{A}, the answer is A</think> The answer is B"
     assert strip_think(text) == "The answer is B"
-    assert extract_answer(text) == "B"
-    assert extract_answer("<think>truncated reasoning \\boxed{A}") == ""
+    assert strip_think("<think>truncated reasoning \\boxed{A}") == ""
 
 
 @pytest.mark.parametrize(

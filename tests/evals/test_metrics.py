@@ -1,6 +1,7 @@
 """Report metrics against the reference packages' own numbers; honest "not computed" otherwise."""
 
 import importlib.util
+import os
 import shutil
 
 import pytest
@@ -107,3 +108,62 @@ def test_user_supplied_clinical_scorers_are_used():
     )
     assert got["sembscore"] == 0.25 and got["radcliq"] == 0.5
     assert "sembscore" not in got["not_computed"] and "rate" in got["not_computed"]
+
+
+def test_rate_and_green_are_averaged_over_the_non_empty_predictions_only():
+    # cal_report_metrics.py:73-74 skips "" responses; :111-112 RaTE = sum / len(scores of the rest);
+    # :115 GREEN over the same lists. BLEU still divides by all reports (:124).
+    seen = {}
+
+    def rate(p, r):
+        seen["rate"] = list(p)
+        return sum(len(x) for x in p) / len(p)
+
+    got = M.report_metrics(
+        ["abc", "", "abcde"],
+        ["x", "y", "z"],
+        scorers={"rate": rate, "green": lambda p, r: (0.5, 0.1)},
+        compute_meteor=False,
+    )
+    assert seen["rate"] == ["abc", "abcde"] and got["rate"] == 4.0
+    assert got["green"] == 0.5 and got["green_std"] == 0.1
+
+
+def test_green_from_an_absent_checkpoint_is_a_clear_error_and_skipped_when_not_asked(tmp_path):
+    with pytest.raises(ValueError, match="GREEN checkpoint directory .*nope.* not found"):
+        M.report_metrics(PREDS, REFS, green_model=str(tmp_path / "nope"), compute_meteor=False)
+    got = M.report_metrics(PREDS, REFS, compute_meteor=False)
+    assert got["green"] is None and got["not_computed"]["green"].startswith("skipped")
+
+
+def test_report_with_no_words_stops_medevalkit_mode_only():
+    # cal_report_metrics.py:97: Rouge raises on "." (no words); "" is skipped before (:73-74).
+    with pytest.raises(ValueError, match="cal_report_metrics.py:97"):
+        M.report_metrics([".", ""], ["a b.", "c."], compute_meteor=False, scoring="medevalkit")
+    assert M.report_metrics([".", ""], ["a b.", "c."], compute_meteor=False)["rougel"] == 0.0
+
+
+def test_green_runs_the_green_score_package_on_the_non_empty_reports(tmp_path, monkeypatch):
+    # cal_report_metrics.py:31,115: GREEN(checkpoint, output_dir)(references, predictions) -> mean, std, ...
+    import importlib.machinery  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    import types  # pylint: disable=import-outside-toplevel
+
+    calls = []
+
+    class FakeGreen:
+        def __init__(self, model_name, output_dir):
+            calls.append((model_name, os.path.isdir(output_dir)))
+
+        def __call__(self, refs, hyps):
+            calls.append((list(refs), list(hyps)))
+            return 0.75, 0.25, [0.5, 1.0], None, None
+
+    module = types.ModuleType("green_score")
+    module.GREEN, module.__spec__ = FakeGreen, importlib.machinery.ModuleSpec("green_score", None)
+    monkeypatch.setitem(sys.modules, "green_score", module)
+    ckpt = tmp_path / "GREEN-radllama2-7b"
+    ckpt.mkdir()
+    got = M.report_metrics(["a b.", "", "c."], ["x.", "y.", "z."], green_model=str(ckpt), compute_meteor=False)
+    assert (got["green"], got["green_std"]) == (0.75, 0.25)
+    assert calls == [(str(ckpt), True), (["x.", "z."], ["a b.", "c."])]

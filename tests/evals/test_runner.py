@@ -106,6 +106,20 @@ def test_evaluate_resumes_skipping_items_already_predicted(tmp_path, fixtures_di
     assert len(_read(os.path.join(out, "PATH_VQA", "predictions.jsonl")).splitlines()) == 3
 
 
+def test_resume_drops_a_line_torn_by_the_interruption_and_names_other_bad_lines(tmp_path, fixtures_dir):
+    out = tmp_path / "out"
+    path = out / "PATH_VQA" / "predictions.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"id": "0", "response": "yes"}\n{"id": "1", "resp')  # killed mid-write
+    seen = []
+    recorder = lambda items: seen.extend(i.id for i in items) or oracle(items)
+    evaluate(recorder, ["PATH_VQA"], fixtures_dir, str(out), progress=False)
+    assert seen == ["1", "2"] and len(path.read_text().splitlines()) == 3
+    path.write_text('{"id": "0", "response": "yes"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"predictions\.jsonl:2: invalid JSON"):
+        evaluate(oracle, ["PATH_VQA"], fixtures_dir, str(out), progress=False)
+
+
 def test_pathvqa_closed_count_not_reset_when_judge_on(tmp_path, fixtures_dir):
     # MedEvalKit issue #30: with the judge on, PATH_VQA zeroes the closed (and total) right counts.
     judge = FakeJudge(verdict=True)
@@ -113,7 +127,7 @@ def test_pathvqa_closed_count_not_reset_when_judge_on(tmp_path, fixtures_dir):
         scripted({"2": "a granuloma"}), ["PATH_VQA"], fixtures_dir, str(tmp_path), judge=judge, progress=False
     )["PATH_VQA"]
     assert m["closed"] == {"total": 2, "right": 2, "acc": 1.0}
-    assert m["open"]["right"] == 1 and m["open"]["rule_acc"] == 0.0
+    assert m["open"]["right"] == 1 and m["open"]["rule_right"] == 0
     assert m["total"] == {"total": 3, "right": 3, "acc": 1.0}
     assert [t[2] for t in judge.asked] == ["a granuloma"]
 
@@ -216,3 +230,61 @@ def test_prediction_records_without_id_or_response_are_rejected(tmp_path):
     _write_preds(bad, [{"id": "1"}])
     with pytest.raises(ValueError, match=r"bad\.jsonl:1: prediction record without one of"):
         read_predictions(str(bad))
+
+
+VAL_SHARD = "validation-00000-of-00001.parquet"
+
+
+def _mmmu_test_split(tmp_path, fixtures_dir):
+    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+
+    root = tmp_path / "MMMU"
+    for subject in sorted(os.listdir(os.path.join(fixtures_dir, "MMMU"))):
+        table = pq.read_table(os.path.join(fixtures_dir, "MMMU", subject, VAL_SHARD))
+        rows = table.to_pylist()
+        for row in rows:  # the test split publishes no answers
+            row["answer"], row["id"] = "?", row["id"].replace("validation_", "test_")
+        (root / subject).mkdir(parents=True)
+        pq.write_table(pa_table(rows, table.schema), str(root / subject / "test-00000-of-00001.parquet"))
+    return str(tmp_path)
+
+
+def pa_table(rows, schema):
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def test_mmmu_test_split_writes_a_submission_file_instead_of_crashing(tmp_path, fixtures_dir):
+    # MedEvalKit crashes on it (its issue #38: data_utils.py:169 indexes the options with the answer "?").
+    data = _mmmu_test_split(tmp_path / "data", fixtures_dir)
+    out = tmp_path / "out"
+    summary = evaluate(
+        scripted({"test_Pharmacy_1": "It is 500 mg."}), ["mmmu-medical-test"], data, str(out), progress=False
+    )
+    sub = json.loads(_read(out / "MMMU-Medical-test" / "submission.json"))
+    # the oracle answered "?" to the multiple-choice ones: MMMU's parser still returns a letter
+    assert len(sub) == 5 and sub["test_Pharmacy_1"] == ["500 mg", 500.0]  # parse_open_response after "is "
+    assert all(sub[k] in "ABCD" for k in sub if k != "test_Pharmacy_1")
+    assert "total" not in summary["MMMU-Medical-test"]
+    assert "MMMU-Medical-test: " in _read(out / "results.md")
+    # eval_test.py:45 parses open answers in MedEvalKit too: the same file in medevalkit mode
+    evaluate(oracle, ["MMMU-Medical-test"], data, str(tmp_path / "mek"), progress=False, scoring="medevalkit")
+    mek = json.loads(_read(tmp_path / "mek" / "MMMU-Medical-test" / "submission.json"))
+    assert mek["test_Pharmacy_1"] == [" ?", "? "]  # one character: normalize_str pads it (eval_utils.py:104)
+
+
+def test_omnimedvqa_unmatched_reference_is_counted_and_the_run_goes_on(tmp_path, fixtures_dir):
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    root = tmp_path / "OmniMedVQA"
+    shutil.copytree(os.path.join(fixtures_dir, "OmniMedVQA"), root)
+    path = root / "QA_information" / "Open-access" / "ToyDerm.json"
+    recs = json.loads(path.read_text())
+    recs[0]["gt_answer"] = "melanoma"  # equals no option exactly (OmniMedVQA.py:96 compares with ==)
+    path.write_text(json.dumps(recs))
+    m = evaluate(oracle, ["OmniMedVQA"], str(tmp_path), str(tmp_path / "out"), progress=False)["OmniMedVQA"]
+    assert m["num_unmatched_references"] == 1 and m["unmatched_reference_ids"] == ["ToyDerm/ToyDerm_000"]
+    # scored as MedEvalKit does: the response "melanoma" equals the lower-cased answer text (utils.py:115)
+    assert m["total"] == {"total": 2, "right": 2, "acc": 1.0}
+    assert "1 references match no option" in _read(tmp_path / "out" / "results.md")

@@ -113,7 +113,7 @@ MC = {"question_type": "mc", "answer": "B", "options": ("CT", "MRI", "X-ray", "U
         ("<think>a</think> \\boxed{yes or no}", {"question_type": "yesno", "answer": "yes"}, 0.0),
         ("<think>a</think> \\boxed{Left lung.}", "left lung", 1.0),  # bare string: closed question
         ("<think>a</think> \\boxed{right lung}", "left lung", 0.0),
-        ("Answer: Left  Lung", {"answer": "left lung"}, 1.0),  # no format needed for accuracy
+        ("Answer: Left Lung", {"answer": "left lung"}, 1.0),  # no format needed for accuracy
     ],
 )
 def test_accuracy_uses_the_shared_eval_scorer(completion, reference, expected):

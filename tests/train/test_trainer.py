@@ -1,6 +1,7 @@
 """The trainer end to end on the embedded demo: loss falls, stages chain, frozen weights stay frozen,
 SIGKILL/SIGTERM resume exactly, a checkpoint restores onto another mesh, bad configs fail early."""
 
+import json
 import os
 import signal
 import subprocess
@@ -247,3 +248,35 @@ def test_cli_on_a_fsdp4_tensor2_mesh_logs_the_first_losses_of_one_device(demo_ro
     assert sorted(one) == sorted(mesh) == [1, 2, 3, 4]
     for step in one:
         assert abs(one[step] - mesh[step]) <= 1e-5 * abs(one[step]), (step, one[step], mesh[step])
+
+
+def test_sigterm_while_waiting_for_data_checkpoints_the_last_step_and_returns(tmp_path):
+    """Eight long good records (two batches), then 20k rejected ones: step 2 waits for data for seconds;
+    a SIGTERM then ends the run within the time limit, with step 1 checkpointed (data state included)."""
+    import threading
+
+    from tests.data.test_guard import time_limit
+
+    good = {"messages": [{"role": "user", "content": "word " * 30}, {"role": "assistant", "content": "ok"}]}
+    bad = [{"messages": [{"role": "user", "content": "<image>?"}, {"role": "assistant", "content": "y"}],
+            "images": [f"missing/{i}.png"]} for i in range(20_000)]
+    path = tmp_path / "slow.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [good] * 8 + bad))
+    c = _cfg(str(tmp_path), 3, 10)
+    c.init_from = ""
+    c.data.sources = [{"name": "slow", "paths": [str(path)], "root": str(tmp_path)}]
+    c.data.update(shuffle=False, pack_pool=1, batch_size=4, max_segments_per_row=1, seq_len=256, prefetch=0)
+    work = str(tmp_path / "run")
+    metrics = os.path.join(work, "metrics.jsonl")
+
+    def _term_after_step_1():
+        while not (os.path.exists(metrics) and read_metrics(metrics)):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=_term_after_step_1, daemon=True).start()
+    with time_limit(300):
+        train(c, work)
+    ck = Checkpointer(os.path.join(work, "checkpoints"))
+    assert ck.latest_step() == 1 and [s for s, _ in _losses(work)] == [1]
+    ck.close()

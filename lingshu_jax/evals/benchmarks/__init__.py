@@ -13,8 +13,11 @@ from lingshu_jax.evals.benchmarks import mcvqa, medxpertqa, mmmu, reports, textq
 from lingshu_jax.evals.benchmarks.common import (
     mc_prompt,
     mc_score,
+    mc_score_raw,
+    mimic_report_prompt,
     report_prompt,
     report_score,
+    slake_score,
     vqa_prompt,
     vqa_score,
 )
@@ -49,6 +52,16 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             category_keys=("subfield",),
         ),
         _spec(
+            "MMMU-Medical-test",
+            "MMMU-Med (test)",
+            "multimodal",
+            mmmu.load_mmmu_medical_test,
+            mmmu.mmmu_prompt,
+            mmmu.mmmu_score,
+            ("MMMU",),
+            has_answers=False,
+        ),
+        _spec(
             "VQA_RAD",
             "VQA-RAD",
             "multimodal",
@@ -64,7 +77,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             "multimodal",
             vqa.load_slake,
             vqa.slake_prompt,
-            vqa_score,
+            slake_score,
             ("Slake", "slake"),
             category_keys=("modality", "content_type"),
             judge_open=True,
@@ -79,7 +92,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             ("PathVQA", "path-vqa", "PATH-VQA"),
             judge_open=True,
         ),
-        _spec("PMC_VQA", "PMC-VQA", "multimodal", mcvqa.load_pmc_vqa, mc_prompt, mc_score, ("PMC-VQA",)),
+        _spec("PMC_VQA", "PMC-VQA", "multimodal", mcvqa.load_pmc_vqa, mc_prompt, mc_score_raw, ("PMC-VQA",)),
         _spec(
             "OmniMedVQA",
             "OmniMedVQA",
@@ -164,7 +177,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             "MIMIC-CXR",
             "report",
             reports.load_mimic_cxr,
-            report_prompt,
+            mimic_report_prompt,
             report_score,
             ("MIMIC-CXR", "mimic-cxr"),
             multi_image_prefix=True,
@@ -192,11 +205,24 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 }
 
 
+def _key(name: str) -> str:
+    return str(name).strip().lower().replace("-", "_")
+
+
+def canonical_name(name: str) -> str:
+    """The registry name of `name`, matched case-insensitively ("-" and "_" alike): vqa_rad -> VQA_RAD.
+
+    Raises a ValueError listing the valid names.
+    """
+    matches = [n for n in BENCHMARKS if _key(n) == _key(name)]
+    if not matches:
+        raise ValueError(f"unknown benchmark {name!r}; valid names (any case): {', '.join(BENCHMARKS)}")
+    return matches[0]
+
+
 def get_spec(name: str) -> BenchmarkSpec:
-    """The registry entry, or a ValueError listing the known names."""
-    if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    return BENCHMARKS[name]
+    """The registry entry (name matched as `canonical_name` does), or a ValueError listing the names."""
+    return BENCHMARKS[canonical_name(name)]
 
 
 def resolve_data_dir(spec: BenchmarkSpec, data_dir: str) -> str:
@@ -240,4 +266,4 @@ def load_benchmark(
     return [with_prompt(spec, item, reasoning) for item in items]
 
 
-__all__ = ["BENCHMARKS", "get_spec", "load_benchmark", "resolve_data_dir", "with_prompt"]
+__all__ = ["BENCHMARKS", "canonical_name", "get_spec", "load_benchmark", "resolve_data_dir", "with_prompt"]

@@ -35,7 +35,8 @@ def load_pmc_vqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:
     path = os.path.join(data_dir, name)
     items = []
     for row_no, (loc, rec) in enumerate(read_csv(path)):
-        opts = [strip_letter_prefix(str(require(rec, f"Choice {letter}", loc)), letter) for letter in "ABCD"]
+        raw = [str(require(rec, f"Choice {letter}", loc)) for letter in "ABCD"]
+        opts = [strip_letter_prefix(cell, letter) for cell, letter in zip(raw, "ABCD")]
         answer = str(rec.get("Answer_label") or require(rec, "Answer", loc)).strip()
         m = re.match(r"^\(?([A-Da-d])\s*[:.)]", answer)
         if m:
@@ -53,33 +54,51 @@ def load_pmc_vqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:
                 answer,
                 loc,
                 images=(_pmc_image(data_dir, figure, loc, options),),
+                choices=raw,  # PMC_VQA.py:45: the cells as they are ("A:text")
             )
         )
     return check_unique(items, path)
 
 
+def _omni_answer(rec: dict, letters: list[str]) -> str | None:
+    """OmniMedVQA.py:93-97: the letter of the last option equal to gt_answer (exact text), else None."""
+    found = None
+    for letter in letters:
+        if rec[f"option_{letter}"] == rec["gt_answer"]:
+            found = letter
+    return found
+
+
 def load_omnimedvqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:
-    """OmniMedVQA open-access QA files; the text answer becomes its option letter."""
+    """OmniMedVQA open-access QA files; the text answer becomes its option letter.
+
+    A reference that equals no option is kept as text and scored as MedEvalKit scores it (it stays in
+    `sample["answer"]`, OmniMedVQA.py:107); such items are flagged `meta["unmatched_reference"]` and
+    counted in the benchmark's metrics (`num_unmatched_references`).
+    """
     items = []
     for path in find_first(
         data_dir, ("QA_information/Open-access/*.json",), "QA_information/Open-access/*.json"
     ):
         stem = os.path.splitext(os.path.basename(path))[0]
         for loc, rec in read_json_records(path):
-            opts = [
-                rec[f"option_{letter}"] for letter in LETTERS[:4] if rec.get(f"option_{letter}") is not None
-            ]
+            require(rec, "gt_answer", loc)
+            letters = [letter for letter in LETTERS[:4] if f"option_{letter}" in rec]
+            opts = [str(rec[f"option_{letter}"]) for letter in letters]
+            letter = _omni_answer(rec, letters)
             items.append(
                 mc_item(
                     "OmniMedVQA",
                     f"{stem}/{require(rec, 'question_id', loc)}",
                     str(require(rec, "question", loc)),
                     opts,
-                    str(require(rec, "gt_answer", loc)),
+                    letter or str(rec["gt_answer"]),
                     loc,
                     images=(image_path(data_dir, str(require(rec, "image_path", loc)), loc, options),),
                     category=str(rec.get("modality_type", "")),
                     meta={"question_type": rec.get("question_type", ""), "dataset": rec.get("dataset", "")},
+                    choices=[f"{lt}. {o}" for lt, o in zip(letters, opts)],
+                    keep_unmatched=letter is None,
                 )
             )
     return check_unique(items, data_dir)

@@ -85,7 +85,10 @@ def load_mmlu_medical(data_dir: str, options: LoadOptions) -> list[EvalItem]:  #
     for subject in MMLU_MEDICAL_SUBJECTS:
         for i, (question, opts, answer, loc) in enumerate(_mmlu_rows(data_dir, subject)):
             items.append(
-                mc_item("MMLU-medical", f"{subject}/{i}", question, opts, answer, loc, category=subject)
+                mc_item(
+                    "MMLU-medical", f"{subject}/{i}", question, opts, answer, loc, category=subject, sep="."
+                )
+                # MMLU.py:52 (its lines 52-54 raise: `context` is undefined; we use the prompt they build)
             )
     return check_unique(items, data_dir)
 
@@ -104,6 +107,7 @@ def _pubmedqa_original(path: str) -> list[EvalItem]:
                 decision,
                 loc,
                 meta={"context": "\n".join(require(rec, "CONTEXTS", loc))},
+                sep=".",
             )
         )
     return items
@@ -141,6 +145,7 @@ def load_pubmedqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:  # pyl
                     require(data, "Correct Option", loc),
                     loc,
                     meta={"context": "\n".join(require(data, "Context", loc))},
+                    sep=".",  # PubMedQA.py:44
                 )
             )
     return check_unique(items, data_dir)
@@ -216,6 +221,7 @@ def _load_simple_mc(
     patterns: tuple[str, ...],
     answer_keys: tuple[str, ...],
     id_key: str | None = None,
+    sep: str = ". ",
 ) -> list[EvalItem]:
     items = []
     for path in find_first(data_dir, patterns, f"{benchmark} data file"):
@@ -225,7 +231,15 @@ def _load_simple_mc(
                 raise ValueError(f"{loc}: missing answer (one of {answer_keys})")
             item_id = str(rec[id_key]) if id_key and rec.get(id_key) is not None else str(len(items))
             items.append(
-                mc_item(benchmark, item_id, require(rec, "question", loc), _options_of(rec, loc), answer, loc)
+                mc_item(
+                    benchmark,
+                    item_id,
+                    require(rec, "question", loc),
+                    _options_of(rec, loc),
+                    answer,
+                    loc,
+                    sep=sep,
+                )
             )
     return check_unique(items, data_dir)
 
@@ -246,6 +260,7 @@ def _medbullets(benchmark: str, n: str, data_dir: str) -> list[EvalItem]:
         data_dir,
         (f"medbullets_op{n}.csv", "*.csv", "data/*.parquet", "**/*.parquet", "*.jsonl"),
         ("answer_idx", "answer"),
+        sep=".",  # Medbullets_op4.py:36, Medbullets_op5.py:40
     )
 
 
@@ -278,6 +293,7 @@ def load_supergpqa(data_dir: str, options: LoadOptions) -> list[EvalItem]:  # py
                     loc,
                     category=str(rec.get("field", "")),
                     meta={"difficulty": rec.get("difficulty", ""), "subfield": rec.get("subfield", "")},
+                    sep=".",  # SuperGPQA.py:44
                 )
             )
     return check_unique(items, data_dir)

@@ -8,9 +8,9 @@ Published formats read here:
   qid, modality, content_type) + `imgs/` (MedEvalKit's local layout of `BoKelvin/SLAKE`).
 - PathVQA: the Hugging Face release (`flaviagiammarino/path-vqa`: `data/test-*.parquet`, 6,719 rows).
 
-Closed/open split (MedEvalKit): VQA-RAD and PathVQA call a question closed when its answer is yes/no;
-SLAKE follows its answer_type, closed yes/no questions scored by the yes/no rule and other closed ones
-by exact match. SLAKE prompts closed questions with the short-answer prompt (MedEvalKit's choice).
+Closed/open split (MedEvalKit): VQA-RAD and PathVQA call a question closed when its lower-cased answer
+is yes/no; SLAKE follows its answer_type (OPEN / CLOSED) and prompts closed questions with the
+short-answer prompt; which rule scores a SLAKE closed question is decided in `common.slake_score`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,14 @@ _VQA_RAD_JSON = "VQA_RAD Dataset Public.json"
 
 
 def _yes_no_type(answer: str) -> str:
+    """Scoring routing of VQA-RAD and PathVQA (VQA_RAD.py:95,99; PATH_VQA.py:93,97)."""
     return "yesno" if answer.strip().lower() in ("yes", "no") else "open"
+
+
+def _prompt_kind(benchmark: str, answer: str) -> str:
+    """Prompt routing: VQA-RAD lower-cases the answer (VQA_RAD.py:43-44), PathVQA not (PATH_VQA.py:43)."""
+    key = answer.lower() if benchmark == "VQA_RAD" else answer
+    return "yesno" if key in ("yes", "no") else "open"
 
 
 def _load_hf_parquet(benchmark: str, data_dir: str, options: LoadOptions) -> list[EvalItem]:
@@ -54,6 +61,7 @@ def _load_hf_parquet(benchmark: str, data_dir: str, options: LoadOptions) -> lis
                     images=(image,),
                     question=question,
                     answer=answer,
+                    meta={"prompt_kind": _prompt_kind(benchmark, answer)},
                 )
             )
     return check_unique(items, data_dir)
@@ -77,7 +85,10 @@ def _load_vqa_rad_osf(data_dir: str, options: LoadOptions) -> list[EvalItem]:
                 images=(image_path(image_dir, str(require(rec, "image_name", loc)), loc, options),),
                 question=str(require(rec, "question", loc)),
                 answer=answer,
-                meta={"answer_type": rec.get("answer_type", "")},
+                meta={
+                    "answer_type": rec.get("answer_type", ""),
+                    "prompt_kind": _prompt_kind("VQA_RAD", answer),
+                },
             )
         )
     return check_unique(items, path)
@@ -101,16 +112,13 @@ def load_slake(data_dir: str, options: LoadOptions) -> list[EvalItem]:
     items = []
     for i, (loc, rec) in enumerate(read_json_records(path)):
         answer = str(require(rec, "answer", loc))
-        answer_type = str(require(rec, "answer_type", loc)).upper()
+        answer_type = str(require(rec, "answer_type", loc))
         if answer_type not in ("OPEN", "CLOSED"):
             raise ValueError(f"{loc}: answer_type {answer_type!r} is neither OPEN nor CLOSED")
         lang = str(rec.get("q_lang", "en"))
         if lang not in ("en", "zh"):
             raise ValueError(f"{loc}: q_lang {lang!r} is neither en nor zh")
-        if answer_type == "OPEN":
-            qtype = "open"
-        else:
-            qtype = "yesno" if answer.strip().lower() in ("yes", "no") else "closed"
+        qtype = "open" if answer_type == "OPEN" else "closed"
         items.append(
             EvalItem(
                 id=str(rec.get("qid", i)),
