@@ -37,7 +37,7 @@ EXTRAS = {
     # that jax 0.10.2 is built against.
     "tpu": ["libtpu==0.0.42.1"],
     # torch is pinned: 2.13.0 resolves to a CPU wheel on local disk; any other spec downloads GBs.
-    "test": ["torch==2.13.0", "pytest", "pytest-xdist", "easy-vqa==1.0", "dashscope==2.0.2"],
+    "test": ["torch==2.13.0", "pytest", "pytest-xdist", "easy-vqa==1.0", "dashscope==2.0.2", "ruff==0.17.6"],
 }
 
 setup(

@@ -15,7 +15,7 @@ import os
 
 from configs.common import base_config, parse_arg
 from lingshu_jax.data.config import data_section
-from lingshu_jax.demo import _easy_vqa_root
+from lingshu_jax.demo import easy_vqa_root
 from lingshu_jax.model.config import preset_config_dict
 from lingshu_jax.train.optimizer import lingshu_groups
 
@@ -38,7 +38,7 @@ def get_config(arg=None):
         {
             "name": "easy_vqa_captions",
             "paths": [os.path.join(data_dir, "captions.jsonl")],
-            "root": _easy_vqa_root(),
+            "root": easy_vqa_root(),
             "weight": a.w_vqa,
         },
         {
@@ -52,7 +52,7 @@ def get_config(arg=None):
         sources[0] = {
             "name": "easy_vqa",
             "paths": [os.path.join(data_dir, "vqa_train.jsonl")],
-            "root": _easy_vqa_root(),
+            "root": easy_vqa_root(),
             "weight": a.w_vqa,
         }
     sources = [src for src in sources if src["weight"] > 0]
@@ -86,7 +86,7 @@ def get_config(arg=None):
                 {
                     "name": "easy_vqa_eval",
                     "paths": [os.path.join(data_dir, "vqa_eval.jsonl")],
-                    "root": _easy_vqa_root(),
+                    "root": easy_vqa_root(),
                 }
             ],
             "seq_len": 96,

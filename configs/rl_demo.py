@@ -17,7 +17,7 @@ import os
 
 from configs.common import adamw, base_config, parse_arg
 from configs.lingshu import rl as lingshu_rl
-from lingshu_jax.demo import _easy_vqa_root
+from lingshu_jax.demo import easy_vqa_root
 from lingshu_jax.model.config import preset_config_dict
 from lingshu_jax.rl.rewards import LINGSHU_REWARDS
 
@@ -35,7 +35,7 @@ def get_config(arg=None):
     c.train.checkpoint_every = 10
     c.data = {
         "paths": (os.path.join(rl_data, "easy_vqa_rl.jsonl"),),
-        "root": _easy_vqa_root(),
+        "root": easy_vqa_root(),
         "yes_no_keep": 0.05,
         "format_prompt": "",
         "shuffle": True,
@@ -43,26 +43,23 @@ def get_config(arg=None):
     }
     c.heldout = {  # easy-VQA's test questions (images never trained on), greedy, before and after GRPO
         "paths": (os.path.join(rl_data, "easy_vqa_rl_test.jsonl"),),
-        "root": _easy_vqa_root(),
+        "root": easy_vqa_root(),
         "yes_no_keep": 0.05,
         "format_prompt": "",
         "num_prompts": 200,
         "max_new_tokens": 8,
     }
-    c.rl = lingshu_rl.get_config().rl  # Lingshu's GRPO recipe (temperature 1, k3 KL 1e-3, clip 0.2, ...),
-    c.rl.update(  # at CPU size
-        {
-            "group_size": 8,
-            "rollout_prompts": 16,
-            "mini_batch_prompts": 8,
-            "micro_batch_rows": 16,
-            "max_new_tokens": 8,
-            "max_prompt_tokens": 0,
-            "rows_per_generate": 128,
-            "prompt_bucket": 32,
-            "response_bucket": 8,
-            "patch_bucket": 64,
-        }
+    c.rl = lingshu_rl.grpo_config(  # Lingshu's GRPO recipe (temperature 1, k3 KL, clip 0.2) at CPU size
+        group_size=8,
+        rollout_prompts=16,
+        mini_batch_prompts=8,
+        micro_batch_rows=16,
+        max_new_tokens=8,
+        max_prompt_tokens=0,
+        rows_per_generate=128,
+        prompt_bucket=32,
+        response_bucket=8,
+        patch_bucket=64,
     )
     c.rewards = LINGSHU_REWARDS
     c.reward_modules = ()

@@ -10,9 +10,9 @@ Public API (imported lazily, so `lingshu_jax.evals` and the scoring CLI do not l
 import importlib
 
 _EXPORTS = {
-    "from_pretrained": "lingshu_jax.model.api",
-    "LingshuModel": "lingshu_jax.model.api",
-    "ModelOutput": "lingshu_jax.model.api",
+    "from_pretrained": "lingshu_jax.api",
+    "LingshuModel": "lingshu_jax.api",
+    "ModelOutput": "lingshu_jax.api",
     "ModelConfig": "lingshu_jax.model.config",
     "preset": "lingshu_jax.model.config",
     "PRESETS": "lingshu_jax.model.config",

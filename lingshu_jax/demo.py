@@ -20,7 +20,8 @@ SHAPES = ("circle", "rectangle", "triangle")
 SYSTEM = "You are a helpful medical assistant."
 
 
-def _easy_vqa_root() -> str:
+def easy_vqa_root() -> str:
+    """The directory of the easy-vqa package's images and questions (the demo's offline data root)."""
     import easy_vqa
 
     return os.path.join(os.path.dirname(easy_vqa.__file__), "data")
@@ -74,7 +75,7 @@ def prepare_demo_data(out_dir: str, eval_questions: int = 300, seed: int = 0) ->
     }
     paths.update(
         assets=os.path.join(out_dir, "assets"),
-        easy_vqa_root=_easy_vqa_root(),
+        easy_vqa_root=easy_vqa_root(),
         dicom_root=os.path.join(out_dir, "dicom"),
     )
     if os.path.exists(done):

@@ -10,63 +10,12 @@ Exit status 2 for `--suite gpu` without a GPU (after printing the planned config
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lingshu_jax.bench import report, suite  # noqa: E402
-from lingshu_jax.model.remat import REMAT_POLICIES
-
-
-def parse_args(argv=None) -> suite.Options:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--suite", choices=("cpu", "gpu"), default="cpu")
-    ap.add_argument("--quick", action="store_true", help="tiny sizes (tests): under a minute")
-    ap.add_argument("--preset", help="model preset (default: bench-100m on CPU, qwen2.5-vl-7b on GPU)")
-    ap.add_argument("--layers", type=int, help="text decoder layers (shrinks the preset's depth)")
-    ap.add_argument("--vision-layers", type=int, help="vision blocks (shrinks the tower's depth)")
-    ap.add_argument("--batch", type=int)
-    ap.add_argument("--seq", type=int)
-    ap.add_argument("--image", type=int, dest="image_side", help="image side in pixels (multiple of 28)")
-    ap.add_argument("--rounds", type=int, help="interleaved repetitions per side (at least 2 run)")
-    ap.add_argument("--max-new-tokens", type=int)
-    ap.add_argument("--sections", default=",".join(suite.SECTIONS), help="comma list of " + ",".join(suite.SECTIONS))
-    ap.add_argument("--remat", default="none", choices=REMAT_POLICIES,
-                    help="ours: remat policy (text and vision); transformers: gradient checkpointing unless none")
-    ap.add_argument("--vision-remat", choices=REMAT_POLICIES,
-                    help="ours: the vision tower's remat policy (default: --remat); transformers: unchanged")
-    ap.add_argument("--hf-attn", default="sdpa", choices=("sdpa", "eager"), help="transformers' attention")
-    ap.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: torch's own)")
-    ap.add_argument("--breakdown", default="auto", choices=("auto", "always", "never"),
-                    help="time the parts of a train step: when the target is missed (auto), always, never")
-    ap.add_argument("--budget", type=float, dest="budget_s", help="seconds; extra rounds stop when it runs out")
-    ap.add_argument("--allow-cpu", action="store_true", help="run --suite gpu's code path on CPU (testing)")
-    ap.add_argument("--out", default=None, help="output directory (default /tmp/bench_<suite>)")
-    a = ap.parse_args(argv)
-    opts = suite.Options(**{k: v for k, v in vars(a).items() if k not in ("out", "sections")})
-    opts.sections = tuple(s for s in a.sections.split(",") if s)
-    return opts, a.out or f"/tmp/bench_{a.suite}{'_quick' if a.quick else ''}"
-
-
-def main(argv=None) -> int:
-    opts, out_dir = parse_args(argv)
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    try:
-        results = suite.run_suite(opts, log=log)
-    except suite.sections.NoGPUError as e:
-        plan = getattr(e, "results", {}).get("meta", {})
-        print(json.dumps({k: plan.get(k) for k in ("model", "sizes", "train_flops_per_step", "devices")}, indent=2,
-                         default=str))
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    paths = report.write(results, out_dir)
-    print(report.markdown(dict(results, ratios=report.ratios(results))))
-    print(f"results: {paths['json']}\nreport:  {paths['markdown']}")
-    return 0
-
+from lingshu_jax.bench.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,6 +13,7 @@ A custom verifier: register it (`lingshu_jax.rl.register_reward("name")`) in a m
 `reward_modules`, and name it in `rewards`.
 """
 
+import dataclasses
 import math
 import os
 
@@ -22,8 +23,22 @@ from configs.common import adamw, base_config, parse_arg
 from configs.lingshu.recipe import lingshu_model, slice_plan
 from lingshu_jax.rl.data import DEFAULT_FORMAT_PROMPT
 from lingshu_jax.rl.rewards import LINGSHU_REWARDS
+from lingshu_jax.rl.trainer import GRPOSettings
 
-ROLLOUT_PROMPTS = 512
+ROLLOUT_PROMPTS = GRPOSettings.rollout_prompts  # 512
+
+
+def grpo_config(**overrides) -> ml_collections.ConfigDict:
+    """`config.rl`: the GRPO defaults (their one source is `lingshu_jax.rl.trainer.GRPOSettings`) with
+    `overrides`; fields whose default is None become float placeholders, so `--config.rl.X=` can set them."""
+    values = dataclasses.asdict(GRPOSettings())
+    unknown = sorted(set(overrides) - set(values))
+    if unknown:
+        raise ValueError(f"grpo_config: unknown GRPO settings {unknown}; known: {sorted(values)}")
+    values.update(overrides)
+    return ml_collections.ConfigDict(
+        {k: ml_collections.config_dict.placeholder(float) if v is None else v for k, v in values.items()}
+    )
 
 
 def get_config(arg=None):
@@ -50,29 +65,9 @@ def get_config(arg=None):
         "shuffle": True,
         "filter_overlong": True,
     }
-    c.rl = {
-        "group_size": 16,
-        "rollout_prompts": ROLLOUT_PROMPTS,
-        "mini_batch_prompts": 128,
-        "micro_batch_rows": 8,
-        "epochs": 1,
-        "max_new_tokens": 2048,
-        "max_prompt_tokens": 2048,
-        "temperature": 1.0,
-        "top_p": 1.0,
-        "top_k": 0,
-        "kl_coef": 1e-3,
-        "clip_eps": 0.2,
-        "clip_eps_high": ml_collections.config_dict.placeholder(float),
-        "clip_ratio_dual": ml_collections.config_dict.placeholder(float),
-        "loss_agg": "token-mean",
-        "scale_adv_by_std": True,
-        "rows_per_generate": 512,
-        "prompt_bucket": 128,
-        "response_bucket": 128,
-        "patch_bucket": 1024,
-        "check_logprobs": False,
-    }
+    # GRPOSettings' defaults are Lingshu's recipe (16 samples at temperature 1, k3 KL 1e-3, clip 0.2, ...);
+    # the 7B run only takes larger generation batches and shape buckets.
+    c.rl = grpo_config(rows_per_generate=512, prompt_bucket=128, response_bucket=128, patch_bucket=1024)
     c.rewards = LINGSHU_REWARDS  # ((name, weight), ...): strict format x0.5 + accuracy x1.0
     c.reward_modules = ()  # modules imported first, so that their register_reward() plugins exist
     c.optim = adamw(((".*", {"type": "constant", "peak": a.lr}, "policy"),), weight_decay=1e-2)

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 
 
 def main() -> None:
@@ -61,17 +58,3 @@ def report_one(config, topology: str | None, num_slices: int, json_path: str | N
         with open(json_path, "w") as fh:
             json.dump(report, fh, indent=1, default=str)
     return report
-
-
-def run_subprocess(config_spec: str, topology: str, json_path: str, overrides=(), timeout: int = 3600) -> str:
-    """One report in a fresh process (libtpu reads the accelerator type once per process); returns its text."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    cmd = [sys.executable, os.path.join(root, "scripts", "aot.py"), f"--config={config_spec}",
-           f"--topology={topology}", f"--json={json_path}", *overrides]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.pop("XLA_FLAGS", None)
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
-    if p.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({time.perf_counter() - t0:.0f} s):\n{p.stderr[-4000:]}")
-    return p.stdout

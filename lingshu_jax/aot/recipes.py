@@ -13,9 +13,10 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
-
-from lingshu_jax.aot.main import run_subprocess
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLICES = (("7b", "v5p-16"), ("7b", "v6e-16"), ("32b", "v5p-128"), ("32b", "v6e-64"))
@@ -123,3 +124,17 @@ def _write(out_path: str, only, sections, kept) -> None:
 def _strip_logs(text: str) -> str:
     keep = [ln for ln in text.splitlines() if not re.match(r"^[WIE]\d{4} |^WARNING: All log", ln)]
     return "\n".join(keep).strip()
+
+
+def run_subprocess(config_spec: str, topology: str, json_path: str, overrides=(), timeout: int = 3600) -> str:
+    """One report in a fresh process (libtpu reads the accelerator type once per process); returns its text."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cmd = [sys.executable, os.path.join(root, "scripts", "aot.py"), f"--config={config_spec}",
+           f"--topology={topology}", f"--json={json_path}", *overrides]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("XLA_FLAGS", None)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
+    if p.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({time.perf_counter() - t0:.0f} s):\n{p.stderr[-4000:]}")
+    return p.stdout

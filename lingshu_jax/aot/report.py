@@ -173,7 +173,7 @@ def _state_bytes(program) -> dict:
 def largest_buffers(module: hlo_lib.Module, top: int) -> list[dict]:
     """The largest results of top-level ops (live buffers the allocator must place) with their source op."""
     rows = []
-    for comp, m, ins in module.instructions():
+    for comp, _m, ins in module.instructions():
         if comp in module.fused or ins.opcode in ("parameter", "get-tuple-element", "tuple", "bitcast"):
             continue
         size = sum(hlo_lib.array_bytes(ins.shape))

@@ -4,7 +4,8 @@
   inputs    the shared random checkpoint and fixed batches      common   loading either framework
   peak      matmul FLOP/s (MFU denominator)                     train    training step (+ breakdown)
   prefill   forward of the prompt batch                         decode   greedy generation
-  data      input pipeline (scripts/bench_data.py's measurement)
+  data      input pipeline in the suite's workers      data_measure  its measurement (scripts/bench_data.py)
+  data_samples  the data benchmark's synthetic JPEG + JSONL records
   sections  one method per section                              suite    sizes, budget, run_suite
   report    results.json + the markdown table
 Nothing here imports JAX or torch at import time: each framework runs in its own spawned worker.

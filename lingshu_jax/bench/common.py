@@ -20,7 +20,7 @@ def spec_inputs(spec: dict[str, Any], config) -> dict[str, np.ndarray]:
 
 def load_ours(spec: dict[str, Any]):
     """`LingshuModel` from the benchmark checkpoint with the spec's execution policy."""
-    from lingshu_jax.model.api import from_pretrained
+    from lingshu_jax.api import from_pretrained
 
     return from_pretrained(spec["model_dir"], dtype=spec["dtype"], param_dtype=spec.get("param_dtype") or spec["dtype"],
                            attention_impl=spec.get("attention_impl", "xla"),

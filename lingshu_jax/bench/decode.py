@@ -37,11 +37,11 @@ class OursInference(OursPrefill):
     """Prefill + decode with our jitted generation program (prefill and the decode while_loop)."""
 
     def _generate(self, n: int) -> np.ndarray:
-        from lingshu_jax.infer.generate import generate
+        from lingshu_jax.infer.generate import generate_ids
 
         if not hasattr(self, "decode_inputs"):
             self.decode_inputs = _decode_inputs(self.spec, self.config)
-        out = generate(self.config, self.model.params, self.decode_inputs, n, stop_token_ids=(), pad_token_id=0)
+        out = generate_ids(self.config, self.model.params, self.decode_inputs, n, stop_token_ids=(), pad_token_id=0)
         tokens = np.asarray(out["tokens"])
         if tokens.shape[1] != n:
             raise RuntimeError(f"generate returned {tokens.shape[1]} tokens per row, expected {n}")

@@ -266,3 +266,28 @@ def interleaved(workers: dict[str, Worker], rounds: int, method: str = "run", **
 def close_all(workers: dict[str, Worker]) -> None:
     for w in workers.values():
         w.close()
+
+
+class Deadline:
+    """The suite's time budget: sections run their minimum rounds, extra rounds only while time is left."""
+
+    def __init__(self, budget_s: float):
+        self.start, self.budget_s = time.perf_counter(), float(budget_s)
+
+    def left(self) -> float:
+        return self.budget_s - (time.perf_counter() - self.start)
+
+
+def interleaved_rounds(workers: dict[str, Worker], method: str, rounds: int, deadline: Deadline,
+                       reserve_s: float = 0.0, **kwargs) -> dict[str, list]:
+    """ABBA rounds of `method`; after 2 rounds, another starts only if it should end before the deadline
+    minus `reserve_s` (time kept for the sections still to come)."""
+    out: dict[str, list] = {name: [] for name in workers}
+    for r in range(rounds):
+        start = time.perf_counter()
+        for name in abba_order(r + 1, tuple(workers))[r]:
+            out[name].append(workers[name].call(method, **kwargs))
+        took = time.perf_counter() - start
+        if r + 1 >= 2 and deadline.left() - reserve_s < took:
+            break
+    return out

@@ -89,9 +89,7 @@ class Context:
         return workers
 
     def rounds(self, workers, method: str, section: str, rounds: int | None = None, **kw) -> dict[str, list]:
-        from lingshu_jax.bench.suite import interleaved_rounds
-
-        return interleaved_rounds(workers, method, rounds or self.sizes["rounds"], self.deadline,
+        return harness.interleaved_rounds(workers, method, rounds or self.sizes["rounds"], self.deadline,
                                   self.reserve(section), **kw)
 
     def want_breakdown(self, ratio: float | None, target: float) -> bool:
@@ -320,7 +318,7 @@ class Context:
         finally:
             close_all(workers)
         out: dict[str, Any] = {"samples": s["data_samples"], "image_side": s["data_image"],
-                               "tokens_per_sample": s["data_tokens"], "source": "scripts/bench_data.py"}
+                               "tokens_per_sample": s["data_tokens"], "source": "lingshu_jax.bench.data_measure"}
         for n in workers:
             rates = [r["samples_per_s"] for r in runs[n]]
             cpu = [r["cpu_s"] / r["samples"] for r in runs[n] if r.get("cpu_s") is not None]

@@ -5,7 +5,7 @@ Sections (each in fresh worker processes, one per framework, alive together so t
   train    training step (train.py)
   prefill  forward of the prompt batch (prefill.py)   } one worker per framework
   decode   greedy generation (decode.py)              }
-  data     input pipeline (data.py, scripts/bench_data.py)
+  data     input pipeline (data.py, data_measure.py, data_samples.py)
 A section that fails records its error and the suite goes on. `run_suite` returns plain JSON-able data;
 `report.py` turns it into the table.
 """
@@ -20,8 +20,8 @@ import time
 import traceback
 from typing import Any
 
-from lingshu_jax.bench import harness, sections
-from lingshu_jax.bench.harness import Worker, summarize
+from lingshu_jax.bench import sections
+from lingshu_jax.bench.harness import Deadline, summarize
 
 SECTIONS = ("peak", "train", "prefill", "decode", "data")
 
@@ -99,31 +99,6 @@ def worker_env(suite: str) -> dict[str, str | None]:
     else:
         env["JAX_PLATFORMS"] = "cpu"
     return env
-
-
-class Deadline:
-    """The suite's time budget: sections run their minimum rounds, extra rounds only while time is left."""
-
-    def __init__(self, budget_s: float):
-        self.start, self.budget_s = time.perf_counter(), float(budget_s)
-
-    def left(self) -> float:
-        return self.budget_s - (time.perf_counter() - self.start)
-
-
-def interleaved_rounds(workers: dict[str, Worker], method: str, rounds: int, deadline: Deadline,
-                       reserve_s: float = 0.0, **kwargs) -> dict[str, list]:
-    """ABBA rounds of `method`; after 2 rounds, another starts only if it should end before the deadline
-    minus `reserve_s` (time kept for the sections still to come)."""
-    out: dict[str, list] = {name: [] for name in workers}
-    for r in range(rounds):
-        start = time.perf_counter()
-        for name in harness.abba_order(r + 1, tuple(workers))[r]:
-            out[name].append(workers[name].call(method, **kwargs))
-        took = time.perf_counter() - start
-        if r + 1 >= 2 and deadline.left() - reserve_s < took:
-            break
-    return out
 
 
 def _section(fn, *args, **kwargs) -> dict[str, Any]:

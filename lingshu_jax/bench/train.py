@@ -140,7 +140,7 @@ class OursTrain(OursPeak):
         out = {"tokens": b * s, "hidden": t.hidden_size, "vocab": t.vocab_size}
         for name, fn in (("matmul_s", lambda h, w: head(h, w).astype(jnp.float32).sum()), ("with_loss_s", ce)):
             compiled = jax.jit(jax.value_and_grad(fn, argnums=(0, 1))).lower(h, w).compile()
-            out[name] = _median_call(lambda: jax.block_until_ready(compiled(h, w)), reps)
+            out[name] = _median_call(lambda compiled=compiled: jax.block_until_ready(compiled(h, w)), reps)
         return out
 
     def attention_probe(self, reps: int = 1) -> dict[str, Any]:
@@ -191,8 +191,8 @@ class OursTrain(OursPeak):
             size = _equal_block_size(seg)
             blocked = None
             if size:
-                blocks = lambda x: x.reshape(n // size, size, v.num_heads, v.head_dim)  # noqa: E731
-                blocked = cost(lambda a, b, c: dot_product_attention(blocks(a), blocks(b), blocks(c), None))
+                blocks = lambda x, size=size: x.reshape(n // size, size, v.num_heads, v.head_dim)
+                blocked = cost(lambda a, b, c, blocks=blocks: dot_product_attention(blocks(a), blocks(b), blocks(c), None))
             out[kind] = {"model_s": model, "blocked_s": blocked, "block": size}
             model_total += counts[kind] * model
             blocked_total = None if blocked is None or blocked_total is None else blocked_total + counts[kind] * blocked
@@ -328,7 +328,7 @@ class HFTrain(HFPeak):
 
         out = {"tokens": b * s, "hidden": d, "vocab": v}
         for name, flag in (("matmul_s", False), ("with_loss_s", True)):
-            out[name] = _median_call(lambda: run(flag), reps)
+            out[name] = _median_call(lambda flag=flag: run(flag), reps)
         return out
 
 

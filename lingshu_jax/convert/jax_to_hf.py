@@ -16,8 +16,8 @@ smaller chunks would move that copy to the save side instead).
 from __future__ import annotations
 
 import glob
-import math
 import json
+import math
 import os
 from typing import Any, Callable, Iterator
 

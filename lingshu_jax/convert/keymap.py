@@ -247,8 +247,9 @@ def tree_paths(tree: Any, prefix: Path = ()) -> Iterator[Path]:
         yield prefix
 
 
-def abstract_params(cfg: ModelConfig, dtype: Any = np.float32) -> dict:
-    """The parameter tree as `jax.ShapeDtypeStruct`s (Orbax restore targets, shape tests)."""
+def param_spec_tree(cfg: ModelConfig, dtype: Any = np.float32) -> dict:
+    """The key map's parameter tree (`param_specs`) as `jax.ShapeDtypeStruct`s of one dtype, built from the
+    specs alone (no Flax init: cheap at any size). `model.vlm.abstract_params` is the Flax model's own."""
     import jax  # local: keymap itself needs no jax
 
     tree: dict = {}

@@ -84,3 +84,32 @@ def _gather(leaf):
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+
+
+def load_model(
+    path: str,
+    dtype: str = "float32",
+    param_dtype: str | None = None,
+    shardings=None,
+    mesh=None,
+    rules=None,
+    **policy,
+) -> tuple[ModelConfig, dict, str]:
+    """A Hugging Face Qwen2.5-VL/Lingshu directory or one of our checkpoints -> (config, params, source dir).
+
+    dtype: compute dtype; param_dtype: storage dtype (default: same as dtype); `policy`: other ModelConfig
+    fields (remat, attention, ...). mesh (+ rules, default `sharding.DEFAULT_RULES`): every parameter goes
+    straight onto the mesh with the model's logical shardings, each device reading only its slice;
+    `shardings`: an explicit pytree of NamedSharding instead.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such model directory or checkpoint")
+    if mesh is not None and shardings is None:
+        from lingshu_jax import sharding
+        from lingshu_jax.model.vlm import abstract_params
+
+        boxed = abstract_params(model_config_from(path, param_dtype=param_dtype or dtype), boxed=True)
+        shardings = sharding.param_shardings(boxed, mesh, rules or sharding.DEFAULT_RULES)
+    config, params, source = load_any(path, dtype=param_dtype or dtype, shardings=shardings)
+    config = config.replace(dtype=dtype, param_dtype=param_dtype or dtype, **policy)
+    return config, params, source

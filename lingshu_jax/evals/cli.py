@@ -94,7 +94,7 @@ def _factory(spec: str | None):
         except ImportError as exc:
             raise SystemExit(
                 f"lingshu_jax.infer.make_eval_generate_fn unavailable ({exc}); pass --generate_fn"
-            )
+            ) from exc
         return make_eval_generate_fn
     module, _, attr = spec.partition(":")
     if not module or not attr:

@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Any
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from lingshu_jax.evals.types import LoadOptions
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 QUESTION_TYPES = ("closed", "open", "mc", "yesno", "report")
 

@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 
-from lingshu_jax.infer.generate import generate
+from lingshu_jax.infer.generate import generate_ids
 
 
 def _timed(fn) -> float:
@@ -27,9 +27,9 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _ours(model, inputs, max_new_tokens) -> dict[str, float]:
+def _ours(config, params, inputs, max_new_tokens) -> dict[str, float]:
     def run(n):
-        out = generate(model.config, model.params, inputs, n, stop_token_ids=(), pad_token_id=0)
+        out = generate_ids(config, params, inputs, n, stop_token_ids=(), pad_token_id=0)
         assert out["tokens"].shape[1] == n, out["tokens"].shape
         return out
 
@@ -78,7 +78,7 @@ def decode_throughput(
     """-> {"ours": {...}, "transformers": {...}, "setup": {...}} tokens/s and seconds (see module doc)."""
     if max_new_tokens < 2:
         raise ValueError(f"max_new_tokens={max_new_tokens}: need >= 2 to separate decode from prefill")
-    from lingshu_jax.model.api import from_pretrained
+    from lingshu_jax.convert.load import load_model
 
     tmp = None
     if model_dir is None:
@@ -87,12 +87,12 @@ def decode_throughput(
         tmp = tempfile.TemporaryDirectory()
         model_dir = write_tiny_hf_dir(tmp.name, "tiny", seed=seed)
     try:
-        model = from_pretrained(model_dir)
-        vocab = min(model.config.text.vocab_size, 1000)
+        config, params, _ = load_model(model_dir)
+        vocab = min(config.text.vocab_size, 1000)
         ids = np.random.default_rng(seed).integers(0, vocab, (batch_size, prompt_len)).astype(np.int64)
         inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         result = {
-            "ours": _rates(_ours(model, inputs, max_new_tokens), batch_size, max_new_tokens),
+            "ours": _rates(_ours(config, params, inputs, max_new_tokens), batch_size, max_new_tokens),
             "setup": {
                 "model_dir": model_dir,
                 "batch_size": batch_size,

@@ -1,6 +1,6 @@
 """Batched generation: one compiled program = prefill (left padding) + KV-cache decode in a while_loop.
 
-    out = generate(config, params, processor_outputs, max_new_tokens=64, sampling=SamplingConfig())
+    out = generate_ids(config, params, processor_outputs, max_new_tokens=64, sampling=SamplingConfig())
     out["tokens"]   [B, T_new] int32, the stop token included, `pad_token_id` after it (T_new <= max_new_tokens:
                     the loop ends once every row has stopped, as transformers' generate does)
     out["lengths"]  [B] int32, generated tokens per row (the stop token counted)
@@ -218,7 +218,7 @@ def _stop_and_pad(config: ModelConfig, stop_token_ids, pad_token_id) -> tuple[tu
     return stop, pad
 
 
-def generate(
+def generate_ids(
     config: ModelConfig,
     params,
     inputs: dict,

@@ -1,11 +1,11 @@
 """`Generator`: model + processor + compiled programs, from conversations to answers.
 
     gen = Generator.from_pretrained("path/to/Lingshu-7B", dtype="bfloat16")
-    gen.generate("What is shown?", images=["scan.dcm"])                 -> ["..."]
-    gen.generate([conv_a, conv_b], max_new_tokens=128)                 -> ["...", "..."]
+    gen.generate_text("What is shown?", images=["scan.dcm"])                 -> ["..."]
+    gen.generate_text([conv_a, conv_b], max_new_tokens=128)                 -> ["...", "..."]
     reply, conv = gen.chat(conv)                                        (conv + the assistant's reply)
 
-Inputs accepted by `generate`: a prompt string (one user turn; `images=` attaches images before the
+Inputs accepted by `generate_text`: a prompt string (one user turn; `images=` attaches images before the
 text), one conversation (list of message dicts), a batch of conversations, a list of prompt strings, or
 processor outputs (a dict with `input_ids`). Compiled programs are cached (per shape bucket and
 max_new_tokens), so repeated calls with similar shapes do not recompile.
@@ -18,10 +18,11 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from lingshu_jax.convert.load import load_model
 from lingshu_jax.infer.generate import (
     DEFAULT_BUCKETS,
     Buckets,
-    generate,
+    generate_ids,
     generation_rules,
     place_params,
 )
@@ -93,12 +94,9 @@ class Generator:
         **kwargs,
     ) -> Generator:
         """Loads a Hugging Face / converted checkpoint directory and its processor files."""
-        # model/api.py binds methods from this package, so import it lazily.
-        from lingshu_jax.model.api import from_pretrained
-
-        return cls.from_model(
-            from_pretrained(path, dtype=dtype, param_dtype=param_dtype), mesh=mesh, rules=rules, **kwargs
-        )
+        config, params, source = load_model(path, dtype=dtype, param_dtype=param_dtype)
+        processor = kwargs.pop("processor", None) or (Processor.from_pretrained(source) if source else None)
+        return cls(config, params, processor, mesh=mesh, rules=rules, **kwargs)
 
     @classmethod
     def from_model(cls, model, processor: Processor | None = None, **kwargs) -> Generator:
@@ -127,8 +125,8 @@ class Generator:
         seed: int = 0,
         **kwargs,
     ) -> dict[str, np.ndarray]:
-        """Processor outputs -> {"tokens" [B, T_new], "lengths" [B]} (see `infer.generate.generate`)."""
-        return generate(
+        """Processor outputs -> {"tokens" [B, T_new], "lengths" [B]} (see `infer.generate.generate_ids`)."""
+        return generate_ids(
             self.config,
             self.params,
             inputs,
@@ -150,7 +148,7 @@ class Generator:
             proc.decode(row[:n], skip_special_tokens=True) for row, n in zip(out["tokens"], out["lengths"])
         ]
 
-    def generate(
+    def generate_text(
         self,
         messages,
         images: Sequence | None = None,
@@ -172,5 +170,5 @@ class Generator:
         """One conversation ending in a user turn -> (reply, the conversation with the reply appended)."""
         if not is_conversation(messages) or not messages or messages[-1].get("role") != "user":
             raise ValueError("chat() takes one conversation (list of message dicts) ending with a user turn")
-        reply = self.generate(messages, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)[0]
+        reply = self.generate_text(messages, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)[0]
         return reply, [*messages, {"role": "assistant", "content": reply}]

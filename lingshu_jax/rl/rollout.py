@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 from lingshu_jax.infer import batching
-from lingshu_jax.infer.generate import Buckets, generate
+from lingshu_jax.infer.generate import DEFAULT_BUCKETS, Buckets, generate_ids
 from lingshu_jax.infer.sampling import SamplingConfig
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.vlm import prepare_inputs
@@ -88,7 +88,7 @@ def sample_responses(
     rows_per_call: int = 256,
     mesh=None,
     rules=None,
-    buckets: Buckets = Buckets(),
+    buckets: Buckets = DEFAULT_BUCKETS,
     behaviour_logp: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """G samples of every prompt, with `infer.generate` (whole prompts per call, <= rows_per_call rows).
@@ -102,7 +102,7 @@ def sample_responses(
     tokens, lengths, logps = [], [], []
     for call, start in enumerate(range(0, len(encoded), per_call)):
         rows = [enc for enc in encoded[start : start + per_call] for _ in range(group_size)]
-        out = generate(
+        out = generate_ids(
             config,
             params,
             batching.collate(rows, pad_token_id),

@@ -50,9 +50,9 @@ from lingshu_jax.rl.data import PromptSchedule, load_prompts, prepare_easy_vqa_p
 from lingshu_jax.rl.loss import LOSS_AGG_MODES, grpo_loss, masked_mean, token_entropy, token_log_probs
 from lingshu_jax.rl.rewards import combine_rewards
 from lingshu_jax.rl.rollout import Rollout, encode_prompt, filter_overlong, sample_responses
+from lingshu_jax.train import loop
 from lingshu_jax.train.checkpoint import Checkpointer
 from lingshu_jax.train.metrics import plot_curves, truncate_after
-from lingshu_jax.train import loop
 from lingshu_jax.train.program import build_train_program
 
 log = logging.getLogger(__name__)

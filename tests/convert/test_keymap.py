@@ -62,10 +62,10 @@ def test_transforms_invert_and_slices_match_whole_tensor(kind):
     np.testing.assert_array_equal(out, ours)
 
 
-def test_abstract_params_of_a_real_size_cost_no_memory():
+def test_param_spec_tree_of_a_real_size_costs_no_memory():
     import jax
 
-    tree = keymap.abstract_params(preset("qwen2.5-vl-7b"), np.dtype("float32"))
+    tree = keymap.param_spec_tree(preset("qwen2.5-vl-7b"), np.dtype("float32"))
     n = sum(np.prod(x.shape) for x in jax.tree.leaves(tree))
     assert 8.2e9 < n < 8.4e9  # Qwen2.5-VL-7B: 8.29B parameters
 
@@ -73,6 +73,7 @@ def test_abstract_params_of_a_real_size_cost_no_memory():
 @pytest.mark.parametrize("name", ["tiny", "tiny-tied"])
 def test_specs_match_the_flax_model_parameter_tree(name):
     import jax
+
     from lingshu_jax.model import vlm
 
     tree = vlm.abstract_params(preset(name))

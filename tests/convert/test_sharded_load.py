@@ -4,7 +4,8 @@ each device gets its slice read straight from the file, with the requested shard
 import jax
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from lingshu_jax.convert import hf_to_jax, keymap, load_params
 from lingshu_jax.convert.safetensors_io import SafetensorsReader

@@ -7,7 +7,7 @@ import numpy as np
 from lingshu_jax.data.packing import unpack_batch
 from lingshu_jax.data.pipeline import make_pipeline
 from lingshu_jax.model.vlm import Qwen25VL, init_params
-from lingshu_jax.train.loss import per_segment_losses, next_token_targets
+from lingshu_jax.train.loss import next_token_targets, per_segment_losses
 from tests.data.helpers import data_config, mixed_dataset
 
 

@@ -1,7 +1,6 @@
 """Packing: first-fit rows under one patch budget, and packed segments equal the unpacked samples."""
 
 import numpy as np
-
 import pytest
 
 from lingshu_jax.data import BatchBuilder, ErrorPolicy, make_pipeline, unpack_batch

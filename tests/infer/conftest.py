@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lingshu_jax.model.api import from_pretrained
+from lingshu_jax.api import from_pretrained
 from lingshu_jax.processing import Processor
 
 PAD = 1000  # <|endoftext|> of the tiny tokenizer

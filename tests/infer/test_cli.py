@@ -31,7 +31,7 @@ def test_single_answer_equals_the_library(tiny_hf_dir, ours, png):
         ["--model", tiny_hf_dir, "--image", png, "--prompt", "What is shown?", "--max_new_tokens", MAX_NEW]
     )
     assert proc.returncode == 0, proc.stderr
-    expected = Generator.from_model(ours).generate(
+    expected = Generator.from_model(ours).generate_text(
         "What is shown?", images=[png], max_new_tokens=int(MAX_NEW)
     )[0]
     assert proc.stdout == expected + "\n"

@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers
 
-from lingshu_jax.infer.generate import TRACES, generate
+from lingshu_jax.infer.generate import TRACES, generate_ids
 from lingshu_jax.infer.sampling import SamplingConfig
 from tests.infer.conftest import PAD, image, user
 
@@ -47,7 +47,7 @@ def _hf_generate(hf_model, inputs, n, eos, with_logits=False):
 
 
 def _ours(model, inputs, n=N, stop=(), **kw):
-    return generate(model.config, model.params, inputs, n, stop_token_ids=stop, pad_token_id=PAD, **kw)
+    return generate_ids(model.config, model.params, inputs, n, stop_token_ids=stop, pad_token_id=PAD, **kw)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -138,7 +138,7 @@ def test_right_padded_inputs_give_the_left_padded_result(ours, processor):
 
 
 def test_bfloat16_compute_generates(tiny_hf_dir, processor):
-    from lingshu_jax.model.api import from_pretrained
+    from lingshu_jax.api import from_pretrained
 
     bf16 = from_pretrained(tiny_hf_dir, dtype="bfloat16")
     out = _ours(bf16, processor(CASES["one_image"]()), n=4)

@@ -1,4 +1,4 @@
-"""Generator (texts, chat), the LingshuModel hook methods and the evaluation adapter."""
+"""Generator (texts, chat), LingshuModel.generate / generate_text and the evaluation adapter."""
 
 import pytest
 
@@ -8,11 +8,9 @@ from lingshu_jax.infer import (
     ChatSession,
     Generator,
     make_generate_fn,
-    model_methods,
     run_repl,
 )
 from lingshu_jax.infer.eval_adapter import item_messages, length_batches
-from lingshu_jax.model.api import LingshuModel
 from tests.infer.conftest import image, user
 
 MAX_NEW = 6
@@ -25,7 +23,7 @@ def gen(ours):
 
 def test_generate_decodes_the_generated_ids(gen, processor):
     convs = [[user(image(56, 56, 1), "What is shown?")], [user("Text only, a little longer.")]]
-    texts = gen.generate(convs, max_new_tokens=MAX_NEW)
+    texts = gen.generate_text(convs, max_new_tokens=MAX_NEW)
     out = gen.generate_ids(processor(convs), MAX_NEW)
     assert texts == [processor.decode(r[:n]) for r, n in zip(out["tokens"], out["lengths"])]
     assert gen.stop_token_ids == processor.tokenizer.eos_token_ids and gen.pad_token_id == 1000
@@ -34,8 +32,8 @@ def test_generate_decodes_the_generated_ids(gen, processor):
 def test_prompt_string_with_images_equals_the_conversation(gen, tmp_path):
     path = str(tmp_path / "x.png")
     image(70, 42, 2).save(path)
-    a = gen.generate("Describe.", images=[path], max_new_tokens=MAX_NEW)
-    b = gen.generate(
+    a = gen.generate_text("Describe.", images=[path], max_new_tokens=MAX_NEW)
+    b = gen.generate_text(
         [
             {
                 "role": "user",
@@ -46,7 +44,7 @@ def test_prompt_string_with_images_equals_the_conversation(gen, tmp_path):
     )
     assert a == b and len(a) == 1
     with pytest.raises(ValueError, match="images= is only accepted with a prompt string"):
-        gen.generate([[user("x")]], images=[path])
+        gen.generate_text([[user("x")]], images=[path])
 
 
 def test_chat_appends_the_reply_and_keeps_the_image_in_context(gen, tmp_path):
@@ -73,9 +71,7 @@ def test_chat_appends_the_reply_and_keeps_the_image_in_context(gen, tmp_path):
     assert again == replies[2]
 
 
-def test_model_methods_hook(ours, processor, monkeypatch):
-    monkeypatch.setattr(LingshuModel, "generate", model_methods.generate, raising=False)
-    monkeypatch.setattr(LingshuModel, "generate_text", model_methods.generate_text, raising=False)
+def test_model_generate_ids_and_text_agree(ours, processor):
     inputs = processor([[user("Hello?")]])
     out = ours.generate(**inputs, max_new_tokens=MAX_NEW)
     assert out["tokens"].shape[0] == 1 and 1 <= out["lengths"][0] <= MAX_NEW
@@ -114,7 +110,7 @@ def test_eval_generate_fn_matches_one_by_one_generation_in_item_order(gen, tiny_
     ]
     generate_fn = make_generate_fn(gen, max_new_tokens=MAX_NEW, batch_size=2)
     got = generate_fn(items)
-    expected = [gen.generate([item_messages(it)], max_new_tokens=MAX_NEW)[0] for it in items]
+    expected = [gen.generate_text([item_messages(it)], max_new_tokens=MAX_NEW)[0] for it in items]
     assert got == expected
     assert (
         make_generate_fn(tiny_hf_dir, max_new_tokens=MAX_NEW, batch_size=3)(items) == expected

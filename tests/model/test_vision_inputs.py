@@ -7,8 +7,8 @@ from transformers import vision_utils
 
 from lingshu_jax.model.vision_inputs import (
     build_vision_stream,
-    pad_vision_stream,
     max_frame_rows,
+    pad_vision_stream,
     stream_rows,
     vision_token_index,
 )

@@ -5,13 +5,12 @@ import struct
 import zlib
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
 
 from lingshu_jax.processing.dicom import load_dicom, load_image
-
-pydicom = pytest.importorskip("pydicom")
-from pydicom.data import get_testdata_file
 
 
 def _dicom_linear(x: float, c: float, w: float) -> int:

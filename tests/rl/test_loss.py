@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lingshu_jax.rl.loss import aggregate, grpo_loss, group_advantages, k3_kl, token_entropy, token_log_probs
+from lingshu_jax.rl.loss import aggregate, group_advantages, grpo_loss, k3_kl, token_entropy, token_log_probs
 
 
 # ---------------------------------------------------------------- advantages

@@ -108,7 +108,7 @@ def test_decode_flops_and_mfu():
 def test_qwen25_vl_7b_parameter_counts():
     cfg = preset("qwen2.5-vl-7b")
     n = flops.matmul_params(cfg)
-    D, I, L, H, K, Dh, V = 3584, 18944, 28, 28, 4, 128, 152064
+    D, I, L, H, K, Dh, V = 3584, 18944, 28, 28, 4, 128, 152064  # noqa: E741 (the formula's names)
     assert n["text_layers"] == L * (D * H * Dh + 2 * D * K * Dh + H * Dh * D + 3 * D * I) == 6_525_288_448
     assert n["lm_head"] == D * V
     Dv, Iv, Lv = 1280, 3420, 32

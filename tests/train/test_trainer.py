@@ -57,7 +57,7 @@ def test_demo_loss_falls(tmp_path):
     c = _cfg(str(tmp_path), 3, 25)
     c.init_from = ""
     train(c, str(tmp_path / "run"))
-    losses = [l for _, l in _losses(str(tmp_path / "run"))]
+    losses = [loss for _, loss in _losses(str(tmp_path / "run"))]
     assert len(losses) == 25
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses
 

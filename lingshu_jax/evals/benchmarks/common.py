@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from lingshu_jax.evals import prompts
 from lingshu_jax.evals.fixes import Scoring

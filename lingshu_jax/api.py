@@ -3,19 +3,31 @@
 `model(input_ids=..., pixel_values=..., image_grid_thw=...)` takes numpy arrays exactly as transformers'
 Qwen2.5-VL processor (or ours) returns them and gives `.logits` [batch, seq, vocab]. Host-side
 preparation (M-RoPE ids, window order of patches) happens here; the forward itself is jitted.
+
+  model.generate(**processor_outputs, max_new_tokens=32)     -> {"tokens" [B, T], "lengths" [B]}
+  model.generate_text("What is shown?", images=["x.png"])     -> "..."
+
+This module is the facade above the layers it joins (model, convert, infer; see docs/DESIGN.md "Layers"):
+nothing in the library below it imports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 
+from lingshu_jax.convert.jax_to_hf import jax_to_hf
+from lingshu_jax.convert.load import load_model
+from lingshu_jax.infer.generate import generate_ids
+from lingshu_jax.infer.generator import Generator
+from lingshu_jax.infer.sampling import GREEDY, SamplingConfig
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.vlm import Qwen25VL, prepare_inputs
+from lingshu_jax.processing.processor import is_conversation
 
 
 @dataclasses.dataclass
@@ -25,8 +37,6 @@ class ModelOutput:
 
 class LingshuModel:
     """A Qwen2.5-VL / Lingshu model: config + parameter tree + jitted forward (+ generate / generate_text)."""
-
-    from lingshu_jax.infer.model_methods import generate, generate_text  # noqa: E402  KV-cache generation
 
     def __init__(self, config: ModelConfig, params, source_dir: str | None = None):
         self.config = config
@@ -73,11 +83,58 @@ class LingshuModel:
         self, out_dir: str, source_hf_dir: str | None = None, dtype: str | None = None
     ) -> str:
         """Writes a Hugging Face directory (safetensors shards, config, tokenizer/processor files)."""
-        from lingshu_jax.convert.jax_to_hf import jax_to_hf
-
         return jax_to_hf(
             self.params, self.config, out_dir, source_hf_dir=source_hf_dir or self.source_dir, dtype=dtype
         )
+
+    def generator(self) -> Generator:
+        """The model's `infer.Generator`, built once (processor from the model's source directory when it
+        has one) and rebuilt when `params` is replaced."""
+        gen = self.__dict__.get("_generator")
+        if gen is None or gen.params is not self.params:
+            gen = self.__dict__["_generator"] = Generator.from_model(self)
+        return gen
+
+    def generate(
+        self,
+        max_new_tokens: int = 256,
+        sampling: SamplingConfig | None = None,
+        seed: int = 0,
+        stop_token_ids: Sequence[int] | None = None,
+        pad_token_id: int | None = None,
+        **inputs,
+    ):
+        """Processor outputs (input_ids, attention_mask, pixel_values, image_grid_thw, ...) -> token ids.
+
+        Greedy by default. Returns {"tokens": [B, T_new] int32 (pad after the stop token), "lengths": [B]}.
+        """
+        gen = self.generator()
+        stop = gen.stop_token_ids if stop_token_ids is None else stop_token_ids
+        pad = gen.pad_token_id if pad_token_id is None else pad_token_id
+        return generate_ids(
+            self.config,
+            self.params,
+            inputs,
+            max_new_tokens,
+            sampling or GREEDY,
+            jax.random.key(seed),
+            stop,
+            pad,
+            buckets=gen.buckets,
+        )
+
+    def generate_text(
+        self,
+        messages,
+        images: Sequence | None = None,
+        max_new_tokens: int = 256,
+        sampling: SamplingConfig | None = None,
+        seed: int = 0,
+    ):
+        """A prompt string or a conversation -> the answer (str); a batch of them -> list[str]."""
+        answers = self.generator().generate_text(messages, images, max_new_tokens, sampling, seed)
+        single = isinstance(messages, str) or is_conversation(messages)
+        return answers[0] if single else answers
 
 
 def _np(x):
@@ -104,16 +161,4 @@ def from_pretrained(
     the model's logical shardings; each device reads only its slice. `shardings`: an explicit pytree of
     NamedSharding instead.
     """
-    from lingshu_jax.convert.load import load_any, model_config_from
-
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such model directory or checkpoint")
-    if mesh is not None and shardings is None:
-        from lingshu_jax import sharding
-        from lingshu_jax.model.vlm import abstract_params
-
-        boxed = abstract_params(model_config_from(path, param_dtype=param_dtype or dtype), boxed=True)
-        shardings = sharding.param_shardings(boxed, mesh, rules or sharding.DEFAULT_RULES)
-    config, params, source = load_any(path, dtype=param_dtype or dtype, shardings=shardings)
-    config = config.replace(dtype=dtype, param_dtype=param_dtype or dtype, **policy)
-    return LingshuModel(config, params, source_dir=source)
+    return LingshuModel(*load_model(path, dtype, param_dtype, shardings, mesh, rules, **policy))
