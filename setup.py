@@ -1,4 +1,5 @@
 """lingshu-jax: Lingshu / Qwen2.5-VL medical VLM training and evaluation in JAX/Flax."""
+
 from setuptools import find_packages, setup
 
 # Versions pinned to what the test-suite was run against (see README "Environment").

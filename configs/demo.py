@@ -58,16 +58,18 @@ def get_config(arg=None):
     sources = [src for src in sources if src["weight"] > 0]
     if not sources:
         raise ValueError(f"configs/demo.py: w_vqa={a.w_vqa}, w_dicom={a.w_dicom}: every source has weight 0")
-    c.data = data_section({  # every data option settable from the command line
-        "sources": sources,
-        "seq_len": 256 if a.stage == 3 else 96,
-        "batch_size": 4 if a.stage == 3 else 16,
-        "patch_budget": 512,
-        "packing": a.stage == 3,
-        "max_segments_per_row": 8,
-        "epochs": None,
-        "worker_count": 0,
-    })
+    c.data = data_section(
+        {  # every data option settable from the command line
+            "sources": sources,
+            "seq_len": 256 if a.stage == 3 else 96,
+            "batch_size": 4 if a.stage == 3 else 16,
+            "patch_budget": 512,
+            "packing": a.stage == 3,
+            "max_segments_per_row": 8,
+            "epochs": None,
+            "worker_count": 0,
+        }
+    )
     lrs = dict(lr_llm=a.lr, lr_vit=a.lr / 2, lr_proj=a.lr)
     c.optim = {
         "name": "adamw",

@@ -18,7 +18,9 @@ from lingshu_jax.bench.data_measure import DataBenchOptions, run_report
 def parse_args(argv=None) -> DataBenchOptions:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=800)
-    ap.add_argument("--workers", default="2", help="comma list of worker counts to time (0 = in-process threads)")
+    ap.add_argument(
+        "--workers", default="2", help="comma list of worker counts to time (0 = in-process threads)"
+    )
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the ratio is their median)")
     ap.add_argument("--warmup", type=int, default=None, help="samples left out of the rate (default 10%%)")
     ap.add_argument("--image", type=int, default=448)

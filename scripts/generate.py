@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         messages = [{"role": "system", "content": args.system}] if args.system else []
         messages.append(user_turn(args.prompt, args.image))
         print(
-            gen.generate_text(messages, max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed)[0]
+            gen.generate_text(
+                messages, max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed
+            )[0]
         )
         return 0
     except (ValueError, FileNotFoundError, OSError) as e:

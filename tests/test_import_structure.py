@@ -17,7 +17,16 @@ OURS = ("lingshu_jax", "configs", "scripts")
 
 # Top to bottom, as in docs/DESIGN.md "Layers": a module may import its own layer and the layers below.
 LAYERS = (
-    ("entry points", ("lingshu_jax.aot", "lingshu_jax.bench", "lingshu_jax.rl", "lingshu_jax.cli", "lingshu_jax.evals.cli")),
+    (
+        "entry points",
+        (
+            "lingshu_jax.aot",
+            "lingshu_jax.bench",
+            "lingshu_jax.rl",
+            "lingshu_jax.cli",
+            "lingshu_jax.evals.cli",
+        ),
+    ),
     ("training", ("lingshu_jax.train",)),
     ("the public model object", ("lingshu_jax.api",)),
     ("inference", ("lingshu_jax.infer",)),
@@ -27,7 +36,6 @@ LAYERS = (
     ("evaluation (no JAX)", ("lingshu_jax.evals",)),
     ("base", ("lingshu_jax.sharding", "lingshu_jax.logs", "lingshu_jax")),
 )
-
 
 
 def _modules(top: str) -> dict[str, str]:
@@ -86,7 +94,7 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
                 state[path.pop()] = 2
                 its.pop()
             elif state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             elif not state.get(nxt):
                 state[nxt] = 1
                 path.append(nxt)
@@ -119,7 +127,11 @@ def layer_of(module: str) -> int:
 def test_layer_of_picks_the_longest_package():
     assert LAYERS[layer_of("lingshu_jax.model.vlm")][0] == "model, processing"
     assert LAYERS[layer_of("lingshu_jax.sharding")][0] == "base"
-    assert layer_of("lingshu_jax.bench.suite") < layer_of("lingshu_jax.train.step") < layer_of("lingshu_jax.logs")
+    assert (
+        layer_of("lingshu_jax.bench.suite")
+        < layer_of("lingshu_jax.train.step")
+        < layer_of("lingshu_jax.logs")
+    )
 
 
 def test_no_module_imports_a_layer_above_its_own():
@@ -127,8 +139,10 @@ def test_no_module_imports_a_layer_above_its_own():
     for module in sorted(m for m in MODULES if m.startswith("lingshu_jax")):
         for target, name, line in imports(module):
             if layer_of(target) < layer_of(module):
-                upward.append(f"{MODULES[module]}:{line}: {module} ({LAYERS[layer_of(module)][0]}) imports "
-                              f"{name} ({LAYERS[layer_of(target)][0]})")
+                upward.append(
+                    f"{MODULES[module]}:{line}: {module} ({LAYERS[layer_of(module)][0]}) imports "
+                    f"{name} ({LAYERS[layer_of(target)][0]})"
+                )
     assert not upward, "imports upward:\n" + "\n".join(upward)
 
 
@@ -156,8 +170,13 @@ def private_imports(module: str) -> list[tuple[str, int]]:
             if full in MODULES:
                 aliases[bound] = full
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                and node.attr.startswith("_") and not node.attr.startswith("__")):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
             out.append((f"{aliases[node.value.id]}.{node.attr}", node.lineno))
     return out
 
@@ -166,7 +185,10 @@ def test_private_import_check_sees_from_import_and_attribute_access(tmp_path, mo
     src = tmp_path / "probe.py"
     src.write_text("from lingshu_jax.demo import _hidden\nimport lingshu_jax.sharding as s\ns._rules()\n")
     monkeypatch.setitem(MODULES, "configs.probe", str(src))
-    assert private_imports("configs.probe") == [("lingshu_jax.demo._hidden", 1), ("lingshu_jax.sharding._rules", 3)]
+    assert private_imports("configs.probe") == [
+        ("lingshu_jax.demo._hidden", 1),
+        ("lingshu_jax.sharding._rules", 3),
+    ]
 
 
 @pytest.mark.parametrize("top", OURS)

@@ -32,7 +32,9 @@ def _batch(cfg, rows=8, seq=40, seed=0):
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = preset("tiny", loss_chunk_len=8)  # 5 loss chunks of 8 positions: sharded like the batch and sequence
+    cfg = preset(
+        "tiny", loss_chunk_len=8
+    )  # 5 loss chunks of 8 positions: sharded like the batch and sequence
     params = init_params(cfg, jax.random.key(0))
     batch = _batch(cfg)
     model = Qwen25VL(cfg)
@@ -42,7 +44,13 @@ def setup():
 
 @pytest.mark.parametrize(
     "axes",
-    [dict(data=8), dict(fsdp=8), dict(fsdp=4, tensor=2), dict(data=2, fsdp=2, tensor=2), dict(fsdp=4, sequence=2)],
+    [
+        dict(data=8),
+        dict(fsdp=8),
+        dict(fsdp=4, tensor=2),
+        dict(data=2, fsdp=2, tensor=2),
+        dict(fsdp=4, sequence=2),
+    ],
 )
 def test_loss_and_grads_on_mesh_equal_single_device(setup, axes):
     cfg, model, params, batch, loss1, grads1 = setup

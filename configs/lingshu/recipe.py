@@ -118,24 +118,26 @@ def stage_config(stage: int, arg=None):
     c.train.keep_checkpoints = 3
     rows = apply_slice(c, a.size, a.slice)
     # Every data option is settable: --config.data.on_error=error, --config.data.sources_file=mix.json
-    c.data = data_section({
-        "sources": [
-            {
-                "name": n,
-                "paths": [os.path.join(a.data_root, f"{n}.jsonl")],
-                "root": os.path.join(a.data_root, "images"),
-                "weight": w,
-            }
-            for n, w in DATA[stage].items()
-        ],
-        "seq_len": 8192,
-        "batch_size": rows,  # global rows per micro-batch (each host loads its share)
-        "patch_budget": rows * PATCHES_PER_ROW,  # global vision patches per micro-batch
-        "packing": stage == 3,
-        "epochs": EPOCHS[stage],
-        "worker_count": 8,
-        "prefetch": 2,
-    })
+    c.data = data_section(
+        {
+            "sources": [
+                {
+                    "name": n,
+                    "paths": [os.path.join(a.data_root, f"{n}.jsonl")],
+                    "root": os.path.join(a.data_root, "images"),
+                    "weight": w,
+                }
+                for n, w in DATA[stage].items()
+            ],
+            "seq_len": 8192,
+            "batch_size": rows,  # global rows per micro-batch (each host loads its share)
+            "patch_budget": rows * PATCHES_PER_ROW,  # global vision patches per micro-batch
+            "packing": stage == 3,
+            "epochs": EPOCHS[stage],
+            "worker_count": 8,
+            "prefetch": 2,
+        }
+    )
     c.optim = adamw(
         lingshu_groups(stage, lr_llm=1e-5, lr_vit=2e-6, lr_proj=1e-5, warmup_steps=100, total_steps=a.steps)
     )

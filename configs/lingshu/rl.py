@@ -43,7 +43,14 @@ def grpo_config(**overrides) -> ml_collections.ConfigDict:
 
 def get_config(arg=None):
     a = parse_arg(
-        arg, size="7b", data_root="/data/lingshu_rl", steps=0, init_from="", prompts=100_000, lr=1e-6, slice=""
+        arg,
+        size="7b",
+        data_root="/data/lingshu_rl",
+        steps=0,
+        init_from="",
+        prompts=100_000,
+        lr=1e-6,
+        slice="",
     )
     c = base_config()
     c.model = lingshu_model(a.size)

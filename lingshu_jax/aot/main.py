@@ -20,11 +20,15 @@ def main() -> None:
     from lingshu_jax.cli import define_config_flag
 
     define_config_flag(required=False)  # (--recipes needs none)
-    flags.DEFINE_string("topology", None, "v5p-16 | v5p:2x2x2 | v6e-16 | v6e:4x4 | v5litepod-8 | v4-8 | cpu | gpu")
+    flags.DEFINE_string(
+        "topology", None, "v5p-16 | v5p:2x2x2 | v6e-16 | v6e:4x4 | v5litepod-8 | v4-8 | cpu | gpu"
+    )
     flags.DEFINE_integer("num_slices", 1, "TPU slices joined by DCN (data parallel: mesh.dcn.data).")
     flags.DEFINE_string("json", None, "Also write the report as JSON here.")
     flags.DEFINE_string("hlo_out", None, "Also write the compiled (optimized) HLO text here.")
-    flags.DEFINE_bool("recipes", False, "Report every recipe config (lingshu_jax.aot.recipes) into --recipes_out.")
+    flags.DEFINE_bool(
+        "recipes", False, "Report every recipe config (lingshu_jax.aot.recipes) into --recipes_out."
+    )
     flags.DEFINE_string("recipes_out", "docs/tpu.md", "Markdown file the --recipes reports go into.")
     flags.DEFINE_string("recipes_only", None, "With --recipes: only the recipe specs matching this regex.")
 

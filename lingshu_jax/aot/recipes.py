@@ -59,8 +59,15 @@ def write_recipes_doc(out_path: str, only: str | None = None) -> None:
         for spec in specs:
             key = program_key(spec)
             if key in done:
-                sections.append((spec, (f"Same program as `{done[key]}` (the step, shapes and optimizer are "
-                                       "identical; only the data differs): see its report.")))
+                sections.append(
+                    (
+                        spec,
+                        (
+                            f"Same program as `{done[key]}` (the step, shapes and optimizer are "
+                            "identical; only the data differs): see its report."
+                        ),
+                    )
+                )
                 continue
             print(f"== {spec}", flush=True)
             text = run_subprocess(spec, "", os.path.join(tmp, f"{key}.json"))

@@ -380,15 +380,21 @@ def format_report(r: dict) -> str:
     c, mem = r["config"], r["memory"]
     lines = [
         f"== {r['target']['name']} ({r['target']['devices']} devices), mesh {r['mesh']}",
-        (f"   {c['model']}; {c['dtype']} compute, {c['param_dtype']} params; remat {c['remat_policy']}/"
-        f"{c['vision_remat_policy']}; vision span {c['vision_attention_span']}; attention {c['attention_impl']}"),
-        (f"   batch: {c['batch_size']} rows x {c['seq_len']} tokens + {c['patch_budget']} patches per "
-        f"micro-batch (global), grad_accum {c['grad_accum']} -> {c['global_batch_rows']} rows per step; "
-        f"trains {', '.join(c['trainable'])}"),
+        (
+            f"   {c['model']}; {c['dtype']} compute, {c['param_dtype']} params; remat {c['remat_policy']}/"
+            f"{c['vision_remat_policy']}; vision span {c['vision_attention_span']}; attention {c['attention_impl']}"
+        ),
+        (
+            f"   batch: {c['batch_size']} rows x {c['seq_len']} tokens + {c['patch_budget']} patches per "
+            f"micro-batch (global), grad_accum {c['grad_accum']} -> {c['global_batch_rows']} rows per step; "
+            f"trains {', '.join(c['trainable'])}"
+        ),
         f"   compile: lower {r['lower_s']} s, compile {r.get('compile_s')} s",
         "-- memory per device",
-        (f"   parameters {_gib(mem['params'])}, optimizer state {_gib(mem['optimizer_state'])}, "
-        f"batch {_gib(mem['batch'])}"),
+        (
+            f"   parameters {_gib(mem['params'])}, optimizer state {_gib(mem['optimizer_state'])}, "
+            f"batch {_gib(mem['batch'])}"
+        ),
     ]
     if "error" in r:
         e = r["error"]
@@ -411,7 +417,9 @@ def format_report(r: dict) -> str:
         lines.append(f"   total {_gib(mem['total'])} of {_gib(hbm)} HBM: {verdict}{free}")
         lines.append("   largest buffers:")
         for b in r["largest_buffers"][:8]:
-            lines.append(f"     {_gib(b['bytes']):>11}  {b['opcode']:18s} {b['shape'][:44]:44s} {b['op_name'][-70:]}")
+            lines.append(
+                f"     {_gib(b['bytes']):>11}  {b['opcode']:18s} {b['shape'][:44]:44s} {b['op_name'][-70:]}"
+            )
         lines.append(f"-- loops: trip counts {r['loops']['trip_counts']}")
         lines.append("-- collectives per step (per device; buffer = full-size array, wire = bytes sent)")
         for k, v in r["collectives"].items():

@@ -91,7 +91,9 @@ def parse_target(spec: str, num_slices: int = 1) -> Target:
     elif rest.isdigit():
         n = int(rest)
         if n % chip.cores_per_chip:
-            raise ValueError(f"--topology={spec!r}: {gen}-N counts TensorCores ({chip.cores_per_chip} per chip)")
+            raise ValueError(
+                f"--topology={spec!r}: {gen}-N counts TensorCores ({chip.cores_per_chip} per chip)"
+            )
         shape = default_shape(gen, n // chip.cores_per_chip)
     else:
         raise ValueError(f"--topology={spec!r}: cannot read the slice size {rest!r}")

@@ -30,16 +30,31 @@ def parse_args(argv=None) -> tuple[suite.Options, str]:
     ap.add_argument("--image", type=int, dest="image_side", help="image side in pixels (multiple of 28)")
     ap.add_argument("--rounds", type=int, help="interleaved repetitions per side (at least 2 run)")
     ap.add_argument("--max-new-tokens", type=int)
-    ap.add_argument("--sections", default=",".join(suite.SECTIONS), help="comma list of " + ",".join(suite.SECTIONS))
-    ap.add_argument("--remat", default="none", choices=REMAT_POLICIES,
-                    help="ours: remat policy (text and vision); transformers: gradient checkpointing unless none")
-    ap.add_argument("--vision-remat", choices=REMAT_POLICIES,
-                    help="ours: the vision tower's remat policy (default: --remat); transformers: unchanged")
+    ap.add_argument(
+        "--sections", default=",".join(suite.SECTIONS), help="comma list of " + ",".join(suite.SECTIONS)
+    )
+    ap.add_argument(
+        "--remat",
+        default="none",
+        choices=REMAT_POLICIES,
+        help="ours: remat policy (text and vision); transformers: gradient checkpointing unless none",
+    )
+    ap.add_argument(
+        "--vision-remat",
+        choices=REMAT_POLICIES,
+        help="ours: the vision tower's remat policy (default: --remat); transformers: unchanged",
+    )
     ap.add_argument("--hf-attn", default="sdpa", choices=("sdpa", "eager"), help="transformers' attention")
     ap.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: torch's own)")
-    ap.add_argument("--breakdown", default="auto", choices=("auto", "always", "never"),
-                    help="time the parts of a train step: when the target is missed (auto), always, never")
-    ap.add_argument("--budget", type=float, dest="budget_s", help="seconds; extra rounds stop when it runs out")
+    ap.add_argument(
+        "--breakdown",
+        default="auto",
+        choices=("auto", "always", "never"),
+        help="time the parts of a train step: when the target is missed (auto), always, never",
+    )
+    ap.add_argument(
+        "--budget", type=float, dest="budget_s", help="seconds; extra rounds stop when it runs out"
+    )
     ap.add_argument("--allow-cpu", action="store_true", help="run --suite gpu's code path on CPU (testing)")
     ap.add_argument("--out", default=None, help="output directory (default /tmp/bench_<suite>)")
     a = ap.parse_args(argv)
@@ -55,8 +70,13 @@ def main(argv=None) -> int:
         results = suite.run_suite(opts, log=log)
     except sections.NoGPUError as e:
         plan = getattr(e, "results", {}).get("meta", {})
-        print(json.dumps({k: plan.get(k) for k in ("model", "sizes", "train_flops_per_step", "devices")}, indent=2,
-                         default=str))
+        print(
+            json.dumps(
+                {k: plan.get(k) for k in ("model", "sizes", "train_flops_per_step", "devices")},
+                indent=2,
+                default=str,
+            )
+        )
         print(f"error: {e}", file=sys.stderr)
         return 2
     paths = report.write(results, out_dir)

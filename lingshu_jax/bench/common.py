@@ -22,11 +22,15 @@ def load_ours(spec: dict[str, Any]):
     """`LingshuModel` from the benchmark checkpoint with the spec's execution policy."""
     from lingshu_jax.api import from_pretrained
 
-    return from_pretrained(spec["model_dir"], dtype=spec["dtype"], param_dtype=spec.get("param_dtype") or spec["dtype"],
-                           attention_impl=spec.get("attention_impl", "xla"),
-                           vision_attention_span=spec.get("vision_attention_span"),
-                           remat_policy=spec.get("remat_policy", "none"),
-                           vision_remat_policy=spec.get("vision_remat_policy", spec.get("remat_policy", "none")))
+    return from_pretrained(
+        spec["model_dir"],
+        dtype=spec["dtype"],
+        param_dtype=spec.get("param_dtype") or spec["dtype"],
+        attention_impl=spec.get("attention_impl", "xla"),
+        vision_attention_span=spec.get("vision_attention_span"),
+        remat_policy=spec.get("remat_policy", "none"),
+        vision_remat_policy=spec.get("vision_remat_policy", spec.get("remat_policy", "none")),
+    )
 
 
 def jax_environment() -> dict[str, Any]:
@@ -34,9 +38,14 @@ def jax_environment() -> dict[str, Any]:
     import jaxlib
 
     dev = jax.devices()[0]
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "backend": jax.default_backend(),
-            "device_kind": dev.device_kind, "device_count": jax.device_count(),
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    return {
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "backend": jax.default_backend(),
+        "device_kind": dev.device_kind,
+        "device_count": jax.device_count(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
 
 
 # ------------------------------------------------------------------------------------------ transformers
@@ -58,7 +67,8 @@ def load_hf(spec: dict[str, Any], train: bool = False):
 
     torch, device, dtype = torch_setup(spec)
     model = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        spec["model_dir"], dtype=dtype, attn_implementation=spec.get("hf_attn", "sdpa")).to(device)
+        spec["model_dir"], dtype=dtype, attn_implementation=spec.get("hf_attn", "sdpa")
+    ).to(device)
     return model.train() if train else model.eval()
 
 
@@ -113,6 +123,10 @@ def torch_environment() -> dict[str, Any]:
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }

@@ -113,8 +113,13 @@ def _last_json(stdout: str) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-def run(convert_cmd: list[str], size: str = "2gb", work_dir: str | None = None, keep: bool = False,
-        out: str | None = None) -> dict:
+def run(
+    convert_cmd: list[str],
+    size: str = "2gb",
+    work_dir: str | None = None,
+    keep: bool = False,
+    out: str | None = None,
+) -> dict:
     """Builds the random checkpoint, converts it both ways with `convert_cmd` (the argv prefix of
     `scripts/convert.py`), prints and returns the report; report[direction]["pass"] says whether the peak
     RSS stayed under the bound."""

@@ -42,22 +42,34 @@ class OursData:
         from lingshu_jax.processing.tokenizer import Tokenizer
 
         self.spec = spec
-        self.processor = Processor(Tokenizer.from_pretrained(spec["tok_dir"]),
-                                   ImageProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS))
+        self.processor = Processor(
+            Tokenizer.from_pretrained(spec["tok_dir"]),
+            ImageProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS),
+        )
         self.model_config = preset("qwen2.5-vl-7b")
-        self.args = data_measure.DataBenchOptions(seq_len=int(spec.get("seq_len", 8192)), batch_size=1,
-                                                  patch_budget=16384, workers=int(spec.get("data_workers", 2)),
-                                                  warmup=0)
+        self.args = data_measure.DataBenchOptions(
+            seq_len=int(spec.get("seq_len", 8192)),
+            batch_size=1,
+            patch_budget=16384,
+            workers=int(spec.get("data_workers", 2)),
+            warmup=0,
+        )
 
     def run(self) -> dict[str, Any]:
         out = data_measure.bench_ours(self.spec["path"], self.processor, self.model_config, self.args)
         if out["steady_samples"] <= 0:
-            raise ValueError(f"data: all {out['samples']} samples fit in the first batch of {self.args.seq_len} "
-                             "tokens; use more samples (or a shorter seq_len) to measure the steady rate")
-        return {"samples_per_s": out["samples_per_s_steady"],
-                "samples_per_s_incl_startup": out["samples"] / out["total_s"], "samples": out["samples"],
-                "cpu_s": out.get("cpu_s"), "packing_efficiency": out.get("efficiency"),
-                "workers": self.args.workers}
+            raise ValueError(
+                f"data: all {out['samples']} samples fit in the first batch of {self.args.seq_len} "
+                "tokens; use more samples (or a shorter seq_len) to measure the steady rate"
+            )
+        return {
+            "samples_per_s": out["samples_per_s_steady"],
+            "samples_per_s_incl_startup": out["samples"] / out["total_s"],
+            "samples": out["samples"],
+            "cpu_s": out.get("cpu_s"),
+            "packing_efficiency": out.get("efficiency"),
+            "workers": self.args.workers,
+        }
 
 
 class HFData:
@@ -70,6 +82,9 @@ class HFData:
     def run(self) -> dict[str, Any]:
         out = data_measure.bench_hf(self.processor, self.spec["path"], self.spec["root"])
         samples = int(self.spec["samples"])
-        return {"samples_per_s": out["samples_per_s_steady"], "samples": samples,
-                "tokens_per_sample": out["tokens"] / samples,
-                "cpu_s": out["steady_cpu_ms_per_sample"] * samples / 1e3}
+        return {
+            "samples_per_s": out["samples_per_s_steady"],
+            "samples": samples,
+            "tokens_per_sample": out["tokens"] / samples,
+            "cpu_s": out["steady_cpu_ms_per_sample"] * samples / 1e3,
+        }

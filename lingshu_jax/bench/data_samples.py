@@ -1,7 +1,7 @@
 """Synthetic data for the data-pipeline benchmark: JPEGs + LLaMA-Factory JSONL records, seeded.
 
-  make_data   n records of one shape (one `side`x`side` JPEG + about `tokens` tokens each)
-  make_mixed  caption + VQA + text-only records, images of several sizes (packing efficiency)
+make_data   n records of one shape (one `side`x`side` JPEG + about `tokens` tokens each)
+make_mixed  caption + VQA + text-only records, images of several sizes (packing efficiency)
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ from lingshu_jax.bench.prefill import HFPrefill, OursPrefill
 
 
 def _decode_inputs(spec: dict[str, Any], config) -> dict[str, np.ndarray]:
-    return inputs_lib.make_text_inputs(config, spec["decode_batch"], spec["decode_prompt"], spec.get("seed", 0) + 1)
+    return inputs_lib.make_text_inputs(
+        config, spec["decode_batch"], spec["decode_prompt"], spec.get("seed", 0) + 1
+    )
 
 
 def generate_available() -> bool:
@@ -41,7 +43,9 @@ class OursInference(OursPrefill):
 
         if not hasattr(self, "decode_inputs"):
             self.decode_inputs = _decode_inputs(self.spec, self.config)
-        out = generate_ids(self.config, self.model.params, self.decode_inputs, n, stop_token_ids=(), pad_token_id=0)
+        out = generate_ids(
+            self.config, self.model.params, self.decode_inputs, n, stop_token_ids=(), pad_token_id=0
+        )
         tokens = np.asarray(out["tokens"])
         if tokens.shape[1] != n:
             raise RuntimeError(f"generate returned {tokens.shape[1]} tokens per row, expected {n}")
@@ -58,7 +62,6 @@ class OursInference(OursPrefill):
         one_s, _ = timed(lambda: self._generate(1))
         return {"full_s": full_s, "one_s": one_s}
 
-
     def breakdown(self, max_new_tokens: int, reps: int = 5) -> dict[str, Any]:
         """Roofline view of one decode step (batch x 1 token): the step as its own jitted program (outside
         generate's while_loop), the lm_head matmul alone, the bytes of weights a step must read, and the
@@ -73,10 +76,15 @@ class OursInference(OursPrefill):
         cfg, b = self.config, int(self.spec["decode_batch"])
         cache_len = 64 * -(-(int(self.spec["decode_prompt"]) + max_new_tokens) // 64)
         module, params = Qwen25VL(cfg), self.model.params
-        batch = {"input_ids": jnp.zeros((b, 1), jnp.int32), "segment_ids": jnp.ones((b, 1), jnp.int32),
-                 "position_ids": jnp.full((3, b, 1), int(self.spec["decode_prompt"]), jnp.int32)}
+        batch = {
+            "input_ids": jnp.zeros((b, 1), jnp.int32),
+            "segment_ids": jnp.ones((b, 1), jnp.int32),
+            "position_ids": jnp.full((3, b, 1), int(self.spec["decode_prompt"]), jnp.int32),
+        }
         cache = init_cache(cfg, b, cache_len)
-        step = jax.jit(lambda p, x, c: module.apply({"params": p}, x, c)).lower(params, batch, cache).compile()
+        step = (
+            jax.jit(lambda p, x, c: module.apply({"params": p}, x, c)).lower(params, batch, cache).compile()
+        )
         head = params.get("lm_head", {}).get("kernel")
         if head is None:
             head = params["model"]["embed_tokens"]["embedding"].T
@@ -86,9 +94,12 @@ class OursInference(OursPrefill):
         scale = jax.jit(lambda x: x * 1.0001).lower(big).compile()
         itemsize = jnp.dtype(cfg.param_dtype).itemsize
         n = matmul_params(cfg)
-        out = {"step_s": _median_calls(lambda: jax.block_until_ready(step(params, batch, cache)), reps),
-               "lm_head_s": _median_calls(lambda: jax.block_until_ready(lm_head(h, head)), reps),
-               "weight_bytes": (n["text_layers"] + n["lm_head"]) * itemsize, "cache_len": cache_len}
+        out = {
+            "step_s": _median_calls(lambda: jax.block_until_ready(step(params, batch, cache)), reps),
+            "lm_head_s": _median_calls(lambda: jax.block_until_ready(lm_head(h, head)), reps),
+            "weight_bytes": (n["text_layers"] + n["lm_head"]) * itemsize,
+            "cache_len": cache_len,
+        }
         copy_s = _median_calls(lambda: jax.block_until_ready(scale(big)), reps)
         out["stream_gb_s"] = 2 * big.size * 4 / copy_s / 1e9
         return out
@@ -115,12 +126,16 @@ class HFInference(HFPrefill):
 
         self._use_threads("decode")
         if not hasattr(self, "decode_inputs"):
-            self.decode_inputs = common.torch_inputs(_decode_inputs(self.spec, self.config), self.device, None)
+            self.decode_inputs = common.torch_inputs(
+                _decode_inputs(self.spec, self.config), self.device, None
+            )
         x = self.decode_inputs
         with self.torch.inference_mode():
-            out = self.model.generate(**x, do_sample=False, max_new_tokens=n, min_new_tokens=n, pad_token_id=0)
+            out = self.model.generate(
+                **x, do_sample=False, max_new_tokens=n, min_new_tokens=n, pad_token_id=0
+            )
         common.torch_sync(self.device)
-        tokens = out[:, x["input_ids"].shape[1]:].cpu().numpy()
+        tokens = out[:, x["input_ids"].shape[1] :].cpu().numpy()
         if tokens.shape[1] != n:
             raise RuntimeError(f"generate returned {tokens.shape[1]} tokens per row, expected {n}")
         return tokens
@@ -142,8 +157,10 @@ class HFInference(HFPrefill):
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             self._generate(max_new_tokens)
         rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:6]
-        return {"top_ops": [(r.key, r.self_cpu_time_total / 1e6, r.count) for r in rows],
-                "torch_threads": self.torch.get_num_threads()}
+        return {
+            "top_ops": [(r.key, r.self_cpu_time_total / 1e6, r.count) for r in rows],
+            "torch_threads": self.torch.get_num_threads(),
+        }
 
 
 def rates(runs: list[dict[str, float]], batch: int, max_new_tokens: int) -> dict[str, list[float | None]]:
@@ -152,8 +169,11 @@ def rates(runs: list[dict[str, float]], batch: int, max_new_tokens: int) -> dict
     gaps = [r["full_s"] - r["one_s"] for r in runs]
     decode = [batch * (max_new_tokens - 1) / g if g > 0 else None for g in gaps]
     e2e = [batch * max_new_tokens / r["full_s"] for r in runs]
-    return {"decode_tok_s": decode, "e2e_tok_s": e2e,
-            "step_s": [g / (max_new_tokens - 1) if g > 0 else None for g in gaps]}
+    return {
+        "decode_tok_s": decode,
+        "e2e_tok_s": e2e,
+        "step_s": [g / (max_new_tokens - 1) if g > 0 else None for g in gaps],
+    }
 
 
 def token_agreement(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:

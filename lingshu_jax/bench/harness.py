@@ -37,8 +37,13 @@ def summarize(xs: Sequence[float | None]) -> dict[str, Any]:
     if not valid:
         return dict(out, median=None, min=None, max=None, spread=None)
     med = median(valid)
-    return dict(out, median=med, min=min(valid), max=max(valid),
-                spread=(max(valid) - min(valid)) / med if med else math.nan)
+    return dict(
+        out,
+        median=med,
+        min=min(valid),
+        max=max(valid),
+        spread=(max(valid) - min(valid)) / med if med else math.nan,
+    )
 
 
 def speedup(ours: float | None, theirs: float | None, higher_is_better: bool) -> float | None:
@@ -142,8 +147,10 @@ def torch_device_memory() -> dict[str, Any] | None:
 
     if not torch.cuda.is_available():
         return None
-    return {"peak_bytes_in_use": int(torch.cuda.max_memory_allocated()),
-            "bytes_in_use": int(torch.cuda.memory_allocated())}
+    return {
+        "peak_bytes_in_use": int(torch.cuda.max_memory_allocated()),
+        "bytes_in_use": int(torch.cuda.memory_allocated()),
+    }
 
 
 # ------------------------------------------------------------------------------------------ workers
@@ -205,15 +212,17 @@ class Worker:
     conn: Any
 
     @classmethod
-    def start(cls, name: str, factory: str, *args, env: dict[str, str | None] | None = None,
-              wait: bool = True) -> "Worker":
+    def start(
+        cls, name: str, factory: str, *args, env: dict[str, str | None] | None = None, wait: bool = True
+    ) -> "Worker":
         """Spawns the process; `factory` names the session class ('module:Class'), imported in the
         worker after `env` is applied (None values unset a variable). With `wait=False` the session is
         still being built on return: call `ready()` before anything else (lets two workers load at once)."""
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, factory, args, dict(env or {})), name=f"bench-{name}",
-                           daemon=False)
+        proc = ctx.Process(
+            target=_serve, args=(child, factory, args, dict(env or {})), name=f"bench-{name}", daemon=False
+        )
         proc.start()
         child.close()
         worker = cls(name, proc, parent)
@@ -278,8 +287,9 @@ class Deadline:
         return self.budget_s - (time.perf_counter() - self.start)
 
 
-def interleaved_rounds(workers: dict[str, Worker], method: str, rounds: int, deadline: Deadline,
-                       reserve_s: float = 0.0, **kwargs) -> dict[str, list]:
+def interleaved_rounds(
+    workers: dict[str, Worker], method: str, rounds: int, deadline: Deadline, reserve_s: float = 0.0, **kwargs
+) -> dict[str, list]:
     """ABBA rounds of `method`; after 2 rounds, another starts only if it should end before the deadline
     minus `reserve_s` (time kept for the sections still to come)."""
     out: dict[str, list] = {name: [] for name in workers}

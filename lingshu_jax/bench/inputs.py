@@ -17,7 +17,9 @@ from lingshu_jax.model.config import ModelConfig, preset
 IGNORE = -100
 
 
-def bench_config(preset_name: str, layers: int | None = None, vision_layers: int | None = None) -> ModelConfig:
+def bench_config(
+    preset_name: str, layers: int | None = None, vision_layers: int | None = None
+) -> ModelConfig:
     """A preset, optionally with fewer text layers / vision blocks. Its special token ids are the preset's own
     (ModelConfig checks they index the vocabulary: bench-100m's are those of a Qwen tokenizer cut to
     `BENCH_TOKENIZER_RANKS` ranks, 32746..32767), and `make_inputs` draws text ids below all of them."""
@@ -47,8 +49,9 @@ def write_checkpoint(hf_config: dict[str, Any], out_dir: str, seed: int = 0) -> 
     return out_dir
 
 
-def make_inputs(config: ModelConfig, batch: int, seq: int, image_side: int, seed: int = 0
-                ) -> dict[str, np.ndarray]:
+def make_inputs(
+    config: ModelConfig, batch: int, seq: int, image_side: int, seed: int = 0
+) -> dict[str, np.ndarray]:
     """One image of `image_side`^2 pixels per row, then random text up to `seq` tokens.
 
     Row layout: <vision_start> <image_pad> x (image tokens) <vision_end> text ... (no padding).
@@ -67,20 +70,32 @@ def make_inputs(config: ModelConfig, batch: int, seq: int, image_side: int, seed
     if seq < image_tokens + 3:
         raise ValueError(f"seq={seq}: too short for {image_tokens} image tokens plus markers and text")
     rng = np.random.default_rng(seed)
-    specials = {config.image_token_id, config.video_token_id, config.vision_start_token_id,
-                config.vision_end_token_id, config.bos_token_id, *config.eos_token_ids}
+    specials = {
+        config.image_token_id,
+        config.video_token_id,
+        config.vision_start_token_id,
+        config.vision_end_token_id,
+        config.bos_token_id,
+        *config.eos_token_ids,
+    }
     high = min(config.text.vocab_size, min(specials))
     ids = rng.integers(0, high, (batch, seq)).astype(np.int64)
     ids[:, 0] = config.vision_start_token_id
-    ids[:, 1:1 + image_tokens] = config.image_token_id
+    ids[:, 1 : 1 + image_tokens] = config.image_token_id
     ids[:, 1 + image_tokens] = config.vision_end_token_id
     labels = ids.copy()
-    labels[:, :2 + image_tokens] = IGNORE
+    labels[:, : 2 + image_tokens] = IGNORE
     grid = np.tile(np.array([[1, g, g]], np.int64), (batch, 1))
     pixels = rng.standard_normal((batch * g * g, v.patch_dim)).astype(np.float32)
     mm_types = (ids == config.image_token_id).astype(np.int64)
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "mm_token_type_ids": mm_types,
-            "pixel_values": pixels, "image_grid_thw": grid, "labels": labels}
+    return {
+        "input_ids": ids,
+        "attention_mask": np.ones_like(ids),
+        "mm_token_type_ids": mm_types,
+        "pixel_values": pixels,
+        "image_grid_thw": grid,
+        "labels": labels,
+    }
 
 
 def text_tokens(inputs: dict[str, np.ndarray]) -> int:
@@ -92,10 +107,18 @@ def vision_grids(inputs: dict[str, np.ndarray]) -> list[tuple[int, int, int]]:
     return [tuple(int(x) for x in g) for g in np.asarray(inputs["image_grid_thw"]).reshape(-1, 3)]
 
 
-def make_text_inputs(config: ModelConfig, batch: int, prompt_len: int, seed: int = 1) -> dict[str, np.ndarray]:
+def make_text_inputs(
+    config: ModelConfig, batch: int, prompt_len: int, seed: int = 1
+) -> dict[str, np.ndarray]:
     """Text-only prompts of random ordinary token ids (no padding), for the decode measurement."""
-    specials = (config.image_token_id, config.video_token_id, config.vision_start_token_id,
-                config.vision_end_token_id, config.bos_token_id, *config.eos_token_ids)
+    specials = (
+        config.image_token_id,
+        config.video_token_id,
+        config.vision_start_token_id,
+        config.vision_end_token_id,
+        config.bos_token_id,
+        *config.eos_token_ids,
+    )
     high = min(config.text.vocab_size, min(specials))
     ids = np.random.default_rng(seed).integers(0, high, (batch, prompt_len)).astype(np.int64)
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), "mm_token_type_ids": np.zeros_like(ids)}

@@ -33,7 +33,11 @@ class OursPeak:
 
 class HFPeak:
     def __init__(self, spec: dict[str, Any]):
-        self.peak_spec = (int(spec.get("peak_n", 2048)), spec.get("peak_dtype", "float32"), spec.get("device", "cpu"))
+        self.peak_spec = (
+            int(spec.get("peak_n", 2048)),
+            spec.get("peak_dtype", "float32"),
+            spec.get("device", "cpu"),
+        )
 
     def peak(self) -> float:
         """FLOP/s of an n^3 matmul, best of 3 (after one warm-up), as `measured_peak_flops` does; on CPU the

@@ -34,8 +34,12 @@ class OursPrefill:
     def prefill_first(self) -> dict[str, Any]:
         """First call (compiles); returns its time and the last position's logits for the parity check."""
         t, host, logits = self._forward()
-        return {"time_s": t, "host_s": host, "last_logits": np.asarray(logits[:, -1], np.float32),
-                "environment": common.jax_environment()}
+        return {
+            "time_s": t,
+            "host_s": host,
+            "last_logits": np.asarray(logits[:, -1], np.float32),
+            "environment": common.jax_environment(),
+        }
 
     def prefill(self) -> dict[str, Any]:
         t, host, _ = self._forward()
@@ -75,7 +79,9 @@ class HFPrefill:
         """Best torch thread count for the prefill (proxy: a forward of the batch's first row)."""
         n = int(self.inputs["image_grid_thw"][0].prod())
         row = {k: v[:1] for k, v in self.inputs.items() if k not in ("pixel_values", "image_grid_thw")}
-        row.update(pixel_values=self.inputs["pixel_values"][:n], image_grid_thw=self.inputs["image_grid_thw"][:1])
+        row.update(
+            pixel_values=self.inputs["pixel_values"][:n], image_grid_thw=self.inputs["image_grid_thw"][:1]
+        )
 
         def proxy():
             with self.torch.inference_mode():
@@ -93,8 +99,11 @@ class HFPrefill:
 
     def prefill_first(self) -> dict[str, Any]:
         t, logits = self._forward()
-        return {"time_s": t, "last_logits": logits[:, -1].float().cpu().numpy(),
-                "environment": common.torch_environment()}
+        return {
+            "time_s": t,
+            "last_logits": logits[:, -1].float().cpu().numpy(),
+            "environment": common.torch_environment(),
+        }
 
     def prefill(self) -> dict[str, Any]:
         t, _ = self._forward()

@@ -79,10 +79,7 @@ def compile_report(pol, vpol, chunk, span, micro, patches):
     state = jax.tree.map(with_sharding, state, state_shard)
     batch = abstract_batch(cfg, batch=8, seq=8192, patches=patches, micro=micro)
     b_shard = sharding.batch_shardings(batch, mesh, rules, micro_axis=True)
-    batch = {
-        k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=b_shard[k])
-        for k, v in batch.items()
-    }
+    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=b_shard[k]) for k, v in batch.items()}
     fn = jax.jit(
         functools.partial(train_step, Qwen25VL(cfg), tx, trainable=info.trainable_mask),
         in_shardings=(state_shard, b_shard),
@@ -124,10 +121,7 @@ def compile_report(pol, vpol, chunk, span, micro, patches):
         "out_GiB": m.output_size_in_bytes / G,
         "alias_GiB": m.alias_size_in_bytes / G,
         "total_GiB": (
-            m.temp_size_in_bytes
-            + m.argument_size_in_bytes
-            + m.output_size_in_bytes
-            - m.alias_size_in_bytes
+            m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
         )
         / G,
         "flops": ca.get("flops"),
@@ -158,18 +152,12 @@ def flops_report():
     q = o = 2 * D * H * Dh * tok
     kv = 4 * D * K * Dh * tok
     gate = up = 2 * D * F * tok
-    half_attn = (
-        2 * H * Dh * rows * micro * seq * (seq + 1) // 2
-    )  # QK^T (or PV) of causal attention
+    half_attn = 2 * H * Dh * rows * micro * seq * (seq + 1) // 2  # QK^T (or PV) of causal attention
     # per layer: forward matmul FLOPs the backward recomputes (XLA drops what the backward does not need)
     recompute = {
         "none": 0,
-        "save_dots": 2
-        * half_attn,  # attention (QK^T, PV): batch-dim dots are not saved
-        "save_qkv_attn": half_attn
-        + o
-        + gate
-        + up,  # QK^T for the softmax; o (feeds the MLP); gate, up
+        "save_dots": 2 * half_attn,  # attention (QK^T, PV): batch-dim dots are not saved
+        "save_qkv_attn": half_attn + o + gate + up,  # QK^T for the softmax; o (feeds the MLP); gate, up
         "save_qkv_proj": 2 * half_attn + o + gate + up,
         "full": q
         + kv
@@ -204,19 +192,32 @@ def cpu_report(pol, vpol, chunk=None):
     inputs = make_inputs(cfg, 4, 512, 448)
     labels = inputs.pop("labels")
     keys = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")
-    batch = prepare_inputs(cfg, *(inputs[k] for k in keys[:2]), pixel_values=inputs[keys[2]],
-                           image_grid_thw=inputs[keys[3]])
+    batch = prepare_inputs(
+        cfg, *(inputs[k] for k in keys[:2]), pixel_values=inputs[keys[2]], image_grid_thw=inputs[keys[3]]
+    )
     batch["labels"] = labels.astype("int32")
     batch = {k: jax.ShapeDtypeStruct((1, *v.shape), v.dtype) for k, v in batch.items()}
     params = abstract_params(cfg)
     tx, _ = make_optimizer(OPTIM, params)
-    state = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params,
-             "opt_state": jax.eval_shape(tx.init, params), "bad_steps": jax.ShapeDtypeStruct((), jnp.int32)}
+    state = {
+        "step": jax.ShapeDtypeStruct((), jnp.int32),
+        "params": params,
+        "opt_state": jax.eval_shape(tx.init, params),
+        "bad_steps": jax.ShapeDtypeStruct((), jnp.int32),
+    }
     fn = jax.jit(functools.partial(train_step, Qwen25VL(cfg), tx), donate_argnums=(0,))
     m = fn.lower(state, batch).compile().memory_analysis()
-    print(json.dumps({"policy": pol, "vision_policy": vpol, "loss_chunk_len": cfg.loss_chunk_len,
-                      "temp_MiB": round(m.temp_size_in_bytes / 2**20, 1),
-                      "args_MiB": round(m.argument_size_in_bytes / 2**20, 1)}))
+    print(
+        json.dumps(
+            {
+                "policy": pol,
+                "vision_policy": vpol,
+                "loss_chunk_len": cfg.loss_chunk_len,
+                "temp_MiB": round(m.temp_size_in_bytes / 2**20, 1),
+                "args_MiB": round(m.argument_size_in_bytes / 2**20, 1),
+            }
+        )
+    )
 
 
 def main(argv):

@@ -62,11 +62,13 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     """The headline speed-ups (ours / transformers, > 1 = ours faster)."""
     m = lambda sec, *k: {s: _get(results.get(sec), s, *k) for s in SIDES}  # noqa: E731
     out = {}
-    for name, sec, keys, higher in (("train_tokens_per_s", "train", ("tokens_per_s", "median"), True),
-                                    ("prefill_latency", "prefill", ("time_s", "median"), False),
-                                    ("decode_tokens_per_s", "decode", ("decode_tok_s", "median"), True),
-                                    ("decode_e2e_tokens_per_s", "decode", ("e2e_tok_s", "median"), True),
-                                    ("data_samples_per_s", "data", ("samples_per_s", "median"), True)):
+    for name, sec, keys, higher in (
+        ("train_tokens_per_s", "train", ("tokens_per_s", "median"), True),
+        ("prefill_latency", "prefill", ("time_s", "median"), False),
+        ("decode_tokens_per_s", "decode", ("decode_tok_s", "median"), True),
+        ("decode_e2e_tokens_per_s", "decode", ("e2e_tok_s", "median"), True),
+        ("data_samples_per_s", "data", ("samples_per_s", "median"), True),
+    ):
         v = m(sec, *keys)
         out[name] = speedup(v["ours"], v["transformers"], higher)
     return out
@@ -98,54 +100,96 @@ def table(results: dict[str, Any]) -> str:
     r = ratios(results)
     tr, pf, dc, da, pk = (results.get(k) for k in ("train", "prefill", "decode", "data", "peak"))
     cpu = results["meta"]["suite"] == "cpu"
-    lines = ["| metric | ours (lingshu-jax) | transformers | ours/transformers | target | met |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| metric | ours (lingshu-jax) | transformers | ours/transformers | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
     if not _status(tr):
         lines += [
-            _row("train step tokens/s (median)", _f(_get(tr, "ours", "tokens_per_s", "median")),
-                 _f(_get(tr, "transformers", "tokens_per_s", "median")), r["train_tokens_per_s"],
-                 TARGETS["train"] if cpu else None),
-            _row("train step s (median, min–max)", _spread(tr, "ours", "step_s"),
-                 _spread(tr, "transformers", "step_s")),
-            _row("train MFU (model FLOPs / machine peak)", _pct(_get(tr, "ours", "mfu")),
-                 _pct(_get(tr, "transformers", "mfu"))),
-            _row("compile s; first step s (steady median)", f"{_f(_get(tr, 'ours', 'compile_s'))} compile; "
-                 f"{_f(_get(tr, 'ours', 'first_step_s'))} ({_f(_get(tr, 'ours', 'step_s', 'median'))})",
-                 f"no compile; {_f(_get(tr, 'transformers', 'first_step_s'))} "
-                 f"({_f(_get(tr, 'transformers', 'step_s', 'median'))})"),
-            _row("step-0 loss (abs diff " + _f(_get(tr, "loss0_abs_diff")) + ")", _f(_get(tr, "loss0", "ours"), 8),
-                 _f(_get(tr, "loss0", "transformers"), 8)),
+            _row(
+                "train step tokens/s (median)",
+                _f(_get(tr, "ours", "tokens_per_s", "median")),
+                _f(_get(tr, "transformers", "tokens_per_s", "median")),
+                r["train_tokens_per_s"],
+                TARGETS["train"] if cpu else None,
+            ),
+            _row(
+                "train step s (median, min–max)",
+                _spread(tr, "ours", "step_s"),
+                _spread(tr, "transformers", "step_s"),
+            ),
+            _row(
+                "train MFU (model FLOPs / machine peak)",
+                _pct(_get(tr, "ours", "mfu")),
+                _pct(_get(tr, "transformers", "mfu")),
+            ),
+            _row(
+                "compile s; first step s (steady median)",
+                f"{_f(_get(tr, 'ours', 'compile_s'))} compile; "
+                f"{_f(_get(tr, 'ours', 'first_step_s'))} ({_f(_get(tr, 'ours', 'step_s', 'median'))})",
+                f"no compile; {_f(_get(tr, 'transformers', 'first_step_s'))} "
+                f"({_f(_get(tr, 'transformers', 'step_s', 'median'))})",
+            ),
+            _row(
+                "step-0 loss (abs diff " + _f(_get(tr, "loss0_abs_diff")) + ")",
+                _f(_get(tr, "loss0", "ours"), 8),
+                _f(_get(tr, "loss0", "transformers"), 8),
+            ),
             _row("train peak RSS", _mem(tr, "ours"), _mem(tr, "transformers")),
         ]
     if not _status(pf):
         lines += [
-            _row("prefill latency s (median, min–max)", _spread(pf, "ours", "time_s"),
-                 _spread(pf, "transformers", "time_s"), r["prefill_latency"]),
+            _row(
+                "prefill latency s (median, min–max)",
+                _spread(pf, "ours", "time_s"),
+                _spread(pf, "transformers", "time_s"),
+                r["prefill_latency"],
+            ),
             _row("prefill MFU", _pct(_get(pf, "ours", "mfu")), _pct(_get(pf, "transformers", "mfu"))),
             _row("prefill+decode peak RSS", _mem(pf, "ours"), _mem(pf, "transformers")),
         ]
     if not _status(dc):
         agree = _get(dc, "agreement", "equal_fraction")
         lines += [
-            _row("decode tokens/s (median)", _f(_get(dc, "ours", "decode_tok_s", "median")),
-                 _f(_get(dc, "transformers", "decode_tok_s", "median")), r["decode_tokens_per_s"],
-                 TARGETS["decode"] if cpu else None),
-            _row("generate end-to-end tokens/s", _f(_get(dc, "ours", "e2e_tok_s", "median")),
-                 _f(_get(dc, "transformers", "e2e_tok_s", "median")), r["decode_e2e_tokens_per_s"]),
+            _row(
+                "decode tokens/s (median)",
+                _f(_get(dc, "ours", "decode_tok_s", "median")),
+                _f(_get(dc, "transformers", "decode_tok_s", "median")),
+                r["decode_tokens_per_s"],
+                TARGETS["decode"] if cpu else None,
+            ),
+            _row(
+                "generate end-to-end tokens/s",
+                _f(_get(dc, "ours", "e2e_tok_s", "median")),
+                _f(_get(dc, "transformers", "e2e_tok_s", "median")),
+                r["decode_e2e_tokens_per_s"],
+            ),
             _row(f"greedy tokens equal to transformers' ({_pct(agree)})", "", ""),
         ]
     if not _status(da):
         lines += [
-            _row("data pipeline samples/s (median)", _f(_get(da, "ours", "samples_per_s", "median")),
-                 _f(_get(da, "transformers", "samples_per_s", "median")), r["data_samples_per_s"],
-                 TARGETS["data"] if cpu else None),
-            _row("data CPU ms/sample (all processes)", _f(_get(da, "ours", "cpu_ms_per_sample")),
-                 _f(_get(da, "transformers", "cpu_ms_per_sample"))),
+            _row(
+                "data pipeline samples/s (median)",
+                _f(_get(da, "ours", "samples_per_s", "median")),
+                _f(_get(da, "transformers", "samples_per_s", "median")),
+                r["data_samples_per_s"],
+                TARGETS["data"] if cpu else None,
+            ),
+            _row(
+                "data CPU ms/sample (all processes)",
+                _f(_get(da, "ours", "cpu_ms_per_sample")),
+                _f(_get(da, "transformers", "cpu_ms_per_sample")),
+            ),
             _row("data peak RSS (workers included)", _mem(da, "ours"), _mem(da, "transformers")),
         ]
     if not _status(pk):
-        lines.append(_row("matmul peak GFLOP/s (best)", _f(_get(pk, "ours", "max") / 1e9),
-                          _f(_get(pk, "transformers", "max") / 1e9)))
+        lines.append(
+            _row(
+                "matmul peak GFLOP/s (best)",
+                _f(_get(pk, "ours", "max") / 1e9),
+                _f(_get(pk, "transformers", "max") / 1e9),
+            )
+        )
     for name in ("train", "prefill", "decode", "data", "peak"):
         st = _status(results.get(name))
         if st and name in results["meta"]["options"]["sections"]:
@@ -159,26 +203,28 @@ def header(results: dict[str, Any]) -> str:
     env = _get(results, "peak", "environment") or {}
     jax_env, torch_env = env.get("ours", {}), env.get("transformers", {})
     pk = results.get("peak") or {}
-    return "\n".join([
-        f"## lingshu-jax vs transformers: `--suite {meta['suite']}`{' --quick' if meta['quick'] else ''}",
-        f"model: preset `{s['preset']}` ({model.get('text_layers')} text layers, hidden {model.get('hidden')}, "
-        f"vocab {model.get('vocab')}, vision depth {model.get('vision_depth')}; "
-        f"{_f((_get(model, 'params', 'total') or 0) / 1e6)}M parameters); batch {s['batch']} x {s['seq']} tokens, "
-        f"one {s['image_side']}x{s['image_side']} image per row; decode: {s['decode_batch']} text prompts of "
-        f"{s['decode_prompt']} tokens, {s['max_new_tokens']} new tokens, greedy",
-        f"environment: {meta['environment'].get('cpus')} CPUs, load average {meta['environment'].get('load_avg')} "
-        f"at start, {meta['environment'].get('load_avg_end')} at end; jax {jax_env.get('jax')} "
-        f"({jax_env.get('backend')}), torch {torch_env.get('torch')} "
-        f"(default {torch_env.get('torch_threads')} threads), "
-        f"transformers {torch_env.get('transformers')}",
-        f"transformers' torch threads, calibrated per workload (1 vs all cores, the faster kept): "
-        f"train {_threads(results, 'train')}, prefill {_threads(results, 'prefill')}, "
-        f"decode {_threads(results, 'decode')}",
-        f"machine peak for MFU: {_f((pk.get('machine_peak_flops') or 0) / 1e9)} GFLOP/s ({pk.get('source', '–')}); "
-        f"model FLOPs: {meta.get('flops_formula', '–')}",
-        f"medians of interleaved rounds (ABBA order), each framework in its own process; wall time "
-        f"{_f(meta.get('wall_s'))} s",
-    ])
+    return "\n".join(
+        [
+            f"## lingshu-jax vs transformers: `--suite {meta['suite']}`{' --quick' if meta['quick'] else ''}",
+            f"model: preset `{s['preset']}` ({model.get('text_layers')} text layers, hidden {model.get('hidden')}, "
+            f"vocab {model.get('vocab')}, vision depth {model.get('vision_depth')}; "
+            f"{_f((_get(model, 'params', 'total') or 0) / 1e6)}M parameters); batch {s['batch']} x {s['seq']} tokens, "
+            f"one {s['image_side']}x{s['image_side']} image per row; decode: {s['decode_batch']} text prompts of "
+            f"{s['decode_prompt']} tokens, {s['max_new_tokens']} new tokens, greedy",
+            f"environment: {meta['environment'].get('cpus')} CPUs, load average {meta['environment'].get('load_avg')} "
+            f"at start, {meta['environment'].get('load_avg_end')} at end; jax {jax_env.get('jax')} "
+            f"({jax_env.get('backend')}), torch {torch_env.get('torch')} "
+            f"(default {torch_env.get('torch_threads')} threads), "
+            f"transformers {torch_env.get('transformers')}",
+            f"transformers' torch threads, calibrated per workload (1 vs all cores, the faster kept): "
+            f"train {_threads(results, 'train')}, prefill {_threads(results, 'prefill')}, "
+            f"decode {_threads(results, 'decode')}",
+            f"machine peak for MFU: {_f((pk.get('machine_peak_flops') or 0) / 1e9)} GFLOP/s ({pk.get('source', '–')}); "
+            f"model FLOPs: {meta.get('flops_formula', '–')}",
+            f"medians of interleaved rounds (ABBA order), each framework in its own process; wall time "
+            f"{_f(meta.get('wall_s'))} s",
+        ]
+    )
 
 
 def _threads(results: dict[str, Any], section: str) -> str:
@@ -197,8 +243,10 @@ def where_time_goes(results: dict[str, Any]) -> list[str]:
     if bd:
         o, t = bd.get("ours", {}), bd.get("transformers", {})
         parts = ("vision_forward", "text_forward", "backward_and_optimizer", "step")
-        out.append("train step, seconds (ours vs transformers): " + ", ".join(
-            f"{p} {_f(o.get(p))} vs {_f(t.get(p))}" for p in parts if p in o or p in t))
+        out.append(
+            "train step, seconds (ours vs transformers): "
+            + ", ".join(f"{p} {_f(o.get(p))} vs {_f(t.get(p))}" for p in parts if p in o or p in t)
+        )
         skipped = sorted(set(o.get("skipped", [])) | set(t.get("skipped", [])))
         if skipped:
             out.append("breakdown parts skipped for the time budget: " + ", ".join(skipped))
@@ -209,30 +257,39 @@ def where_time_goes(results: dict[str, Any]) -> list[str]:
                 f"ours' vision attention (forward + backward, all {sum(att['blocks'].values())} blocks, "
                 f"{att['patches']} patches): {_f(att['model_total_s'])} s as the model computes it (block-local, "
                 f"spans {spans.get('window')} / {spans.get('full')} patches for window / full layers) vs "
-                f"{_f(att.get('blocked_total_s'))} s as independent dense blocks per window / per image (same result)")
+                f"{_f(att.get('blocked_total_s'))} s as independent dense blocks per window / per image (same result)"
+            )
         ho, ht = o.get("loss_head") or {}, t.get("loss_head") or {}
         if ho.get("with_loss_s") is not None and ht.get("with_loss_s") is not None:
             out.append(
                 f"lm_head + cross entropy (forward + backward, [{ho['tokens']} x {ho['hidden']}] x "
                 f"[{ho['hidden']} x {ho['vocab']}]): ours {_f(ho['with_loss_s'])} s vs transformers "
-                f"{_f(ht['with_loss_s'])} s; the matmuls alone {_f(ho['matmul_s'])} vs {_f(ht['matmul_s'])} s")
+                f"{_f(ht['with_loss_s'])} s; the matmuls alone {_f(ho['matmul_s'])} vs {_f(ht['matmul_s'])} s"
+            )
         if t.get("top_ops"):
-            out.append("transformers' top ops (self CPU s): " + ", ".join(f"{k} {_f(v)}" for k, v in t["top_ops"][:5]))
+            out.append(
+                "transformers' top ops (self CPU s): "
+                + ", ".join(f"{k} {_f(v)}" for k, v in t["top_ops"][:5])
+            )
         hlo = _get(results, "train", "ours", "hlo_ops")
         if hlo:
             out.append("ours' compiled step: " + ", ".join(f"{k} {v}" for k, v in hlo.items() if v))
     changed = _get(results, "train", "ours", "state_dtype_changed")
     if changed:
-        out.append(f"ours' train step returned a state with other dtypes than it was given ({', '.join(changed)}); "
-                   f"it compiled again for step 2 ({_f(_get(results, 'train', 'ours', 'recompile_s'))} s)")
+        out.append(
+            f"ours' train step returned a state with other dtypes than it was given ({', '.join(changed)}); "
+            f"it compiled again for step 2 ({_f(_get(results, 'train', 'ours', 'recompile_s'))} s)"
+        )
     out += _decode_lines(results)
     da = results.get("data") or {}
     if not _status(da) and (ratios(results)["data_samples_per_s"] or 0) < TARGETS["data"]:
         o, t = _get(da, "ours", "cpu_ms_per_sample"), _get(da, "transformers", "cpu_ms_per_sample")
         if o is not None and t is not None:
-            out.append(f"data pipeline: ours spends {_f(o)} CPU ms per sample summed over all its processes "
-                       f"(2 grain workers, start-up included) vs transformers' {_f(t)} in one process "
-                       "(figures from scripts/bench_data.py)")
+            out.append(
+                f"data pipeline: ours spends {_f(o)} CPU ms per sample summed over all its processes "
+                f"(2 grain workers, start-up included) vs transformers' {_f(t)} in one process "
+                "(figures from scripts/bench_data.py)"
+            )
     return out
 
 
@@ -251,10 +308,13 @@ def _decode_lines(results: dict[str, Any]) -> list[str]:
             f"generate's loop, {_f(1e3 * o['step_s'])} ms as a lone jitted step (lm_head alone "
             f"{_f(1e3 * o['lm_head_s'])} ms); it must read {_f(gb * 1e3)} MB of weights: "
             f"{_f(gb / o['step_s'])} GB/s vs {_f(o['stream_gb_s'])} GB/s streaming bandwidth measured here; "
-            f"transformers {_f(1e3 * (per_step['transformers'] or 0))} ms per step")
+            f"transformers {_f(1e3 * (per_step['transformers'] or 0))} ms per step"
+        )
     if t.get("top_ops"):
-        out.append("transformers' generate, top ops (self CPU s, calls): " + ", ".join(
-            f"{k} {_f(v)} ({c})" for k, v, c in t["top_ops"][:5]))
+        out.append(
+            "transformers' generate, top ops (self CPU s, calls): "
+            + ", ".join(f"{k} {_f(v)} ({c})" for k, v, c in t["top_ops"][:5])
+        )
     return out
 
 

@@ -59,27 +59,44 @@ class Context:
     def spec(self) -> dict[str, Any]:
         s, gpu = self.sizes, self.opts.suite == "gpu"
         dtype = "bfloat16" if gpu else "float32"
-        return {"model_dir": self.model_dir, "dtype": dtype, "param_dtype": dtype,
-                "attention_impl": "cudnn" if self.on_gpu else "xla", "remat_policy": self.opts.remat,
-                "vision_remat_policy": self.opts.vision_remat or self.opts.remat,
-                "hf_attn": self.opts.hf_attn, "device": "cuda" if self.on_gpu else "cpu",
-                "torch_threads": self.opts.torch_threads, "seed": 0, "batch": s["batch"], "seq": s["seq"],
-                "image_side": s["image_side"], "decode_batch": s["decode_batch"],
-                "vision_attention_span": stream_rows([[1, s["image_side"] // 14, s["image_side"] // 14]],
-                                                     spatial_merge_size=2, window_merge_units=4),  # one image
-                "decode_prompt": s["decode_prompt"], "peak_n": s["peak_n"], "peak_dtype": dtype}
+        return {
+            "model_dir": self.model_dir,
+            "dtype": dtype,
+            "param_dtype": dtype,
+            "attention_impl": "cudnn" if self.on_gpu else "xla",
+            "remat_policy": self.opts.remat,
+            "vision_remat_policy": self.opts.vision_remat or self.opts.remat,
+            "hf_attn": self.opts.hf_attn,
+            "device": "cuda" if self.on_gpu else "cpu",
+            "torch_threads": self.opts.torch_threads,
+            "seed": 0,
+            "batch": s["batch"],
+            "seq": s["seq"],
+            "image_side": s["image_side"],
+            "decode_batch": s["decode_batch"],
+            "vision_attention_span": stream_rows(
+                [[1, s["image_side"] // 14, s["image_side"] // 14]],
+                spatial_merge_size=2,
+                window_merge_units=4,
+            ),  # one image
+            "decode_prompt": s["decode_prompt"],
+            "peak_n": s["peak_n"],
+            "peak_dtype": dtype,
+        }
 
     def reserve(self, section: str) -> float:
         """Seconds to keep for the sections after `section`."""
         names = list(self.opts.sections)
-        later = names[names.index(section) + 1:] if section in names else []
+        later = names[names.index(section) + 1 :] if section in names else []
         return self.deadline.budget_s * sum(SHARE.get(n, 0.0) for n in later)
 
     def pair(self, section: str, ours: str, theirs: str, spec: dict) -> dict[str, Worker]:
         """Both workers of a section, built concurrently (building is not timed: our compilation happens
         in the first timed call)."""
-        workers = {"ours": Worker.start(f"{section}-ours", ours, spec, env=self.env, wait=False),
-                   "transformers": Worker.start(f"{section}-transformers", theirs, spec, env=self.env, wait=False)}
+        workers = {
+            "ours": Worker.start(f"{section}-ours", ours, spec, env=self.env, wait=False),
+            "transformers": Worker.start(f"{section}-transformers", theirs, spec, env=self.env, wait=False),
+        }
         try:
             for w in workers.values():
                 w.ready()
@@ -89,8 +106,9 @@ class Context:
         return workers
 
     def rounds(self, workers, method: str, section: str, rounds: int | None = None, **kw) -> dict[str, list]:
-        return harness.interleaved_rounds(workers, method, rounds or self.sizes["rounds"], self.deadline,
-                                  self.reserve(section), **kw)
+        return harness.interleaved_rounds(
+            workers, method, rounds or self.sizes["rounds"], self.deadline, self.reserve(section), **kw
+        )
 
     def want_breakdown(self, ratio: float | None, target: float) -> bool:
         mode = self.opts.breakdown
@@ -106,14 +124,22 @@ class Context:
         self.config = bench_config(s["preset"], s.get("layers"), s.get("vision_layers"))
         c = self.config
         grids = [(1, s["image_side"] // 14, s["image_side"] // 14)] * s["batch"]
-        out = {"model": {"preset": s["preset"], "text_layers": c.text.num_hidden_layers, "hidden": c.text.hidden_size,
-                         "vocab": c.text.vocab_size, "vision_depth": c.vision.depth,
-                         "vision_hidden": c.vision.hidden_size, "params": flops.param_count(c),
-                         "image_token_id": c.image_token_id},
-               "train_flops_per_step": flops.train_flops_breakdown(c, (s["batch"], s["seq"]), grids),
-               "prefill_flops": flops.train_flops_per_step(c, (s["batch"], s["seq"]), grids, trainable=()),
-               "flops_formula": "lingshu_jax/train/flops.py module docstring (vision included, causal text "
-                                "attention counts s(s+1)/2 pairs)"}
+        out = {
+            "model": {
+                "preset": s["preset"],
+                "text_layers": c.text.num_hidden_layers,
+                "hidden": c.text.hidden_size,
+                "vocab": c.text.vocab_size,
+                "vision_depth": c.vision.depth,
+                "vision_hidden": c.vision.hidden_size,
+                "params": flops.param_count(c),
+                "image_token_id": c.image_token_id,
+            },
+            "train_flops_per_step": flops.train_flops_breakdown(c, (s["batch"], s["seq"]), grids),
+            "prefill_flops": flops.train_flops_per_step(c, (s["batch"], s["seq"]), grids, trainable=()),
+            "flops_formula": "lingshu_jax/train/flops.py module docstring (vision included, causal text "
+            "attention counts s(s+1)/2 pairs)",
+        }
         self.plan = out
         if self.opts.suite == "gpu":
             probe = Worker.start("probe", "lingshu_jax.bench.sections:DeviceProbe", env=self.env)
@@ -122,20 +148,29 @@ class Context:
             finally:
                 probe.close()
             if out["devices"]["jax"]["backend"] != "gpu" and not self.opts.allow_cpu:
-                raise NoGPUError(f"no GPU found: JAX backend is {out['devices']['jax']['backend']!r}, torch CUDA "
-                                 f"available: {out['devices']['torch']['cuda']} (use --suite cpu, or --allow-cpu "
-                                 "to run this suite's code path on CPU)")
+                raise NoGPUError(
+                    f"no GPU found: JAX backend is {out['devices']['jax']['backend']!r}, torch CUDA "
+                    f"available: {out['devices']['torch']['cuda']} (use --suite cpu, or --allow-cpu "
+                    "to run this suite's code path on CPU)"
+                )
         if "data" in self.opts.sections:  # untimed set-up, built while the checkpoint is written
             self.data_files = self._start_data_files()
         self.model_dir = os.path.join(self.tmp, "hf_model")
-        w = Worker.start("checkpoint", "lingshu_jax.bench.inputs:write_checkpoint", c.to_hf_dict(), self.model_dir,
-                         env=self.env)
+        w = Worker.start(
+            "checkpoint",
+            "lingshu_jax.bench.inputs:write_checkpoint",
+            c.to_hf_dict(),
+            self.model_dir,
+            env=self.env,
+        )
         w.close()
         return out
 
     # ---------------------------------------------------------------------------------------- sections
     def peak(self) -> dict[str, Any]:
-        workers = self.pair("peak", "lingshu_jax.bench.peak:OursPeak", "lingshu_jax.bench.peak:HFPeak", self.spec())
+        workers = self.pair(
+            "peak", "lingshu_jax.bench.peak:OursPeak", "lingshu_jax.bench.peak:HFPeak", self.spec()
+        )
         try:
             return self._peak_with(workers)
         finally:
@@ -154,9 +189,12 @@ class Context:
         vendor = peak_flops_per_device(envs["ours"]["device_kind"]) if self.on_gpu else None
         self.peak_flops = vendor or measured
         out["machine_peak_flops"] = self.peak_flops
-        out["source"] = ("vendor dense bf16 peak of " + envs["ours"]["device_kind"] if vendor else
-                         f"measured: the larger of JAX's and torch's best {self.spec()['peak_dtype']} "
-                         f"{self.sizes['peak_n']}^3 matmul rate in this run")
+        out["source"] = (
+            "vendor dense bf16 peak of " + envs["ours"]["device_kind"]
+            if vendor
+            else f"measured: the larger of JAX's and torch's best {self.spec()['peak_dtype']} "
+            f"{self.sizes['peak_n']}^3 matmul rate in this run"
+        )
         out["wall_s"] = time.perf_counter() - start
         self.peak_result = out
         return out
@@ -165,8 +203,9 @@ class Context:
         from lingshu_jax.bench import train as train_lib
 
         s = self.sizes
-        workers = self.pair("train", "lingshu_jax.bench.train:OursTrain", "lingshu_jax.bench.train:HFTrain",
-                            self.spec())
+        workers = self.pair(
+            "train", "lingshu_jax.bench.train:OursTrain", "lingshu_jax.bench.train:HFTrain", self.spec()
+        )
         try:
             if "peak" in self.opts.sections:
                 self._peak_with(workers)
@@ -174,28 +213,45 @@ class Context:
             first = {n: w.call("first") for n, w in workers.items()}
             runs = self.rounds(workers, "run", "train")
             memory = {n: w.call("memory") for n, w in workers.items()}
-            ratio = harness.speedup(median([r["time_s"] for r in runs["ours"]]),
-                                    median([r["time_s"] for r in runs["transformers"]]), higher_is_better=False)
+            ratio = harness.speedup(
+                median([r["time_s"] for r in runs["ours"]]),
+                median([r["time_s"] for r in runs["transformers"]]),
+                higher_is_better=False,
+            )
             breakdown = None
             if self.want_breakdown(ratio, TARGETS["train"]):
                 self.log("[bench] train: target missed; timing the parts of a step on both sides")
                 budget = max(60.0, (self.deadline.left() - self.reserve("train")) / 2)
-                breakdown = {n: w.call("breakdown", step_s=median([r["time_s"] for r in runs[n]]), reps=1,
-                                       budget_s=budget) for n, w in workers.items()}
+                breakdown = {
+                    n: w.call(
+                        "breakdown", step_s=median([r["time_s"] for r in runs[n]]), reps=1, budget_s=budget
+                    )
+                    for n, w in workers.items()
+                }
         finally:
             close_all(workers)
         tokens = s["batch"] * s["seq"]
         flops = self._train_flops()
-        out: dict[str, Any] = {"tokens_per_step": tokens, "flops_per_step": flops, "optimizer": train_lib.OPTIM,
-                               "torch_threads": threads, "loss0": {n: first[n]["loss"] for n in first},
-                               "loss0_abs_diff": abs(first["ours"]["loss"] - first["transformers"]["loss"]),
-                               "breakdown": breakdown}
+        out: dict[str, Any] = {
+            "tokens_per_step": tokens,
+            "flops_per_step": flops,
+            "optimizer": train_lib.OPTIM,
+            "torch_threads": threads,
+            "loss0": {n: first[n]["loss"] for n in first},
+            "loss0_abs_diff": abs(first["ours"]["loss"] - first["transformers"]["loss"]),
+            "breakdown": breakdown,
+        }
         for n in workers:
             times = [r["time_s"] for r in runs[n]]
-            side = {"step_s": summarize(times), "tokens_per_s": summarize([tokens / t for t in times]),
-                    "losses": [r["loss"] for r in runs[n]], "first_step_s": first[n]["time_s"],
-                    "first_step_overhead_s": first[n]["time_s"] - median(times), "memory": memory[n],
-                    "environment": first[n]["environment"]}
+            side = {
+                "step_s": summarize(times),
+                "tokens_per_s": summarize([tokens / t for t in times]),
+                "losses": [r["loss"] for r in runs[n]],
+                "first_step_s": first[n]["time_s"],
+                "first_step_overhead_s": first[n]["time_s"] - median(times),
+                "memory": memory[n],
+                "environment": first[n]["environment"],
+            }
             keys = ("compile_s", "lower_s", "hlo_ops", "optimizer_impl", "state_dtype_changed", "recompile_s")
             side.update({k: first[n][k] for k in keys if k in first[n]})
             if self.peak_flops:
@@ -215,14 +271,20 @@ class Context:
 
     def _inference_workers(self) -> dict[str, Worker]:
         if self.infer is None:
-            self.infer = self.pair("inference", "lingshu_jax.bench.decode:OursInference",
-                                   "lingshu_jax.bench.decode:HFInference", self.spec())
+            self.infer = self.pair(
+                "inference",
+                "lingshu_jax.bench.decode:OursInference",
+                "lingshu_jax.bench.decode:HFInference",
+                self.spec(),
+            )
             self.infer_threads = self.infer["transformers"].call("calibrate")
         return self.infer
 
     def _close_inference(self, section: str) -> None:
         names = list(self.opts.sections)
-        if self.infer is not None and not (section == "prefill" and "decode" in names[names.index(section):]):
+        if self.infer is not None and not (
+            section == "prefill" and "decode" in names[names.index(section) :]
+        ):
             close_all(self.infer)
             self.infer = None
 
@@ -241,8 +303,12 @@ class Context:
         flops = self._train_flops(trainable=())
         diff = float(np.abs(first["ours"]["last_logits"] - first["transformers"]["last_logits"]).max())
         scale = float(np.abs(first["transformers"]["last_logits"]).max())
-        out: dict[str, Any] = {"flops": flops, "last_logits_max_abs_diff": diff, "logits_max_abs": scale,
-                               "torch_threads": self.infer_threads.get("prefill")}
+        out: dict[str, Any] = {
+            "flops": flops,
+            "last_logits_max_abs_diff": diff,
+            "logits_max_abs": scale,
+            "torch_threads": self.infer_threads.get("prefill"),
+        }
         for n in workers:
             times = [r["time_s"] for r in runs[n]]
             side = {"time_s": summarize(times), "first_s": first[n]["time_s"], "memory": memory[n]}
@@ -273,16 +339,25 @@ class Context:
                 breakdown = {n: w.call("breakdown", max_new_tokens=n_new) for n, w in workers.items()}
         finally:
             self._close_inference("decode")
-        out: dict[str, Any] = {"batch": batch, "prompt_len": s["decode_prompt"], "max_new_tokens": n_new,
-                               "torch_threads": self.infer_threads.get("decode"), "breakdown": breakdown,
-                               "agreement": decode_lib.token_agreement(first["ours"]["tokens"],
-                                                                       first["transformers"]["tokens"])}
+        out: dict[str, Any] = {
+            "batch": batch,
+            "prompt_len": s["decode_prompt"],
+            "max_new_tokens": n_new,
+            "torch_threads": self.infer_threads.get("decode"),
+            "breakdown": breakdown,
+            "agreement": decode_lib.token_agreement(first["ours"]["tokens"], first["transformers"]["tokens"]),
+        }
         flops = self._decode_flops(batch, s["decode_prompt"], n_new)
         for n in first:
             r = decode_lib.rates(runs[n], batch, n_new)
-            side = {"runs": runs[n], "decode_tok_s": summarize(r["decode_tok_s"]),
-                    "e2e_tok_s": summarize(r["e2e_tok_s"]), "step_s": summarize(r["step_s"]),
-                    "first_call_s": first[n]["full_s"], "memory": memory[n]}
+            side = {
+                "runs": runs[n],
+                "decode_tok_s": summarize(r["decode_tok_s"]),
+                "e2e_tok_s": summarize(r["e2e_tok_s"]),
+                "step_s": summarize(r["step_s"]),
+                "first_call_s": first[n]["full_s"],
+                "memory": memory[n],
+            }
             step = side["step_s"]["median"]
             if self.peak_flops and step:
                 side["mfu"] = flops / (step * (n_new - 1) * self.peak_flops)
@@ -300,15 +375,27 @@ class Context:
         s = self.sizes
         root = os.path.join(self.tmp, "data")
         os.makedirs(root, exist_ok=True)
-        return Worker.start("data-files", "lingshu_jax.bench.data:DataFiles", root, s["data_samples"],
-                            s["data_image"], s["data_tokens"], env=self.env, wait=False)
+        return Worker.start(
+            "data-files",
+            "lingshu_jax.bench.data:DataFiles",
+            root,
+            s["data_samples"],
+            s["data_image"],
+            s["data_tokens"],
+            env=self.env,
+            wait=False,
+        )
 
     def data(self) -> dict[str, Any]:
         s = self.sizes
         files, self.data_files = self.data_files or self._start_data_files(), None
         try:
-            spec = dict(files.ready().call("paths"), samples=s["data_samples"], data_workers=2,
-                        seq_len=s["data_seq_len"])
+            spec = dict(
+                files.ready().call("paths"),
+                samples=s["data_samples"],
+                data_workers=2,
+                seq_len=s["data_seq_len"],
+            )
         finally:
             files.close()
         workers = self.pair("data", "lingshu_jax.bench.data:OursData", "lingshu_jax.bench.data:HFData", spec)
@@ -317,12 +404,20 @@ class Context:
             memory = {n: w.call("memory") for n, w in workers.items()}
         finally:
             close_all(workers)
-        out: dict[str, Any] = {"samples": s["data_samples"], "image_side": s["data_image"],
-                               "tokens_per_sample": s["data_tokens"], "source": "lingshu_jax.bench.data_measure"}
+        out: dict[str, Any] = {
+            "samples": s["data_samples"],
+            "image_side": s["data_image"],
+            "tokens_per_sample": s["data_tokens"],
+            "source": "lingshu_jax.bench.data_measure",
+        }
         for n in workers:
             rates = [r["samples_per_s"] for r in runs[n]]
             cpu = [r["cpu_s"] / r["samples"] for r in runs[n] if r.get("cpu_s") is not None]
-            side = {"samples_per_s": summarize(rates), "runs": runs[n], "memory": memory[n],
-                    "cpu_ms_per_sample": 1e3 * median(cpu) if cpu else None}
+            side = {
+                "samples_per_s": summarize(rates),
+                "runs": runs[n],
+                "memory": memory[n],
+                "cpu_ms_per_sample": 1e3 * median(cpu) if cpu else None,
+            }
             out[n] = side
         return out

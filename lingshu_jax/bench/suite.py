@@ -51,25 +51,76 @@ class Options:
 # Sizes per (suite, quick). rounds: interleaved repetitions per side (the median is reported).
 SIZES = {
     ("cpu", False): dict(
-        preset="bench-100m", batch=4, seq=512, image_side=448, rounds=3,
-        decode_batch=4, decode_prompt=128, max_new_tokens=32,
-        data_samples=480, data_image=448, data_tokens=512, data_seq_len=8192, data_rounds=3,
-        peak_n=2048, budget_s=500),
+        preset="bench-100m",
+        batch=4,
+        seq=512,
+        image_side=448,
+        rounds=3,
+        decode_batch=4,
+        decode_prompt=128,
+        max_new_tokens=32,
+        data_samples=480,
+        data_image=448,
+        data_tokens=512,
+        data_seq_len=8192,
+        data_rounds=3,
+        peak_n=2048,
+        budget_s=500,
+    ),
     ("cpu", True): dict(
-        preset="tiny", batch=2, seq=64, image_side=56, rounds=2,
-        decode_batch=2, decode_prompt=16, max_new_tokens=4,
-        data_samples=6, data_image=56, data_tokens=64, data_seq_len=256, data_rounds=1,
-        peak_n=256, budget_s=120),
+        preset="tiny",
+        batch=2,
+        seq=64,
+        image_side=56,
+        rounds=2,
+        decode_batch=2,
+        decode_prompt=16,
+        max_new_tokens=4,
+        data_samples=6,
+        data_image=56,
+        data_tokens=64,
+        data_seq_len=256,
+        data_rounds=1,
+        peak_n=256,
+        budget_s=120,
+    ),
     ("gpu", False): dict(
-        preset="qwen2.5-vl-7b", layers=4, batch=4, seq=2048, image_side=448, rounds=5,
-        decode_batch=8, decode_prompt=512, max_new_tokens=128,
-        data_samples=480, data_image=448, data_tokens=512, data_seq_len=8192, data_rounds=3,
-        peak_n=8192, budget_s=570),
+        preset="qwen2.5-vl-7b",
+        layers=4,
+        batch=4,
+        seq=2048,
+        image_side=448,
+        rounds=5,
+        decode_batch=8,
+        decode_prompt=512,
+        max_new_tokens=128,
+        data_samples=480,
+        data_image=448,
+        data_tokens=512,
+        data_seq_len=8192,
+        data_rounds=3,
+        peak_n=8192,
+        budget_s=570,
+    ),
     ("gpu", True): dict(
-        preset="qwen2.5-vl-7b", layers=1, vision_layers=2, batch=1, seq=512, image_side=448, rounds=2,
-        decode_batch=2, decode_prompt=64, max_new_tokens=8,
-        data_samples=6, data_image=56, data_tokens=64, data_seq_len=256, data_rounds=1,
-        peak_n=1024, budget_s=120),
+        preset="qwen2.5-vl-7b",
+        layers=1,
+        vision_layers=2,
+        batch=1,
+        seq=512,
+        image_side=448,
+        rounds=2,
+        decode_batch=2,
+        decode_prompt=64,
+        max_new_tokens=8,
+        data_samples=6,
+        data_image=56,
+        data_tokens=64,
+        data_seq_len=256,
+        data_rounds=1,
+        peak_n=1024,
+        budget_s=120,
+    ),
 }
 
 
@@ -79,8 +130,17 @@ def resolve_sizes(opts: Options) -> dict[str, Any]:
     its twin in a small host's memory."""
     key = ("cpu", True) if opts.suite == "gpu" and opts.quick and opts.allow_cpu else (opts.suite, opts.quick)
     sizes = dict(SIZES[key])
-    for key in ("preset", "layers", "vision_layers", "batch", "seq", "image_side", "rounds", "max_new_tokens",
-                "budget_s"):
+    for key in (
+        "preset",
+        "layers",
+        "vision_layers",
+        "batch",
+        "seq",
+        "image_side",
+        "rounds",
+        "max_new_tokens",
+        "budget_s",
+    ):
         value = getattr(opts, key)
         if value is not None:
             sizes[key] = value
@@ -90,10 +150,17 @@ def resolve_sizes(opts: Options) -> dict[str, Any]:
 def worker_env(suite: str) -> dict[str, str | None]:
     """Workers see one CPU device (a test run's simulated 8 would split nothing but confuse the report);
     on GPU, JAX allocates on demand so the torch worker beside it finds memory."""
-    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
-                     if not f.startswith("--xla_force_host_platform_device_count"))
-    env: dict[str, str | None] = {"XLA_FLAGS": flags or None, "TRANSFORMERS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-                                  "TOKENIZERS_PARALLELISM": "false"}
+    flags = " ".join(
+        f
+        for f in os.environ.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    )
+    env: dict[str, str | None] = {
+        "XLA_FLAGS": flags or None,
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     if suite == "gpu":
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     else:
@@ -107,16 +174,23 @@ def _section(fn, *args, **kwargs) -> dict[str, Any]:
         out = fn(*args, **kwargs)
     except Exception as e:  # noqa: BLE001 - a failing section must not lose the others
         tb = traceback.format_exc()
-        out = {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}",
-               "traceback": tb[-4000:]}
+        out = {
+            "error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}",
+            "traceback": tb[-4000:],
+        }
     out["wall_s"] = time.perf_counter() - start
     return out
 
 
 def environment() -> dict[str, Any]:
-    return {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def run_suite(opts: Options, log=print) -> dict[str, Any]:
@@ -126,8 +200,15 @@ def run_suite(opts: Options, log=print) -> dict[str, Any]:
         raise ValueError(f"unknown sections {unknown}; known: {SECTIONS}")
     sizes = resolve_sizes(opts)
     deadline = Deadline(sizes["budget_s"])
-    results: dict[str, Any] = {"meta": {"suite": opts.suite, "quick": opts.quick, "sizes": sizes,
-                                        "options": dataclasses.asdict(opts), "environment": environment()}}
+    results: dict[str, Any] = {
+        "meta": {
+            "suite": opts.suite,
+            "quick": opts.quick,
+            "sizes": sizes,
+            "options": dataclasses.asdict(opts),
+            "environment": environment(),
+        }
+    }
     env = worker_env(opts.suite)
     with tempfile.TemporaryDirectory(prefix="lingshu_bench_") as tmp:
         ctx = sections.Context(opts, sizes, env, tmp, deadline, log)
@@ -147,7 +228,9 @@ def run_suite(opts: Options, log=print) -> dict[str, Any]:
                 log(f"[bench] {name} failed: {results[name]['error']}")
             if ctx.peak_result is not None:
                 results["peak"] = ctx.peak_result
-    results["meta"]["environment"]["load_avg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    results["meta"]["environment"]["load_avg_end"] = (
+        list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    )
     results["meta"]["wall_s"] = time.perf_counter() - deadline.start
     return results
 

@@ -18,16 +18,33 @@ from lingshu_jax.bench.harness import median, timed
 from lingshu_jax.bench.peak import HFPeak, OursPeak
 
 LR, CLIP = 1e-5, 1.0
-OPTIM = {"groups": [(".*", LR, "all")], "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
-         "clip_norm": CLIP}
+OPTIM = {
+    "groups": [(".*", LR, "all")],
+    "b1": 0.9,
+    "b2": 0.999,
+    "eps": 1e-8,
+    "weight_decay": 0.0,
+    "clip_norm": CLIP,
+}
 
 
 def hlo_op_counts(hlo_text: str) -> dict[str, int]:
     """Instruction counts of a compiled HLO module by opcode family (all computations, fusion bodies
     included): a cheap fingerprint of what XLA made of the step."""
     ops = re.findall(r"=\s*\S+\s+([a-z][a-z0-9\-]*)\(", hlo_text)
-    families = ("dot", "fusion", "custom-call", "convolution", "while", "all-reduce", "copy", "transpose",
-                "gather", "scatter", "reduce")
+    families = (
+        "dot",
+        "fusion",
+        "custom-call",
+        "convolution",
+        "while",
+        "all-reduce",
+        "copy",
+        "transpose",
+        "gather",
+        "scatter",
+        "reduce",
+    )
     out = {k: sum(1 for o in ops if o == k) for k in families}
     out["instructions"] = len(ops)
     return out
@@ -55,8 +72,12 @@ class OursTrain(OursPeak):
         self.module = Qwen25VL(self.config)
         self.tx, _ = make_optimizer(OPTIM, model.params)
         params = model.params
-        self.state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": jax.jit(self.tx.init)(params),
-                      "bad_steps": jnp.zeros((), jnp.int32)}
+        self.state = {
+            "step": jnp.zeros((), jnp.int32),
+            "params": params,
+            "opt_state": jax.jit(self.tx.init)(params),
+            "bad_steps": jnp.zeros((), jnp.int32),
+        }
         self.jitted = jax.jit(functools.partial(train_step, self.module, self.tx), donate_argnums=(0,))
 
     def _step(self) -> float:
@@ -72,13 +93,21 @@ class OursTrain(OursPeak):
         compile_s, self.step_fn = timed(lowered.compile)
         before = _avals(self.state)
         t, loss = timed(self._step)
-        out = {"time_s": t, "loss": loss, "compile_s": compile_s, "lower_s": lower_s,
-               "hlo_ops": hlo_op_counts(self.step_fn.as_text()), "environment": common.jax_environment()}
+        out = {
+            "time_s": t,
+            "loss": loss,
+            "compile_s": compile_s,
+            "lower_s": lower_s,
+            "hlo_ops": hlo_op_counts(self.step_fn.as_text()),
+            "environment": common.jax_environment(),
+        }
         changed = [k for k, (a, b) in _zip_avals(before, _avals(self.state)) if a != b]
         if changed:
             more = [f"... {len(changed) - 5} more"] if len(changed) > 5 else []
             out["state_dtype_changed"] = changed[:5] + more
-            out["recompile_s"], self.step_fn = timed(lambda: self.jitted.lower(self.state, self.batch).compile())
+            out["recompile_s"], self.step_fn = timed(
+                lambda: self.jitted.lower(self.state, self.batch).compile()
+            )
         return out
 
     def run(self) -> dict[str, Any]:
@@ -106,13 +135,22 @@ class OursTrain(OursPeak):
             def run():
                 compiled = jax.jit(fn).lower(params).compile()
                 return _median_call(lambda: jax.block_until_ready(compiled(params)), reps)
+
             return run
 
-        parts = [("vision_attention", lambda: self.attention_probe(reps)),
-                 ("loss_head", lambda: self.head_probe(reps)),
-                 ("vision_forward", program(lambda p: self.module.apply(
-                     {"params": p}, *(b[k] for k in VISION_KEYS), method=lambda m, *a: m.visual(*a)))),
-                 ("forward", program(lambda p: mean_loss(self.module, p, b)))]
+        parts = [
+            ("vision_attention", lambda: self.attention_probe(reps)),
+            ("loss_head", lambda: self.head_probe(reps)),
+            (
+                "vision_forward",
+                program(
+                    lambda p: self.module.apply(
+                        {"params": p}, *(b[k] for k in VISION_KEYS), method=lambda m, *a: m.visual(*a)
+                    )
+                ),
+            ),
+            ("forward", program(lambda p: mean_loss(self.module, p, b))),
+        ]
         return _derive(dict(_budgeted(parts, budget_s), step=step_s))
 
     def head_probe(self, reps: int = 1) -> dict[str, Any]:
@@ -138,7 +176,10 @@ class OursTrain(OursPeak):
             return total / count
 
         out = {"tokens": b * s, "hidden": t.hidden_size, "vocab": t.vocab_size}
-        for name, fn in (("matmul_s", lambda h, w: head(h, w).astype(jnp.float32).sum()), ("with_loss_s", ce)):
+        for name, fn in (
+            ("matmul_s", lambda h, w: head(h, w).astype(jnp.float32).sum()),
+            ("with_loss_s", ce),
+        ):
             compiled = jax.jit(jax.value_and_grad(fn, argnums=(0, 1))).lower(h, w).compile()
             out[name] = _median_call(lambda compiled=compiled: jax.block_until_ready(compiled(h, w)), reps)
         return out
@@ -160,8 +201,10 @@ class OursTrain(OursPeak):
         )
 
         v = self.config.vision
-        segs = {"window": np.asarray(self.batch["window_segments"][0]),
-                "full": np.asarray(self.batch["frame_segments"][0])}
+        segs = {
+            "window": np.asarray(self.batch["window_segments"][0]),
+            "full": np.asarray(self.batch["frame_segments"][0]),
+        }
         n = segs["window"].shape[0]
         window = v.window_merge_units**2 * v.merge_unit  # as VisionAttention
         spans = {"window": window, "full": self.config.vision_attention_span or n}
@@ -175,8 +218,13 @@ class OursTrain(OursPeak):
 
         n_full = len(v.fullatt_block_indexes)
         counts = {"window": v.depth - n_full, "full": n_full}
-        out = {"patches": int(n), "heads": v.num_heads, "head_dim": v.head_dim, "blocks": counts,
-               "spans": spans}
+        out = {
+            "patches": int(n),
+            "heads": v.num_heads,
+            "head_dim": v.head_dim,
+            "blocks": counts,
+            "spans": spans,
+        }
         model_total, blocked_total = 0.0, 0.0
         for kind, seg in segs.items():
             if not counts[kind]:
@@ -186,16 +234,23 @@ class OursTrain(OursPeak):
             else:
                 reach = -(-spans[kind] // window) - 1
                 attend = lambda a, b, c, sg, reach=reach: banded_block_attention(
-                    a, b, c, sg, block=window, reach=reach)
+                    a, b, c, sg, block=window, reach=reach
+                )
             model = cost(attend, jnp.asarray(seg))
             size = _equal_block_size(seg)
             blocked = None
             if size:
                 blocks = lambda x, size=size: x.reshape(n // size, size, v.num_heads, v.head_dim)
-                blocked = cost(lambda a, b, c, blocks=blocks: dot_product_attention(blocks(a), blocks(b), blocks(c), None))
+                blocked = cost(
+                    lambda a, b, c, blocks=blocks: dot_product_attention(
+                        blocks(a), blocks(b), blocks(c), None
+                    )
+                )
             out[kind] = {"model_s": model, "blocked_s": blocked, "block": size}
             model_total += counts[kind] * model
-            blocked_total = None if blocked is None or blocked_total is None else blocked_total + counts[kind] * blocked
+            blocked_total = (
+                None if blocked is None or blocked_total is None else blocked_total + counts[kind] * blocked
+            )
         out["model_total_s"], out["blocked_total_s"] = model_total, blocked_total
         return out
 
@@ -205,7 +260,9 @@ def _avals(tree) -> dict[str, tuple]:
 
     from lingshu_jax.train.optimizer import path_str
 
-    return {path_str(k): (tuple(x.shape), str(x.dtype)) for k, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return {
+        path_str(k): (tuple(x.shape), str(x.dtype)) for k, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
 
 
 def _zip_avals(a: dict, b: dict):
@@ -253,7 +310,9 @@ class HFTrain(HFPeak):
             return {"threads": self.torch.get_num_threads(), "calibrated": False}
         n = self.inputs["image_grid_thw"][0].prod().item()
         row = {k: v[:1] for k, v in self.inputs.items() if k not in ("pixel_values", "image_grid_thw")}
-        row.update(pixel_values=self.inputs["pixel_values"][:n], image_grid_thw=self.inputs["image_grid_thw"][:1])
+        row.update(
+            pixel_values=self.inputs["pixel_values"][:n], image_grid_thw=self.inputs["image_grid_thw"][:1]
+        )
 
         def proxy():
             with self.torch.inference_mode():
@@ -271,8 +330,12 @@ class HFTrain(HFPeak):
 
     def first(self) -> dict[str, Any]:
         t, loss = timed(self._step)
-        return {"time_s": t, "loss": loss, "optimizer_impl": self.optimizer_impl,
-                "environment": common.torch_environment()}
+        return {
+            "time_s": t,
+            "loss": loss,
+            "optimizer_impl": self.optimizer_impl,
+            "environment": common.torch_environment(),
+        }
 
     def run(self) -> dict[str, Any]:
         t, loss = timed(self._step)
@@ -298,10 +361,12 @@ class HFTrain(HFPeak):
             model(**x).loss.detach()
             sync()
 
-        parts = [("loss_head", lambda: self.head_probe(reps)),
-                 ("vision_forward", lambda: _median_call(vision, reps)),
-                 ("forward", lambda: _median_call(forward, reps)),
-                 ("top_ops", lambda: _torch_top_ops(self.torch, self._step))]
+        parts = [
+            ("loss_head", lambda: self.head_probe(reps)),
+            ("vision_forward", lambda: _median_call(vision, reps)),
+            ("forward", lambda: _median_call(forward, reps)),
+            ("top_ops", lambda: _torch_top_ops(self.torch, self._step)),
+        ]
         return _derive(dict(_budgeted(parts, budget_s), step=step_s))
 
     def head_probe(self, reps: int = 1) -> dict[str, Any]:
@@ -320,8 +385,11 @@ class HFTrain(HFPeak):
 
         def run(with_loss: bool):
             logits = h @ w
-            loss = (torch.nn.functional.cross_entropy(logits.float().view(-1, v), targets) if with_loss
-                    else logits.float().sum())
+            loss = (
+                torch.nn.functional.cross_entropy(logits.float().view(-1, v), targets)
+                if with_loss
+                else logits.float().sum()
+            )
             loss.backward()
             sync()
             h.grad = w.grad = None
@@ -383,4 +451,3 @@ def _torch_top_ops(torch, step, k: int = 8) -> list[tuple[str, float]]:
         step()
     rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:k]
     return [(r.key, r.self_cpu_time_total / 1e6) for r in rows]
-

@@ -59,8 +59,11 @@ class Qwen25VL(nn.Module):
         """(kernel, options) for losses that apply the vocabulary head themselves (train/head_loss.py):
         the weight as stored, [D, V] (`lm_head`) or the tied embedding [V, D] (options kernel_vd=True),
         and the compute dtype and loss chunk length."""
-        options = {"kernel_vd": self.config.tie_word_embeddings, "dtype": compute_dtypes(self.config)[0],
-                   "chunk_len": self.config.loss_chunk_len}
+        options = {
+            "kernel_vd": self.config.tie_word_embeddings,
+            "dtype": compute_dtypes(self.config)[0],
+            "chunk_len": self.config.loss_chunk_len,
+        }
         if self.config.tie_word_embeddings:
             return self.model.embed_tokens.embedding, options
         return self.lm_head.variables["params"]["kernel"], options

@@ -146,8 +146,11 @@ def _nll_sum_fwd(spec, hidden, kernel, targets, valid):
         h2 = h.reshape(-1, h.shape[-1])  # [B*C, D]
         dh = jnp.matmul(d2, w if kernel_vd else w.T, preferred_element_type=jnp.float32)  # [B*C, D]
         if want_dw:  # [V, D] += d2^T h2, or [D, V] += h2^T d2
-            dw = dw + (jnp.matmul(d2.T, h2, preferred_element_type=jnp.float32) if kernel_vd
-                       else jnp.matmul(h2.T, d2, preferred_element_type=jnp.float32))
+            dw = dw + (
+                jnp.matmul(d2.T, h2, preferred_element_type=jnp.float32)
+                if kernel_vd
+                else jnp.matmul(h2.T, d2, preferred_element_type=jnp.float32)
+            )
         total = total + jnp.sum(jnp.where(ok, nll, 0.0))
         return (total, dw), dh.reshape(h.shape).astype(hidden.dtype)
 

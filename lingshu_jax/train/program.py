@@ -99,9 +99,7 @@ class TrainProgram:
         ShapeDtypeStructs [K, ...] with their NamedShardings (see `batch_spec`)."""
         shapes = batch_spec(self.config.data, self.model_config, self.grad_accum)
         shard = sharding.batch_shardings(shapes, self.mesh, self.rules, micro_axis=True)
-        return {
-            k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shard[k]) for k, v in shapes.items()
-        }
+        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shard[k]) for k, v in shapes.items()}
 
     def lower(self) -> jax.stages.Lowered:
         """The step lowered on abstract inputs (no memory); `.compile()` it for memory / cost analysis."""

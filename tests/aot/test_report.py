@@ -28,12 +28,17 @@ def test_tiny_config_compiles_for_a_v5p_2x2x1_slice_and_reports_what_it_needs():
     mem = r["memory"]
     assert mem["hbm_per_device"] == 95 * 2**30 and 0 < mem["total"] < mem["hbm_per_device"]
     n_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(lambda: _params(c))))
-    assert mem["params"] == pytest.approx(4 * n_params / 4, rel=0.05)  # fp32, sharded 4 ways (small ones replicate)
+    assert mem["params"] == pytest.approx(
+        4 * n_params / 4, rel=0.05
+    )  # fp32, sharded 4 ways (small ones replicate)
     assert mem["optimizer_state"] == pytest.approx(2 * mem["params"], rel=0.05)  # Adam mu, nu
     # the decoder-layer scan (2 layers) runs inside the accumulation scan (2 micro-batches)
     assert 2 in r["loops"]["trip_counts"] and "unknown" not in r["loops"]
     assert r["collectives"]["all-gather"]["bytes"] > 0  # fsdp gathers the weights
-    assert r["flops"]["analytic"] > 0 and r["flops"]["hlo_weighted_per_device"] > r["flops"]["hlo_once_per_device"]
+    assert (
+        r["flops"]["analytic"] > 0
+        and r["flops"]["hlo_weighted_per_device"] > r["flops"]["hlo_once_per_device"]
+    )
     assert r["step"]["estimate_s"] > 0 and 0 < r["step"]["mfu"] < 1
     text = format_report(r)
     assert "FITS" in text and "all-gather" in text and "assumptions" in text
@@ -86,7 +91,9 @@ def test_hlo_reader_weights_loop_bodies_by_their_trip_counts():
 
         return jax.lax.scan(body, x, None, length=7)[0]
 
-    text = jax.jit(f).lower(jax.ShapeDtypeStruct((64, 64), "float32"), jax.ShapeDtypeStruct((8, 64), "float32"))
+    text = jax.jit(f).lower(
+        jax.ShapeDtypeStruct((64, 64), "float32"), jax.ShapeDtypeStruct((8, 64), "float32")
+    )
     m = hlo.parse(text.compile().as_text())
     assert sorted(m.trip_counts.values()) == [7]
     flops = sum(

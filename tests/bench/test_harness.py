@@ -25,8 +25,8 @@ def test_summarize_keeps_raw_values_and_skips_invalid_rounds():
 
 
 def test_speedup_is_ours_over_theirs_for_rates_and_theirs_over_ours_for_times():
-    assert harness.speedup(300.0, 100.0, higher_is_better=True) == 3.0   # tokens/s: ours 3x faster
-    assert harness.speedup(2.0, 1.0, higher_is_better=False) == 0.5      # seconds: ours 2x slower
+    assert harness.speedup(300.0, 100.0, higher_is_better=True) == 3.0  # tokens/s: ours 3x faster
+    assert harness.speedup(2.0, 1.0, higher_is_better=False) == 0.5  # seconds: ours 2x slower
     assert harness.speedup(None, 1.0, True) is None
     assert harness.speedup(0.0, 1.0, True) is None
 
@@ -47,8 +47,13 @@ def test_rss_sampler_sees_this_process():
 def test_workers_run_in_their_own_process_with_their_environment():
     os.environ["LINGSHU_BENCH_UNSET_ME"] = "parent"
     try:
-        a = Worker.start("a", "tests.bench.sessions:Echo", 10, env={"LINGSHU_BENCH_X": "1",
-                                                                    "LINGSHU_BENCH_UNSET_ME": None}, wait=False)
+        a = Worker.start(
+            "a",
+            "tests.bench.sessions:Echo",
+            10,
+            env={"LINGSHU_BENCH_X": "1", "LINGSHU_BENCH_UNSET_ME": None},
+            wait=False,
+        )
         b = Worker.start("b", "tests.bench.sessions:Echo", 20, wait=False)
         a.ready(), b.ready()
     finally:

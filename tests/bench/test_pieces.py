@@ -38,7 +38,9 @@ def test_make_inputs_layout():
 
 
 def test_decode_rates_and_invalid_rounds():
-    r = decode.rates([{"full_s": 2.0, "one_s": 0.5}, {"full_s": 0.4, "one_s": 0.5}], batch=2, max_new_tokens=4)
+    r = decode.rates(
+        [{"full_s": 2.0, "one_s": 0.5}, {"full_s": 0.4, "one_s": 0.5}], batch=2, max_new_tokens=4
+    )
     assert r["decode_tok_s"] == [2 * 3 / 1.5, None]
     assert r["e2e_tok_s"] == [2 * 4 / 2.0, 2 * 4 / 0.4]
     assert r["step_s"][0] == 0.5

@@ -42,13 +42,20 @@ def test_step0_losses_agree(quick):
 def test_report_structure(quick):
     results, paths = quick
     data = json.load(open(paths["json"]))
-    assert set(data["ratios"]) == {"train_tokens_per_s", "prefill_latency", "decode_tokens_per_s",
-                                   "decode_e2e_tokens_per_s", "data_samples_per_s"}
+    assert set(data["ratios"]) == {
+        "train_tokens_per_s",
+        "prefill_latency",
+        "decode_tokens_per_s",
+        "decode_e2e_tokens_per_s",
+        "data_samples_per_s",
+    }
     assert data["ratios"]["train_tokens_per_s"] > 0 and data["ratios"]["prefill_latency"] > 0
     env = data["peak"]["environment"]
     assert env["ours"]["jax"] and env["transformers"]["torch"] and env["transformers"]["torch_threads"] >= 1
     assert env["ours"]["device_count"] == 1  # the workers drop the test run's 8 simulated devices
-    assert data["peak"]["machine_peak_flops"] == max(data["peak"]["ours"]["max"], data["peak"]["transformers"]["max"])
+    assert data["peak"]["machine_peak_flops"] == max(
+        data["peak"]["ours"]["max"], data["peak"]["transformers"]["max"]
+    )
     for side in ("ours", "transformers"):
         assert data["train"][side]["memory"]["peak_rss_mb"] > 0
         assert data["data"][side]["memory"]["peak_rss_mb"] > 0

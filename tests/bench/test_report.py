@@ -11,24 +11,45 @@ def _side(**metrics):
 
 
 def _results():
-    meta = {"suite": "cpu", "quick": True, "sizes": {"preset": "tiny", "batch": 2, "seq": 64, "image_side": 56,
-                                                     "decode_batch": 2, "decode_prompt": 16, "max_new_tokens": 4},
-            "options": {"sections": ["peak", "train", "prefill", "decode", "data"]},
-            "environment": {"cpus": 2, "load_avg": [1, 1, 1], "load_avg_end": [1, 1, 1]},
-            "model": {"params": {"total": 1e6}}, "wall_s": 10.0}
-    train = {"ours": _side(tokens_per_s=[300.0, 310.0, 290.0], step_s=[1.0, 1.0, 1.0]) | {"mfu": 0.25},
-             "transformers": _side(tokens_per_s=[100.0, 90.0, 110.0], step_s=[3.0, 3.0, 3.0]) | {"mfu": 0.08},
-             "loss0": {"ours": 7.0, "transformers": 7.0000001}, "loss0_abs_diff": 1e-7}
+    meta = {
+        "suite": "cpu",
+        "quick": True,
+        "sizes": {
+            "preset": "tiny",
+            "batch": 2,
+            "seq": 64,
+            "image_side": 56,
+            "decode_batch": 2,
+            "decode_prompt": 16,
+            "max_new_tokens": 4,
+        },
+        "options": {"sections": ["peak", "train", "prefill", "decode", "data"]},
+        "environment": {"cpus": 2, "load_avg": [1, 1, 1], "load_avg_end": [1, 1, 1]},
+        "model": {"params": {"total": 1e6}},
+        "wall_s": 10.0,
+    }
+    train = {
+        "ours": _side(tokens_per_s=[300.0, 310.0, 290.0], step_s=[1.0, 1.0, 1.0]) | {"mfu": 0.25},
+        "transformers": _side(tokens_per_s=[100.0, 90.0, 110.0], step_s=[3.0, 3.0, 3.0]) | {"mfu": 0.08},
+        "loss0": {"ours": 7.0, "transformers": 7.0000001},
+        "loss0_abs_diff": 1e-7,
+    }
     prefill = {"ours": _side(time_s=[2.0, 2.0]), "transformers": _side(time_s=[1.0, 1.0])}
     data = {"ours": _side(samples_per_s=[50.0]), "transformers": _side(samples_per_s=[100.0])}
-    return {"meta": meta, "train": train, "prefill": prefill, "decode": {"pending": "generate not there"},
-            "data": data, "peak": {"error": "RuntimeError: no"}}
+    return {
+        "meta": meta,
+        "train": train,
+        "prefill": prefill,
+        "decode": {"pending": "generate not there"},
+        "data": data,
+        "peak": {"error": "RuntimeError: no"},
+    }
 
 
 def test_ratios_are_speedups():
     r = report.ratios(_results())
-    assert r["train_tokens_per_s"] == 3.0    # 300 / 100 tokens/s
-    assert r["prefill_latency"] == 0.5       # 1 s / 2 s: ours slower
+    assert r["train_tokens_per_s"] == 3.0  # 300 / 100 tokens/s
+    assert r["prefill_latency"] == 0.5  # 1 s / 2 s: ours slower
     assert r["data_samples_per_s"] == 0.5
     assert r["decode_tokens_per_s"] is None  # pending
 
@@ -36,7 +57,9 @@ def test_ratios_are_speedups():
 def test_table_marks_targets_and_reports_pending_and_failed_sections():
     md = report.markdown(_results())
     rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
-    assert "3.00x" in rows["train step tokens/s (median)"] and "| yes |" in rows["train step tokens/s (median)"]
+    assert (
+        "3.00x" in rows["train step tokens/s (median)"] and "| yes |" in rows["train step tokens/s (median)"]
+    )
     assert "**no**" in rows["data pipeline samples/s (median)"]
     assert "0.50x" in rows["prefill latency s (median, min–max)"]
     assert "25.0%" in rows["train MFU (model FLOPs / machine peak)"]

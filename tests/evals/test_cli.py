@@ -41,7 +41,9 @@ def test_score_cli_prints_and_writes_metrics(tmp_path, fixtures_dir):
     )
     assert proc.returncode == 0, proc.stderr
     assert "| MedQA_USMLE | default | 2 | 50.0 |" in proc.stdout  # per-benchmark table
-    columns = "MMLU-Med | PubMedQA | MedMCQA | MedQA | Medbullets | MedXpertQA | SuperGPQA"  # the paper's order
+    columns = (
+        "MMLU-Med | PubMedQA | MedMCQA | MedQA | Medbullets | MedXpertQA | SuperGPQA"  # the paper's order
+    )
     head = f"| Model | {columns} | Avg. (1/7) |"
     assert head in proc.stdout and "| model | – | – | – | 50.0 | – | – | – | 50.0 |" in proc.stdout
     saved = json.loads((tmp_path / "res" / "MedQA_USMLE" / "metrics.json").read_text())
@@ -128,8 +130,17 @@ def test_fixes_cli_names_what_each_fix_changes(fixtures_dir):
 def test_scoring_flag_selects_medevalkit_mode(tmp_path, fixtures_dir):
     preds = os.path.join(fixtures_dir, "responses", "SLAKE.jsonl")
     proc = _run(
-        "score", "--benchmark", "SLAKE", "--data_dir", fixtures_dir, "--predictions", preds,
-        "--scoring", "medevalkit", "--out", str(tmp_path),
+        "score",
+        "--benchmark",
+        "SLAKE",
+        "--data_dir",
+        fixtures_dir,
+        "--predictions",
+        preds,
+        "--scoring",
+        "medevalkit",
+        "--out",
+        str(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr
     assert "| SLAKE | medevalkit | 4 | 75.0 | 66.7 | 100.0 |" in proc.stdout

@@ -164,6 +164,8 @@ def test_green_runs_the_green_score_package_on_the_non_empty_reports(tmp_path, m
     monkeypatch.setitem(sys.modules, "green_score", module)
     ckpt = tmp_path / "GREEN-radllama2-7b"
     ckpt.mkdir()
-    got = M.report_metrics(["a b.", "", "c."], ["x.", "y.", "z."], green_model=str(ckpt), compute_meteor=False)
+    got = M.report_metrics(
+        ["a b.", "", "c."], ["x.", "y.", "z."], green_model=str(ckpt), compute_meteor=False
+    )
     assert (got["green"], got["green_std"]) == (0.75, 0.25)
     assert calls == [(str(ckpt), True), (["x.", "z."], ["a b.", "c."])]

@@ -138,4 +138,6 @@ def test_from_pretrained_onto_a_mesh_shards_params_and_keeps_logits(models, tiny
     assert tuple(kernel.sharding.spec) == (None, "fsdp", "tensor")
     assert kernel.addressable_shards[0].data.shape == (2, 16, 64)  # [L, D/4, I/2] of [2, 64, 128]
     inputs = processor(CASES["one_image"]())
-    np.testing.assert_allclose(np.asarray(sharded(**inputs).logits), np.asarray(ours(**inputs).logits), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(sharded(**inputs).logits), np.asarray(ours(**inputs).logits), atol=1e-5
+    )

@@ -1,6 +1,6 @@
 """The GRPO toy run in a process of its own, for the SIGKILL test (tests/rl/test_trainer.py), which kills it:
 
-    python -m tests.rl.kill_worker PATHS_JSON SFT_DIR WORKDIR STEPS
+python -m tests.rl.kill_worker PATHS_JSON SFT_DIR WORKDIR STEPS
 """
 
 import json

@@ -35,14 +35,29 @@ def rollout(tmp_path_factory):
     images = toy.write_images(root, per_colour=2)
     proc = Processor.from_pretrained(write_demo_assets(f"{root}/assets"))
     records = [  # several images per prompt, one text-only prompt, different text lengths
-        {"messages": [{"role": "user", "content": "<image><image>Same colour?"}],
-         "images": [images[0][0], images[3][0]], "answer": "no", "question_type": "closed"},
-        {"messages": [{"role": "user", "content": "<image>What colour is shown in this picture, please?"}],
-         "images": [images[5][0]], "answer": "blue", "question_type": "closed"},
-        {"messages": [{"role": "user", "content": "Is red a colour?"}], "answer": "yes",
-         "question_type": "closed"},
-        {"messages": [{"role": "user", "content": "<image><image><image>Colours?"}],
-         "images": [images[1][0], images[2][0], images[7][0]], "answer": "red", "question_type": "closed"},
+        {
+            "messages": [{"role": "user", "content": "<image><image>Same colour?"}],
+            "images": [images[0][0], images[3][0]],
+            "answer": "no",
+            "question_type": "closed",
+        },
+        {
+            "messages": [{"role": "user", "content": "<image>What colour is shown in this picture, please?"}],
+            "images": [images[5][0]],
+            "answer": "blue",
+            "question_type": "closed",
+        },
+        {
+            "messages": [{"role": "user", "content": "Is red a colour?"}],
+            "answer": "yes",
+            "question_type": "closed",
+        },
+        {
+            "messages": [{"role": "user", "content": "<image><image><image>Colours?"}],
+            "images": [images[1][0], images[2][0], images[7][0]],
+            "answer": "red",
+            "question_type": "closed",
+        },
     ]
     prompts = [parse_record(r, f"test:{i}", root, "") for i, r in enumerate(records)]
     encoded = [encode_prompt(proc, p) for p in prompts]
@@ -55,8 +70,18 @@ def rollout(tmp_path_factory):
     tokens, lengths, behaviour = sample_responses(
         cfg, params, encoded, GROUP, NEW_TOKENS, sampling, jax.random.key(1), stops, pad, behaviour_logp=True
     )
-    ro = Rollout(prompts, encoded, GROUP, tokens, lengths, prompt_bucket=16, response_bucket=4,
-                 patch_bucket=32, max_new_tokens=NEW_TOKENS, behaviour_logp=behaviour)
+    ro = Rollout(
+        prompts,
+        encoded,
+        GROUP,
+        tokens,
+        lengths,
+        prompt_bucket=16,
+        response_bucket=4,
+        patch_bucket=32,
+        max_new_tokens=NEW_TOKENS,
+        behaviour_logp=behaviour,
+    )
     forward = jax.jit(functools.partial(response_log_probs, Qwen25VL(cfg), sampling.temperature))
     return cfg, params, pad, forward, ro
 

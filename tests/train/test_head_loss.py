@@ -120,8 +120,9 @@ def test_bf16_inputs_give_bf16_gradients_and_a_float32_loss():
 def test_token_nll_and_argmax_equal_plain_formula(kernel_vd):
     hidden, kernel, targets, _ = _data(4)
     with jax.default_matmul_precision("highest"):
-        nll, argmax = head_token_nll(hidden, kernel.T if kernel_vd else kernel, targets, kernel_vd=kernel_vd,
-                                     chunk_len=6)
+        nll, argmax = head_token_nll(
+            hidden, kernel.T if kernel_vd else kernel, targets, kernel_vd=kernel_vd, chunk_len=6
+        )
         logits = jnp.einsum("bsd,dv->bsv", hidden, kernel)
     ref = -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), targets[..., None], -1)[..., 0]
     _close(nll, ref, 1e-6)

@@ -65,7 +65,11 @@ def test_abstract_batch_matches_what_the_pipeline_delivers(recorded):
     expected = seen["program"].abstract_batch()
     assert sorted(delivered) == sorted(expected)
     for k, v in delivered.items():
-        assert (v.shape, v.dtype, v.sharding) == (expected[k].shape, expected[k].dtype, expected[k].sharding), k
+        assert (v.shape, v.dtype, v.sharding) == (
+            expected[k].shape,
+            expected[k].dtype,
+            expected[k].sharding,
+        ), k
     assert delivered["input_ids"].shape == (2, config.data.batch_size, config.data.seq_len)
 
 

@@ -74,8 +74,9 @@ def test_run_all_skips_complete_runs_and_runs_the_rest_concurrently_on_disjoint_
         return spawned[-1]
 
     _FakeRun.active = _FakeRun.most_active = 0
-    launched = sweep.run_all(runs, str(tmp_path), ROOT, parallel=2, devices_per_run=2, platform="gpu",
-                             spawn=spawn, poll_s=0)
+    launched = sweep.run_all(
+        runs, str(tmp_path), ROOT, parallel=2, devices_per_run=2, platform="gpu", spawn=spawn, poll_s=0
+    )
     assert launched == ["dicom_w0", "dicom_w50"] and _FakeRun.most_active == 2
     assert [p.env["CUDA_VISIBLE_DEVICES"] for p in spawned] == ["0,1", "2,3"]
     assert "w_vqa=50,w_dicom=0.0" in spawned[0].argv[2] and "--config.init_from=" in spawned[0].argv[2]
@@ -92,8 +93,13 @@ def test_run_all_names_the_runs_that_failed(tmp_path):
 
 def test_device_env_splits_a_cpu_into_a_device_count_per_run_and_tpu_chips_per_slot():
     env = {**os.environ, **sweep.device_env(1, 3, "cpu")}
-    out = subprocess.run([sys.executable, "-c", "import jax; print(jax.device_count())"], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import jax; print(jax.device_count())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "3"
     tpu = sweep.device_env(1, 2, "tpu")
     assert tpu["TPU_VISIBLE_CHIPS"] == "2,3" and tpu["TPU_CHIPS_PER_PROCESS_BOUNDS"] == "1,2,1"
@@ -107,8 +113,13 @@ def test_results_include_benchmark_scores_and_every_logged_eval_metric(tmp_path)
     with open(tmp_path / "a" / "metrics.jsonl", "w") as f:
         f.write(json.dumps({"step": 5, "loss": 1.5, "eval/accuracy": 0.4, "eval/samples": 50}) + "\n")
     with open(tmp_path / "a" / "eval" / "summary.json", "w") as f:
-        json.dump({"VQA_RAD": {"total": {"total": 10, "right": 7, "acc": 0.7}},
-                   "MIMIC_CXR": {"bleu4": 0.12, "notes": "x"}}, f)
+        json.dump(
+            {
+                "VQA_RAD": {"total": {"total": 10, "right": 7, "acc": 0.7}},
+                "MIMIC_CXR": {"bleu4": 0.12, "notes": "x"},
+            },
+            f,
+        )
     rows = sweep.summarize(runs, str(tmp_path))
     assert rows[0]["bench/VQA_RAD"] == 0.7 and rows[0]["bench/MIMIC_CXR/bleu4"] == 0.12
     assert rows[0]["eval/samples"] == 50

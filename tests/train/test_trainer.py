@@ -227,7 +227,9 @@ def test_in_training_benchmark_eval_logs_medevalkit_accuracy(tmp_path):
 
 
 def test_keeps_the_latest_and_the_best_checkpoint(tmp_path):
-    ck = Checkpointer(str(tmp_path / "ck"), keep_last=1, keep_best=1, best_metric="eval/accuracy", async_save=False)
+    ck = Checkpointer(
+        str(tmp_path / "ck"), keep_last=1, keep_best=1, best_metric="eval/accuracy", async_save=False
+    )
     for step, acc in ((1, 0.2), (2, 0.9), (3, 0.4), (4, 0.5)):
         ck.save(step, {"w": np.full(2, step)}, metrics={"eval/accuracy": acc})
     assert ck.all_steps() == [2, 4]  # best (0.9 at step 2) + latest
@@ -236,9 +238,18 @@ def test_keeps_the_latest_and_the_best_checkpoint(tmp_path):
 
 def test_cli_on_a_fsdp4_tensor2_mesh_logs_the_first_losses_of_one_device(demo_root, tmp_path):
     def run(name, devices, extra):
-        cmd = [sys.executable, "scripts/train.py", f"--config=configs/demo.py:stage=3,root={demo_root},steps=4",
-               f"--workdir={tmp_path / name}", "--config.init_from=", "--config.eval.every=0",
-               "--config.train.log_every=1", "--config.train.progress=False", "--config.export_hf=", *extra]
+        cmd = [
+            sys.executable,
+            "scripts/train.py",
+            f"--config=configs/demo.py:stage=3,root={demo_root},steps=4",
+            f"--workdir={tmp_path / name}",
+            "--config.init_from=",
+            "--config.eval.every=0",
+            "--config.train.log_every=1",
+            "--config.train.progress=False",
+            "--config.export_hf=",
+            *extra,
+        ]
         env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
         out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-2000:]
@@ -259,8 +270,13 @@ def test_sigterm_while_waiting_for_data_checkpoints_the_last_step_and_returns(tm
     from tests.data.test_guard import time_limit
 
     good = {"messages": [{"role": "user", "content": "word " * 30}, {"role": "assistant", "content": "ok"}]}
-    bad = [{"messages": [{"role": "user", "content": "<image>?"}, {"role": "assistant", "content": "y"}],
-            "images": [f"missing/{i}.png"]} for i in range(20_000)]
+    bad = [
+        {
+            "messages": [{"role": "user", "content": "<image>?"}, {"role": "assistant", "content": "y"}],
+            "images": [f"missing/{i}.png"],
+        }
+        for i in range(20_000)
+    ]
     path = tmp_path / "slow.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in [good] * 8 + bad))
     c = _cfg(str(tmp_path), 3, 10)
