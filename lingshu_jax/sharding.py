@@ -289,13 +289,9 @@ def initialize_distributed(cfg=None) -> None:
             local_device_ids=cfg.get("local_device_ids"),
         )
         return
-    cluster_env = (
-        "SLURM_JOB_ID",
-        "OMPI_COMM_WORLD_SIZE",
-        "TPU_WORKER_HOSTNAMES",
-        "MEGASCALE_COORDINATOR_ADDRESS",
-    )
-    if any(os.environ.get(k) for k in cluster_env):
+    cluster_env = ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE", "MEGASCALE_COORDINATOR_ADDRESS")
+    tpu_workers = [h for h in os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if h.strip()]
+    if any(os.environ.get(k) for k in cluster_env) or len(tpu_workers) > 1:  # one TPU worker: nothing to join
         jax.distributed.initialize()
 
 
