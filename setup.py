@@ -13,6 +13,7 @@ INSTALL_REQUIRES = [
     "transformers==5.24.0",
     "tensorflow-datasets==4.9.10",
     "ml-collections",
+    "pyyaml",  # data.sources_file=mix.yaml
     "safetensors",
     "tokenizers",
     "numpy",
