@@ -17,7 +17,7 @@ import os
 
 from configs.common import adamw, base_config, parse_arg
 from configs.lingshu import rl as lingshu_rl
-from lingshu_jax.demo import easy_vqa_root
+from lingshu_jax.demo import REASONING_PROMPT, easy_vqa_root
 from lingshu_jax.model.config import preset_config_dict
 from lingshu_jax.rl.rewards import LINGSHU_REWARDS
 
@@ -37,7 +37,7 @@ def get_config(arg=None):
         "paths": (os.path.join(rl_data, "easy_vqa_rl.jsonl"),),
         "root": easy_vqa_root(),
         "yes_no_keep": 0.05,
-        "format_prompt": "",
+        "format_prompt": REASONING_PROMPT,  # the format stage 3 of the SFT demo teaches
         "shuffle": True,
         "filter_overlong": False,
     }
@@ -45,20 +45,20 @@ def get_config(arg=None):
         "paths": (os.path.join(rl_data, "easy_vqa_rl_test.jsonl"),),
         "root": easy_vqa_root(),
         "yes_no_keep": 0.05,
-        "format_prompt": "",
+        "format_prompt": REASONING_PROMPT,
         "num_prompts": 200,
-        "max_new_tokens": 8,
+        "max_new_tokens": 32,
     }
     c.rl = lingshu_rl.grpo_config(  # Lingshu's GRPO recipe (temperature 1, k3 KL, clip 0.2) at CPU size
         group_size=8,
         rollout_prompts=16,
         mini_batch_prompts=8,
         micro_batch_rows=16,
-        max_new_tokens=8,
+        max_new_tokens=32,  # <think>colour shape</think><answer>answer</answer> is about 30 tokens
         max_prompt_tokens=0,
         rows_per_generate=128,
         prompt_bucket=32,
-        response_bucket=8,
+        response_bucket=32,
         patch_bucket=64,
     )
     c.rewards = LINGSHU_REWARDS
