@@ -20,14 +20,17 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from lingshu_jax.data import errors
+from lingshu_jax.data import columnar, errors
 
-KINDS = ("jsonl", "json", "array_record", "tfds")
+KINDS = ("jsonl", "json", "array_record", "parquet", "arrow", "hf_disk", "tfds")
 
 
 @dataclasses.dataclass(frozen=True)
 class SourceConfig:
-    """One data source. `paths` are files or globs (jsonl/json/array_record); tfds uses `tfds_name`.
+    """One data source. `paths` are files or globs (jsonl/json/array_record/parquet/arrow), or for `hf_disk`
+    directories written by `datasets.save_to_disk` (a DatasetDict's: `split` picks one); tfds uses
+    `tfds_name`. `kind` (alias `format` in a sources file) defaults from the extension (a save_to_disk
+    directory is recognised by its state.json / dataset_dict.json).
 
     `root`: directory that image paths are relative to (default: the directory of the first file);
     a path that resolves outside it is a data error (`path_escape`). `weight`: mixing weight (None in all
@@ -56,10 +59,20 @@ class SourceConfig:
             raise ValueError(f"data.sources[{self.name}].weight={self.weight}: must be > 0")
 
     def files(self) -> list[str]:
-        """The data files (globs expanded, sorted); ValueError if a path matches nothing."""
+        """The data files (globs expanded, sorted; a save_to_disk directory's Arrow files); ValueError if a
+        path matches nothing."""
         out = []
         for pattern in self.paths:
             matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+            if self.kind == "hf_disk":
+                for m in matches or [pattern]:
+                    if not os.path.isdir(m):
+                        raise ValueError(f"data.sources[{self.name}]: {m} is not a save_to_disk directory")
+                    try:
+                        out.extend(columnar.hf_disk_files(m, self.split))
+                    except ValueError as e:
+                        raise ValueError(f"data.sources[{self.name}]: {e}") from None
+                continue
             missing = [m for m in matches if not os.path.isfile(m)]
             if not matches or missing:
                 raise ValueError(
@@ -78,12 +91,16 @@ class SourceConfig:
 def _kind_from_paths(name, paths, tfds_name) -> str | None:
     if tfds_name:
         return "tfds"
+    if paths and all(columnar.is_hf_disk(p) for p in paths):
+        return "hf_disk"
     exts = {os.path.splitext(p)[1].lower() for p in paths}
     table = {
         ".jsonl": "jsonl",
         ".json": "json",
         ".array_record": "array_record",
         ".arrayrecord": "array_record",
+        ".parquet": "parquet",
+        ".arrow": "arrow",
     }
     kinds = {table.get(e) for e in exts}
     if len(kinds) != 1 or None in kinds:
@@ -123,6 +140,7 @@ class DataConfig:
     read_threads: int = 2  # threads per process running the per-sample transform (grain ReadOptions)
     read_buffer: int = 2  # groups each process prepares ahead (bounds memory: images are large)
     group: int = 8  # consecutive records transformed and shipped from a worker together (transport.py)
+    parquet_cache_mb: int = 256  # decoded Parquet row groups kept per process (columnar.py)
     pixel_dtype: str = "uint8"  # uint8 (normalised by the model, on the device) | float32 (on the host)
     prefetch: int = 2  # batches prepared ahead by a thread in the main process (0 = none)
     sources_file: str | None = None  # JSON/YAML list of sources; replaces `sources` (read by from_dict)
@@ -150,6 +168,7 @@ class DataConfig:
             "pixel_dtype": self.pixel_dtype in ("uint8", "float32"),
             "prefetch": self.prefetch >= 0,
             "pack_pool": self.pack_pool >= 1,
+            "parquet_cache_mb": self.parquet_cache_mb >= 1,
         }
         for key, ok in checks.items():
             if not ok:
@@ -192,8 +211,8 @@ _FILE_SOURCE_KEYS = (
 
 def read_sources_file(path: str) -> tuple[SourceConfig, ...]:
     """A mixture file (JSON, or YAML by extension): a list of sources, or {"sources": [...]}. Each source:
-    name, path(s) (files or globs), root (image root), weight, kind or format (jsonl | json | array_record
-    | tfds), tfds_name/data_dir/split. Relative paths and roots are relative to the file's directory; an
+    name, path(s) (files, globs or save_to_disk directories), root (image root), weight, kind or format
+    (jsonl | json | array_record | parquet | arrow | hf_disk | tfds), tfds_name/data_dir/split. Relative paths and roots are relative to the file's directory; an
     unknown key is an error naming the file, the source and the key."""
     if not os.path.isfile(path):
         raise ValueError(f"data.sources_file={path}: not found")

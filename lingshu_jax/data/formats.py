@@ -79,7 +79,8 @@ def to_messages(record: dict, where: str) -> tuple[list[dict], list[Any]]:
             parts, n = _split_tags(content, listed, tags)
             tags += n
         else:
-            parts = _typed_parts(content, where)
+            parts, n = _typed_parts(content, where, listed, tags)
+            tags += n
         images.extend(p["image"] for p in parts if p["type"] == "image")
         if role == "assistant" and not any(p["type"] == "text" and p["text"].strip() for p in parts):
             raise DataError(EMPTY_ASSISTANT, f"assistant turn {len(messages)} is empty", where)
@@ -142,23 +143,34 @@ def _split_tags(text: str, listed: list, used: int) -> tuple[list[dict], int]:
     return parts, len(pieces) - 1
 
 
-def _typed_parts(content: list, where: str) -> list[dict]:
-    parts = []
+def _typed_parts(content: list, where: str, listed: list, used: int) -> tuple[list[dict], int]:
+    """Typed parts -> canonical parts; an image part without data takes the next of `listed` (the record's
+    `images`, TRL / Parquet layout) -> (parts, number of listed images taken)."""
+    parts, taken = [], 0
     for part in content:
         if not isinstance(part, dict):
             raise DataError(BAD_RECORD, f"content part must be an object, got {type(part).__name__}", where)
-        kind = part.get("type") or ("image" if "image" in part else "text" if "text" in part else None)
-        if kind == "image" or "image_url" in part:
-            ref = part.get("image", part.get("image_url"))
-            if isinstance(ref, dict):  # OpenAI style {"image_url": {"url": ...}}
-                ref = ref.get("url")
+        # Parquet / Arrow rows hold every struct field of the column (None where a part has none).
+        kind = part.get("type") or (
+            "image" if part.get("image") is not None else "text" if part.get("text") is not None else None
+        )
+        if kind == "image" or part.get("image_url") is not None:
+            ref = part.get("image")
             if ref is None:
-                raise DataError(BAD_RECORD, "image part without 'image'", where)
+                ref = part.get("image_url")
+            if isinstance(ref, dict) and "url" in ref:  # OpenAI style {"image_url": {"url": ...}}
+                ref = ref.get("url")
+            if ref is None:  # a placeholder: the record's images in order (like <image> tags)
+                if not listed:
+                    raise DataError(BAD_RECORD, "image part without 'image' (and no 'images' listed)", where)
+                k = used + taken
+                ref = listed[k] if k < len(listed) else None
+                taken += 1
             parts.append({"type": "image", "image": ref})
         elif kind == "text":
-            parts.append({"type": "text", "text": str(part.get("text", ""))})
+            parts.append({"type": "text", "text": str(part.get("text") or "")})
         else:
             raise DataError(
                 BAD_RECORD, f"unsupported content part type {kind!r} (image and text only)", where
             )
-    return parts
+    return parts, taken

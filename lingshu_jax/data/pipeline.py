@@ -60,7 +60,7 @@ def make_dataset(
         if processor is None or model_config is None:
             raise ValueError("make_pipeline needs processor and model_config (or ops=)")
         ops = Ops.from_processor(processor, model_config, tokenizer, pixel_dtype=cfg.pixel_dtype)
-    raw = [sources.open_source(sc, index_cache_dir) for sc in cfg.sources]
+    raw = [sources.open_source(sc, index_cache_dir, cfg.parquet_cache_mb) for sc in cfg.sources]
     transform = SampleTransform(
         ops=ops,
         policy=cfg.error_policy(),

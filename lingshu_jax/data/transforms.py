@@ -54,9 +54,10 @@ class SampleTransform:
 
     def _convert(self, raw: dict, where: str) -> dict:
         source = raw.get("source", 0)
-        if "exception" in raw:
+        if "exception" in raw:  # the source could not read the record (kind given, or an image failure)
             exc = Exception(raw["exception"])
-            raise DataError(errors.classify_image_error(exc), f"the source failed to decode it: {exc}", where)
+            kind = raw.get("kind") or errors.classify_image_error(exc)
+            raise DataError(kind, f"the source failed to decode it: {exc}", where)
         record = formats.decode_record(raw["data"], where)
         messages, refs = formats.to_messages(record, where)
         vision = self._images(refs, self.roots[source], where)

@@ -36,6 +36,28 @@ LAYOUTS = {
         "system": "Be brief.",
         "images": ["a.png"],
     },
+    # TRL / Parquet rows: image parts are placeholders (every struct field present, None where unused) that
+    # take the record's `images` in order.
+    "trl_placeholders": {
+        "messages": [
+            {
+                "role": "system",
+                "content": [{"type": "text", "text": "Be brief.", "image": None, "image_url": None}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "text": None, "image": None, "image_url": None},
+                    {"type": "text", "text": "What?", "image": None, "image_url": None},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "A lung.", "image": None, "image_url": None}],
+            },
+        ],
+        "images": ["a.png"],
+    },
     "llava": {
         "image": "a.png",
         "conversations": [
@@ -94,3 +116,13 @@ def test_tfds_style_json_text_fields_are_parsed():
 def test_unknown_layout_is_a_bad_record():
     with pytest.raises(DataError, match=r"f:3: no 'messages' or 'conversations' key .*\[bad_record\]"):
         to_messages({"text": "hello"}, "f:3")
+
+
+def test_image_placeholders_without_enough_listed_images_are_a_mismatch():
+    part = {"type": "image", "image": None}
+    rec = {"messages": [{"role": "user", "content": [part, part]}, {"role": "assistant", "content": "x"}]}
+    with pytest.raises(DataError, match=r"2 <image> tags but 1 images") as e:
+        to_messages({**rec, "images": ["a.png"]}, "f:3")
+    assert e.value.kind == "image_tag_mismatch"
+    with pytest.raises(DataError, match="image part without 'image' \\(and no 'images' listed\\)"):
+        to_messages(rec, "f:4")
