@@ -200,7 +200,9 @@ class DataConfig:
         if d.get("sources_file"):
             d["sources"] = read_sources_file(d["sources_file"])
         d["sources"] = tuple(_source(s) for s in d.get("sources", ()))
-        d["on_error_overrides"] = dict(d.get("on_error_overrides") or {})
+        # Unset classes are None placeholders in configs built by data_section.
+        overrides = dict(d.get("on_error_overrides") or {})
+        d["on_error_overrides"] = {k: v for k, v in overrides.items() if v is not None}
         return cls(**d)
 
 
@@ -255,8 +257,8 @@ def read_sources_file(path: str) -> tuple[SourceConfig, ...]:
 
 def data_section(values: Mapping[str, Any]):
     """ConfigDict of `config.data` with every DataConfig option present (defaults where `values` has none), so
-    each is settable from the command line (`--config.data.on_error=error`); None defaults are typed
-    placeholders. `sources` stays a list (give a mixture on the command line with `sources_file`)."""
+    each is settable from the command line (`--config.data.on_error=error`,
+    `--config.data.on_error_overrides.missing_image=error`); None defaults are typed placeholders. `sources` stays a list (give a mixture on the command line with `sources_file`)."""
     import typing
 
     import ml_collections
@@ -275,6 +277,9 @@ def data_section(values: Mapping[str, Any]):
         if value is None:
             kind = next(t for t in typing.get_args(hints[f.name]) if t is not type(None))
             value = ml_collections.config_dict.placeholder(kind)
+        if f.name == "on_error_overrides":  # one key per data-error class: --config.data.on_error_overrides.X=
+            errors.ErrorPolicy("skip", value)  # an unknown class is an error naming it
+            value = {k: value.get(k, ml_collections.config_dict.placeholder(str)) for k in errors.DATA_ERRORS}
         out[f.name] = value
     unknown = set(values) - set(out) - {"sources"}
     if unknown:
