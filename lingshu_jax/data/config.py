@@ -277,7 +277,9 @@ def data_section(values: Mapping[str, Any]):
         if value is None:
             kind = next(t for t in typing.get_args(hints[f.name]) if t is not type(None))
             value = ml_collections.config_dict.placeholder(kind)
-        if f.name == "on_error_overrides":  # one key per data-error class: --config.data.on_error_overrides.X=
+        if (
+            f.name == "on_error_overrides"
+        ):  # one key per data-error class: --config.data.on_error_overrides.X=
             errors.ErrorPolicy("skip", value)  # an unknown class is an error naming it
             value = {k: value.get(k, ml_collections.config_dict.placeholder(str)) for k in errors.DATA_ERRORS}
         out[f.name] = value
