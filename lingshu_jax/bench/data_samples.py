@@ -2,6 +2,7 @@
 
 make_data   n records of one shape (one `side`x`side` JPEG + about `tokens` tokens each)
 make_mixed  caption + VQA + text-only records, images of several sizes (packing efficiency)
+to_parquet  the same records as a Parquet file the way Hugging Face `datasets` writes image data
 """
 
 from __future__ import annotations
@@ -73,3 +74,30 @@ def make_mixed(root: str, n: int, seed: int = 0) -> str:
             msgs = [{"role": "user", "content": "<image>" + q}, {"role": "assistant", "content": a}]
             f.write(json.dumps({"messages": msgs, "images": [f"m{i}.jpg"]}) + "\n")
     return path
+
+
+def to_parquet(jsonl_path: str, root: str, out_path: str, row_group_size: int = 100) -> str:
+    """The records of `jsonl_path` as Parquet: `messages` as is, `images` as a list of `datasets` Image
+    structs {bytes, path} with the encoded files embedded, `row_group_size` rows per group (100: what
+    `datasets` writes for image data). Returns out_path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    turn = pa.struct([("role", pa.string()), ("content", pa.string())])
+    schema = pa.schema([("messages", pa.list_(turn)), ("images", pa.list_(image))])
+    with open(jsonl_path) as f, pq.ParquetWriter(out_path, schema) as writer:
+        rows = []
+        for line in f:
+            r = json.loads(line)
+            images = []
+            for p in r.get("images", []):
+                with open(os.path.join(root, p), "rb") as im:
+                    images.append({"bytes": im.read(), "path": p})
+            rows.append({"messages": r["messages"], "images": images})
+            if len(rows) == row_group_size:
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                rows = []
+        if rows:
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+    return out_path

@@ -9,8 +9,8 @@ columns. Image columns as Hugging Face `datasets` writes them (`Image()` = struc
 
 - `ParquetSource`: the row counts of every row group come from the file footers at construction (no data is
   read); reading a record decodes its row group (the columns present in the file) into a per-process LRU
-  cache bounded in bytes, so neighbouring records cost nothing more. Files are read lazily and reopened in
-  each grain worker. A shuffled order over large row groups decodes one row group per record: write shuffled
+  cache bounded in bytes (a row group larger than the cache is a configuration error), so neighbouring
+  records cost nothing more. Files are read lazily and reopened in each grain worker. A shuffled order over large row groups decodes one row group per record: write shuffled
   image data with small row groups (Hugging Face `datasets` writes 100-row groups for image datasets).
 - `ArrowSource`: Arrow IPC files (stream or file format), memory-mapped: construction reads the record
   batch headers only; a record is a zero-copy slice of the mapped file, so nothing is loaded into memory
@@ -113,7 +113,16 @@ class ParquetSource:
             except Exception as e:  # noqa: BLE001 -- pyarrow raises ArrowInvalid / OSError for non-Parquet files
                 raise ValueError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
             _check_columns(path, meta.schema.to_arrow_schema().names)
-            block_rows.append([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+            groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
+            for g, group in enumerate(groups):
+                if group.total_byte_size > cache_bytes:
+                    raise ValueError(
+                        f"{path}: row group {g} holds {group.total_byte_size / 2**20:.0f} MiB uncompressed, more "
+                        f"than the decoded row group cache (data.parquet_cache_mb={cache_bytes >> 20}); a record "
+                        "read decodes its whole row group: rewrite the file with smaller row groups (e.g. "
+                        "pyarrow.parquet.write_table(table, path, row_group_size=100)) or raise the cache"
+                    )
+            block_rows.append([group.num_rows for group in groups])
         self._locator = _Locator(block_rows)
         self._cache_bytes = cache_bytes
         self._open()

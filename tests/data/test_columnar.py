@@ -141,10 +141,16 @@ def test_parquet_reads_one_row_group_per_record_group_and_pickles_without_data(t
     clone = pickle.loads(pickle.dumps(src))
     assert len(pickle.dumps(src)) < 2000 and clone.cache.loads == 0  # no decoded data travels to workers
     assert [clone[i]["data"]["i"] for i in (49, 0, 25)] == [49, 0, 25]
-    small = ParquetSource([path], cache_bytes=1)  # the cache keeps one row group at least, no more
+    meta = pq.ParquetFile(path).metadata
+    group_bytes = max(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))  # ~400
+    small = ParquetSource([path], cache_bytes=group_bytes + 100)  # room for one decoded row group only
     for i in (0, 10, 0):
         small[i]
     assert small.cache.loads == 3
+    with pytest.raises(
+        ValueError, match=r"t\.parquet: row group 2 holds 0 MiB uncompressed, more than the decoded"
+    ):
+        ParquetSource([path], cache_bytes=group_bytes - 1)
 
 
 def test_parquet_hosts_read_disjoint_shares_that_cover_the_data(tmp_path, processor, model_config):
