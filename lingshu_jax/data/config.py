@@ -141,6 +141,8 @@ class DataConfig:
     read_buffer: int = 2  # groups each process prepares ahead (bounds memory: images are large)
     group: int = 8  # consecutive records transformed and shipped from a worker together (transport.py)
     parquet_cache_mb: int = 256  # decoded Parquet row groups kept per process (columnar.py)
+    video_fps: float = 2.0  # frames per second of a video's frame folder / frame list (M-RoPE time ids)
+    video_max_frames: int = 64  # frames kept per video (evenly spaced; the rate scales to match)
     pixel_dtype: str = "uint8"  # uint8 (normalised by the model, on the device) | float32 (on the host)
     prefetch: int = 2  # batches prepared ahead by a thread in the main process (0 = none)
     sources_file: str | None = None  # JSON/YAML list of sources; replaces `sources` (read by from_dict)
@@ -169,6 +171,8 @@ class DataConfig:
             "prefetch": self.prefetch >= 0,
             "pack_pool": self.pack_pool >= 1,
             "parquet_cache_mb": self.parquet_cache_mb >= 1,
+            "video_fps": self.video_fps > 0,
+            "video_max_frames": self.video_max_frames >= 1,
         }
         for key, ok in checks.items():
             if not ok:

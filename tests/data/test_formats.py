@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lingshu_jax.data.errors import DataError
-from lingshu_jax.data.formats import decode_record, to_messages
+from lingshu_jax.data.formats import decode_record, media, to_messages
 
 CANONICAL = [
     {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
@@ -126,3 +126,29 @@ def test_image_placeholders_without_enough_listed_images_are_a_mismatch():
     assert e.value.kind == "image_tag_mismatch"
     with pytest.raises(DataError, match="image part without 'image' \\(and no 'images' listed\\)"):
         to_messages(rec, "f:4")
+
+
+def test_video_tags_and_parts_take_videos_in_order_beside_images():
+    rec = {
+        "messages": [
+            {"role": "user", "content": "<video>then<image>and<video>?"},
+            {"role": "assistant", "content": "ok"},
+        ],
+        "images": ["a.png"],
+        "videos": ["clip1", ["f0.png", "f1.png"]],
+    }
+    messages, images = to_messages(rec, "f:5")
+    assert [p["type"] for p in messages[0]["content"]] == ["video", "text", "image", "text", "video", "text"]
+    assert images == ["a.png"]
+    assert media(messages) == [("video", "clip1"), ("image", "a.png"), ("video", ["f0.png", "f1.png"])]
+    qwen = {
+        "messages": [
+            {"role": "user", "content": [{"type": "video", "video": "clip1"}, {"type": "text", "text": "?"}]},
+            {"role": "assistant", "content": "ok"},
+        ]
+    }
+    assert media(to_messages(qwen, "f:6")[0]) == [("video", "clip1")]
+    with pytest.raises(DataError, match=r"1 <video> tags but 2 videos \(fewer tags than videos\)"):
+        to_messages(
+            {**rec, "messages": [{"role": "user", "content": "<video><image>"}, rec["messages"][1]]}, "f:7"
+        )
