@@ -305,3 +305,15 @@ def test_sources_file_with_a_parquet_source(tmp_path, processor, model_config):
     assert source.kind == "parquet" and source.image_root() == str(path.parent)
     cfg = _cfg([], sources_file=str(mix), batch_size=1, packing=False)
     assert _batches(cfg, processor, model_config)[1]["samples"] == 3
+
+
+def test_parquet_source_reopens_in_grain_worker_processes(tmp_path, processor, model_config):
+    rows, _ = _records(str(tmp_path))
+    path = str(tmp_path / "typed.parquet")
+    pq.write_table(_split_tables(rows)[0], path, row_group_size=1)
+    runs = [
+        _batches(_cfg([{"name": "pq", "path": path}], worker_count=w), processor, model_config)
+        for w in (0, 1)
+    ]
+    _same(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1] and runs[1][1]["samples"] == 3
