@@ -128,17 +128,16 @@ class ParquetSource:
         self._open()
 
     def _open(self):
-        self._files: dict[int, object] = {}
-        self._files_lock = threading.Lock()
+        self._local = threading.local()  # a ParquetFile reader per thread (grain reads with several)
         self.cache = _BlockCache(self._cache_bytes)
 
     def _file(self, f: int):
         import pyarrow.parquet as pq
 
-        with self._files_lock:
-            if f not in self._files:
-                self._files[f] = pq.ParquetFile(self._paths[f], memory_map=True)
-            return self._files[f]
+        files = self._local.__dict__.setdefault("files", {})
+        if f not in files:
+            files[f] = pq.ParquetFile(self._paths[f], memory_map=True)
+        return files[f]
 
     def __len__(self) -> int:
         return len(self._locator)
@@ -158,7 +157,7 @@ class ParquetSource:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        for key in ("_files", "_files_lock", "cache"):
+        for key in ("_local", "cache"):
             state.pop(key)
         return state
 

@@ -317,3 +317,16 @@ def test_parquet_source_reopens_in_grain_worker_processes(tmp_path, processor, m
     ]
     _same(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1] and runs[1][1]["samples"] == 3
+
+
+def test_parquet_reads_from_several_threads_at_once(tmp_path):
+    import concurrent.futures
+
+    path = str(tmp_path / "t.parquet")
+    rows = [{"messages": text_only(f"q{i}")["messages"], "i": i} for i in range(400)]
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=7)
+    src = ParquetSource([path], cache_bytes=2 << 10)  # a few row groups: threads decode concurrently
+    order = np.random.default_rng(0).permutation(400)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: src[int(i)]["data"]["i"], order))
+    assert got == order.tolist() and src.cache.loads > 57  # (57 row groups: some decoded again)
