@@ -119,6 +119,8 @@ class DataConfig:
     epochs * total records) is the length of the mixture. `pixel_dtype`: dtype of the batch's
     pixel_values; "uint8" ships the resized images' values (a quarter of the float32 bytes, between
     processes and to the device) with the processor's pixel_scale/pixel_offset, and the model normalises.
+    `parquet_cache_mb`: decoded Parquet row groups kept per process. `video_fps` / `video_max_frames`: the
+    rate of a video's frames and how many are kept (transforms.py).
     """
 
     sources: tuple[SourceConfig, ...]
