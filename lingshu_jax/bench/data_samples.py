@@ -3,6 +3,7 @@
 make_data   n records of one shape (one `side`x`side` JPEG + about `tokens` tokens each)
 make_mixed  caption + VQA + text-only records, images of several sizes (packing efficiency)
 to_parquet  the same records as a Parquet file the way Hugging Face `datasets` writes image data
+in_formats  the records as the files our side reads: JSONL, Parquet, or a mix (first half JSONL, second Parquet)
 """
 
 from __future__ import annotations
@@ -101,3 +102,22 @@ def to_parquet(jsonl_path: str, root: str, out_path: str, row_group_size: int = 
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))
     return out_path
+
+
+def in_formats(jsonl_path: str, root: str, fmt: str) -> list[str]:
+    """The records of `jsonl_path` (in order) as the files our pipeline reads, concatenated: "jsonl" (the
+    file itself), "parquet" (one Parquet file) or "mix" (the first half as JSONL, the rest as Parquet)."""
+    if fmt == "jsonl":
+        return [jsonl_path]
+    if fmt == "parquet":
+        return [to_parquet(jsonl_path, root, os.path.join(root, "data.parquet"))]
+    if fmt != "mix":
+        raise ValueError(f"format={fmt!r}: expected jsonl, parquet or mix")
+    with open(jsonl_path) as f:
+        lines = f.readlines()
+    half = len(lines) // 2
+    first, rest = os.path.join(root, "mix_first.jsonl"), os.path.join(root, "mix_rest.jsonl")
+    for path, part in ((first, lines[:half]), (rest, lines[half:])):
+        with open(path, "w") as f:
+            f.writelines(part)
+    return [first, to_parquet(rest, root, os.path.join(root, "mix_rest.parquet"))]
