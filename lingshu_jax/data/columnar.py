@@ -7,8 +7,10 @@ dict, a list column a list, binary is bytes), so the same conversation layouts a
 columns. Image columns as Hugging Face `datasets` writes them (`Image()` = struct {bytes, path}; a
 `Sequence(Image())` = a list of those) or plain path strings / bytes are image references.
 
+Only the columns that make up a record (`RECORD_COLUMNS`) are read; other columns are never decoded.
+
 - `ParquetSource`: the row counts of every row group come from the file footers at construction (no data is
-  read); reading a record decodes its row group (the columns present in the file) into a per-process LRU
+  read); reading a record decodes its row group (its record columns) into a per-process LRU
   cache bounded in bytes (a row group larger than the cache is a configuration error), so neighbouring
   records cost nothing more. Files are read lazily and reopened in each grain worker. A shuffled order over large row groups decodes one row group per record: write shuffled
   image data with small row groups (Hugging Face `datasets` writes 100-row groups for image datasets).
@@ -35,14 +37,18 @@ from collections.abc import Sequence
 import numpy as np
 
 CONVERSATION_COLUMNS = ("messages", "conversations")
+# The columns formats.py reads; others (ids, answers, extra image columns) are never decoded.
+RECORD_COLUMNS = (*CONVERSATION_COLUMNS, "system", "images", "image", "videos", "video")
 
 
-def _check_columns(path: str, names: Sequence[str]) -> None:
+def _record_columns(path: str, names: Sequence[str]) -> list[str]:
+    """The columns of a file that make up its records (ValueError when it holds no conversation)."""
     if not any(c in names for c in CONVERSATION_COLUMNS):
         raise ValueError(
             f"{path}: no 'messages' or 'conversations' column (columns: {list(names)[:12]}); a Parquet / Arrow "
             "source holds one conversation per row in the JSONL layouts"
         )
+    return [c for c in names if c in RECORD_COLUMNS]
 
 
 class _Locator:
@@ -82,6 +88,11 @@ class _BlockCache:
         self._lock = threading.Lock()
         self.loads = 0  # blocks decoded (a test and a benchmark read it)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the blocks held now."""
+        return self._bytes
+
     def get(self, key, load):
         with self._lock:
             if key in self._items:
@@ -106,18 +117,25 @@ class ParquetSource:
         import pyarrow.parquet as pq
 
         self._paths = list(paths)
+        self._columns = []
         block_rows = []
         for path in self._paths:
             try:
                 meta = pq.ParquetFile(path).metadata
             except Exception as e:  # noqa: BLE001 -- pyarrow raises ArrowInvalid / OSError for non-Parquet files
                 raise ValueError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
-            _check_columns(path, meta.schema.to_arrow_schema().names)
+            columns = _record_columns(path, meta.schema.to_arrow_schema().names)
+            self._columns.append(columns)
             groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
             for g, group in enumerate(groups):
-                if group.total_byte_size > cache_bytes:
+                size = sum(  # uncompressed bytes of the leaf columns under the record columns
+                    group.column(i).total_uncompressed_size
+                    for i in range(group.num_columns)
+                    if group.column(i).path_in_schema.split(".")[0] in columns
+                )
+                if size > cache_bytes:
                     raise ValueError(
-                        f"{path}: row group {g} holds {group.total_byte_size / 2**20:.0f} MiB uncompressed, more "
+                        f"{path}: row group {g} holds {size / 2**20:.0f} MiB uncompressed, more "
                         f"than the decoded row group cache (data.parquet_cache_mb={cache_bytes >> 20}); a record "
                         "read decodes its whole row group: rewrite the file with smaller row groups (e.g. "
                         "pyarrow.parquet.write_table(table, path, row_group_size=100)) or raise the cache"
@@ -146,7 +164,7 @@ class ParquetSource:
         f, g, k, row = self._locator.locate(int(index))
         where = f"{self._paths[f]}[row {row}]"
         try:
-            group = self.cache.get((f, g), lambda: self._file(f).read_row_group(g))
+            group = self.cache.get((f, g), lambda: self._file(f).read_row_group(g, columns=self._columns[f]))
             return {"data": group.slice(k, 1).to_pylist()[0], "where": where}
         except Exception as e:  # noqa: BLE001 -- a corrupt row group is a bad record, classified downstream
             return {
@@ -188,13 +206,14 @@ class ArrowSource:
 
     def __init__(self, paths: Sequence[str]):
         self._paths = list(paths)
+        self._columns = []
         block_rows = []
         for path in self._paths:
             try:
                 batches, schema = _open_arrow(path)
             except Exception as e:  # noqa: BLE001 -- ArrowInvalid / OSError for non-Arrow files
                 raise ValueError(f"{path}: not a readable Arrow IPC file ({type(e).__name__}: {e})") from None
-            _check_columns(path, schema.names)
+            self._columns.append(_record_columns(path, schema.names))
             block_rows.append([b.num_rows for b in batches])
         self._locator = _Locator(block_rows)
         self._batches: dict[int, list] = {}
@@ -213,7 +232,8 @@ class ArrowSource:
         f, b, k, row = self._locator.locate(int(index))
         where = f"{self._paths[f]}[row {row}]"
         try:
-            return {"data": self._file_batches(f)[b].slice(k, 1).to_pylist()[0], "where": where}
+            row = self._file_batches(f)[b].slice(k, 1).select(self._columns[f])
+            return {"data": row.to_pylist()[0], "where": where}
         except Exception as e:  # noqa: BLE001 -- a damaged batch is a bad record, classified downstream
             return {
                 "exception": f"record batch {b}: {type(e).__name__}: {e}",
@@ -222,7 +242,7 @@ class ArrowSource:
             }
 
     def __getstate__(self):
-        return {"_paths": self._paths, "_locator": self._locator}
+        return {"_paths": self._paths, "_locator": self._locator, "_columns": self._columns}
 
     def __setstate__(self, state):
         self.__dict__.update(state)

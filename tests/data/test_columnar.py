@@ -129,18 +129,20 @@ def test_parquet_files_give_the_same_batches_as_the_same_records_in_jsonl(tmp_pa
 def test_parquet_reads_one_row_group_per_record_group_and_pickles_without_data(tmp_path):
     path = str(tmp_path / "t.parquet")
     pq.write_table(
-        pa.Table.from_pylist([{"messages": text_only(f"q{i}")["messages"], "i": i} for i in range(50)]),
+        pa.Table.from_pylist(
+            [{"messages": text_only(f"q{i}")["messages"], "system": str(i)} for i in range(50)]
+        ),
         path,
         row_group_size=5,
     )
     src = ParquetSource([path])
     assert len(src) == 50 and src.cache.loads == 0  # the footer only
-    assert src[37]["data"]["i"] == 37 and src[37]["where"] == f"{path}[row 37]"
-    assert src[36]["data"]["i"] == 36 and src.cache.loads == 1  # rows 35..39: one row group decoded
-    assert src[3]["data"]["i"] == 3 and src.cache.loads == 2
+    assert src[37]["data"]["system"] == "37" and src[37]["where"] == f"{path}[row 37]"
+    assert src[36]["data"]["system"] == "36" and src.cache.loads == 1  # rows 35..39: one row group decoded
+    assert src[3]["data"]["system"] == "3" and src.cache.loads == 2
     clone = pickle.loads(pickle.dumps(src))
     assert len(pickle.dumps(src)) < 2000 and clone.cache.loads == 0  # no decoded data travels to workers
-    assert [clone[i]["data"]["i"] for i in (49, 0, 25)] == [49, 0, 25]
+    assert [clone[i]["data"]["system"] for i in (49, 0, 25)] == ["49", "0", "25"]
     meta = pq.ParquetFile(path).metadata
     group_bytes = max(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))  # ~400
     small = ParquetSource([path], cache_bytes=group_bytes + 100)  # room for one decoded row group only
@@ -323,10 +325,23 @@ def test_parquet_reads_from_several_threads_at_once(tmp_path):
     import concurrent.futures
 
     path = str(tmp_path / "t.parquet")
-    rows = [{"messages": text_only(f"q{i}")["messages"], "i": i} for i in range(400)]
+    rows = [{"messages": text_only(f"q{i}")["messages"], "system": str(i)} for i in range(400)]
     pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=7)
     src = ParquetSource([path], cache_bytes=2 << 10)  # a few row groups: threads decode concurrently
     order = np.random.default_rng(0).permutation(400)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        got = list(pool.map(lambda i: src[int(i)]["data"]["i"], order))
+        got = list(pool.map(lambda i: int(src[int(i)]["data"]["system"]), order))
     assert got == order.tolist() and src.cache.loads > 57  # (57 row groups: some decoded again)
+
+
+def test_columns_outside_the_record_are_never_decoded(tmp_path):
+    rows = [{**text_only(f"q{i}"), "id": i, "scan": os.urandom(1 << 16)} for i in range(8)]  # 64 KiB each
+    table = pa.Table.from_pylist(rows)
+    path = str(tmp_path / "t.parquet")
+    pq.write_table(table, path, row_group_size=8, compression="none")
+    src = ParquetSource([path], cache_bytes=64 << 10)  # the record columns fit, the scans would not
+    assert src[5]["data"] == text_only("q5") and src.cache.nbytes < 4096
+    arrow = str(tmp_path / "t.arrow")
+    with pa.OSFile(arrow, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    assert ArrowSource([arrow])[5]["data"] == text_only("q5")
