@@ -40,11 +40,12 @@ def _replace(obj, **kw):
     return dataclasses.replace(obj, **kw)
 
 
-def write_checkpoint(hf_config: dict[str, Any], out_dir: str, seed: int = 0) -> str:
-    """A random HF checkpoint (every parameter re-randomised, see `random_hf_model`) saved to `out_dir`."""
+def write_checkpoint(hf_config: dict[str, Any], out_dir: str, dtype: str = "float32", seed: int = 0) -> str:
+    """A random HF checkpoint (every parameter re-randomised, see `random_hf_model`) saved to `out_dir` in
+    `dtype` (the dtype both frameworks then compute in)."""
     from lingshu_jax.testing.hf_models import random_hf_model
 
-    model = random_hf_model(ModelConfig.from_hf_dict(hf_config), seed=seed)
+    model = random_hf_model(ModelConfig.from_hf_dict(hf_config), seed=seed, torch_dtype=dtype)
     model.save_pretrained(out_dir)
     return out_dir
 
