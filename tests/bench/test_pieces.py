@@ -63,12 +63,17 @@ def test_mfu_against_the_measured_peak_only_where_the_machine_peak_is_another_fi
     assert ctx._mfu(400.0, 1.0) == {"mfu": 0.5}
 
 
-def test_write_checkpoint_saves_the_requested_dtype(tmp_path):
+def test_write_checkpoint_saves_the_requested_dtype_at_the_bench_scale(tmp_path):
+    from safetensors.torch import load_file
+
     inputs.write_checkpoint(preset("tiny").to_hf_dict(), str(tmp_path), "bfloat16")
     with open(tmp_path / "model.safetensors", "rb") as f:
         header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
     dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
     assert dtypes == {"BF16"}
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    matrix = weights[next(k for k in weights if k.endswith("lm_head.weight"))].float()
+    assert abs(matrix.std().item() - inputs.BENCH_WEIGHT_STD) < 0.1 * inputs.BENCH_WEIGHT_STD
 
 
 def test_decode_rates_and_invalid_rounds():
