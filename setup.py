@@ -29,6 +29,7 @@ INSTALL_REQUIRES = [
     "rouge==1.0.1",
     "pycocoevalcap==1.2",
     "array-record",
+    "pyarrow==26.0.1",  # data: Parquet, Arrow and datasets.save_to_disk sources (data/columnar.py)
 ]
 
 EXTRAS = {

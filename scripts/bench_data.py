@@ -6,6 +6,7 @@ The measurement and its data live in `lingshu_jax.bench.data_measure` / `lingshu
   python scripts/bench_data.py --workers 2,0          # the issue's figure: ratio with 2 workers
   python scripts/bench_data.py --workers 2 --pixel_dtype float32   # pixels normalised on the host
   python scripts/bench_data.py --mixed 600       # packing efficiency on caption + VQA + text-only data
+  python scripts/bench_data.py --format parquet  # ours reads all samples from Parquet (default: mix, half each)
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def parse_args(argv=None) -> DataBenchOptions:
     ap.add_argument("--mixed", type=int, default=0, help="only report packing efficiency on N mixed records")
     ap.add_argument("--pixel_dtype", default="uint8", choices=("uint8", "float32"), help="data.pixel_dtype")
     ap.add_argument("--stages", type=int, default=120, help="records timed stage by stage (0: none)")
+    ap.add_argument(
+        "--format",
+        default="mix",
+        choices=("jsonl", "parquet", "mix"),
+        help="what ours reads: JSONL + JPEGs, Parquet (images embedded), mix (first half JSONL, rest Parquet)",
+    )
     a = ap.parse_args(argv)
     counts = tuple(int(w) for w in a.workers.split(","))
     fields = {k: v for k, v in vars(a).items() if k not in ("workers", "json")}

@@ -15,6 +15,7 @@ import json
 import sys
 
 from lingshu_jax.bench import report, sections, suite
+from lingshu_jax.model.attention import IMPLEMENTATIONS
 from lingshu_jax.model.remat import REMAT_POLICIES
 
 
@@ -43,6 +44,11 @@ def parse_args(argv=None) -> tuple[suite.Options, str]:
         "--vision-remat",
         choices=REMAT_POLICIES,
         help="ours: the vision tower's remat policy (default: --remat); transformers: unchanged",
+    )
+    ap.add_argument(
+        "--attention",
+        choices=IMPLEMENTATIONS,
+        help="ours' attention implementation (default: cudnn on GPU, xla on CPU)",
     )
     ap.add_argument("--hf-attn", default="sdpa", choices=("sdpa", "eager"), help="transformers' attention")
     ap.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: torch's own)")

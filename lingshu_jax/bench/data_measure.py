@@ -32,7 +32,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from lingshu_jax.bench.data_samples import make_data, make_mixed
+from lingshu_jax.bench.data_samples import in_formats, make_data, make_mixed
 
 MIN_PIXELS, MAX_PIXELS = 3136, 12845056  # Qwen2.5-VL hub preprocessor_config
 
@@ -55,6 +55,7 @@ class DataBenchOptions:
     pixel_dtype: str = "uint8"
     stages: int = 120
     workers: int = 2  # the worker count of one `bench_ours` / `efficiency` run
+    format: str = "mix"  # ours reads the samples as jsonl (+ JPEG files), parquet (images embedded) or mix
 
     def __post_init__(self):
         if self.warmup is None:
@@ -194,16 +195,18 @@ def bench_hf(processor, path: str, root: str, warmup: int = 0) -> dict:
     }
 
 
-def bench_ours(path: str, processor, model_config, args) -> dict:
-    """Our pipeline over every record of `path`, to packed model-ready batches (the batches are dropped).
+def bench_ours(path: str | list[str], processor, model_config, args) -> dict:
+    """Our pipeline over every record of `path` (or of the files `path` lists, concatenated in order: one
+    source each), to packed model-ready batches (the batches are dropped).
 
     Start-up (worker processes, first pool of batches) is reported apart: the steady rate is the slope of
     samples delivered over time after `args.warmup` samples (at least the first batch), and the steady CPU
     is that of every process (workers included) over the same window, per steady sample."""
     from lingshu_jax.data import make_pipeline
 
+    paths = [path] if isinstance(path, str) else list(path)
     cfg = {
-        "sources": [{"name": "bench", "path": path}],
+        "sources": [{"name": f"bench{i}", "path": p} for i, p in enumerate(paths)],
         "seq_len": args.seq_len,
         "batch_size": args.batch_size,
         "patch_budget": args.patch_budget,
@@ -347,9 +350,12 @@ def load_average() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run_rounds(args, path: str, root: str, hf, ours_proc, model_config) -> dict:
+def run_rounds(
+    args, path: str, root: str, hf, ours_proc, model_config, ours_path: list[str] | None = None
+) -> dict:
     """`args.rounds` rounds, each transformers then ours per worker count, back to back on the same samples
-    (interleaved, so a change of machine load hits both sides); ratios are per round."""
+    (interleaved, so a change of machine load hits both sides); ratios are per round. Ours reads
+    `ours_path` (the same samples in another format) when given."""
     rounds = []
     for r in range(args.rounds):
         row = {"load_before": os.getloadavg(), "hf": bench_hf(hf, path, root, args.warmup), "ours": {}}
@@ -361,7 +367,7 @@ def run_rounds(args, path: str, root: str, hf, ours_proc, model_config) -> dict:
         )
         for workers in args.worker_counts:
             args_w = dataclasses.replace(args, workers=workers)
-            ours = bench_ours(path, ours_proc, model_config, args_w)
+            ours = bench_ours(ours_path or path, ours_proc, model_config, args_w)
             ours["ratio"] = ours["samples_per_s_steady"] / hf_rate
             row["ours"][workers] = ours
             rate, cpu_ms = ours["samples_per_s_steady"], ours["steady_cpu_ms_per_sample"]
@@ -427,12 +433,16 @@ def run_report(args: DataBenchOptions) -> dict:
         efficiency(make_mixed(root, args.mixed), ours_proc, preset("qwen2.5-vl-7b"), args)
         return {}
     path = make_data(root, args.samples, args.image, args.tokens)
+    ours_path = in_formats(path, root, args.format)
     hf = hf_processor(tok_dir, min_pixels, max_pixels)
     print(
         f"machine: {os.cpu_count()} CPUs, {load_average()} (other processes count too); {args.samples} samples of "
         f"{args.image}x{args.image} JPEG + ~{args.tokens} tokens; rates after the first {args.warmup} samples"
     )
-    out = run_rounds(args, path, root, hf, ours_proc, preset("qwen2.5-vl-7b"))
+    print(
+        f"ours reads {args.format} ({', '.join(ours_path)}); transformers reads the JSONL and the JPEG files"
+    )
+    out = run_rounds(args, path, root, hf, ours_proc, preset("qwen2.5-vl-7b"), ours_path)
     out.update(samples=args.samples, image=args.image, warmup=args.warmup, cpus=os.cpu_count())
     out["tokens_per_sample"] = out["rounds"][0]["hf"]["tokens"] / args.samples
     print(

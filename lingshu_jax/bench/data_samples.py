@@ -2,6 +2,8 @@
 
 make_data   n records of one shape (one `side`x`side` JPEG + about `tokens` tokens each)
 make_mixed  caption + VQA + text-only records, images of several sizes (packing efficiency)
+to_parquet  the same records as a Parquet file the way Hugging Face `datasets` writes image data
+in_formats  the records as the files our side reads: JSONL, Parquet, or a mix (first half JSONL, second Parquet)
 """
 
 from __future__ import annotations
@@ -73,3 +75,49 @@ def make_mixed(root: str, n: int, seed: int = 0) -> str:
             msgs = [{"role": "user", "content": "<image>" + q}, {"role": "assistant", "content": a}]
             f.write(json.dumps({"messages": msgs, "images": [f"m{i}.jpg"]}) + "\n")
     return path
+
+
+def to_parquet(jsonl_path: str, root: str, out_path: str, row_group_size: int = 100) -> str:
+    """The records of `jsonl_path` as Parquet: `messages` as is, `images` as a list of `datasets` Image
+    structs {bytes, path} with the encoded files embedded, `row_group_size` rows per group (100: what
+    `datasets` writes for image data). Returns out_path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    turn = pa.struct([("role", pa.string()), ("content", pa.string())])
+    schema = pa.schema([("messages", pa.list_(turn)), ("images", pa.list_(image))])
+    with open(jsonl_path) as f, pq.ParquetWriter(out_path, schema) as writer:
+        rows = []
+        for line in f:
+            r = json.loads(line)
+            images = []
+            for p in r.get("images", []):
+                with open(os.path.join(root, p), "rb") as im:
+                    images.append({"bytes": im.read(), "path": p})
+            rows.append({"messages": r["messages"], "images": images})
+            if len(rows) == row_group_size:
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                rows = []
+        if rows:
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+    return out_path
+
+
+def in_formats(jsonl_path: str, root: str, fmt: str) -> list[str]:
+    """The records of `jsonl_path` (in order) as the files our pipeline reads, concatenated: "jsonl" (the
+    file itself), "parquet" (one Parquet file) or "mix" (the first half as JSONL, the rest as Parquet)."""
+    if fmt == "jsonl":
+        return [jsonl_path]
+    if fmt == "parquet":
+        return [to_parquet(jsonl_path, root, os.path.join(root, "data.parquet"))]
+    if fmt != "mix":
+        raise ValueError(f"format={fmt!r}: expected jsonl, parquet or mix")
+    with open(jsonl_path) as f:
+        lines = f.readlines()
+    half = len(lines) // 2
+    first, rest = os.path.join(root, "mix_first.jsonl"), os.path.join(root, "mix_rest.jsonl")
+    for path, part in ((first, lines[:half]), (rest, lines[half:])):
+        with open(path, "w") as f:
+            f.writelines(part)
+    return [first, to_parquet(rest, root, os.path.join(root, "mix_rest.parquet"))]

@@ -15,6 +15,12 @@ import numpy as np
 from lingshu_jax.model.config import ModelConfig, preset
 
 IGNORE = -100
+# Standard deviation of the benchmark checkpoint's weight matrices: transformers' `initializer_range`. With the
+# test models' 0.1, a 7B-wide model's logits saturate (step-0 loss ~30 vs ln(vocab) ~12) and the two
+# frameworks' bf16 rounding differences blow up: measured with `--suite gpu --allow-cpu --preset bench-100m
+# --layers 2 --vision-layers 1 --batch 1 --seq 512 --max-new-tokens 8` (bf16 on CPU), last-position logits
+# differ by 0.47 of 11.6 and greedy tokens agree 58% at std 0.1, by 0.016 of 2.0 and 98% at 0.02.
+BENCH_WEIGHT_STD = 0.02
 
 
 def bench_config(
@@ -40,11 +46,14 @@ def _replace(obj, **kw):
     return dataclasses.replace(obj, **kw)
 
 
-def write_checkpoint(hf_config: dict[str, Any], out_dir: str, seed: int = 0) -> str:
-    """A random HF checkpoint (every parameter re-randomised, see `random_hf_model`) saved to `out_dir`."""
+def write_checkpoint(hf_config: dict[str, Any], out_dir: str, dtype: str = "float32", seed: int = 0) -> str:
+    """A random HF checkpoint (every parameter re-randomised, see `random_hf_model`, matrices with std
+    `BENCH_WEIGHT_STD`) saved to `out_dir` in `dtype` (the dtype both frameworks then compute in)."""
     from lingshu_jax.testing.hf_models import random_hf_model
 
-    model = random_hf_model(ModelConfig.from_hf_dict(hf_config), seed=seed)
+    model = random_hf_model(
+        ModelConfig.from_hf_dict(hf_config), seed=seed, torch_dtype=dtype, weight_std=BENCH_WEIGHT_STD
+    )
     model.save_pretrained(out_dir)
     return out_dir
 

@@ -95,6 +95,17 @@ def _mem(section, side) -> str:
     return out if dev is None else f"{out}, device {dev / 2**30:.2f} GiB"
 
 
+def _measured_mfu_row(name: str, section) -> list[str]:
+    """MFU against this run's best matmul rate, when the machine peak is another figure (GPU: vendor's)."""
+    ours, theirs = (
+        _get(section, "ours", "mfu_measured_peak"),
+        _get(section, "transformers", "mfu_measured_peak"),
+    )
+    if ours is None and theirs is None:
+        return []
+    return [_row(f"{name} MFU vs measured matmul peak", _pct(ours), _pct(theirs))]
+
+
 def table(results: dict[str, Any]) -> str:
     """The markdown table (plus status lines for sections that failed or are pending)."""
     r = ratios(results)
@@ -123,6 +134,7 @@ def table(results: dict[str, Any]) -> str:
                 _pct(_get(tr, "ours", "mfu")),
                 _pct(_get(tr, "transformers", "mfu")),
             ),
+            *_measured_mfu_row("train", tr),
             _row(
                 "compile s; first step s (steady median)",
                 f"{_f(_get(tr, 'ours', 'compile_s'))} compile; "
@@ -146,6 +158,7 @@ def table(results: dict[str, Any]) -> str:
                 r["prefill_latency"],
             ),
             _row("prefill MFU", _pct(_get(pf, "ours", "mfu")), _pct(_get(pf, "transformers", "mfu"))),
+            *_measured_mfu_row("prefill", pf),
             _row("prefill+decode peak RSS", _mem(pf, "ours"), _mem(pf, "transformers")),
         ]
     if not _status(dc):
@@ -213,7 +226,9 @@ def header(results: dict[str, Any]) -> str:
             f"{s['decode_prompt']} tokens, {s['max_new_tokens']} new tokens, greedy",
             f"environment: {meta['environment'].get('cpus')} CPUs, load average {meta['environment'].get('load_avg')} "
             f"at start, {meta['environment'].get('load_avg_end')} at end; jax {jax_env.get('jax')} "
-            f"({jax_env.get('backend')}), torch {torch_env.get('torch')} "
+            f"({jax_env.get('backend')}: {jax_env.get('device_kind')}; attention {meta.get('attention_impl')}), "
+            f"torch {torch_env.get('torch')} ({torch_env.get('cuda_device') or 'cpu'}; attention "
+            f"{meta['options'].get('hf_attn')}) "
             f"(default {torch_env.get('torch_threads')} threads), "
             f"transformers {torch_env.get('transformers')}",
             f"transformers' torch threads, calibrated per workload (1 vs all cores, the faster kept): "

@@ -42,6 +42,7 @@ class Options:
     remat: str = "none"
     vision_remat: str | None = None  # ours' vision tower only; None: as `remat`
     hf_attn: str = "sdpa"
+    attention: str | None = None  # ours' attention_impl; None: "cudnn" on GPU, "xla" elsewhere
     torch_threads: int | None = None
     allow_cpu: bool = False  # run the gpu suite's code path on CPU (tests)
     budget_s: float | None = None

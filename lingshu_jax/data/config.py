@@ -20,14 +20,17 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from lingshu_jax.data import errors
+from lingshu_jax.data import columnar, errors
 
-KINDS = ("jsonl", "json", "array_record", "tfds")
+KINDS = ("jsonl", "json", "array_record", "parquet", "arrow", "hf_disk", "tfds")
 
 
 @dataclasses.dataclass(frozen=True)
 class SourceConfig:
-    """One data source. `paths` are files or globs (jsonl/json/array_record); tfds uses `tfds_name`.
+    """One data source. `paths` are files or globs (jsonl/json/array_record/parquet/arrow), or for `hf_disk`
+    directories written by `datasets.save_to_disk` (a DatasetDict's: `split` picks one); tfds uses
+    `tfds_name`. `kind` (alias `format` in a sources file) defaults from the extension (a save_to_disk
+    directory is recognised by its state.json / dataset_dict.json).
 
     `root`: directory that image paths are relative to (default: the directory of the first file);
     a path that resolves outside it is a data error (`path_escape`). `weight`: mixing weight (None in all
@@ -56,10 +59,20 @@ class SourceConfig:
             raise ValueError(f"data.sources[{self.name}].weight={self.weight}: must be > 0")
 
     def files(self) -> list[str]:
-        """The data files (globs expanded, sorted); ValueError if a path matches nothing."""
+        """The data files (globs expanded, sorted; a save_to_disk directory's Arrow files); ValueError if a
+        path matches nothing."""
         out = []
         for pattern in self.paths:
             matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+            if self.kind == "hf_disk":
+                for m in matches or [pattern]:
+                    if not os.path.isdir(m):
+                        raise ValueError(f"data.sources[{self.name}]: {m} is not a save_to_disk directory")
+                    try:
+                        out.extend(columnar.hf_disk_files(m, self.split))
+                    except ValueError as e:
+                        raise ValueError(f"data.sources[{self.name}]: {e}") from None
+                continue
             missing = [m for m in matches if not os.path.isfile(m)]
             if not matches or missing:
                 raise ValueError(
@@ -78,12 +91,16 @@ class SourceConfig:
 def _kind_from_paths(name, paths, tfds_name) -> str | None:
     if tfds_name:
         return "tfds"
+    if paths and all(columnar.is_hf_disk(p) for p in paths):
+        return "hf_disk"
     exts = {os.path.splitext(p)[1].lower() for p in paths}
     table = {
         ".jsonl": "jsonl",
         ".json": "json",
         ".array_record": "array_record",
         ".arrayrecord": "array_record",
+        ".parquet": "parquet",
+        ".arrow": "arrow",
     }
     kinds = {table.get(e) for e in exts}
     if len(kinds) != 1 or None in kinds:
@@ -102,6 +119,8 @@ class DataConfig:
     epochs * total records) is the length of the mixture. `pixel_dtype`: dtype of the batch's
     pixel_values; "uint8" ships the resized images' values (a quarter of the float32 bytes, between
     processes and to the device) with the processor's pixel_scale/pixel_offset, and the model normalises.
+    `parquet_cache_mb`: decoded Parquet row groups kept per process. `video_fps` / `video_max_frames`: the
+    rate of a video's frames and how many are kept (transforms.py).
     """
 
     sources: tuple[SourceConfig, ...]
@@ -123,6 +142,9 @@ class DataConfig:
     read_threads: int = 2  # threads per process running the per-sample transform (grain ReadOptions)
     read_buffer: int = 2  # groups each process prepares ahead (bounds memory: images are large)
     group: int = 8  # consecutive records transformed and shipped from a worker together (transport.py)
+    parquet_cache_mb: int = 256  # decoded Parquet row groups kept per process (columnar.py)
+    video_fps: float = 2.0  # frames per second of a video's frame folder / frame list (M-RoPE time ids)
+    video_max_frames: int = 64  # frames kept per video (evenly spaced; the rate scales to match)
     pixel_dtype: str = "uint8"  # uint8 (normalised by the model, on the device) | float32 (on the host)
     prefetch: int = 2  # batches prepared ahead by a thread in the main process (0 = none)
     sources_file: str | None = None  # JSON/YAML list of sources; replaces `sources` (read by from_dict)
@@ -150,6 +172,9 @@ class DataConfig:
             "pixel_dtype": self.pixel_dtype in ("uint8", "float32"),
             "prefetch": self.prefetch >= 0,
             "pack_pool": self.pack_pool >= 1,
+            "parquet_cache_mb": self.parquet_cache_mb >= 1,
+            "video_fps": self.video_fps > 0,
+            "video_max_frames": self.video_max_frames >= 1,
         }
         for key, ok in checks.items():
             if not ok:
@@ -181,7 +206,9 @@ class DataConfig:
         if d.get("sources_file"):
             d["sources"] = read_sources_file(d["sources_file"])
         d["sources"] = tuple(_source(s) for s in d.get("sources", ()))
-        d["on_error_overrides"] = dict(d.get("on_error_overrides") or {})
+        # Unset classes are None placeholders in configs built by data_section.
+        overrides = dict(d.get("on_error_overrides") or {})
+        d["on_error_overrides"] = {k: v for k, v in overrides.items() if v is not None}
         return cls(**d)
 
 
@@ -192,8 +219,8 @@ _FILE_SOURCE_KEYS = (
 
 def read_sources_file(path: str) -> tuple[SourceConfig, ...]:
     """A mixture file (JSON, or YAML by extension): a list of sources, or {"sources": [...]}. Each source:
-    name, path(s) (files or globs), root (image root), weight, kind or format (jsonl | json | array_record
-    | tfds), tfds_name/data_dir/split. Relative paths and roots are relative to the file's directory; an
+    name, path(s) (files, globs or save_to_disk directories), root (image root), weight, kind or format
+    (jsonl | json | array_record | parquet | arrow | hf_disk | tfds), tfds_name/data_dir/split. Relative paths and roots are relative to the file's directory; an
     unknown key is an error naming the file, the source and the key."""
     if not os.path.isfile(path):
         raise ValueError(f"data.sources_file={path}: not found")
@@ -236,8 +263,8 @@ def read_sources_file(path: str) -> tuple[SourceConfig, ...]:
 
 def data_section(values: Mapping[str, Any]):
     """ConfigDict of `config.data` with every DataConfig option present (defaults where `values` has none), so
-    each is settable from the command line (`--config.data.on_error=error`); None defaults are typed
-    placeholders. `sources` stays a list (give a mixture on the command line with `sources_file`)."""
+    each is settable from the command line (`--config.data.on_error=error`,
+    `--config.data.on_error_overrides.missing_image=error`); None defaults are typed placeholders. `sources` stays a list (give a mixture on the command line with `sources_file`)."""
     import typing
 
     import ml_collections
@@ -256,6 +283,11 @@ def data_section(values: Mapping[str, Any]):
         if value is None:
             kind = next(t for t in typing.get_args(hints[f.name]) if t is not type(None))
             value = ml_collections.config_dict.placeholder(kind)
+        if (
+            f.name == "on_error_overrides"
+        ):  # one key per data-error class: --config.data.on_error_overrides.X=
+            errors.ErrorPolicy("skip", value)  # an unknown class is an error naming it
+            value = {k: value.get(k, ml_collections.config_dict.placeholder(str)) for k in errors.DATA_ERRORS}
         out[f.name] = value
     unknown = set(values) - set(out) - {"sources"}
     if unknown:

@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 
 # Data-error classes (the counter is "skipped/<class>").
-MISSING_IMAGE = "missing_image"  # image file not found
+MISSING_IMAGE = "missing_image"  # image file (video frame folder) not found
 CORRUPT_IMAGE = "corrupt_image"  # unreadable / undecodable / degenerate image
 DECOMPRESSION_BOMB = "decompression_bomb"  # pixel count over the limit, refused before decoding
 PATH_ESCAPE = "path_escape"  # image path resolves outside the dataset root
@@ -27,7 +27,7 @@ MALFORMED_JSON = "malformed_json"  # a record that is not valid JSON
 BAD_RECORD = "bad_record"  # valid JSON but not a conversation we understand
 UNKNOWN_ROLE = "unknown_role"  # a role other than system/user/assistant (human/gpt)
 EMPTY_ASSISTANT = "empty_assistant"  # an assistant turn with no text
-IMAGE_TAG_MISMATCH = "image_tag_mismatch"  # number of <image> tags != number of images
+IMAGE_TAG_MISMATCH = "image_tag_mismatch"  # number of <image> (<video>) tags != number of images (videos)
 TOO_MANY_PATCHES = "too_many_patches"  # one sample's vision patches exceed the batch patch budget
 TOO_LONG = "too_long"  # longer than seq_len under truncation="drop"
 NO_LABELS = "no_labels"  # nothing left to train on (e.g. after truncation)

@@ -24,9 +24,13 @@ class Ops:
     load_image(path_or_bytes) -> image (PIL or uint8 array); raises on missing/corrupt/oversized files.
     process_images(list of images) -> {"pixel_values": [N, 1176], "image_grid_thw": [n, 3] int}: float32
       rows, or uint8 rows when `pixel_normalization` (their map to the float rows) is set.
-    encode(messages, image_inputs) -> {"input_ids": [1, L] int, "assistant_mask": [1, L] bool}: the
-      rendered, tokenised conversation with each image's pad tokens expanded per `image_inputs`.
-    rope_index(input_ids [1, L], image_grid_thw [n, 3] | None) -> position_ids [3, 1, L] int32.
+    encode(messages, image_inputs, video_inputs=None) -> {"input_ids": [1, L] int, "assistant_mask": [1, L]
+      bool}: the rendered, tokenised conversation with each image's (video's) pad tokens expanded per
+      `image_inputs` (`video_inputs`).
+    rope_index(input_ids [1, L], image_grid_thw [n, 3] | None, video_grid_thw [m, 3] | None = None,
+      second_per_grid_ts [m] | None = None) -> position_ids [3, 1, L] int32.
+    process_videos(list of frame lists, fps=[m]) -> {"pixel_values_videos": [M, 1176], "video_grid_thw"
+      [m, 3], "second_per_grid_ts" [m]} (rows of the same dtype as the images'); None: no video support.
     """
 
     load_image: Callable[[Any], Any]
@@ -41,6 +45,7 @@ class Ops:
     merge_size: int = 2
     window_merge_units: int = 4
     pixel_normalization: PixelNormalization | None = None  # set when process_images returns uint8 rows
+    process_videos: Callable[..., dict] | None = None
 
     @property
     def pixel_dtype(self) -> str:
@@ -60,6 +65,14 @@ class Ops:
         uint8 = pixel_dtype == "uint8"
         images = dataclasses.replace(processor.image_processor, output="uint8" if uint8 else "float")
         normalization = images.normalization if uint8 else None
+        videos = getattr(processor, "video_processor", None)
+        if videos is not None:
+            videos = dataclasses.replace(videos, output=images.output)
+            if uint8 and videos.normalization != normalization:
+                raise ValueError(
+                    "pixel_dtype='uint8' needs the image and video processors to normalise alike "
+                    f"({normalization} vs {videos.normalization}); use pixel_dtype='float32'"
+                )
 
         tok = tokenizer or processor.tokenizer
         v = model_config.vision
@@ -76,6 +89,7 @@ class Ops:
         return cls(
             load_image=load_image,
             process_images=images,
+            process_videos=videos,
             pixel_normalization=normalization,
             encode=functools.partial(_encode_with_processor, processor),
             rope_index=functools.partial(
@@ -95,17 +109,30 @@ class Ops:
         )
 
 
-def _encode_with_processor(processor, messages: list, image_inputs: dict | None) -> dict:
+def _encode_with_processor(
+    processor, messages: list, image_inputs: dict | None, video_inputs: dict | None = None
+) -> dict:
     """The processor's encode_for_training. Only the grids decide the tokens, so it gets a zero-stride
     float32 stand-in of the pixel rows' shape (nothing to copy when it converts them to float32)."""
     if image_inputs is not None:
-        shape = np.shape(image_inputs["pixel_values"])
-        image_inputs = {**image_inputs, "pixel_values": np.broadcast_to(np.zeros((), np.float32), shape)}
-    return processor.encode_for_training(messages, image_inputs=image_inputs)
+        image_inputs = {**image_inputs, "pixel_values": _stand_in(image_inputs["pixel_values"])}
+    if video_inputs is not None:
+        video_inputs = {**video_inputs, "pixel_values_videos": _stand_in(video_inputs["pixel_values_videos"])}
+    return processor.encode_for_training(messages, image_inputs=image_inputs, video_inputs=video_inputs)
 
 
-def _rope_index(input_ids, image_grid_thw, **kw) -> np.ndarray:
+def _stand_in(rows) -> np.ndarray:
+    return np.broadcast_to(np.zeros((), np.float32), np.shape(rows))
+
+
+def _rope_index(input_ids, image_grid_thw, video_grid_thw=None, second_per_grid_ts=None, **kw) -> np.ndarray:
     from lingshu_jax.model.rope import get_rope_index
 
-    position_ids, _ = get_rope_index(input_ids, image_grid_thw=image_grid_thw, **kw)
+    position_ids, _ = get_rope_index(
+        input_ids,
+        image_grid_thw=image_grid_thw,
+        video_grid_thw=video_grid_thw,
+        second_per_grid_ts=second_per_grid_ts,
+        **kw,
+    )
     return position_ids

@@ -14,7 +14,7 @@ Batch (B rows, S tokens, N = patch_budget)::
                                                                 normalisation, PixelNormalization)
   stats {counter: number}                                      (popped by the pipeline iterator)
 
-Images are concatenated in flattened batch order (row, then position) and window-permuted and padded by
+Images and videos are concatenated in flattened batch order (row, then position) and window-permuted and padded by
 `model.vision_inputs` once per batch; padding rows are zeros (they form their own segment). Attention
 confinement is the model's job: it masks on segment_ids.
 
@@ -165,8 +165,11 @@ class BatchBuilder:
         out["pixel_values"] = self._gather_pixels(pixels, stream.unit_position, dim)
         if self.pixel_normalization is not None:
             out.update(self.pixel_normalization.batch_arrays(dim))
+        # Each sample's images and videos are in its stream in order of appearance (transforms.py), so every
+        # vision pad token, image or video, takes the next unit in flattened batch order.
+        vision_pads = np.where(input_ids == self.video_token_id, self.image_token_id, input_ids)
         out["vision_token_index"] = vision_inputs.vision_token_index(
-            input_ids,
+            vision_pads,
             stream.unit_position,
             image_token_id=self.image_token_id,
             video_token_id=self.video_token_id,

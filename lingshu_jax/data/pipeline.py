@@ -60,7 +60,7 @@ def make_dataset(
         if processor is None or model_config is None:
             raise ValueError("make_pipeline needs processor and model_config (or ops=)")
         ops = Ops.from_processor(processor, model_config, tokenizer, pixel_dtype=cfg.pixel_dtype)
-    raw = [sources.open_source(sc, index_cache_dir) for sc in cfg.sources]
+    raw = [sources.open_source(sc, index_cache_dir, cfg.parquet_cache_mb) for sc in cfg.sources]
     transform = SampleTransform(
         ops=ops,
         policy=cfg.error_policy(),
@@ -70,6 +70,8 @@ def make_dataset(
         names=[sc.name for sc in cfg.sources],
         train_on=cfg.train_on,
         truncation=cfg.truncation,
+        video_fps=cfg.video_fps,
+        video_max_frames=cfg.video_max_frames,
     )
     ds = mixture.shard(mixture.build_mixture(raw, cfg, seed), shard_index, shard_count)
     # Groups of consecutive records (by index: the order does not depend on the worker count).
@@ -148,6 +150,10 @@ def resume_keys(cfg: DataConfig, seed: int, shard_index: int, shard_count: int) 
     sources = [(s.name, s.kind, s.weight, s.paths, s.tfds_name, s.split) for s in cfg.sources]
     out = {"sources": repr(sources)}
     out.update({k: repr(getattr(cfg, k)) for k in keys})
+    # Later options count only when set away from their defaults: states saved before they existed resume.
+    for k in ("video_fps", "video_max_frames"):
+        if getattr(cfg, k) != DataConfig.__dataclass_fields__[k].default:
+            out[k] = repr(getattr(cfg, k))
     out.update(prefetch_thread=repr(cfg.prefetch > 0), seed=repr(seed))
     out["shard"] = repr((shard_index, shard_count))
     return out

@@ -9,6 +9,7 @@ per-record check happen later, in the worker transform, so a malformed line beco
 - `JsonSource`: one JSON array (or {"data": [...]}) per file, loaded whole; where = "file[index]".
 - `ArrayRecordSource`: ArrayRecord files whose records are JSON bytes (grain's ArrayRecordDataSource).
 - `TfdsSource`: `tfds.data_source(name, data_dir=, split=)`; records are feature dicts.
+- Parquet, Arrow IPC and `datasets.save_to_disk` directories: columnar.py (records are column dicts).
 Sources pickle small (files reopen lazily in each grain worker) and are safe to read from several
 threads (grain's `to_iter_dataset` reads with a thread pool).
 """
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lingshu_jax.data import columnar
 from lingshu_jax.data.config import SourceConfig
 
 _CHUNK = 1 << 24
@@ -231,11 +233,15 @@ class TfdsSource:
         return state
 
 
-def open_source(cfg: SourceConfig, index_cache_dir: str | None = None):
+def open_source(cfg: SourceConfig, index_cache_dir: str | None = None, parquet_cache_mb: int = 256):
     """The raw-record source for one SourceConfig (configuration errors raise ValueError)."""
     if cfg.kind == "tfds":
         return TfdsSource(cfg.tfds_name, cfg.data_dir, cfg.split)
     files = cfg.files()
+    if cfg.kind == "parquet":
+        return columnar.ParquetSource(files, cache_bytes=parquet_cache_mb << 20)
+    if cfg.kind in ("arrow", "hf_disk"):
+        return columnar.ArrowSource(files)
     if cfg.kind == "jsonl":
         return JsonlSource(files, index_cache_dir)
     if cfg.kind == "json":

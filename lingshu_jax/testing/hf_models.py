@@ -32,8 +32,12 @@ PREPROCESSOR_CONFIG = {
 }
 
 
-def random_hf_model(config: ModelConfig, seed: int = 0, torch_dtype: str = "float32"):
-    """A `Qwen2_5_VLForConditionalGeneration` with every parameter random (norm scales around 1)."""
+def random_hf_model(
+    config: ModelConfig, seed: int = 0, torch_dtype: str = "float32", weight_std: float = 0.1
+):
+    """A `Qwen2_5_VLForConditionalGeneration` with every parameter random: matrices N(0, weight_std), biases
+    N(0, 0.5), norm scales N(1, 0.5). The default 0.1 makes small test models' activations large enough to
+    expose numerical differences; at 7B width it saturates the logits (see `bench.inputs.BENCH_WEIGHT_STD`)."""
     import torch
     import transformers
 
@@ -44,7 +48,7 @@ def random_hf_model(config: ModelConfig, seed: int = 0, torch_dtype: str = "floa
     with torch.no_grad():
         for name, p in model.named_parameters():
             is_norm = p.ndim == 1 and ("norm" in name or "ln_q" in name)
-            p.copy_(torch.randn_like(p) * (0.5 if p.ndim == 1 else 0.1) + (1.0 if is_norm else 0.0))
+            p.copy_(torch.randn_like(p) * (0.5 if p.ndim == 1 else weight_std) + (1.0 if is_norm else 0.0))
     return model.to(getattr(torch, torch_dtype))
 
 

@@ -1,8 +1,12 @@
 """Pure helpers of the benchmark: inputs, decode rates, token agreement, HLO counts, block sizes."""
 
-import numpy as np
+import json
+import struct
 
-from lingshu_jax.bench import decode, inputs, train
+import numpy as np
+import pytest
+
+from lingshu_jax.bench import cli, decode, inputs, sections, suite, train
 from lingshu_jax.model.config import BENCH_TOKENIZER_RANKS, preset
 
 
@@ -35,6 +39,41 @@ def test_make_inputs_layout():
     assert (x["labels"][:, :6] == -100).all() and (x["labels"][:, 6:] == x["input_ids"][:, 6:]).all()
     again = inputs.make_inputs(cfg, batch=2, seq=20, image_side=56)
     assert all(np.array_equal(x[k], again[k]) for k in x)  # every worker rebuilds the same batch
+
+
+def _context(argv):
+    opts, _ = cli.parse_args(argv)
+    return sections.Context(opts, suite.resolve_sizes(opts), {}, "/tmp", None, print)
+
+
+def test_attention_flag_overrides_the_suites_default():
+    assert _context(["--suite", "gpu"]).spec()["attention_impl"] == "cudnn"
+    assert _context(["--suite", "gpu", "--attention", "xla"]).spec()["attention_impl"] == "xla"
+    assert _context(["--suite", "gpu", "--quick", "--allow-cpu"]).attention_impl == "xla"  # no cuDNN on CPU
+    assert _context(["--suite", "cpu"]).spec()["attention_impl"] == "xla"
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--attention", "flash"])
+
+
+def test_mfu_against_the_measured_peak_only_where_the_machine_peak_is_another_figure():
+    ctx = _context(["--suite", "gpu"])
+    ctx.peak_flops, ctx.measured_peak_flops = 1000.0, 800.0  # vendor's, measured
+    assert ctx._mfu(400.0, 1.0) == {"mfu": 0.4, "mfu_measured_peak": 0.5}
+    ctx.peak_flops = 800.0  # CPU: the machine peak is the measured rate
+    assert ctx._mfu(400.0, 1.0) == {"mfu": 0.5}
+
+
+def test_write_checkpoint_saves_the_requested_dtype_at_the_bench_scale(tmp_path):
+    from safetensors.torch import load_file
+
+    inputs.write_checkpoint(preset("tiny").to_hf_dict(), str(tmp_path), "bfloat16")
+    with open(tmp_path / "model.safetensors", "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    assert dtypes == {"BF16"}
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    matrix = weights[next(k for k in weights if k.endswith("lm_head.weight"))].float()
+    assert abs(matrix.std().item() - inputs.BENCH_WEIGHT_STD) < 0.1 * inputs.BENCH_WEIGHT_STD
 
 
 def test_decode_rates_and_invalid_rounds():

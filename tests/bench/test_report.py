@@ -67,6 +67,26 @@ def test_table_marks_targets_and_reports_pending_and_failed_sections():
     assert "peak: failed: RuntimeError: no" in md
 
 
+def test_gpu_table_adds_mfu_against_the_measured_matmul_peak():
+    results = _results()
+    md = report.markdown(results)
+    assert "MFU vs measured matmul peak" not in md  # CPU: the machine peak is the measured rate already
+    results["meta"].update(suite="gpu", attention_impl="cudnn")
+    results["train"]["ours"]["mfu_measured_peak"] = 0.5
+    results["train"]["transformers"]["mfu_measured_peak"] = 0.125
+    results["peak"] = {
+        "ours": summarize([6.8e14]),
+        "transformers": summarize([7.5e14]),
+        "machine_peak_flops": 9.89e14,
+        "environment": {"ours": {"device_kind": "NVIDIA H200", "backend": "gpu"}},
+    }
+    md = report.markdown(results)
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "| 50.0% | 12.5% |" in rows["train MFU vs measured matmul peak"]
+    assert "prefill MFU vs measured matmul peak" not in rows
+    assert "gpu: NVIDIA H200; attention cudnn" in md
+
+
 def test_write_produces_json_and_markdown(tmp_path):
     paths = report.write(_results(), str(tmp_path))
     data = json.load(open(paths["json"]))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lingshu_jax.data.errors import DataError
-from lingshu_jax.data.formats import decode_record, to_messages
+from lingshu_jax.data.formats import decode_record, media, to_messages
 
 CANONICAL = [
     {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
@@ -34,6 +34,28 @@ LAYOUTS = {
     "sharegpt": {
         "conversations": [{"from": "human", "value": "<image>What?"}, {"from": "gpt", "value": "A lung."}],
         "system": "Be brief.",
+        "images": ["a.png"],
+    },
+    # TRL / Parquet rows: image parts are placeholders (every struct field present, None where unused) that
+    # take the record's `images` in order.
+    "trl_placeholders": {
+        "messages": [
+            {
+                "role": "system",
+                "content": [{"type": "text", "text": "Be brief.", "image": None, "image_url": None}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "text": None, "image": None, "image_url": None},
+                    {"type": "text", "text": "What?", "image": None, "image_url": None},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "A lung.", "image": None, "image_url": None}],
+            },
+        ],
         "images": ["a.png"],
     },
     "llava": {
@@ -94,3 +116,39 @@ def test_tfds_style_json_text_fields_are_parsed():
 def test_unknown_layout_is_a_bad_record():
     with pytest.raises(DataError, match=r"f:3: no 'messages' or 'conversations' key .*\[bad_record\]"):
         to_messages({"text": "hello"}, "f:3")
+
+
+def test_image_placeholders_without_enough_listed_images_are_a_mismatch():
+    part = {"type": "image", "image": None}
+    rec = {"messages": [{"role": "user", "content": [part, part]}, {"role": "assistant", "content": "x"}]}
+    with pytest.raises(DataError, match=r"2 <image> tags but 1 images") as e:
+        to_messages({**rec, "images": ["a.png"]}, "f:3")
+    assert e.value.kind == "image_tag_mismatch"
+    with pytest.raises(DataError, match="image part without 'image' \\(and no 'images' listed\\)"):
+        to_messages(rec, "f:4")
+
+
+def test_video_tags_and_parts_take_videos_in_order_beside_images():
+    rec = {
+        "messages": [
+            {"role": "user", "content": "<video>then<image>and<video>?"},
+            {"role": "assistant", "content": "ok"},
+        ],
+        "images": ["a.png"],
+        "videos": ["clip1", ["f0.png", "f1.png"]],
+    }
+    messages, images = to_messages(rec, "f:5")
+    assert [p["type"] for p in messages[0]["content"]] == ["video", "text", "image", "text", "video", "text"]
+    assert images == ["a.png"]
+    assert media(messages) == [("video", "clip1"), ("image", "a.png"), ("video", ["f0.png", "f1.png"])]
+    qwen = {
+        "messages": [
+            {"role": "user", "content": [{"type": "video", "video": "clip1"}, {"type": "text", "text": "?"}]},
+            {"role": "assistant", "content": "ok"},
+        ]
+    }
+    assert media(to_messages(qwen, "f:6")[0]) == [("video", "clip1")]
+    with pytest.raises(DataError, match=r"1 <video> tags but 2 videos \(fewer tags than videos\)"):
+        to_messages(
+            {**rec, "messages": [{"role": "user", "content": "<video><image>"}, rec["messages"][1]]}, "f:7"
+        )

@@ -51,6 +51,9 @@ def test_every_data_option_is_settable_from_the_command_line_on_each_shipped_con
         f"--config.data.sources_file={mix}",
         "--config.data.max_segments_per_row=2",
         "--config.data.worker_count=1",
+        "--config.data.on_error_overrides.missing_image=error",
+        "--config.data.on_error_overrides.too_long=skip",
+        "--config.data.parquet_cache_mb=64",
     )
     assert (c.data.on_error, c.data.truncation, c.data.epochs, c.data.num_samples) == (
         "error",
@@ -61,6 +64,9 @@ def test_every_data_option_is_settable_from_the_command_line_on_each_shipped_con
     assert c.data.sources_file == str(mix) and c.data.max_segments_per_row == 2
     d = DataConfig.from_dict(c.data)
     assert [s.name for s in d.sources] == ["a"] and d.sources[0].paths == (str(tmp_path / "a.jsonl"),)
+    assert dict(d.on_error_overrides) == {"missing_image": "error", "too_long": "skip"}
+    assert [d.error_policy()(k) for k in ("too_long", "corrupt_image")] == ["skip", "error"]
+    assert d.parquet_cache_mb == 64
 
 
 def test_sources_file_json_and_yaml_build_the_same_mixture(tmp_path, ops):
