@@ -124,6 +124,10 @@ class DataConfig:
     read_buffer: int = 2  # groups each process prepares ahead (bounds memory: images are large)
     group: int = 8  # consecutive records transformed and shipped from a worker together (transport.py)
     pixel_dtype: str = "uint8"  # uint8 (normalised by the model, on the device) | float32 (on the host)
+    # The vision stream as this many equal chunks (global count; each host builds its share), chunk c
+    # holding only the images of its own rows: one per device of the stream's sharding, so no image
+    # crosses a device (attention_impl="splash" attends per device and needs it; the trainer checks).
+    vision_chunks: int = 1
     prefetch: int = 2  # batches prepared ahead by a thread in the main process (0 = none)
     sources_file: str | None = None  # JSON/YAML list of sources; replaces `sources` (read by from_dict)
 
@@ -150,6 +154,7 @@ class DataConfig:
             "pixel_dtype": self.pixel_dtype in ("uint8", "float32"),
             "prefetch": self.prefetch >= 0,
             "pack_pool": self.pack_pool >= 1,
+            "vision_chunks": self.vision_chunks >= 1,
         }
         for key, ok in checks.items():
             if not ok:
