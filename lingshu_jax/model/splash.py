@@ -144,3 +144,17 @@ def splash_stream_attention(q, k, v, segments):
     return splash_attention(
         q, k, v, segments, segments, causal=False, token_names=(None, "vis_tokens"), chunked=True
     )[0]
+
+
+def kernel_flops(
+    seq: int, heads: int, head_dim: int, *, causal: bool, backward: bool, recompute: bool
+) -> float:
+    """Matmul FLOPs the kernels execute for one sequence of `seq` rows (per layer): the forward's QK^T and
+    PV over every computed block (causal: the blocks on or below the diagonal; segment masks skip none),
+    once more when remat recomputes it, and the backward's 7 matmuls (dq: QK^T, dO V^T, dS K; dkv: QK^T,
+    dO V^T, P^T dO, dS^T Q) = 3.5 forwards."""
+    padded = seq + (-seq % LANES)
+    nb = padded // block_size(padded)
+    frac = (nb + 1) / (2 * nb) if causal else 1.0
+    fwd = 4.0 * padded * padded * heads * head_dim * frac
+    return fwd * (1 + int(recompute) + (3.5 if backward else 0.0))

@@ -100,3 +100,38 @@ def test_hlo_reader_weights_loop_bodies_by_their_trip_counts():
         mult * hlo.matmul_flops(i, hlo.shape_table(m.computations[c])) for c, mult, i in m.instructions()
     )
     assert flops == 7 * 2 * 8 * 64 * 64
+
+
+WINDOWED_LOOP = """HloModule m, entry_computation_layout={()->u32[]}
+
+%cond (p: (u32[], f32[4])) -> pred[] {
+  %p = (u32[], f32[4]) parameter(0)
+  %i = u32[] get-tuple-element(%p), index=0
+  %limit = u32[] constant(4)
+  ROOT %lt = pred[] compare(%i, %limit), direction=LT
+}
+
+%body (q: (u32[], f32[4])) -> (u32[], f32[4]) {
+  %q = (u32[], f32[4]) parameter(0)
+  %i = u32[] get-tuple-element(%q), index=0
+  %x = f32[4] get-tuple-element(%q), index=1
+  %two = u32[] constant(2)
+  %next = u32[] add(%i, %two)
+  %y = f32[4] add(%x, %x)
+  ROOT %t = (u32[], f32[4]) tuple(%next, %y)
+}
+
+ENTRY %main () -> u32[] {
+  %zero = u32[] constant(0)
+  %init = f32[4] constant({1, 2, 3, 4})
+  %start = (u32[], f32[4]) tuple(%zero, %init)
+  %w = (u32[], f32[4]) while(%start), condition=%cond, body=%body
+  ROOT %out = u32[] get-tuple-element(%w), index=0
+}
+"""
+
+
+def test_hlo_reader_counts_loops_whose_counter_steps_by_two():
+    """XLA's windowed einsums (collective matmuls) run `i = 0, 2, ..` while i < 4: two trips, not four."""
+    m = hlo.parse(WINDOWED_LOOP)
+    assert list(m.trip_counts.values()) == [2]
