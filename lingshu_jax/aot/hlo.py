@@ -317,5 +317,33 @@ def matmul_flops(ins: Instr, shapes: dict[str, str]) -> float:
     return 0.0
 
 
+def in_place_bytes(ins: Instr, module: Module, shapes: dict[str, str]) -> float:
+    """HBM bytes that operand + result accounting overstates for an in-place dynamic-update-slice (alone or
+    as the root of a fusion): it writes its update into the buffer it aliases, so the buffer is neither
+    read nor written whole; the update's bytes (read and written) stay counted. 0 for any other op."""
+    if ins.shape.startswith("("):
+        return 0.0
+    if ins.opcode == "dynamic-update-slice":
+        dus, table = ins, shapes
+    elif ins.opcode == "fusion":
+        dus, table = None, {}
+        for c in _called(ins, "calls"):
+            body = module.computations.get(c, [])
+            roots = [
+                i
+                for i in body
+                if i.opcode == "dynamic-update-slice" and dims_of(i.shape) == dims_of(ins.shape)
+            ]
+            if body and roots and roots[-1] is body[-1]:
+                dus, table = roots[-1], shape_table(body)
+        if dus is None:
+            return 0.0
+    else:
+        return 0.0
+    buffer = sum(array_bytes(ins.shape))
+    update = sum(array_bytes(table.get(dus.operands[1], ""))) if len(dus.operands) > 1 else 0.0
+    return max(0.0, 2 * buffer - update)  # the update stays: read once (an operand), written once
+
+
 def shape_table(instrs: list[Instr]) -> dict[str, str]:
     return {i.name: i.shape for i in instrs}

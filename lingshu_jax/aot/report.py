@@ -6,11 +6,12 @@ abstract inputs and read memory, collectives, FLOPs and an estimated step time f
 
 Step-time model (printed with every report under "assumptions"): every top-level HLO op (fusions, copies,
 custom calls; not the ops inside a fusion) takes max(its matmul FLOPs / peak, the bytes of its operands and
-result / HBM bandwidth), times its computation's multiplier (while-loop trip counts read from the HLO);
+result / HBM bandwidth; an in-place dynamic-update-slice moves its update only), times its computation's
+multiplier (while-loop trip counts read from the HLO, counters stepping by 1 or more);
 collectives take their ring wire bytes / ICI bandwidth (DCN bandwidth for groups that span slices). Compute
 and collectives either overlap perfectly (the estimate) or not at all (the upper bound). Mosaic (Pallas)
-kernels are custom calls the cost model cannot see into: their FLOPs are the analytic attention FLOPs
-(`train/flops.py`), timed at peak.
+kernels are custom calls the cost model cannot see into: splash attention is timed by the matmul FLOPs it
+executes (`model/splash.kernel_flops`) at peak. The slowest ops (grouped by model source) are listed.
 """
 
 from __future__ import annotations
@@ -296,6 +297,7 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
                 moved = sum(hlo_lib.array_bytes(ins.shape)) + sum(
                     b for op in ins.operands for b in hlo_lib.array_bytes(shapes.get(op, ""))
                 )
+                moved -= hlo_lib.in_place_bytes(ins, module, shapes)  # a DUS writes its update only
                 op_s = m * max(f / peak, moved / chip.hbm_bytes_per_s)
                 compute_s += op_s
                 _add_op_time(
@@ -341,7 +343,8 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
         f"ICI {chip.ici_bytes_per_s / 1e9:.0f} GB/s per chip (Cloud TPU docs); DCN "
         f"{DCN_BYTES_PER_S / 1e9:.0f} GB/s per host of 4 chips"),
         ("each top-level op: max(matmul FLOPs / peak, (operand + result bytes) / HBM bandwidth); ops inside a "
-        "fusion move no HBM bytes of their own; elementwise FLOPs ignored"),
+        "fusion move no HBM bytes of their own; an in-place dynamic-update-slice (e.g. a scan saving a layer's "
+        "residuals) moves its update only; elementwise FLOPs ignored"),
         "loop bodies weighted by trip counts read from the HLO (counter from 0 to the LT constant)"
         + (f"; {len(module.unknown_trip_counts)} loops with unknown counts counted once"
            if module.unknown_trip_counts else ""),

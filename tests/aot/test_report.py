@@ -135,3 +135,35 @@ def test_hlo_reader_counts_loops_whose_counter_steps_by_two():
     """XLA's windowed einsums (collective matmuls) run `i = 0, 2, ..` while i < 4: two trips, not four."""
     m = hlo.parse(WINDOWED_LOOP)
     assert list(m.trip_counts.values()) == [2]
+
+
+IN_PLACE = """HloModule m, entry_computation_layout={()->f32[64,1024]}
+
+%fused (p0: f32[64,1024], p1: f32[1,1024], p2: s32[]) -> f32[64,1024] {
+  %p0 = f32[64,1024] parameter(0)
+  %p1 = f32[1,1024] parameter(1)
+  %p2 = s32[] parameter(2)
+  %z = s32[] constant(0)
+  ROOT %d = f32[64,1024] dynamic-update-slice(%p0, %p1, %p2, %z)
+}
+
+ENTRY %main () -> f32[64,1024] {
+  %buf = f32[64,1024] constant(0)
+  %row = f32[1,1024] constant(1)
+  %i = s32[] constant(3)
+  ROOT %f = f32[64,1024] fusion(%buf, %row, %i), kind=kLoop, calls=%fused
+}
+"""
+
+
+def test_in_place_update_moves_only_its_update():
+    """A scan saving one layer's residual into the stacked buffer writes a row, not the whole buffer twice."""
+    m = hlo.parse(IN_PLACE)
+    entry = m.computations[m.entry]
+    fusion = entry[-1]
+    shapes = hlo.shape_table(entry)
+    counted = sum(hlo.array_bytes(fusion.shape)) + sum(
+        b for op in fusion.operands for b in hlo.array_bytes(shapes[op])
+    )
+    moved = counted - hlo.in_place_bytes(fusion, m, shapes)
+    assert moved == 2 * 1024 * 4 + 4  # the row read and written, and the index
