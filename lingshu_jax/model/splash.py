@@ -84,8 +84,8 @@ def local_splash(q, k, v, q_segments, kv_segments, *, causal: bool, interpret: b
     return heads_major(out)[:, :s].astype(q.dtype)
 
 
-def _mesh_axes(name: str):
-    """The mesh axes (tuple, maybe empty) that logical `name` maps to under the active rules."""
+def mesh_axes_of(name: str | None) -> tuple[str, ...]:
+    """The mesh axes (maybe none) that logical `name` maps to under the active rules."""
     spec = nn.logical_to_mesh_axes((name,))
     axes = spec[0] if len(spec) else None
     if axes is None:
@@ -114,8 +114,8 @@ def splash_attention(
     if mesh.empty:
         return local_splash(q, k, v, q_segments, kv_segments, causal=causal, interpret=_interpret(None))
     fit = lambda axes, n: axes if n % _size(mesh, axes) == 0 else ()  # e.g. init's batch of 1: whole
-    batch_axes, seq_axes = (fit(_mesh_axes(n), d) for n, d in zip(token_names, q.shape[:2]))
-    head_axes = _mesh_axes("act_heads")
+    batch_axes, seq_axes = (fit(mesh_axes_of(n), d) for n, d in zip(token_names, q.shape[:2]))
+    head_axes = mesh_axes_of("act_heads")
     if _size(mesh, seq_axes) > 1 and not chunked:
         raise ValueError(
             f"attention_impl='splash' needs whole sequences on each device, but {token_names[1]!r} is "

@@ -106,3 +106,20 @@ def test_splash_is_refused_on_gpu_and_with_a_sharded_sequence():
     q, k, v, seg = _text_inputs()
     with sharding.mesh_context(mesh, sharding.DEFAULT_RULES), pytest.raises(ValueError, match="sequence"):
         _splash_text(q, k, v, seg)
+
+
+def test_per_device_vision_scatter_gathers_locally_and_refuses_a_foreign_chunk(mesh_fsdp4_tensor2):
+    """Rows of device d take merged tokens from chunk d only: equal to the global gather; an index into
+    another device's chunk (a stream not laid out per device) gives NaN."""
+    from lingshu_jax.model.vlm import _scatter_vision, per_device_vision_scatter
+
+    rng = np.random.default_rng(3)
+    vis = jnp.asarray(rng.normal(size=(32, 6)), jnp.float32)  # 4 chunks of 8 merged tokens
+    x = jnp.asarray(rng.normal(size=(8, 5, 6)), jnp.float32)  # 8 rows, 2 per device
+    idx = np.full((8, 5), -1, np.int32)
+    for row in range(8):
+        idx[row, 1:4] = (row // 2) * 8 + rng.choice(8, 3, replace=False)
+    fn = jax.jit(per_device_vision_scatter)
+    np.testing.assert_array_equal(fn(vis, jnp.asarray(idx), x), _scatter_vision(vis, jnp.asarray(idx), x))
+    idx[0, 1] = 9  # row 0 (device 0) pointing into chunk 1
+    assert np.isnan(np.asarray(fn(vis, jnp.asarray(idx), x))[:2]).all()
