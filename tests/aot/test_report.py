@@ -44,6 +44,18 @@ def test_tiny_config_compiles_for_a_v5p_2x2x1_slice_and_reports_what_it_needs():
     assert "FITS" in text and "all-gather" in text and "assumptions" in text
 
 
+def test_splash_attention_compiles_for_tpu_as_pallas_kernels_timed_analytically():
+    """attention_impl="splash": Mosaic kernels in shard_map compile for the TPU slice; the report counts them
+    (custom calls) and times them by the FLOPs they execute."""
+    c = _demo()
+    c.model.attention_impl = "splash"
+    c.data.batch_size, c.data.patch_budget, c.data.vision_chunks = 4, 4 * 256, 4
+    r = fit_report(c, parse_target("v5p:2x2x1"))
+    assert r["fits"] and r["custom_calls"].get("tpu_custom_call", 0) > 0
+    assert r["flops"]["kernels_executed_per_device"] > 0
+    assert any("splash attention" in a for a in r["assumptions"])
+
+
 def test_cpu_target_reports_memory_of_the_same_program():
     r = fit_report(_demo(), parse_target("cpu"))
     assert r["target"]["devices"] == jax.device_count() and r["memory"]["temporaries"] > 0
