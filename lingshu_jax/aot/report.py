@@ -8,7 +8,8 @@ Step-time model (printed with every report under "assumptions"): every top-level
 custom calls; not the ops inside a fusion) takes max(its matmul FLOPs / peak, the bytes of its operands and
 result / HBM bandwidth; an in-place dynamic-update-slice moves its update only), times its computation's
 multiplier (while-loop trip counts read from the HLO, counters stepping by 1 or more);
-collectives take their ring wire bytes / ICI bandwidth (DCN bandwidth for groups that span slices). Compute
+collectives take their ring wire bytes / ICI bandwidth; cross-slice transfers (multi-slice programs send them
+through the megascale runtime: `send` ops with `_xla_megascale_transfer_type`) take their bytes / DCN bandwidth. Compute
 and collectives either overlap perfectly (the estimate) or not at all (the upper bound). Mosaic (Pallas)
 kernels are custom calls the cost model cannot see into: splash attention is timed by the matmul FLOPs it
 executes (`model/splash.kernel_flops`) at peak. The slowest ops (grouped by model source) are listed.
@@ -100,7 +101,8 @@ def fit_report(config, target: Target, *, top: int = 12, hlo_out: str | None = N
     report["largest_buffers"] = largest_buffers(module, top)
     cost = (compiled.cost_analysis() or {}) if target.platform == "tpu" else _cost(compiled)
     report["compiler_cost"] = {k: cost.get(k) for k in ("flops", "bytes accessed", "optimal_seconds")}
-    report.update(step_estimate(module, program, target, len(devs), devs))
+    # collectives name devices by partition id = position in the mesh's device order
+    report.update(step_estimate(module, program, target, len(devs), list(mesh.devices.flat)))
     if not report["fits"]:
         report["knobs"] = knobs(config, program, report)
     return report
@@ -252,7 +254,7 @@ def knobs(config, program, report) -> list[str]:
 def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: int, devs) -> dict:
     """Collectives per step, FLOPs (HLO weighted by trip counts, compiler, analytic) and a step time."""
     chip = target.chip
-    slice_of = {d.id: getattr(d, "slice_index", 0) or 0 for d in devs}
+    slice_of = {p: getattr(d, "slice_index", 0) or 0 for p, d in enumerate(devs)}  # partition id -> slice
     coll: dict[str, dict] = {k: {"count": 0, "bytes": 0.0, "wire_bytes": 0.0} for k in hlo_lib.COLLECTIVES}
     dcn_wire = ici_wire = 0.0
     hlo_flops_once = hlo_flops = 0.0
@@ -282,6 +284,17 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
                 dcn_wire += wire * m
             else:
                 ici_wire += wire * m
+            continue
+        megascale = re.search(r'_xla_megascale_transfer_type="(\w+)"', ins.attrs)
+        if ins.opcode == "send" and megascale:  # a cross-slice (DCN) transfer of the multi-slice runtime
+            sent = hlo_lib.array_bytes(ins.shape)[0] if hlo_lib.array_bytes(ins.shape) else 0.0
+            c = coll.setdefault(
+                f"dcn {megascale.group(1).lower()}", {"count": 0, "bytes": 0.0, "wire_bytes": 0.0}
+            )
+            c["count"] += m
+            c["bytes"] += sent * m
+            c["wire_bytes"] += sent * m
+            dcn_wire += sent * m
             continue
         f = hlo_lib.matmul_flops(ins, shapes)
         if ins.opcode == "fusion":
@@ -349,7 +362,7 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
         + (f"; {len(module.unknown_trip_counts)} loops with unknown counts counted once"
            if module.unknown_trip_counts else ""),
         ("collectives: ring wire bytes (all-gather / reduce-scatter (n-1)/n, all-reduce 2(n-1)/n of the "
-        "full buffer) / ICI bandwidth; estimate = max(compute, collectives) (perfect overlap), upper bound "
+        "full buffer) / ICI bandwidth, megascale (cross-slice) sends / DCN bandwidth; estimate = max(compute, collectives) (perfect overlap), upper bound "
         "= their sum"),
         (f"analytic model FLOPs (train/flops.py): rows full of text ({program.config.data.seq_len} tokens), "
         f"the patch budget filled with {IMAGE_GRID[1]}x{IMAGE_GRID[2]}-patch images; MFU = analytic FLOPs / "

@@ -56,6 +56,16 @@ def test_splash_attention_compiles_for_tpu_as_pallas_kernels_timed_analytically(
     assert any("splash attention" in a for a in r["assumptions"])
 
 
+def test_two_slices_compile_with_data_parallelism_over_dcn():
+    """--num_slices=2: mesh.dcn.data=2 joins two v5p:2x2x1 slices; the gradient reduction across slices is
+    counted as DCN traffic (collectives name devices by partition id, mapped to their slices)."""
+    c = _demo()
+    c.data.batch_size = 8
+    r = fit_report(c, parse_target("v5p:2x2x1", num_slices=2))
+    assert r["target"]["devices"] == 8 and r["mesh"]["data"] == 2 and r["fits"]
+    assert r["step"]["dcn_wire_bytes"] > 0 and r["step"]["ici_wire_bytes"] > 0
+
+
 def test_cpu_target_reports_memory_of_the_same_program():
     r = fit_report(_demo(), parse_target("cpu"))
     assert r["target"]["devices"] == jax.device_count() and r["memory"]["temporaries"] > 0
