@@ -20,7 +20,7 @@ import os
 import ml_collections
 
 from configs.common import adamw, base_config, parse_arg
-from configs.lingshu.recipe import lingshu_model, slice_plan
+from configs.lingshu.recipe import PATCHES_PER_ROW, lingshu_model, slice_plan
 from lingshu_jax.rl.data import DEFAULT_FORMAT_PROMPT
 from lingshu_jax.rl.rewards import LINGSHU_REWARDS
 from lingshu_jax.rl.trainer import GRPOSettings
@@ -57,7 +57,10 @@ def get_config(arg=None):
     plan = slice_plan(a.size, a.slice)  # the SFT recipe's slices: 7b v5p-16 / v6e-16, 32b v5p-128 / v6e-64
     c.slice = plan["topology"]
     c.mesh.update({"data": 1, "fsdp": 1, "tensor": 1, "sequence": 1, **plan["mesh"]})
-    c.model.vision_attention_span = plan["span"]
+    # GRPO's rollout batches do not lay the vision stream out per device (data.vision_chunks), so RL keeps
+    # the xla attention, its full-attention vision layers banded over one row's patch budget.
+    c.model.attention_impl = "xla"
+    c.model.vision_attention_span = PATCHES_PER_ROW
     c.init_from = a.init_from  # the stage-3 workdir (its final/ checkpoint) or an HF Lingshu directory
     c.train.total_steps = a.steps or math.ceil(a.prompts / ROLLOUT_PROMPTS)  # one epoch over the prompts
     c.train.log_every = 1

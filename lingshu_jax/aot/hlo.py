@@ -132,19 +132,56 @@ def _called(ins: Instr, key: str) -> list[str]:
     return [m.group(1)] if m else []
 
 
+def _constant(instrs: dict[str, Instr], name: str) -> int | None:
+    i = instrs.get(name)
+    v = re.fullmatch(r"\((-?\d+)\)", i.args) if i is not None and i.opcode == "constant" else None
+    return int(v.group(1)) if v else None
+
+
+def _gte_index(instrs: dict[str, Instr], name: str) -> int | None:
+    i = instrs.get(name)
+    m = re.search(r"index=(\d+)", i.attrs) if i is not None and i.opcode == "get-tuple-element" else None
+    return int(m.group(1)) if m else None
+
+
+def _loop_step(body: list[Instr], index: int) -> int:
+    """The increment of the loop counter at tuple `index` in the body (`counter + c` at the root); 1 if unseen.
+    XLA's windowed einsums (collective matmuls) count 0, 2, 4... over two shards per iteration."""
+    by_name = {i.name: i for i in body}
+    root = body[-1] if body else None
+    if root is None or root.opcode != "tuple" or index >= len(root.operands):
+        return 1
+    nxt = by_name.get(root.operands[index])
+    if nxt is None or nxt.opcode != "add":
+        return 1
+    for a, b in (nxt.operands, nxt.operands[::-1]):
+        if _gte_index(by_name, a) == index and (c := _constant(by_name, b)):
+            return c
+    return 1
+
+
 def _trip_count(ins: Instr, comps: dict[str, list[Instr]]) -> int | None:
+    """Iterations of a while loop: the backend's known_trip_count, else `counter < limit` in the condition
+    with the counter's step read from the body (counting from 0)."""
     m = re.search(r'"known_trip_count":\{"n":"(\d+)"', ins.attrs)
     if m:
         return int(m.group(1))
     for cond in _called(ins, "condition"):
-        body = comps.get(cond, [])
-        consts = {i.name: i for i in body if i.opcode == "constant"}
-        for i in body:
-            if i.opcode == "compare" and "direction=LT" in i.attrs:
-                for op in i.operands:
-                    v = re.fullmatch(r"\((-?\d+)\)", consts[op].args) if op in consts else None
-                    if v:
-                        return int(v.group(1))
+        instrs = comps.get(cond, [])
+        by_name = {i.name: i for i in instrs}
+        for i in instrs:
+            if i.opcode == "compare" and "direction=LT" in i.attrs and len(i.operands) == 2:
+                counter, limit = i.operands
+                n = _constant(by_name, limit)
+                if n is None:
+                    continue
+                index = _gte_index(by_name, counter)
+                step = 1
+                if index is not None:
+                    step = max(
+                        1, max((_loop_step(comps.get(b, []), index) for b in _called(ins, "body")), default=1)
+                    )
+                return -(-n // step)
     return None
 
 
@@ -278,6 +315,34 @@ def matmul_flops(ins: Instr, shapes: dict[str, str]) -> float:
                     k *= -(-size // dilate[j])
         return 2.0 * out * k
     return 0.0
+
+
+def in_place_bytes(ins: Instr, module: Module, shapes: dict[str, str]) -> float:
+    """HBM bytes that operand + result accounting overstates for an in-place dynamic-update-slice (alone or
+    as the root of a fusion): it writes its update into the buffer it aliases, so the buffer is neither
+    read nor written whole; the update's bytes (read and written) stay counted. 0 for any other op."""
+    if ins.shape.startswith("("):
+        return 0.0
+    if ins.opcode == "dynamic-update-slice":
+        dus, table = ins, shapes
+    elif ins.opcode == "fusion":
+        dus, table = None, {}
+        for c in _called(ins, "calls"):
+            body = module.computations.get(c, [])
+            roots = [
+                i
+                for i in body
+                if i.opcode == "dynamic-update-slice" and dims_of(i.shape) == dims_of(ins.shape)
+            ]
+            if body and roots and roots[-1] is body[-1]:
+                dus, table = roots[-1], shape_table(body)
+        if dus is None:
+            return 0.0
+    else:
+        return 0.0
+    buffer = sum(array_bytes(ins.shape))
+    update = sum(array_bytes(table.get(dus.operands[1], ""))) if len(dus.operands) > 1 else 0.0
+    return max(0.0, 2 * buffer - update)  # the update stays: read once (an operand), written once
 
 
 def shape_table(instrs: list[Instr]) -> dict[str, str]:

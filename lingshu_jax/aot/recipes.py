@@ -41,7 +41,9 @@ def program_key(spec: str) -> str:
     mod_spec.loader.exec_module(mod)
     c = mod.get_config(arg)
     keep = {k: c[k] for k in ("model", "optim", "train", "mesh", "slice")}
-    keep["data"] = {k: c.data[k] for k in ("seq_len", "batch_size", "patch_budget") if k in c.data}
+    keep["data"] = {
+        k: c.data[k] for k in ("seq_len", "batch_size", "patch_budget", "vision_chunks") if k in c.data
+    }
     keep["data"]["pixel_dtype"] = c.data.get("pixel_dtype", "uint8")
     text = json.dumps(json.loads(json.dumps(keep, default=str)), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

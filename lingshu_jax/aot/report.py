@@ -6,11 +6,13 @@ abstract inputs and read memory, collectives, FLOPs and an estimated step time f
 
 Step-time model (printed with every report under "assumptions"): every top-level HLO op (fusions, copies,
 custom calls; not the ops inside a fusion) takes max(its matmul FLOPs / peak, the bytes of its operands and
-result / HBM bandwidth), times its computation's multiplier (while-loop trip counts read from the HLO);
-collectives take their ring wire bytes / ICI bandwidth (DCN bandwidth for groups that span slices). Compute
+result / HBM bandwidth; an in-place dynamic-update-slice moves its update only), times its computation's
+multiplier (while-loop trip counts read from the HLO, counters stepping by 1 or more);
+collectives take their ring wire bytes / ICI bandwidth; cross-slice transfers (multi-slice programs send them
+through the megascale runtime: `send` ops with `_xla_megascale_transfer_type`) take their bytes / DCN bandwidth. Compute
 and collectives either overlap perfectly (the estimate) or not at all (the upper bound). Mosaic (Pallas)
-kernels are custom calls the cost model cannot see into: their FLOPs are the analytic attention FLOPs
-(`train/flops.py`), timed at peak.
+kernels are custom calls the cost model cannot see into: splash attention is timed by the matmul FLOPs it
+executes (`model/splash.kernel_flops`) at peak. The slowest ops (grouped by model source) are listed.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def fit_report(config, target: Target, *, top: int = 12, hlo_out: str | None = N
     report["largest_buffers"] = largest_buffers(module, top)
     cost = (compiled.cost_analysis() or {}) if target.platform == "tpu" else _cost(compiled)
     report["compiler_cost"] = {k: cost.get(k) for k in ("flops", "bytes accessed", "optimal_seconds")}
-    report.update(step_estimate(module, program, target, len(devs), devs))
+    # collectives name devices by partition id = position in the mesh's device order
+    report.update(step_estimate(module, program, target, len(devs), list(mesh.devices.flat)))
     if not report["fits"]:
         report["knobs"] = knobs(config, program, report)
     return report
@@ -251,12 +254,13 @@ def knobs(config, program, report) -> list[str]:
 def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: int, devs) -> dict:
     """Collectives per step, FLOPs (HLO weighted by trip counts, compiler, analytic) and a step time."""
     chip = target.chip
-    slice_of = {d.id: getattr(d, "slice_index", 0) or 0 for d in devs}
+    slice_of = {p: getattr(d, "slice_index", 0) or 0 for p, d in enumerate(devs)}  # partition id -> slice
     coll: dict[str, dict] = {k: {"count": 0, "bytes": 0.0, "wire_bytes": 0.0} for k in hlo_lib.COLLECTIVES}
     dcn_wire = ici_wire = 0.0
     hlo_flops_once = hlo_flops = 0.0
     compute_s = 0.0
     custom_calls: dict[str, int] = {}
+    op_times: dict[tuple, float] = {}
     peak = chip.peak_flops if chip else None
     fused_flops = {
         c: sum(hlo_lib.matmul_flops(i, hlo_lib.shape_table(module.computations[c])) for i in ins_list)
@@ -281,6 +285,17 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
             else:
                 ici_wire += wire * m
             continue
+        megascale = re.search(r'_xla_megascale_transfer_type="(\w+)"', ins.attrs)
+        if ins.opcode == "send" and megascale:  # a cross-slice (DCN) transfer of the multi-slice runtime
+            sent = hlo_lib.array_bytes(ins.shape)[0] if hlo_lib.array_bytes(ins.shape) else 0.0
+            c = coll.setdefault(
+                f"dcn {megascale.group(1).lower()}", {"count": 0, "bytes": 0.0, "wire_bytes": 0.0}
+            )
+            c["count"] += m
+            c["bytes"] += sent * m
+            c["wire_bytes"] += sent * m
+            dcn_wire += sent * m
+            continue
         f = hlo_lib.matmul_flops(ins, shapes)
         if ins.opcode == "fusion":
             f = sum(fused_flops.get(c, 0.0) for c in re.findall(r"calls=%?([\w.\-]+)", ins.attrs))
@@ -295,7 +310,12 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
                 moved = sum(hlo_lib.array_bytes(ins.shape)) + sum(
                     b for op in ins.operands for b in hlo_lib.array_bytes(shapes.get(op, ""))
                 )
-                compute_s += m * max(f / peak, moved / chip.hbm_bytes_per_s)
+                moved -= hlo_lib.in_place_bytes(ins, module, shapes)  # a DUS writes its update only
+                op_s = m * max(f / peak, moved / chip.hbm_bytes_per_s)
+                compute_s += op_s
+                _add_op_time(
+                    op_times, ins, op_s, bound="flops" if f / peak >= moved / chip.hbm_bytes_per_s else "hbm"
+                )
     out: dict[str, Any] = {
         "collectives": {k: v for k, v in coll.items() if v["count"]},
         "custom_calls": custom_calls,
@@ -311,14 +331,15 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
         return out
     mosaic = sum(v for k, v in custom_calls.items() if "tpu_custom_call" in k or "mosaic" in k.lower())
     kernel_s = 0.0
-    if mosaic:  # Pallas kernels (splash attention): the analytic attention FLOPs, at peak
-        attn = analytic["text_attention"] + analytic["vision_attention"]
-        kernel_s = attn / n_devices / peak
-        out["flops"]["kernels_analytic_per_device"] = attn / n_devices
+    if mosaic:  # Pallas kernels (splash attention): the matmul FLOPs they execute, at peak
+        executed = splash_flops(program)
+        kernel_s = executed / n_devices / peak
+        out["flops"]["kernels_executed_per_device"] = executed / n_devices
     coll_s = ici_wire / chip.ici_bytes_per_s + dcn_wire / (DCN_BYTES_PER_S / 4)  # a host's NIC: 4 chips
     compute_s += kernel_s
     step = max(compute_s, coll_s)
     mfu = analytic["total"] / (step * n_devices * peak) if step else None
+    out["slowest_ops"] = slowest_ops(op_times, compute_s)
     out["step"] = {
         "compute_s": compute_s,
         "collective_s": coll_s,
@@ -335,21 +356,87 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
         f"ICI {chip.ici_bytes_per_s / 1e9:.0f} GB/s per chip (Cloud TPU docs); DCN "
         f"{DCN_BYTES_PER_S / 1e9:.0f} GB/s per host of 4 chips"),
         ("each top-level op: max(matmul FLOPs / peak, (operand + result bytes) / HBM bandwidth); ops inside a "
-        "fusion move no HBM bytes of their own; elementwise FLOPs ignored"),
+        "fusion move no HBM bytes of their own; an in-place dynamic-update-slice (e.g. a scan saving a layer's "
+        "residuals) moves its update only; elementwise FLOPs ignored"),
         "loop bodies weighted by trip counts read from the HLO (counter from 0 to the LT constant)"
         + (f"; {len(module.unknown_trip_counts)} loops with unknown counts counted once"
            if module.unknown_trip_counts else ""),
         ("collectives: ring wire bytes (all-gather / reduce-scatter (n-1)/n, all-reduce 2(n-1)/n of the "
-        "full buffer) / ICI bandwidth; estimate = max(compute, collectives) (perfect overlap), upper bound "
+        "full buffer) / ICI bandwidth, megascale (cross-slice) sends / DCN bandwidth; estimate = max(compute, collectives) (perfect overlap), upper bound "
         "= their sum"),
         (f"analytic model FLOPs (train/flops.py): rows full of text ({program.config.data.seq_len} tokens), "
         f"the patch budget filled with {IMAGE_GRID[1]}x{IMAGE_GRID[2]}-patch images; MFU = analytic FLOPs / "
         "(estimate x devices x peak)"),
         "custom calls (Pallas/Mosaic kernels) are invisible to the HLO: " + (
-            "their time is the analytic attention FLOPs at peak" if mosaic else "none in this program"
+            "splash attention's time is the matmul FLOPs it executes at peak (model/splash.py kernel_flops: "
+            "causal blocks on/below the diagonal, every block of a vision chunk, forward again under remat, "
+            "backward 3.5 forwards); their other custom calls are taken as free" if mosaic
+            else "none in this program"
         ),
     ]  # fmt: skip
     return out
+
+
+def splash_flops(program) -> float:
+    """Matmul FLOPs of one step's splash kernels, all devices: the decoder's causal attention per row and
+    layer, the vision full layers per stream chunk (`data.vision_chunks`)."""
+    from lingshu_jax.model.splash import kernel_flops
+
+    cfg, d = program.model_config, program.config.data
+    t, v = cfg.text, cfg.vision
+    rows, seq, budget = int(d.batch_size), int(d.seq_len), int(d.get("patch_budget", 0))
+    total = (
+        rows
+        * t.num_hidden_layers
+        * kernel_flops(
+            seq,
+            t.num_attention_heads,
+            t.head_dim,
+            causal=True,
+            backward=True,
+            recompute=cfg.remat_policy != "none",
+        )
+    )
+    if budget and v.depth:
+        chunks, trains = int(d.get("vision_chunks", 1)), "vision" in _trainable(program)
+        total += chunks * len(v.fullatt_block_indexes) * kernel_flops(
+            budget // chunks, v.num_heads, v.head_dim, causal=False, backward=trains,
+            recompute=trains and cfg.vision_remat_policy != "none",
+        )  # fmt: skip
+    return total * program.grad_accum
+
+
+def _source(ins) -> str:
+    """The op's source as the model names it: its op_name metadata without jit/transform wrappers."""
+    op = re.search(r'op_name="([^"]+)"', ins.attrs)
+    if not op:
+        return ins.opcode
+    parts = [
+        p
+        for p in op.group(1).split("/")
+        if not re.match(r"(jit|jvp|transpose|vmap|checkpoint|remat|while|body|closed_call|cond|branch)\b", p)
+    ]
+    return "/".join(parts[-4:]) or ins.opcode
+
+
+def _add_op_time(op_times: dict, ins, seconds: float, bound: str) -> None:
+    key = (_source(ins), ins.opcode, bound)
+    op_times[key] = op_times.get(key, 0.0) + seconds
+
+
+def slowest_ops(op_times: dict, total_s: float, top: int = 12) -> list[dict]:
+    """The model ops (grouped by source) that take most of the estimated compute time, with what bounds them."""
+    rows = sorted(op_times.items(), key=lambda kv: -kv[1])[:top]
+    return [
+        {
+            "source": src,
+            "opcode": opcode,
+            "bound": bound,
+            "seconds": sec,
+            "share": sec / total_s if total_s else 0,
+        }
+        for (src, opcode, bound), sec in rows
+    ]
 
 
 def analytic_flops(program) -> dict:
@@ -438,6 +525,12 @@ def format_report(r: dict) -> str:
         )
         if r.get("custom_calls"):
             lines.append(f"   custom calls: {r['custom_calls']}")
+        if r.get("slowest_ops"):
+            lines.append("   slowest ops (estimated compute time, grouped by source):")
+            for o in r["slowest_ops"]:
+                lines.append(
+                    f"     {o['seconds']:8.3f} s {100 * o['share']:5.1f}%  {o['bound']:5s} {o['opcode']:12s} {o['source']}"
+                )
         if "step" in r:
             s = r["step"]
             lines.append("-- estimated step time")

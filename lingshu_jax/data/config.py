@@ -146,6 +146,10 @@ class DataConfig:
     video_fps: float = 2.0  # frames per second of a video's frame folder / frame list (M-RoPE time ids)
     video_max_frames: int = 64  # frames kept per video (evenly spaced; the rate scales to match)
     pixel_dtype: str = "uint8"  # uint8 (normalised by the model, on the device) | float32 (on the host)
+    # The vision stream as this many equal chunks (global count; each host builds its share), chunk c
+    # holding only the images of its own rows: one per device of the stream's sharding, so no image
+    # crosses a device (attention_impl="splash" attends per device and needs it; the trainer checks).
+    vision_chunks: int = 1
     prefetch: int = 2  # batches prepared ahead by a thread in the main process (0 = none)
     sources_file: str | None = None  # JSON/YAML list of sources; replaces `sources` (read by from_dict)
 
@@ -175,6 +179,7 @@ class DataConfig:
             "parquet_cache_mb": self.parquet_cache_mb >= 1,
             "video_fps": self.video_fps > 0,
             "video_max_frames": self.video_max_frames >= 1,
+            "vision_chunks": self.vision_chunks >= 1,
         }
         for key, ok in checks.items():
             if not ok:

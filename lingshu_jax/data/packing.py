@@ -60,15 +60,26 @@ class BatchBuilder:
         merge_size: int,
         window_merge_units: int,
         pixel_normalization: PixelNormalization | None = None,
+        vision_chunks: int = 1,
     ):
         self.b, self.s, self.budget, self.max_segments = batch_size, seq_len, patch_budget, segments_per_row
+        window = merge_size**2 * window_merge_units**2
+        if vision_chunks > 1 and (batch_size % vision_chunks or patch_budget % (vision_chunks * window)):
+            raise ValueError(
+                f"data.vision_chunks={vision_chunks}: must divide this host's batch_size={batch_size} rows "
+                f"and its patch_budget={patch_budget} into chunks of whole {window}-row windows"
+            )
+        # The stream is `vision_chunks` equal chunks; chunk c holds the images of rows [c R, (c + 1) R) only,
+        # so no image crosses a chunk (a device's shard of the stream: per-device full attention is exact).
+        self.chunks, self.chunk_budget = vision_chunks, patch_budget // vision_chunks
+        self.rows_per_chunk = batch_size // vision_chunks
         self.pad_id, self.image_token_id, self.video_token_id = pad_id, image_token_id, video_token_id
         self.merge_size, self.window_merge_units = merge_size, window_merge_units
         self.pixel_normalization = pixel_normalization
         self.pixel_dtype = np.dtype(np.float32 if pixel_normalization is None else np.uint8)
         self.rows: list[list[Mapping]] = [[] for _ in range(batch_size)]
         self.used = np.zeros(batch_size, np.int64)
-        self.patches = 0  # stream rows taken (windows padded whole)
+        self.patches = np.zeros(vision_chunks, np.int64)  # stream rows taken per chunk (whole windows)
         self.real_patches = 0
         self.sample_stats: dict = {}
 
@@ -87,21 +98,28 @@ class BatchBuilder:
     def check(self, sample: Mapping) -> None:
         """ValueError if `sample` cannot fit even an empty batch (the transform should have prevented it)."""
         n, p = len(sample["input_ids"]), self.stream_rows(sample)
-        if n > self.s or p > self.budget:
+        if n > self.s or p > self.chunk_budget:
+            chunks = f" / {self.chunks} vision_chunks" if self.chunks > 1 else ""
             raise ValueError(
-                f"sample of {n} tokens / {p} patches cannot fit seq_len {self.s} / patch_budget {self.budget}"
+                f"sample of {n} tokens / {p} patches cannot fit seq_len {self.s} / patch_budget "
+                f"{self.budget}{chunks}"
             )
 
     def add(self, sample: Mapping) -> bool:
         """Places `sample` in the first row with room; False (nothing changed) when the batch is full."""
         n, p = len(sample["input_ids"]), self.stream_rows(sample)
-        if self.patches + p > self.budget:
-            return False
+        if self.chunks == 1 and self.patches[0] + p > self.budget:
+            return False  # the batch's patch budget is spent: close it (a later row cannot help)
         for row in range(self.b):
-            if self.used[row] + n <= self.s and len(self.rows[row]) < self.max_segments:
+            chunk = row // self.rows_per_chunk
+            if (
+                self.used[row] + n <= self.s
+                and len(self.rows[row]) < self.max_segments
+                and self.patches[chunk] + p <= self.chunk_budget
+            ):
                 self.rows[row].append(sample)
                 self.used[row] += n
-                self.patches += p
+                self.patches[chunk] += p
                 self.real_patches += len(sample["pixel_values"])
                 add_stats(self.sample_stats, sample.get("stats", {}))
                 return True
@@ -115,7 +133,7 @@ class BatchBuilder:
             "position_ids": np.zeros((3, b, s), np.int32),
             "labels": np.full((b, s), IGNORE, np.int32),
         }
-        pixels, grids = [], []
+        pixels, grids = [[] for _ in range(self.chunks)], [[] for _ in range(self.chunks)]
         for r, row in enumerate(self.rows):
             off = 0
             for k, sample in enumerate(row):
@@ -124,16 +142,35 @@ class BatchBuilder:
                 batch["labels"][r, off : off + n] = sample["labels"]
                 batch["segment_ids"][r, off : off + n] = k + 1
                 batch["position_ids"][:, r, off : off + n] = sample["position_ids"]
-                pixels.append(sample["pixel_values"])
-                grids.append(sample["image_grid_thw"])
+                pixels[r // self.rows_per_chunk].append(sample["pixel_values"])
+                grids[r // self.rows_per_chunk].append(sample["image_grid_thw"])
                 off += n
         batch["loss_mask"] = (batch["labels"] != IGNORE).astype(np.float32)
         if self.budget:
-            batch.update(self._vision(batch["input_ids"], pixels, grids))
+            batch.update(self._vision_chunks(batch["input_ids"], pixels, grids))
         batch["stats"] = self._stats(batch)
         return batch
 
-    def _vision(self, input_ids: np.ndarray, pixels: list, grids: list) -> dict:
+    def _vision_chunks(self, input_ids: np.ndarray, pixels: list, grids: list) -> dict:
+        """The stream as `chunks` streams of chunk_budget rows concatenated: segment ids and merged-token
+        indices offset so that they stay unique across chunks."""
+        parts, r, unit = [], self.rows_per_chunk, self.merge_size**2
+        for c in range(self.chunks):
+            part = self._vision(input_ids[c * r : (c + 1) * r], pixels[c], grids[c], self.chunk_budget)
+            if c:
+                prev = parts[-1]
+                for key in ("window_segments", "frame_segments"):
+                    part[key] = part[key] + prev[key].max() + 1
+                index = part["vision_token_index"]
+                part["vision_token_index"] = np.where(index >= 0, index + c * self.chunk_budget // unit, -1)
+            parts.append(part)
+        if self.chunks == 1:
+            return parts[0]
+        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k not in PIXEL_AFFINE_KEYS}
+        out.update({k: parts[0][k] for k in PIXEL_AFFINE_KEYS if k in parts[0]})
+        return out
+
+    def _vision(self, input_ids: np.ndarray, pixels: list, grids: list, budget: int) -> dict:
         """The batch's vision stream. `vision_inputs` computes the layout (window order, rotary ids, segments,
         padding) from the grids; we hand it zero-width pixel rows so that it moves no pixel data, then gather
         the real rows straight into the padded [budget, 1176] output: one copy of the pixels per batch."""
@@ -147,7 +184,7 @@ class BatchBuilder:
                 grid,
                 spatial_merge_size=self.merge_size,
                 window_merge_units=self.window_merge_units,
-                patch_budget=self.budget,
+                patch_budget=budget,
             )
         else:  # a text-only batch: an all-padding stream
             stream = vision_inputs.pad_vision_stream(
@@ -159,10 +196,10 @@ class BatchBuilder:
                     unit_position=np.zeros(0, np.int32),
                     num_real_patches=0,
                 ),
-                self.budget,
+                budget,
             )
         out = {k: np.asarray(v, np.int32) for k, v in stream.as_dict().items() if k != "pixel_values"}
-        out["pixel_values"] = self._gather_pixels(pixels, stream.unit_position, dim)
+        out["pixel_values"] = self._gather_pixels(pixels, stream.unit_position, dim, budget)
         if self.pixel_normalization is not None:
             out.update(self.pixel_normalization.batch_arrays(dim))
         # Each sample's images and videos are in its stream in order of appearance (transforms.py), so every
@@ -177,10 +214,10 @@ class BatchBuilder:
         )
         return out
 
-    def _gather_pixels(self, pixels: list, unit_position: np.ndarray, dim: int) -> np.ndarray:
+    def _gather_pixels(self, pixels: list, unit_position: np.ndarray, dim: int, budget: int) -> np.ndarray:
         """[budget, dim] (pixel_dtype): each sample's merge units moved to their stream rows (padding zero)."""
         unit = self.merge_size**2
-        out = np.zeros((self.budget, dim), self.pixel_dtype)  # (fresh zero pages: padding is never written)
+        out = np.zeros((budget, dim), self.pixel_dtype)  # (fresh zero pages: padding is never written)
         dst = out.reshape(-1, unit * dim)
         start = 0
         for pix in pixels:
@@ -206,7 +243,7 @@ class BatchBuilder:
             "tokens/total": self.b * self.s,
             "tokens/supervised": int(batch["loss_mask"].sum()),
             "patches/real": int(self.real_patches),
-            "patches/stream": int(self.patches),
+            "patches/stream": int(self.patches.sum()),
             "patches/total": int(self.budget),
         }
 

@@ -114,6 +114,7 @@ def make_dataset(
         video_token_id=ops.video_token_id,
         merge_size=ops.merge_size,
         window_merge_units=ops.window_merge_units,
+        vision_chunks=cfg.vision_chunks,
     )
     if cfg.prefetch > 0:
         batches = grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=cfg.prefetch)
@@ -146,6 +147,7 @@ def resume_keys(cfg: DataConfig, seed: int, shard_index: int, shard_count: int) 
         "shuffle",
         "worker_count",
         "group",
+        "vision_chunks",
     )
     sources = [(s.name, s.kind, s.weight, s.paths, s.tfds_name, s.split) for s in cfg.sources]
     out = {"sources": repr(sources)}

@@ -2,7 +2,8 @@
 
 `xla` (default, any backend): grouped-query attention in plain einsums, logits and softmax in float32.
 `cudnn` (GPU): `jax.nn.dot_product_attention(implementation="cudnn")`, cuDNN's fused flash attention.
-TPU splash/flash kernels plug in here too (not yet).
+`splash` (TPU): Pallas splash attention (`model/splash.py`) for training, which takes segment ids instead
+of a mask; masked calls (the KV-cache decode) run `xla`.
 The vision tower's block-local forms (`window_block_attention`, `banded_block_attention`) call it on
 static block layouts: reshapes and static slices, never a gather of keys.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-IMPLEMENTATIONS = ("xla", "cudnn")
+IMPLEMENTATIONS = ("xla", "cudnn", "splash")
 
 
 def dot_product_attention(q, k, v, mask, *, impl: str = "xla"):
@@ -20,7 +21,7 @@ def dot_product_attention(q, k, v, mask, *, impl: str = "xla"):
 
     Rows whose keys are all masked (padding queries) produce a finite uniform average, never NaN.
     """
-    if impl == "xla":
+    if impl in ("xla", "splash"):
         return _xla_attention(q, k, v, mask)
     if impl == "cudnn":
         return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn")

@@ -16,6 +16,7 @@ from lingshu_jax.model.attention import dot_product_attention, segment_mask
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.layers import RMSNorm, SwiGLU, compute_dtypes, dense, maybe_remat
 from lingshu_jax.model.remat import ATTN_OUT, QKV_PROJ
+from lingshu_jax.model.splash import splash_attention
 from lingshu_jax.sharding import shard
 
 # Training attention (no cache, "xla") runs as this many causal query blocks (when they divide the sequence).
@@ -74,7 +75,9 @@ class Attention(nn.Module):
             )
             new_cache = {"k": k, "v": v}
         k, v = k.astype(dtype), v.astype(dtype)
-        if kv_cache is None and self.config.attention_impl == "xla":
+        if kv_cache is None and self.config.attention_impl == "splash":  # mask: segment ids [B, S]
+            out = splash_attention(q, k, v, mask, mask, causal=True)
+        elif kv_cache is None and self.config.attention_impl == "xla":
             out = causal_block_attention(q, k, v, mask, blocks=CAUSAL_BLOCKS)
         else:
             out = dot_product_attention(q, k, v, mask, impl=self.config.attention_impl)
@@ -148,8 +151,9 @@ class TextModel(nn.Module):
         dtype = compute_dtypes(self.config)[0]
         cos, sin = rope.mrope_cos_sin(position_ids, t.head_dim, t.rope_theta, t.mrope_section, dtype)
         x = shard(embeds.astype(dtype), ("batch", "seq", "act_embed"))
-        if cache is None:
-            mask = segment_mask(segment_ids, segment_ids, causal=True)
+        if cache is None:  # splash takes the segment ids themselves, every other path a [B, 1, S, S] mask
+            splash = self.config.attention_impl == "splash"
+            mask = segment_ids if splash else segment_mask(segment_ids, segment_ids, causal=True)
             x, _ = self.layers(x, None, cos, sin, mask, 0)
             return self.norm(x), None
         index = cache["index"]

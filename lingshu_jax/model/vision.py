@@ -22,6 +22,7 @@ from lingshu_jax.model.layers import (
     dense,
     maybe_checkpoint,
 )
+from lingshu_jax.model.splash import splash_stream_attention
 from lingshu_jax.sharding import shard
 
 
@@ -30,8 +31,9 @@ class VisionAttention(nn.Module):
 
     The stream holds every window as a whole block of 64 rows (`vision_inputs`): window layers attend inside
     each block (a reshape); full layers attend within each frame over the key blocks a frame of
-    `config.vision_attention_span` rows can reach (None: the whole stream, one dense masked attention).
-    Static shapes, no gathers of keys.
+    `config.vision_attention_span` rows can reach (None: the whole stream, one dense masked attention), or
+    with `attention_impl="splash"` the splash kernel over each device's chunk of the stream (frame segment
+    ids). Static shapes, no gathers of keys.
     """
 
     config: ModelConfig
@@ -55,7 +57,9 @@ class VisionAttention(nn.Module):
         k = rope.apply_rotary(k.astype(jnp.float32), cos, sin).astype(dtype)
         window = v.window_merge_units**2 * v.merge_unit  # patches in one full window (64)
         impl = self.config.attention_impl
-        if self.full:
+        if self.full and impl == "splash":  # per device chunk of the stream, frames never cross chunks
+            out = splash_stream_attention(q, k, val, frame_segments)
+        elif self.full:
             span = self.config.vision_attention_span or n
             reach = -(-span // window) - 1  # key blocks on each side that a frame of `span` rows can reach
             out = banded_block_attention(q, k, val, frame_segments, block=window, reach=reach, impl=impl)

@@ -7,13 +7,16 @@ the host from what transformers' processor returns.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from jax.sharding import PartitionSpec as P
 
 from lingshu_jax.model import rope
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.layers import compute_dtypes, dense
+from lingshu_jax.model.splash import mesh_axes_of
 from lingshu_jax.model.text import TextModel
 from lingshu_jax.model.vision import VisionTower
 from lingshu_jax.model.vision_inputs import build_vision_stream, vision_token_index
@@ -48,6 +51,8 @@ class Qwen25VL(nn.Module):
         affine = (batch.get(k) for k in PIXEL_AFFINE_KEYS)  # normalises uint8 pixels on the device
         vis = self.visual(*(batch[k] for k in VISION_KEYS), *affine).astype(x.dtype)  # [U, D], window order
         idx = batch["vision_token_index"]  # [B, S], -1 = text
+        if self.config.attention_impl == "splash":  # the stream is one chunk per device: gather locally
+            return per_device_vision_scatter(vis, idx, x)
         gathered = jnp.take(vis, jnp.maximum(idx, 0), axis=0)
         return jnp.where((idx >= 0)[..., None], gathered, x)
 
@@ -73,6 +78,40 @@ class Qwen25VL(nn.Module):
         x = self.embed(batch)
         hidden, new_cache = self.model(x, batch["position_ids"], batch["segment_ids"], cache)
         return (hidden if return_hidden else self.logits(hidden)), new_cache
+
+
+def _scatter_vision(vis, idx, x):
+    gathered = jnp.take(vis, jnp.maximum(idx, 0), axis=0)
+    return jnp.where((idx >= 0)[..., None], gathered, x)
+
+
+def per_device_vision_scatter(vis, idx, x):
+    """Vision tokens into the token stream where each device's rows take their tokens from the device's own
+    chunk of the stream (`data.vision_chunks`, which attention_impl="splash" needs anyway): a local gather,
+    no collective over the stream (a global `take` all-reduces the whole [U, D] merged stream).
+
+    vis [U, D] (vis_tokens sharding), idx [B, S] (global rows of `vis`, -1 = text), x [B, S, D] -> [B, S, D].
+    A row pointing outside its device's chunk (a stream not laid out per device) gives NaN, never a wrong
+    token."""
+    mesh = jax.sharding.get_abstract_mesh()
+    axes = () if mesh.empty else mesh_axes_of("vis_tokens")
+    shards = 1
+    for a in axes:
+        shards *= mesh.shape[a]
+    if shards == 1 or mesh_axes_of("batch") != axes or vis.shape[0] % shards or idx.shape[0] % shards:
+        return _scatter_vision(vis, idx, x)
+
+    def local(vis, idx, x):
+        n = vis.shape[0]
+        own = idx - jax.lax.axis_index(axes) * n
+        outside = jnp.any((idx >= 0) & ((own < 0) | (own >= n)))
+        out = _scatter_vision(vis, jnp.where(idx >= 0, own, -1), x)
+        return jnp.where(outside, jnp.nan, out).astype(x.dtype)
+
+    rows = P(axes)
+    return jax.shard_map(local, mesh=mesh, in_specs=(rows, rows, rows), out_specs=rows, check_vma=False)(
+        vis, idx, x
+    )
 
 
 def prepare_inputs(

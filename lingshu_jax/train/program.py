@@ -127,6 +127,7 @@ def build_train_program(config: ml_collections.ConfigDict, mesh, rules=None) -> 
     rules = sharding.rules_from_config(config.get("sharding_rules")) if rules is None else rules
     model_cfg, init_path = model_config_of(config)
     model = Qwen25VL(model_cfg)
+    check_vision_chunks(config.data, model_cfg, mesh, rules)
     p_shard = sharding.param_shardings(abstract_params(model_cfg, boxed=True), mesh, rules)
     params = abstract_params(model_cfg)
     tx, opt_info = make_optimizer(config.optim, params)
@@ -214,7 +215,31 @@ def host_data_config(data_cfg, process_count: int) -> dict:
             f"data.patch_budget={patches} (global patches per micro-batch) does not divide into "
             f"{process_count} host shares that are multiples of 4"
         )
-    return {**d, "batch_size": rows // process_count, "patch_budget": patches // process_count}
+    chunks = int(d.get("vision_chunks", 1))
+    if chunks > 1 and chunks % process_count:
+        raise ValueError(f"data.vision_chunks={chunks} does not divide over {process_count} hosts")
+    share = {"batch_size": rows // process_count, "patch_budget": patches // process_count}
+    if chunks > 1:
+        share["vision_chunks"] = chunks // process_count
+    return {**d, **share}
+
+
+def check_vision_chunks(data_cfg, model_cfg: ModelConfig, mesh, rules) -> None:
+    """attention_impl="splash" attends within each device's shard of the vision stream: the data must lay
+    out one chunk of whole images per shard (`data.vision_chunks`). ValueError naming the value to set."""
+    budget = int(data_cfg.get("patch_budget", 0))
+    if model_cfg.attention_impl != "splash" or not budget:
+        return
+    spec = sharding.logical_sharding(mesh, rules, ("vis_tokens",)).spec
+    axes = spec[0] if len(spec) else None
+    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+    shards = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+    chunks = int(data_cfg.get("vision_chunks", 1))
+    if chunks != shards:
+        raise ValueError(
+            f"attention_impl='splash' attends within each of the vision stream's {shards} device shards: "
+            f"set data.vision_chunks={shards} (got {chunks}) so that no image crosses a shard"
+        )
 
 
 def batch_spec(data_cfg, model_cfg: ModelConfig, grad_accum: int) -> dict[str, jax.ShapeDtypeStruct]:

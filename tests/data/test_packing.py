@@ -189,3 +189,35 @@ def test_packing_efficiency_on_mixed_caption_vqa_text(tmp_path, processor, model
         stats[packing] = it.packing_efficiency
         assert it.counters["segments"] == 96
     assert stats[True] > 0.85 and stats[False] < 0.25
+
+
+def _image_sample(token):
+    """6 tokens (4 image pads for one 4x4-patch image: one 64-row window in the stream) + its pixels."""
+    s = _fake(6, patches=16, grid=(1, 4, 4), token=token)
+    s["input_ids"][:4] = 99
+    return s
+
+
+def test_vision_chunks_keep_each_rows_images_in_its_own_chunk():
+    """vision_chunks=2 over 4 rows: rows 0-1 fill chunk 0 (stream rows 0-127), rows 2-3 chunk 1; segments
+    and merged-token indices never cross the chunk boundary (a device's shard under splash)."""
+    b = _builder(batch_size=4, seq_len=6, segments_per_row=1, patch_budget=256, vision_chunks=2)
+    for token in (1, 2, 3, 4):
+        assert b.add(_image_sample(token))
+    assert not b.add(_image_sample(5))
+    batch = b.build()
+    pixels, frames, index = batch["pixel_values"][:, 0], batch["frame_segments"], batch["vision_token_index"]
+    for row, token in enumerate((1, 2, 3, 4)):
+        chunk = slice(0, 128) if row < 2 else slice(128, 256)
+        assert (pixels[chunk] == token).sum() == 16 and (pixels == token).sum() == 16
+        merged = index[row][index[row] >= 0]
+        assert len(merged) == 4 and all(chunk.start // 4 <= m < chunk.stop // 4 for m in merged)
+    assert not set(frames[:128]) & set(frames[128:])
+
+
+def test_vision_chunks_bound_each_row_group_and_must_divide_the_batch():
+    b = _builder(batch_size=2, seq_len=30, segments_per_row=1, patch_budget=256, vision_chunks=2)
+    with pytest.raises(ValueError, match="2 vision_chunks"):
+        b.check(_fake(2, patches=80, grid=(1, 4, 20)))  # 3 windows = 192 rows > a chunk's 128
+    with pytest.raises(ValueError, match="data.vision_chunks=3"):
+        _builder(batch_size=2, patch_budget=256, vision_chunks=3)

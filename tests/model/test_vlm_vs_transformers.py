@@ -141,3 +141,11 @@ def test_from_pretrained_onto_a_mesh_shards_params_and_keeps_logits(models, tiny
     np.testing.assert_allclose(
         np.asarray(sharded(**inputs).logits), np.asarray(ours(**inputs).logits), atol=1e-5
     )
+
+
+def test_splash_attention_logits_match_transformers(models):
+    """attention_impl="splash" (Pallas interpret mode on CPU) in the decoder and the vision full layers."""
+    hf, ours, processor = models
+    splash = lingshu_jax.LingshuModel(ours.config.replace(attention_impl="splash"), ours.params)
+    inputs = processor(CASES["two_images_odd_sizes"](), add_generation_prompt=True)
+    assert _compare(hf, splash, inputs, "splash_two_images") <= TOL

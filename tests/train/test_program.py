@@ -87,3 +87,20 @@ def _tiny():
     from lingshu_jax.model.config import preset
 
     return preset("tiny")
+
+
+def test_splash_needs_one_vision_chunk_per_stream_shard():
+    """attention_impl="splash" attends per device: the trainer refuses a stream not laid out per device."""
+    c = demo.get_config("stage=2,root=/nonexistent,steps=1")
+    c.init_from = ""
+    c.model.attention_impl = "splash"
+    c.mesh.fsdp = 4
+    c.mesh.data = 1
+    c.data.batch_size = 4
+    c.data.patch_budget = 4 * 256
+    mesh = sharding.make_mesh(c.mesh, jax.devices()[:4])
+    with pytest.raises(ValueError, match="data.vision_chunks=4"):
+        program_lib.build_train_program(c, mesh)
+    c.data.vision_chunks = 4
+    program_lib.build_train_program(c, mesh)
+    assert program_lib.host_data_config(c.data, 2)["vision_chunks"] == 2
