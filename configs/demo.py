@@ -6,7 +6,8 @@
 
 Arguments: stage (1|2|3), root (where stage workdirs and the demo data live), steps (0 = the stage default),
 lr (peak LLM/projector learning rate; the ViT gets half), w_vqa / w_dicom (mixture weights of the easy-VQA
-source and the DICOM source; 0 drops a source), model (a preset name).
+source and the DICOM source; 0 drops a source), w_reason (stage 3: weight of the easy-VQA questions in
+Lingshu's <think>/<answer> reasoning format, which the RL demo asks for), model (a preset name).
 The stages follow Lingshu's recipe (stage 1: ViT + projector, LLM frozen; 2: all; 3: instruction tuning with
 packing) with learning rates raised for a model trained from scratch in minutes.
 """
@@ -23,7 +24,9 @@ STEPS = {1: 60, 2: 120, 3: 300}
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, stage=3, root="runs/demo", steps=0, lr=2e-3, w_vqa=50.0, w_dicom=1.0, model="demo")
+    a = parse_arg(
+        arg, stage=3, root="runs/demo", steps=0, lr=2e-3, w_vqa=50.0, w_dicom=1.0, w_reason=50.0, model="demo"
+    )
     c = base_config()
     data_dir = os.path.join(a.root, "data")
     c.prepare_demo_data = data_dir
@@ -55,6 +58,14 @@ def get_config(arg=None):
             "root": easy_vqa_root(),
             "weight": a.w_vqa,
         }
+        sources.append(
+            {
+                "name": "easy_vqa_reasoning",
+                "paths": [os.path.join(data_dir, "vqa_reasoning.jsonl")],
+                "root": easy_vqa_root(),
+                "weight": a.w_reason,
+            }
+        )
     sources = [src for src in sources if src["weight"] > 0]
     if not sources:
         raise ValueError(f"configs/demo.py: w_vqa={a.w_vqa}, w_dicom={a.w_dicom}: every source has weight 0")

@@ -5,6 +5,9 @@ Data (nothing downloaded):
   answers. Captions for the alignment stages are derived from each image's own answers ("A teal circle.").
 - pydicom's bundled CT and MR test slices (`CT_small.dcm`, `MR_small.dcm`): modality captions/questions,
   read through our DICOM path (rescale, window, to RGB).
+- Stage 3 also teaches Lingshu's reasoning format, as Lingshu's SFT does before its RL stage: the same
+  questions with `REASONING_PROMPT` appended, answered ``<think>{colour} {shape}</think><answer>{answer}</answer>``
+  (the reasoning names what the image shows; `vqa_reasoning.jsonl`). The RL demo's prompts ask for it.
 The tokenizer is Qwen's BPE cut to its first 1,000 ranks (from `dashscope`'s qwen.tiktoken).
 """
 
@@ -18,6 +21,7 @@ import shutil
 
 SHAPES = ("circle", "rectangle", "triangle")
 SYSTEM = "You are a helpful medical assistant."
+REASONING_PROMPT = "Think in <think> </think>, then answer in <answer> </answer>."
 
 
 def easy_vqa_root() -> str:
@@ -40,13 +44,33 @@ def _conv(image: str, question: str, answer: str) -> dict:
     }
 
 
-def _captions(questions, answers, image_ids, split: str) -> list[dict]:
+def _facts(questions, answers, image_ids) -> dict:
+    """image id -> {"color", "shape"} as far as its own questions tell."""
     facts = collections.defaultdict(dict)
     for q, a, i in zip(questions, answers, image_ids):
         if "color" in q:
             facts[i]["color"] = a
         if a in SHAPES:
             facts[i]["shape"] = a
+    return facts
+
+
+def reasoning_conversations(questions, answers, image_ids, split: str) -> list[dict]:
+    """Stage 3's reasoning-format conversations: question + REASONING_PROMPT ->
+    <think>colour shape</think><answer>answer</answer> (images whose shape is known)."""
+    facts = _facts(questions, answers, image_ids)
+    out = []
+    for q, a, i in zip(questions, answers, image_ids):
+        f = facts[i]
+        if "shape" in f:
+            seen = " ".join(w for w in (f.get("color"), f["shape"]) if w)
+            answer = f"<think>{seen}</think><answer>{a}</answer>"
+            out.append(_conv(f"{split}/images/{i}.png", f"{q} {REASONING_PROMPT}", answer))
+    return out
+
+
+def _captions(questions, answers, image_ids, split: str) -> list[dict]:
+    facts = _facts(questions, answers, image_ids)
     out = []
     for i, f in sorted(facts.items()):
         if "shape" in f:
@@ -71,6 +95,7 @@ def prepare_demo_data(out_dir: str, eval_questions: int = 300, seed: int = 0) ->
             ("vqa_train", "vqa_train.jsonl"),
             ("vqa_eval", "vqa_eval.jsonl"),
             ("dicom", "dicom.jsonl"),
+            ("vqa_reasoning", "vqa_reasoning.jsonl"),
         )
     }
     paths.update(
@@ -78,9 +103,13 @@ def prepare_demo_data(out_dir: str, eval_questions: int = 300, seed: int = 0) ->
         easy_vqa_root=easy_vqa_root(),
         dicom_root=os.path.join(out_dir, "dicom"),
     )
+    from easy_vqa import get_test_questions, get_train_questions
+
+    if not os.path.exists(paths["vqa_reasoning"]):  # also into a root prepared before the file existed
+        os.makedirs(out_dir, exist_ok=True)
+        _write_jsonl(paths["vqa_reasoning"], reasoning_conversations(*get_train_questions(), "train"))
     if os.path.exists(done):
         return paths
-    from easy_vqa import get_test_questions, get_train_questions
     from pydicom.data import get_testdata_file
 
     os.makedirs(paths["dicom_root"], exist_ok=True)

@@ -295,6 +295,41 @@ def initialize_distributed(cfg=None) -> None:
         jax.distributed.initialize()
 
 
+def process_max(values) -> np.ndarray:
+    """Elementwise max of `values` (numbers, equal length on every process) over the processes: what
+    several hosts agree on for shapes they must share (the values themselves with one process)."""
+    v = np.asarray(values)
+    if jax.process_count() == 1:
+        return v
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(v)).max(axis=0)
+
+
+def process_concat(x) -> np.ndarray:
+    """Each process's host-local array [n, ...] (equal shapes) -> [processes * n, ...] in process order,
+    on every process (the array itself with one process): global metrics from host-local values."""
+    x = np.asarray(x)
+    if jax.process_count() == 1:
+        return x
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def host_rows(x: jax.Array) -> np.ndarray:
+    """This process's rows of a global array whose leading axis holds the processes' rows in process
+    order (as `global_batch` builds it, and any result computed row by row from such a batch); with one
+    process, the whole array. Gathers the array on every process (for small results: tokens, log-probs)."""
+    if jax.process_count() == 1 or x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    full = np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    n = full.shape[0] // jax.process_count()
+    return full[jax.process_index() * n : (jax.process_index() + 1) * n]
+
+
 # ------------------------------------------------------------------------------------- inspection
 def abstract_mesh(mesh_cfg, num_devices: int) -> jax.sharding.AbstractMesh:
     """A device-less mesh of `num_devices` (to plan shardings of a pod from a laptop)."""

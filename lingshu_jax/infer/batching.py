@@ -96,6 +96,16 @@ def num_patches(inputs: dict, spatial_merge_size: int = 2, window_merge_units: i
     return sum(vision_inputs.stream_rows(g, **kw) for g in grids)
 
 
+def empty_vision(patch_dim: int) -> dict[str, np.ndarray]:
+    """Processor-style vision arrays with no image: pixel_values [0, patch_dim], image_grid_thw [0, 3].
+    With a patch budget they make an all-padding vision stream, so a batch without images has the same
+    arrays (and shapes) as one with them: what hosts sharing one global batch need."""
+    return {
+        "pixel_values": np.zeros((0, patch_dim), np.float32),
+        "image_grid_thw": np.zeros((0, 3), np.int64),
+    }
+
+
 def collate(rows: list[dict], pad_id: int) -> dict[str, np.ndarray]:
     """Single-conversation processor outputs -> one left-padded batch (vision arrays concatenated in row
     order, which is the order the processor itself consumes images across a batch)."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from lingshu_jax import sharding
 from lingshu_jax.infer import batching
-from lingshu_jax.infer.sampling import GREEDY, SamplingConfig, sample
+from lingshu_jax.infer.sampling import GREEDY, SamplingConfig, fold_in, sample
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.text import init_cache
 from lingshu_jax.model.vlm import Qwen25VL, abstract_params, prepare_inputs
@@ -107,7 +107,7 @@ def _decode_loop(key: ProgramKey, apply, state, next_pos, rng):
         prev = jax.lax.dynamic_index_in_dim(s["tokens"], step - 1, axis=1, keepdims=True)  # [B, 1]
         pos = jnp.broadcast_to((next_pos + step - 1)[None, :, None], (3, b, 1)).astype(jnp.int32)
         logits, cache = apply({"input_ids": prev, "segment_ids": ones, "position_ids": pos}, s["cache"])
-        tok = sample(logits, jax.random.fold_in(rng, step), key.sampling)
+        tok = sample(logits, fold_in(rng, step), key.sampling)
         tok = jnp.where(s["done"], key.pad_token_id, tok)
         out = dict(s, step=step + 1, cache=_constrain_cache(cache, key))
         out["tokens"] = jax.lax.dynamic_update_index_in_dim(s["tokens"], tok, step, axis=1)
@@ -123,6 +123,8 @@ def _decode_loop(key: ProgramKey, apply, state, next_pos, rng):
 def _run(key: ProgramKey, params, batch, rng):
     """The whole generation program (traced once per key and input shapes)."""
     TRACES[key] += 1
+    if not jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):  # per-row keys as raw key data [B, 2]
+        rng = jax.random.wrap_key_data(rng)
     module = Qwen25VL(key.config)
     apply = functools.partial(module.apply, {"params": params}, method=_forward_last)
     b = batch["input_ids"].shape[0]
@@ -130,7 +132,7 @@ def _run(key: ProgramKey, params, batch, rng):
     logits, cache = apply(batch, cache)
     live = jnp.max(batch["segment_ids"], axis=1) > 0
     next_pos = jnp.max(batch["position_ids"], axis=(0, 2)).astype(jnp.int32) + 1  # [B]
-    tok = jnp.where(live, sample(logits, jax.random.fold_in(rng, 0), key.sampling), key.pad_token_id)
+    tok = jnp.where(live, sample(logits, fold_in(rng, 0), key.sampling), key.pad_token_id)
     state = {
         "step": jnp.ones((), jnp.int32),
         "cache": _constrain_cache(cache, key),
@@ -186,18 +188,33 @@ def prepare_generation_batch(
     pad_token_id: int,
     buckets: Buckets = DEFAULT_BUCKETS,
     batch_multiple: int = 1,
+    across_hosts: bool = False,
 ) -> tuple[dict[str, np.ndarray], int]:
-    """Processor outputs -> (the model's batch dict, left-padded and bucketed; number of real rows)."""
+    """Processor outputs -> (the model's batch dict, left-padded and bucketed; number of real rows).
+
+    across_hosts: the inputs are this process's share of one global batch; every process must pass the
+    same number of rows, and the padded length and patch budget are the largest of any process's (so the
+    shares have equal shapes, as `sharding.global_batch` needs)."""
     inputs = batching.left_align(batching.to_numpy(inputs))
     rows, length = inputs["input_ids"].shape
+    v = config.vision
+    n = batching.num_patches(inputs, v.spatial_merge_size, v.window_merge_units)
+    if across_hosts:
+        most_rows, fewest_rows, length, n = (int(x) for x in sharding.process_max([rows, -rows, length, n]))
+        fewest_rows = -fewest_rows
+        if most_rows != fewest_rows:
+            raise ValueError(
+                f"generation across {jax.process_count()} processes: each must pass the same number of "
+                f"rows (this process {rows}; they range from {fewest_rows} to {most_rows})"
+            )
+        if n and "pixel_values" not in inputs and "pixel_values_videos" not in inputs:
+            inputs = {**inputs, **batching.empty_vision(v.patch_dim)}  # another host has images
     inputs = batching.pad_inputs(
         inputs,
         length=batching.bucket_size(length, buckets.prompt),
         rows=batching.round_up(max(rows, 1), batch_multiple),
         pad_id=pad_token_id,
     )
-    v = config.vision
-    n = batching.num_patches(inputs, v.spatial_merge_size, v.window_merge_units)
     batch = prepare_inputs(
         config,
         inputs["input_ids"],
@@ -239,10 +256,14 @@ def generate_ids(
       config, params: the model (`LingshuModel.config`, `.params`).
       inputs: processor outputs (numpy): input_ids / attention_mask [B, S] (any padding side), optional
         pixel_values + image_grid_thw, pixel_values_videos + video_grid_thw (+ second_per_grid_ts).
-      sampling: greedy by default; rng: a jax PRNG key (default key 0), used when sampling.
+      sampling: greedy by default; rng: a jax PRNG key (default key 0), used when sampling, or one key per
+        row ([B] key array): a row's samples then depend only on its key, prompt and the parameters, not on
+        the other rows of the batch.
       stop_token_ids: a row stops after emitting one (default: config.eos_token_ids; () never stops).
       pad_token_id: written after the stop (default: the first stop id).
       mesh, rules: run sharded (parameters by the logical rules, the KV cache over batch and kv_heads).
+        With several processes (multi-host), `inputs` (and per-row keys) are this process's rows of the
+        global batch, every process calls with the same number of rows, and it gets its own rows back.
       return_logits: also return the float32 logits each token was chosen from, [B, T_new, V].
     Returns:
       {"tokens": [B, T_new] int32, "lengths": [B] int32} (+ "logits"), numpy.
@@ -251,7 +272,14 @@ def generate_ids(
         raise ValueError(f"max_new_tokens={max_new_tokens}: must be >= 1")
     stop, pad = _stop_and_pad(config, stop_token_ids, pad_token_id)
     rules = generation_rules(rules) if mesh is not None else None
-    batch, rows = prepare_generation_batch(config, inputs, pad, buckets, batch_shards(mesh, rules))
+    hosts = jax.process_count() if mesh is not None else 1
+    shards = batch_shards(mesh, rules)
+    if shards % hosts:
+        raise ValueError(
+            f"generation across {hosts} processes: the mesh splits the batch {shards} ways, not a multiple "
+            "of the process count"
+        )
+    batch, rows = prepare_generation_batch(config, inputs, pad, buckets, shards // hosts, hosts > 1)
     key = ProgramKey(
         config=config,
         cache_len=batching.round_up(batch["input_ids"].shape[1] + int(max_new_tokens), buckets.cache),
@@ -264,18 +292,26 @@ def generate_ids(
         rules=rules,
     )
     rng = jax.random.key(0) if rng is None else rng
+    if rng.ndim:  # per-row keys: raw key data [B, 2], padding rows given key 0, sharded like the rows
+        if rng.shape != (rows,):
+            raise ValueError(f"generate_ids: {rng.shape[0]} per-row keys for {rows} rows")
+        data = np.asarray(jax.random.key_data(rng))
+        rng = np.zeros((batch["input_ids"].shape[0], *data.shape[1:]), data.dtype)
+        rng[:rows] = data
     if mesh is None:
         out = compiled_program(key)(params, batch, rng)
     else:
         with sharding.mesh_context(mesh, rules):
-            out = compiled_program(key)(
-                place_params(config, params, mesh, rules), sharding.global_batch(batch, mesh, rules), rng
+            placed = sharding.global_batch(
+                {**batch, **({"row_keys": rng} if np.ndim(rng) else {})}, mesh, rules
             )
+            rng = placed.pop("row_keys", rng)
+            out = compiled_program(key)(place_params(config, params, mesh, rules), placed, rng)
     steps = int(out["steps"])
     result = {
-        "tokens": np.asarray(out["tokens"])[:rows, :steps],
-        "lengths": np.asarray(out["lengths"])[:rows],
+        "tokens": sharding.host_rows(out["tokens"])[:rows, :steps],
+        "lengths": sharding.host_rows(out["lengths"])[:rows],
     }
     if return_logits:
-        result["logits"] = np.asarray(out["logits"])[:rows, :steps]
+        result["logits"] = sharding.host_rows(out["logits"])[:rows, :steps]
     return result

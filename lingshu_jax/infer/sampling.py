@@ -5,6 +5,9 @@ The filters follow transformers' logits warpers, applied in its order (temperatu
 - top-p keeps the smallest set of most likely tokens whose probability reaches p (the token that crosses
   p is kept; at least one token always stays).
 Removed tokens get -inf. Everything is jit-friendly; `SamplingConfig` is hashable (a static argument).
+
+Keys: one PRNG key for the whole batch, or one key per row ([B] key array). With per-row keys a row's
+samples depend on its own key and logits only, not on which batch (or host) it was drawn in.
 """
 
 from __future__ import annotations
@@ -78,8 +81,19 @@ def filter_logits(logits, config: SamplingConfig):
     return top_p_filter(logits, config.top_p)
 
 
+def fold_in(rng, data):
+    """`jax.random.fold_in` of one key, or of each key of a [B] key array (per-row keys)."""
+    if rng.ndim == 0:
+        return jax.random.fold_in(rng, data)
+    return jax.vmap(lambda k: jax.random.fold_in(k, data))(rng)
+
+
 def sample(logits, rng, config: SamplingConfig = GREEDY):
-    """logits [B, V], a PRNG key -> next tokens [B] int32 (argmax when greedy; rng unused then)."""
+    """logits [B, V], a PRNG key or [B] per-row keys -> next tokens [B] int32 (argmax when greedy; rng
+    unused then)."""
     if config.greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    return jax.random.categorical(rng, filter_logits(logits, config), axis=-1).astype(jnp.int32)
+    filtered = filter_logits(logits, config)
+    if rng.ndim == 0:
+        return jax.random.categorical(rng, filtered, axis=-1).astype(jnp.int32)
+    return jax.vmap(lambda k, row: jax.random.categorical(k, row))(rng, filtered).astype(jnp.int32)

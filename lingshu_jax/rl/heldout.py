@@ -70,6 +70,8 @@ def train_and_report(config, workdir: str) -> dict:
     final = os.path.join(workdir, "final")
     if not os.path.exists(os.path.join(final, "lingshu_checkpoint.json")):
         return last  # stopped early (preemption): rerun to finish, then the report comes
+    if jax.process_index() != 0:  # multi-host: process 0 evaluates and writes the report
+        return last
     summary = report.summarize_workdir(workdir)
     heldout = {}
     if config.get("heldout") and config.init_from:

@@ -90,8 +90,14 @@ def sample_responses(
     rules=None,
     buckets: Buckets = DEFAULT_BUCKETS,
     behaviour_logp: bool = False,
+    prompt_ids: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """G samples of every prompt, with `infer.generate` (whole prompts per call, <= rows_per_call rows).
+
+    Sample j of prompt i is drawn with its own key, fold_in(fold_in(rng, prompt_ids[i]), j) (prompt_ids:
+    default 0, 1, ...), so it is the same token sequence whichever call, batch or host draws it: a
+    multi-host rollout (each process passing its own prompts, their indices in the global rollout as
+    `prompt_ids`, and equally many of them) samples exactly what one host would.
 
     Returns:
       tokens [P*G, T] int32 (the stop token included, `pad_token_id` after it), lengths [P*G] int32, and
@@ -99,8 +105,12 @@ def sample_responses(
       loop sampled them from (a debugging aid: generation then returns [rows, T, V] logits), else None.
     """
     per_call = max(1, rows_per_call // group_size)
+    prompt_ids = np.arange(len(encoded)) if prompt_ids is None else np.asarray(prompt_ids)
+    if len(prompt_ids) != len(encoded):
+        raise ValueError(f"sample_responses: {len(prompt_ids)} prompt ids for {len(encoded)} prompts")
+    row_keys = _row_keys(rng, prompt_ids, group_size)  # [P*G]
     tokens, lengths, logps = [], [], []
-    for call, start in enumerate(range(0, len(encoded), per_call)):
+    for start in range(0, len(encoded), per_call):
         rows = [enc for enc in encoded[start : start + per_call] for _ in range(group_size)]
         out = generate_ids(
             config,
@@ -108,7 +118,7 @@ def sample_responses(
             batching.collate(rows, pad_token_id),
             max_new_tokens,
             sampling,
-            jax.random.fold_in(rng, call),
+            row_keys[start * group_size : (start + len(rows) // group_size) * group_size],
             tuple(stop_token_ids),
             pad_token_id,
             mesh=mesh,
@@ -125,6 +135,14 @@ def sample_responses(
     tokens = _concat_padded(tokens, width, pad_token_id).astype(np.int32)
     logp = _concat_padded(logps, width, 0.0).astype(np.float32) if behaviour_logp else None
     return tokens, np.concatenate(lengths).astype(np.int32), logp
+
+
+def _row_keys(rng, prompt_ids: np.ndarray, group_size: int):
+    """[P*G] keys, prompt-major: fold_in(fold_in(rng, prompt id), sample index)."""
+    per_prompt = jax.vmap(lambda i: jax.random.fold_in(rng, i))(np.asarray(prompt_ids, np.uint32))
+    samples = np.arange(group_size, dtype=np.uint32)
+    keys = jax.vmap(lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(samples))(per_prompt)
+    return keys.reshape(-1)
 
 
 def _concat_padded(arrays: Sequence[np.ndarray], width: int, value) -> np.ndarray:
@@ -235,6 +253,10 @@ class Rollout:
                 if k in enc:
                     vision[k].append(np.asarray(enc[k]))
         cat = {k: (np.concatenate(v) if v else None) for k, v in vision.items()}
+        if patch_budget and cat["pixel_values"] is None and cat["pixel_values_videos"] is None:
+            # no image in these rows: an all-padding stream, so every batch of the rollout (and every
+            # host's share of one) has the same arrays
+            cat.update(batching.empty_vision(config.vision.patch_dim))
         # A sampled <|image_pad|> / <|video_pad|> is plain text to the decode loop (embedded, position +1):
         # hide it from the vision bookkeeping, keep it as the input token.
         as_text = np.zeros_like(ids, bool)

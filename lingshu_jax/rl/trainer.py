@@ -23,6 +23,17 @@ trainer's guard). Gradients are taken for every parameter; a frozen optimizer gr
 Resume: the checkpoint holds params, optimizer state, step, the base RNG key and the data position; the
 prompts and the sampling key of step s are functions of (seed, s), so a resumed run repeats exactly the
 rollouts an uninterrupted run would have made.
+
+Multi-host (H processes, `jax.distributed`): process h takes whole prompt groups, the h-th of H equal
+blocks of the step's prompts, so group advantages are host-local. It samples its block (each sample with
+its own key from (seed, step, prompt index in the step, sample index): the same tokens whichever host
+draws it), scores it, and feeds its rows into global arrays sharded over the mesh
+(`sharding.global_batch`); shapes that must match across hosts (prompt / response length, patch budget)
+are the largest of any host's. The mini-batches are a permutation of the global rows seeded by
+(seed, step, epoch), the same for any H: each host sends the rows of a mini-batch it holds, padded with
+empty rows to a common count. Loss and gradients are sums over the global arrays, rewards and lengths
+are gathered before averaging, so the metrics are global: H hosts log what one host would (to float
+rounding; `tests/rl/test_multihost.py`).
 """
 
 from __future__ import annotations
@@ -69,6 +80,7 @@ CURVE_KEYS = (
 )
 _TOKEN_METRICS = ("kl", "clip_fraction", "ratio_mean", "ppo_kl", "entropy")
 _SUM_KEYS = ("weight", "tokens", "loss", "pg_loss", *_TOKEN_METRICS)
+_UPDATE_ONLY = ("old_logp", "ref_logp", "advantages")  # batch arrays the log-prob passes do not read
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -103,7 +115,7 @@ class GRPOSettings:
     clip_ratio_dual: float | None = None
     loss_agg: str = "token-mean"
     scale_adv_by_std: bool = True
-    rows_per_generate: int = 256
+    rows_per_generate: int = 256  # rows of one generation call, all hosts together
     prompt_bucket: int = 64
     response_bucket: int = 64
     patch_bucket: int = 256
@@ -382,13 +394,32 @@ class _Run:
     def global_batch(self, batch: dict, micro_axis: bool = False) -> dict:
         return sharding.global_batch(batch, self.mesh, self.rules, micro_axis=micro_axis)
 
+    @property
+    def hosts(self) -> int:
+        return jax.process_count()
 
-def _check_batch_shards(s: GRPOSettings, mesh, rules):
+    @property
+    def micro_rows(self) -> int:
+        """This host's rows of a micro-batch."""
+        return self.settings.micro_batch_rows // self.hosts
+
+
+def _check_batch_shards(s: GRPOSettings, mesh, rules, hosts: int = 1):
     n = batch_shards(mesh, generation_rules(rules))
     if s.micro_batch_rows % n:
         raise ValueError(
             f"config.rl.micro_batch_rows={s.micro_batch_rows} must be a multiple of the mesh's batch "
             f"shards ({n} = data x fsdp in config.mesh)"
+        )
+    if n % hosts:
+        raise ValueError(
+            f"{hosts} processes: the mesh splits the batch {n} ways (data x fsdp in config.mesh), which must "
+            "be a multiple of the process count (each host feeds its own rows)"
+        )
+    if s.rollout_prompts % hosts:
+        raise ValueError(
+            f"config.rl.rollout_prompts={s.rollout_prompts} must be a multiple of the process count "
+            f"({hosts}): each host samples an equal share of whole prompt groups"
         )
 
 
@@ -403,8 +434,9 @@ def _prompts(config, processor, s: GRPOSettings) -> list:
     return prompts
 
 
-def _collect(run: _Run, params, prompts, key) -> Rollout:
-    """Samples the rollout of `prompts` with the current policy."""
+def _collect(run: _Run, params, prompts, key, prompt_ids) -> Rollout:
+    """Samples the rollout of this host's `prompts` (their indices in the step: `prompt_ids`) with the
+    current policy; lengths that shape the update's batches are agreed across hosts."""
     s = run.settings
     encoded = [encode_prompt(run.processor, p, s.max_prompt_tokens) for p in prompts]
     tokens, lengths, behaviour = sample_responses(
@@ -417,12 +449,13 @@ def _collect(run: _Run, params, prompts, key) -> Rollout:
         key,
         run.stop_ids,
         run.pad_id,
-        rows_per_call=s.rows_per_generate,
+        rows_per_call=max(s.group_size, s.rows_per_generate // run.hosts),
         mesh=run.mesh,
         rules=run.rules,
         behaviour_logp=s.check_logprobs,
+        prompt_ids=prompt_ids,
     )
-    return Rollout(
+    ro = Rollout(
         list(prompts),
         encoded,
         s.group_size,
@@ -434,18 +467,35 @@ def _collect(run: _Run, params, prompts, key) -> Rollout:
         s.max_new_tokens,
         behaviour_logp=behaviour,
     )
+    ro.prompt_len, ro.resp_len = (int(n) for n in sharding.process_max([ro.prompt_len, ro.resp_len]))
+    return ro
 
 
 def _log_probs(run: _Run, params, ro: Rollout, budget: int) -> np.ndarray:
-    """[R, resp_len] log-probs of the sampled tokens under `params`, in micro-batches of rows."""
-    m = run.settings.micro_batch_rows
+    """[R, resp_len] log-probs of this host's sampled tokens under `params`, in micro-batches of rows."""
+    m = run.micro_rows
     out = []
     for start in range(0, ro.num_rows, m):
         rows = np.arange(start, start + m)
         rows = np.where(rows < ro.num_rows, rows, -1)
         batch = ro.model_batch(run.model_cfg, rows, run.pad_id, budget)
-        out.append(np.asarray(run.programs.logprob(params, run.global_batch(batch)))[:, : ro.resp_len])
+        batch = {k: v for k, v in batch.items() if k not in _UPDATE_ONLY}  # one program for both passes
+        logp = run.programs.logprob(params, run.global_batch(batch))
+        out.append(sharding.host_rows(logp)[:, : ro.resp_len])
     return np.concatenate(out)[: ro.num_rows]
+
+
+def _minibatch_micro_rows(run: _Run, rows: np.ndarray, local_rows: int) -> list[np.ndarray]:
+    """The global rows of one mini-batch -> this host's micro-batches of local row indices (-1: an empty
+    row). Host h holds global rows [h * local_rows, (h + 1) * local_rows); every host sends as many
+    micro-batches as the host holding most of the mini-batch's rows needs (all of them with one host)."""
+    owner = rows // local_rows
+    mine = rows[owner == jax.process_index()] - jax.process_index() * local_rows
+    most = int(np.bincount(owner, minlength=run.hosts).max())
+    m = run.micro_rows
+    padded = np.full(-(-most // m) * m, -1, np.int64)
+    padded[: len(mine)] = mine
+    return [padded[k : k + m] for k in range(0, len(padded), m)]
 
 
 def _update(run: _Run, state: dict, ro: Rollout, budget: int, step: int) -> tuple[dict, list[dict]]:
@@ -454,12 +504,12 @@ def _update(run: _Run, state: dict, ro: Rollout, budget: int, step: int) -> tupl
     s, prog = run.settings, run.programs
     metrics = []
     acc = prog.zeros(state["params"])
+    global_rows = ro.num_rows * run.hosts
     for epoch in range(s.epochs):
-        order = np.random.default_rng([run.config.seed, step, epoch]).permutation(ro.num_rows)
-        for start in range(0, ro.num_rows, s.mini_batch_rows):
-            rows = order[start : start + s.mini_batch_rows]
-            for k in range(0, len(rows), s.micro_batch_rows):
-                mb = ro.model_batch(run.model_cfg, rows[k : k + s.micro_batch_rows], run.pad_id, budget)
+        order = np.random.default_rng([run.config.seed, step, epoch]).permutation(global_rows)
+        for start in range(0, global_rows, s.mini_batch_rows):
+            for micro in _minibatch_micro_rows(run, order[start : start + s.mini_batch_rows], ro.num_rows):
+                mb = ro.model_batch(run.model_cfg, micro, run.pad_id, budget)
                 acc = prog.accumulate(state["params"], acc, run.global_batch(mb))
             state, acc, m = prog.update(state, acc)
             m = jax.device_get(m)
@@ -474,17 +524,18 @@ def _update(run: _Run, state: dict, ro: Rollout, budget: int, step: int) -> tupl
     return state, metrics
 
 
-def _step(run: _Run, state: dict, ref_params, prompts, key, step: int) -> tuple[dict, dict]:
-    """One rollout step: sample, score, log-probs, updates. -> (state, metrics row)."""
+def _step(run: _Run, state: dict, ref_params, prompts, prompt_ids, key, step: int) -> tuple[dict, dict]:
+    """One rollout step over this host's `prompts`: sample, score, log-probs, updates. -> (state, metrics
+    row of the whole step, all hosts)."""
     s, clock = run.settings, run.compile_clock
     clock.lap()
     t0 = time.perf_counter()
-    ro = _collect(run, state["params"], prompts, key)
+    ro = _collect(run, state["params"], prompts, key, prompt_ids)
     t1 = time.perf_counter()
     compile_rollout = clock.lap()
     ro.score(run.processor, run.reward_fn, s.scale_adv_by_std)
     t2 = time.perf_counter()
-    budget = ro.patch_budget(s.micro_batch_rows)
+    budget = int(sharding.process_max([ro.patch_budget(run.micro_rows)])[0])
     ro.old_logp = _log_probs(run, state["params"], ro, budget)
     ro.ref_logp = _log_probs(run, ref_params, ro, budget) if s.kl_coef else ro.old_logp
     t3 = time.perf_counter()
@@ -494,9 +545,11 @@ def _step(run: _Run, state: dict, ref_params, prompts, key, step: int) -> tuple[
     row = _rollout_metrics(run, ro)
     row.update(_update_metrics(updates))
     if ro.behaviour_logp is not None:
-        row["logprob_gap"] = ro.logprob_gap()
+        row["logprob_gap"] = float(sharding.process_max([ro.logprob_gap()])[0])
     _write_samples(run, ro, step)
-    seq_tokens = float(sum(len(e["input_ids"][0]) for e in ro.encoded) * s.group_size + ro.lengths.sum())
+    local_tokens = sum(len(e["input_ids"][0]) for e in ro.encoded) * s.group_size + ro.lengths.sum()
+    seq_tokens = float(sharding.process_concat([local_tokens]).sum())
+    sampled_tokens = float(sharding.process_concat([ro.lengths.sum()]).sum())
     row.update(
         {
             "time/rollout": t1 - t0,
@@ -507,7 +560,7 @@ def _step(run: _Run, state: dict, ref_params, prompts, key, step: int) -> tuple[
             "time/update_per_minibatch": (t4 - t3) / max(len(updates), 1),
             "time/compile/rollout": compile_rollout,
             "time/compile/update": compile_update,  # log-prob and update programs
-            "rollout_tokens_per_s": float(ro.lengths.sum()) / max(t1 - t0, 1e-9),
+            "rollout_tokens_per_s": sampled_tokens / max(t1 - t0, 1e-9),
             "update_tokens_per_s": seq_tokens * s.epochs / max(t4 - t3, 1e-9),
         }
     )
@@ -518,7 +571,7 @@ def _write_samples(run: _Run, ro: Rollout, step: int):
     """Appends the first `train.log_samples` responses of a step (text, reference, rewards) to
     `samples.jsonl` in the workdir: what the policy actually writes, next to the curves."""
     n = int(run.config.train.get("log_samples", 0))
-    if not n or not run.workdir:
+    if not n or not run.workdir or jax.process_index() != 0:  # host 0 holds the step's first rows
         return
     with open(os.path.join(run.workdir, "samples.jsonl"), "a", encoding="utf-8") as f:
         for r in range(min(n, ro.num_rows)):
@@ -534,15 +587,20 @@ def _write_samples(run: _Run, ro: Rollout, step: int):
 
 
 def _rollout_metrics(run: _Run, ro: Rollout) -> dict:
-    """Rewards (total and each, unweighted), response lengths, truncation, uninformative groups."""
-    row = {"reward": float(ro.rewards.mean()), "reward/std": float(ro.rewards.std())}
-    row.update({f"reward/{k}": float(np.mean(v)) for k, v in ro.per_reward.items()})
-    groups = ro.rewards.reshape(-1, ro.group_size)
+    """Rewards (total and each, unweighted), response lengths, truncation, uninformative groups: over
+    the whole rollout (every host's rows gathered, in the global row order)."""
+    rewards = sharding.process_concat(ro.rewards)
+    row = {"reward": float(rewards.mean()), "reward/std": float(rewards.std())}
+    for k in sorted(ro.per_reward):
+        row[f"reward/{k}"] = float(np.mean(sharding.process_concat(np.asarray(ro.per_reward[k], np.float32))))
+    groups = rewards.reshape(-1, ro.group_size)
     row["zero_advantage_groups"] = float(np.mean(groups.max(1) == groups.min(1)))
     last = ro.tokens[np.arange(ro.num_rows), np.maximum(ro.lengths - 1, 0)]
-    row["response_length"] = float(ro.lengths.mean())
-    row["response_length/max"] = float(ro.lengths.max())
-    row["response_truncated"] = float(np.mean(~np.isin(last, run.stop_ids)))
+    lengths = sharding.process_concat(ro.lengths)
+    truncated = sharding.process_concat(~np.isin(last, run.stop_ids))
+    row["response_length"] = float(lengths.mean())
+    row["response_length/max"] = float(lengths.max())
+    row["response_truncated"] = float(np.mean(truncated))
     return row
 
 
@@ -629,17 +687,21 @@ def _full_state(state: dict, step: int, key, position: int, shard: dict) -> dict
 
 
 class GRPOSteps:
-    """What `train.loop.run_loop` calls for GRPO: one rollout step (the step's prompts, sampling key
-    fold_in(key, step)), one metrics row (the window averaged), one checkpoint (state, rng, prompt index)."""
+    """What `train.loop.run_loop` calls for GRPO: one rollout step (this host's block of the step's prompts,
+    sampling key fold_in(key, step)), one metrics row (the window averaged), one checkpoint (state, rng,
+    prompt index)."""
 
     def __init__(self, run: _Run, ref_params, prompts, schedule, key, shard, ckpt, opt_info):
         self.run, self.ref_params, self.prompts, self.schedule = run, ref_params, prompts, schedule
         self.key, self.shard, self.ckpt, self.opt_info = key, shard, ckpt, opt_info
 
     def step(self, state: dict, step: int) -> tuple[dict, dict]:
-        batch_prompts = [self.prompts[i] for i in self.schedule.indices(step)]
+        indices = self.schedule.indices(step)
+        share = len(indices) // jax.process_count()
+        mine = np.arange(jax.process_index() * share, (jax.process_index() + 1) * share)  # in the step
+        batch_prompts = [self.prompts[i] for i in indices[mine]]
         key = jax.random.fold_in(self.key, step)
-        return _step(self.run, state, self.ref_params, batch_prompts, key, step)
+        return _step(self.run, state, self.ref_params, batch_prompts, mine, key, step)
 
     def log(self, step: int, rows: list[dict]) -> dict:
         return _log_row(rows, step, self.run.settings, self.opt_info, self.schedule)
@@ -654,11 +716,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs (or resumes) GRPO; returns the last logged metrics. Rerun the same command to resume. The loop
     (metrics, checkpoints, preemption, export) is `train/loop.py`'s, shared with SFT."""
     loop.start_run(config, workdir)
-    if jax.process_count() > 1:
-        raise NotImplementedError(
-            "lingshu_jax.rl.trainer: multi-process (multi-host) RL is not implemented yet; "
-            "run on one host (any number of local devices)"
-        )
     if config.get("prepare_demo_data"):
         prepare_easy_vqa_prompts(config.prepare_demo_data)
     s = GRPOSettings.from_config(config.rl)
@@ -666,7 +723,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # ---- the program (model, optimizer, shardings: train/program.py), policy + frozen reference -----------
     program = build_train_program(config, sharding.make_mesh(config.mesh))
-    _check_batch_shards(s, program.mesh, program.rules)
+    _check_batch_shards(s, program.mesh, program.rules, jax.process_count())
     ref_params = loop.initial_params(program, config.seed)  # init_from: the stage-3 model
 
     # ---- prompts, processor ----------------------------------------------------------------------------
@@ -688,7 +745,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     run.programs = _programs(
         program.model_config, program.tx, s, train_shard, program.mesh, _optim_key(config)
     )
-    truncate_after(os.path.join(workdir, "samples.jsonl"), start)
+    if jax.process_index() == 0:
+        truncate_after(os.path.join(workdir, "samples.jsonl"), start)
     grpo = GRPOSteps(run, ref_params, prompts, schedule, key, shard, ckpt, program.opt_info)
 
     # ---- loop and export --------------------------------------------------------------------------------
@@ -701,7 +759,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             )
     finally:
         run.compile_clock.uninstall()
-    plot_curves(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "curves.png"), CURVE_KEYS)
+    if jax.process_index() == 0:
+        plot_curves(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "curves.png"), CURVE_KEYS)
     if result.completed:
         loop.finish(config, workdir, program.model_config, result.state["params"], assets)
     return result.last

@@ -72,8 +72,9 @@ def start_run(config: ml_collections.ConfigDict, workdir: str):
     """Creates the workdir, joins the processes (config.distributed), records the config."""
     os.makedirs(workdir, exist_ok=True)
     sharding.initialize_distributed(config.get("distributed"))
-    with open(os.path.join(workdir, "train_config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    if jax.process_index() == 0:  # multi-host: one writer
+        with open(os.path.join(workdir, "train_config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
 
 
 def initial_params(program, seed: int):

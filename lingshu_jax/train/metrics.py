@@ -1,5 +1,6 @@
 """Training metrics: `metrics.jsonl` (one object per logged step), TensorBoard events, a console progress
-bar, and a PNG of the curves at the end."""
+bar, and a PNG of the curves at the end. With several processes (multi-host) the metrics are global and
+process 0 alone writes them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import os
 import sys
 
+import jax
 from tqdm import tqdm
 
 
@@ -21,11 +23,13 @@ class MetricsWriter:
         progress: bool = True,
     ):
         self.workdir = workdir
+        self.primary = jax.process_index() == 0  # the one process that writes
         os.makedirs(workdir, exist_ok=True)
         self.jsonl = os.path.join(workdir, "metrics.jsonl")
-        truncate_after(self.jsonl, start_step)  # a resumed run rewrites the steps after its checkpoint
+        if self.primary:
+            truncate_after(self.jsonl, start_step)  # a resumed run rewrites the steps after its checkpoint
         self._tb = None
-        if tensorboard:
+        if tensorboard and self.primary:
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step + 1)
@@ -36,7 +40,7 @@ class MetricsWriter:
             unit="step",
             dynamic_ncols=True,
             file=sys.stderr,
-            disable=not progress,
+            disable=not (progress and self.primary),
             mininterval=1.0,
         )
 
@@ -44,6 +48,8 @@ class MetricsWriter:
         self._bar.update(n)
 
     def write(self, step: int, metrics: dict):
+        if not self.primary:
+            return
         row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
         with open(self.jsonl, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -58,7 +64,7 @@ class MetricsWriter:
         self._bar.close()
         if self._tb is not None:
             self._tb.close()
-        if plot and os.path.exists(self.jsonl):
+        if plot and self.primary and os.path.exists(self.jsonl):
             plot_curves(self.jsonl, os.path.join(self.workdir, "curves.png"))
 
 

@@ -77,6 +77,21 @@ def test_same_key_same_draws_other_key_other_draws():
     assert (np.asarray(a) != np.asarray(sample(logits, jax.random.key(2), cfg))).any()
 
 
+def test_per_row_keys_make_each_rows_draw_independent_of_the_batch_around_it():
+    """With one key per row, a row draws the same token alone, in another batch or at another position."""
+    logits = jax.random.normal(jax.random.key(0), (6, 50))
+    keys = jax.random.split(jax.random.key(3), 6)
+    cfg = SamplingConfig(temperature=1.0, top_k=20)
+    whole = np.asarray(sample(logits, keys, cfg))
+    alone = [int(sample(logits[i : i + 1], keys[i : i + 1], cfg)[0]) for i in range(6)]
+    order = np.array([4, 1, 5, 0, 3, 2])
+    shuffled = np.asarray(sample(logits[order], keys[order], cfg))
+    np.testing.assert_array_equal(whole, alone)
+    np.testing.assert_array_equal(whole[order], shuffled)
+    other = np.asarray(sample(logits, jax.random.split(jax.random.key(4), 6), cfg))
+    assert (other != whole).any()
+
+
 @pytest.mark.parametrize(
     "kw, match",
     [

@@ -16,6 +16,13 @@ def mentions_colour(completions, references):
     return [float(any(c in text for c in ("red", "green", "blue", "yellow"))) for text in completions]
 
 
+@register_reward("test_text_length", overwrite=True)
+def text_length(completions, references):
+    """A graded reward of any text (its length mod 5, over 4): random policies get varied rewards, so
+    group advantages and the policy loss are non-zero even for an untrained model."""
+    return [(len(text) % 5) / 4 for text in completions]
+
+
 @register_reward("test_sigterm", overwrite=True)
 def sigterm(completions, references):
     """Always 0; on its N-th call (N from the environment) it sends this process SIGTERM, the way a
