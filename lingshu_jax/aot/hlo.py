@@ -345,5 +345,51 @@ def in_place_bytes(ins: Instr, module: Module, shapes: dict[str, str]) -> float:
     return max(0.0, 2 * buffer - update)  # the update stays: read once (an operand), written once
 
 
+def _sliced_parameter_bytes(ins: Instr, module: Module) -> dict[int, float]:
+    """Fusion operand index -> bytes actually read, for operands that the fused computation only reads
+    through dynamic-slices (a scan body's per-layer slice of stacked weights reads one layer, not all)."""
+    out: dict[int, float] = {}
+    for c in _called(ins, "calls"):
+        body = module.computations.get(c, [])
+        params = {
+            i.name: int(i.args.strip("()"))
+            for i in body
+            if i.opcode == "parameter" and i.args.strip("()").isdigit()
+        }
+        users: dict[str, list[Instr]] = defaultdict(list)
+        for i in body:
+            for op in i.operands:
+                if op in params:
+                    users[op].append(i)
+        for name, idx in params.items():
+            us = users.get(name, [])
+            if us and all(u.opcode == "dynamic-slice" and u.operands[:1] == [name] for u in us):
+                out[idx] = sum(sum(array_bytes(u.shape)) for u in us)
+    return out
+
+
+def hbm_bytes(ins: Instr, module: Module, shapes: dict[str, str]) -> float:
+    """Bytes a top-level op reads and writes in HBM: its operands and result, except that
+    - an async op's `-done` half moves nothing of its own (its `-start` is counted),
+    - an async copy moves its operand twice (read, write), a (dynamic) slice its result twice,
+    - a fusion reads only the slices of operands it uses through dynamic-slices,
+    - an in-place dynamic-update-slice moves its update, not its buffer (`in_place_bytes`)."""
+    if ins.opcode.endswith("-done"):
+        return 0.0
+    operand = [sum(array_bytes(shapes.get(op, ""))) for op in ins.operands]
+    result = sum(array_bytes(ins.shape))
+    if ins.opcode == "copy-start":
+        return 2.0 * sum(operand)
+    if ins.opcode in ("dynamic-slice", "slice"):
+        return 2.0 * result
+    if ins.opcode == "slice-start":  # result tuple: (operands, slice, context)
+        return 2.0 * max(0.0, result - sum(operand))
+    if ins.opcode == "fusion":
+        for idx, read in _sliced_parameter_bytes(ins, module).items():
+            if idx < len(operand):
+                operand[idx] = min(operand[idx], read)
+    return result + sum(operand) - in_place_bytes(ins, module, shapes)
+
+
 def shape_table(instrs: list[Instr]) -> dict[str, str]:
     return {i.name: i.shape for i in instrs}

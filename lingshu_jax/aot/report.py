@@ -6,7 +6,7 @@ abstract inputs and read memory, collectives, FLOPs and an estimated step time f
 
 Step-time model (printed with every report under "assumptions"): every top-level HLO op (fusions, copies,
 custom calls; not the ops inside a fusion) takes max(its matmul FLOPs / peak, the bytes of its operands and
-result / HBM bandwidth; an in-place dynamic-update-slice moves its update only), times its computation's
+result / HBM bandwidth; in-place updates and dynamic slices move their slice only: `hlo.hbm_bytes`), times its computation's
 multiplier (while-loop trip counts read from the HLO, counters stepping by 1 or more);
 collectives take their ring wire bytes / ICI bandwidth; cross-slice transfers (multi-slice programs send them
 through the megascale runtime: `send` ops with `_xla_megascale_transfer_type`) take their bytes / DCN bandwidth. Compute
@@ -307,10 +307,7 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
                 key = target_name.group(1) if target_name else "?"
                 custom_calls[key] = custom_calls.get(key, 0) + int(m)
             if chip and ins.opcode not in hlo_lib.FREE_OPS:
-                moved = sum(hlo_lib.array_bytes(ins.shape)) + sum(
-                    b for op in ins.operands for b in hlo_lib.array_bytes(shapes.get(op, ""))
-                )
-                moved -= hlo_lib.in_place_bytes(ins, module, shapes)  # a DUS writes its update only
+                moved = hlo_lib.hbm_bytes(ins, module, shapes)
                 op_s = m * max(f / peak, moved / chip.hbm_bytes_per_s)
                 compute_s += op_s
                 _add_op_time(
@@ -357,7 +354,8 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
         f"{DCN_BYTES_PER_S / 1e9:.0f} GB/s per host of 4 chips"),
         ("each top-level op: max(matmul FLOPs / peak, (operand + result bytes) / HBM bandwidth); ops inside a "
         "fusion move no HBM bytes of their own; an in-place dynamic-update-slice (e.g. a scan saving a layer's "
-        "residuals) moves its update only; elementwise FLOPs ignored"),
+        "residuals) moves its update only, a (dynamic) slice and a fusion reading through one their slice only, "
+        "async copies their operand twice, `-done` halves nothing; elementwise FLOPs ignored"),
         "loop bodies weighted by trip counts read from the HLO (counter from 0 to the LT constant)"
         + (f"; {len(module.unknown_trip_counts)} loops with unknown counts counted once"
            if module.unknown_trip_counts else ""),

@@ -189,3 +189,29 @@ def test_in_place_update_moves_only_its_update():
     )
     moved = counted - hlo.in_place_bytes(fusion, m, shapes)
     assert moved == 2 * 1024 * 4 + 4  # the row read and written, and the index
+
+
+SLICED_READ = """HloModule m, entry_computation_layout={()->f32[1,1024]}
+
+%fused (p0: f32[64,1024], p1: s32[]) -> f32[1,1024] {
+  %p0 = f32[64,1024] parameter(0)
+  %p1 = s32[] parameter(1)
+  %z = s32[] constant(0)
+  %row = f32[1,1024] dynamic-slice(%p0, %p1, %z), dynamic_slice_sizes={1,1024}
+  ROOT %twice = f32[1,1024] add(%row, %row)
+}
+
+ENTRY %main () -> f32[1,1024] {
+  %stack = f32[64,1024] constant(0)
+  %i = s32[] constant(3)
+  ROOT %f = f32[1,1024] fusion(%stack, %i), kind=kLoop, calls=%fused
+}
+"""
+
+
+def test_a_fusion_reading_one_layer_of_a_stack_moves_that_layer_only():
+    """A scan body slicing its layer's weights out of the stacked [L, ...] parameters reads one layer."""
+    m = hlo.parse(SLICED_READ)
+    entry = m.computations[m.entry]
+    moved = hlo.hbm_bytes(entry[-1], m, hlo.shape_table(entry))
+    assert moved == 1024 * 4 + 4 + 1024 * 4  # the row read, the index, the result written
