@@ -8,8 +8,9 @@ the vision stream's chunks) and heads may be sharded, the sequence may not (the 
 
 Off TPU the same kernel runs in Pallas interpret mode (CPU: tests; slow). On GPU use `cudnn`.
 Sequences are padded to a multiple of the kernel's block with a segment id of their own, then cut back.
-Cost model: XLA sees a Pallas call as a custom call with no FLOPs; `train/flops.py` counts attention
-FLOPs analytically, dense (the kernel skips no blocks for segment masks, only causal ones).
+Cost model: XLA sees a Pallas call as a custom call with no FLOPs; `kernel_flops` below counts what the
+kernels execute (the AOT report times them with it): every block of a segment mask, only the causal blocks
+on or below the diagonal.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def splash_attention(
 def splash_stream_attention(q, k, v, segments):
     """The vision stream's full attention: q/k/v [N, H, D], segments [N] int -> [N, H, D]. Each device
     attends within its own chunk of the stream (`vis_tokens` sharding), so every frame must lie in one chunk
-    (the data layout `vision_layout="row"` guarantees it; see data/packing.py)."""
+    (`data.vision_chunks` = the stream's shards makes the packer guarantee it; the trainer checks)."""
     q, k, v, segments = (x[None] for x in (q, k, v, segments))
     return splash_attention(
         q, k, v, segments, segments, causal=False, token_names=(None, "vis_tokens"), chunked=True
