@@ -48,6 +48,10 @@ class LingshuModel:
     def _forward(self):
         return jax.jit(lambda params, batch: self.module.apply({"params": params}, batch)[0])
 
+    def logits(self, batch: dict) -> jax.Array:
+        """The jitted forward on a prepared batch (`prepare`) -> logits [B, S, V]."""
+        return self._forward(self.params, batch)
+
     def prepare(self, **inputs) -> dict[str, np.ndarray]:
         """Processor outputs -> the model's batch dict (numpy), see docs/DESIGN.md."""
         inputs.pop("mm_token_type_ids", None)
@@ -77,7 +81,7 @@ class LingshuModel:
             _np(video_grid_thw),
             _np(second_per_grid_ts),
         )
-        return ModelOutput(logits=self._forward(self.params, batch))
+        return ModelOutput(logits=self.logits(batch))
 
     def save_pretrained(
         self, out_dir: str, source_hf_dir: str | None = None, dtype: str | None = None

@@ -27,7 +27,7 @@ class OursPrefill:
         start = time.perf_counter()
         batch = self.model.prepare(**self.inputs)
         host = time.perf_counter()
-        logits = self.model._forward(self.model.params, batch)
+        logits = self.model.logits(batch)
         logits.block_until_ready()
         return time.perf_counter() - start, host - start, logits
 
