@@ -1,33 +1,17 @@
 """Two jax.distributed processes on 127.0.0.1 (4 CPU devices each) compute what one process with 8 devices
 computes: the loss of a global batch, and one step of the trainer's program on the same global batch."""
 
-import json
-import os
-import subprocess
-import sys
-
 import portpicker
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.processes import result, spawn
 
 
-def _run(args, timeout=300):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    env.pop("XLA_FLAGS", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.multihost_worker", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _run(args):
+    return spawn("tests.multihost_worker", args)
 
 
 def _result(proc):
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    return json.loads(out.strip().splitlines()[-1])
+    return result(proc, timeout=300)
 
 
 def test_two_hosts_of_4_train_the_same_global_batch_and_loss_as_one_host_of_8():

@@ -94,7 +94,8 @@ def mesh_axes_of(name: str | None) -> tuple[str, ...]:
     return tuple(axes) if isinstance(axes, (tuple, list)) else (axes,)
 
 
-def _size(mesh, axes) -> int:
+def axes_size(mesh, axes) -> int:
+    """Devices along `axes` of `mesh` (1 for none)."""
     n = 1
     for a in axes:
         n *= mesh.shape[a]
@@ -114,16 +115,16 @@ def splash_attention(
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
         return local_splash(q, k, v, q_segments, kv_segments, causal=causal, interpret=_interpret(None))
-    fit = lambda axes, n: axes if n % _size(mesh, axes) == 0 else ()  # e.g. init's batch of 1: whole
+    fit = lambda axes, n: axes if n % axes_size(mesh, axes) == 0 else ()  # e.g. init's batch of 1: whole
     batch_axes, seq_axes = (fit(mesh_axes_of(n), d) for n, d in zip(token_names, q.shape[:2]))
     head_axes = mesh_axes_of("act_heads")
-    if _size(mesh, seq_axes) > 1 and not chunked:
+    if axes_size(mesh, seq_axes) > 1 and not chunked:
         raise ValueError(
             f"attention_impl='splash' needs whole sequences on each device, but {token_names[1]!r} is "
             f"sharded over mesh axes {seq_axes}; use mesh.sequence=1 or attention_impl='xla'"
         )
     heads, kv_heads = q.shape[2], k.shape[2]
-    if heads % _size(mesh, head_axes) or kv_heads % _size(mesh, head_axes):
+    if heads % axes_size(mesh, head_axes) or kv_heads % axes_size(mesh, head_axes):
         head_axes = ()  # heads that do not divide the tensor axis stay whole on each device
     spec = P(batch_axes or None, seq_axes or None, head_axes or None, None)
     seg_spec = P(batch_axes or None, seq_axes or None)

@@ -16,7 +16,7 @@ from jax.sharding import PartitionSpec as P
 from lingshu_jax.model import rope
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.layers import compute_dtypes, dense
-from lingshu_jax.model.splash import mesh_axes_of
+from lingshu_jax.model.splash import axes_size, mesh_axes_of
 from lingshu_jax.model.text import TextModel
 from lingshu_jax.model.vision import VisionTower
 from lingshu_jax.model.vision_inputs import build_vision_stream, vision_token_index
@@ -95,9 +95,7 @@ def per_device_vision_scatter(vis, idx, x):
     token."""
     mesh = jax.sharding.get_abstract_mesh()
     axes = () if mesh.empty else mesh_axes_of("vis_tokens")
-    shards = 1
-    for a in axes:
-        shards *= mesh.shape[a]
+    shards = axes_size(mesh, axes)
     if shards == 1 or mesh_axes_of("batch") != axes or vis.shape[0] % shards or idx.shape[0] % shards:
         return _scatter_vision(vis, idx, x)
 

@@ -2,38 +2,22 @@
 devices logs: the same rewards (each sample drawn with its own key, whichever host draws it), the same loss,
 KL and gradient norm (mini-batches are the same global rows), step after step (the updates agree)."""
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import portpicker
 
 from lingshu_jax.train.metrics import read_metrics
+from tests.processes import result, spawn
 from tests.rl.multihost_worker import STEPS, write_data
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _spawn(port, pid, nproc, devices, data, workdir):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    env.pop("XLA_FLAGS", None)
-    args = [str(port), str(pid), str(nproc), str(devices), data, workdir]
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.rl.multihost_worker", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return spawn("tests.rl.multihost_worker", [port, pid, nproc, devices, data, workdir])
 
 
 def _result(proc):
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-4000:]
-    return json.loads(out.strip().splitlines()[-1])
+    return result(proc, timeout=600)
 
 
 def test_two_hosts_of_2_devices_run_the_same_grpo_steps_as_one_host_of_4(tmp_path):
