@@ -30,8 +30,6 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from lingshu_jax.sharding import shard
-
 
 def num_chunks(seq_len: int, chunk_len: int) -> int:
     """Chunks for `seq_len` positions of at most ~`chunk_len` each: the smallest divisor of seq_len that is
@@ -135,7 +133,6 @@ def _nll_sum_fwd(spec, hidden, kernel, targets, valid):
     """Loss and its gradient (for cotangent 1) in one pass over the chunks."""
     kernel_vd, dtype, n = spec
     want_dw = kernel.perturbed
-    dw_names = ("vocab", "embed") if kernel_vd else ("embed", "vocab")  # the kernel's logical axes
     hidden, kernel, targets, valid = hidden.value, kernel.value, targets.value, valid.value
     w = kernel.astype(dtype)
 
@@ -149,23 +146,15 @@ def _nll_sum_fwd(spec, hidden, kernel, targets, valid):
         h2 = h.reshape(-1, h.shape[-1])  # [B*C, D]
         dh = jnp.matmul(d2, w if kernel_vd else w.T, preferred_element_type=jnp.float32)  # [B*C, D]
         if want_dw:  # [V, D] += d2^T h2, or [D, V] += h2^T d2
-            dw = shard(
-                dw
-                + (
-                    jnp.matmul(d2.T, h2, preferred_element_type=jnp.float32)
-                    if kernel_vd
-                    else jnp.matmul(h2.T, d2, preferred_element_type=jnp.float32)
-                ),
-                dw_names,
+            dw = dw + (
+                jnp.matmul(d2.T, h2, preferred_element_type=jnp.float32)
+                if kernel_vd
+                else jnp.matmul(h2.T, d2, preferred_element_type=jnp.float32)
             )
         total = total + jnp.sum(jnp.where(ok, nll, 0.0))
         return (total, dw), dh.reshape(h.shape).astype(hidden.dtype)
 
     dw0 = jnp.zeros(kernel.shape if want_dw else (), jnp.float32)
-    if (
-        want_dw
-    ):  # sharded like the kernel: chunks reduce-scatter their partial sums (no replicated all-reduce)
-        dw0 = shard(dw0, dw_names)
     chunks = (_to_chunks(hidden.astype(dtype), n), _to_chunks(targets, n), _to_chunks(valid, n))
     (total, dw), dh = jax.lax.scan(body, (jnp.zeros((), jnp.float32), dw0), chunks)
     return total, (_from_chunks(dh), dw.astype(kernel.dtype) if want_dw else None)
