@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Sequence
 
 import jax
@@ -28,6 +29,12 @@ from lingshu_jax.infer.sampling import GREEDY, SamplingConfig
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.vlm import Qwen25VL, prepare_inputs
 from lingshu_jax.processing.processor import is_conversation
+
+
+def _signature_of(fn, returns: str) -> inspect.Signature:
+    """`fn`'s signature with another return annotation: for a function here that forwards its arguments to
+    `fn`, so that `help()` and editors show the parameters, written once (in `fn`)."""
+    return inspect.signature(fn).replace(return_annotation=returns)
 
 
 @dataclasses.dataclass
@@ -127,18 +134,15 @@ class LingshuModel:
             buckets=gen.buckets,
         )
 
-    def generate_text(
-        self,
-        messages,
-        images: Sequence | None = None,
-        max_new_tokens: int = 256,
-        sampling: SamplingConfig | None = None,
-        seed: int = 0,
-    ):
-        """A prompt string or a conversation -> the answer (str); a batch of them -> list[str]."""
-        answers = self.generator().generate_text(messages, images, max_new_tokens, sampling, seed)
+    def generate_text(self, messages, *args, **kwargs):
+        """`infer.Generator.generate_text` (its arguments: images, max_new_tokens, sampling, seed) on this
+        model, except that a prompt string or a conversation gives its answer (str); a batch of them gives
+        list[str]."""
+        answers = self.generator().generate_text(messages, *args, **kwargs)
         single = isinstance(messages, str) or is_conversation(messages)
         return answers[0] if single else answers
+
+    generate_text.__signature__ = _signature_of(Generator.generate_text, returns="str | list[str]")
 
 
 def _np(x):
@@ -149,20 +153,11 @@ def _np(x):
     return np.asarray(x)
 
 
-def from_pretrained(
-    path: str,
-    dtype: str = "float32",
-    param_dtype: str | None = None,
-    shardings=None,
-    mesh=None,
-    rules=None,
-    **policy,
-) -> LingshuModel:
-    """Loads a Hugging Face Qwen2.5-VL/Lingshu directory or one of our converted checkpoints.
+def from_pretrained(path: str, *args, **kwargs) -> LingshuModel:
+    """Loads a Hugging Face Qwen2.5-VL/Lingshu directory or one of our converted checkpoints as a
+    `LingshuModel`. The arguments are `convert.load.load_model`'s (dtype, param_dtype, shardings, mesh,
+    rules, ModelConfig policy fields; documented there)."""
+    return LingshuModel(*load_model(path, *args, **kwargs))
 
-    dtype: compute dtype; param_dtype: storage dtype (default: same as dtype).
-    mesh (+ rules, default `sharding.DEFAULT_RULES`): place every parameter straight onto the mesh with
-    the model's logical shardings; each device reads only its slice. `shardings`: an explicit pytree of
-    NamedSharding instead.
-    """
-    return LingshuModel(*load_model(path, dtype, param_dtype, shardings, mesh, rules, **policy))
+
+from_pretrained.__signature__ = _signature_of(load_model, returns="LingshuModel")

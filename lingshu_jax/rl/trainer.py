@@ -14,11 +14,13 @@ optimizer, shardings) is `train/program.py`'s.
 A trainer *step* is one rollout batch (`rl.rollout_prompts` prompts x `rl.group_size` samples); it makes
 `rollout_prompts / mini_batch_prompts * epochs` optimizer updates (Lingshu: 512 / 128 * 1 = 4).
 
-Device steps are pure and jitted: `accumulate_step(params, acc, micro_batch)` adds one micro-batch's
-gradient and metric sums (micro-batches are sent one at a time: a Lingshu mini-batch is 2048 rows), and
-`update_step(state, acc)` makes the optimizer update with the loss aggregated over the whole mini-batch
-at once, exactly as without accumulation, skipping an update whose loss or gradient is not finite (the SFT
-trainer's guard). Gradients are taken for every parameter; a frozen optimizer group gets a zero update.
+Device steps are pure and jitted. Gradients accumulate in `train/accumulate.py`'s accumulator, the one
+SFT uses: its `add` (one micro-batch's gradient and metric sums) is the accumulate program, called from a
+host loop once per micro-batch (micro-batches are built from the rollout on the host, their number varies,
+and a Lingshu mini-batch is 2048 rows), and `update_step(state, acc)` makes the optimizer update from its
+`finish`, with the loss aggregated over the whole mini-batch at once, exactly as without accumulation,
+skipping an update whose loss or gradient is not finite (the SFT trainer's guard). As in SFT, gradients are
+taken for trainable parameters only (`OptimizerInfo.trainable_mask`); a frozen leaf gets a zero gradient.
 
 Resume: the checkpoint holds params, optimizer state, step, the base RNG key and the data position; the
 prompts and the sampling key of step s are functions of (seed, s), so a resumed run repeats exactly the
@@ -61,7 +63,7 @@ from lingshu_jax.rl.data import PromptSchedule, load_prompts, prepare_easy_vqa_p
 from lingshu_jax.rl.loss import LOSS_AGG_MODES, grpo_loss, masked_mean, token_entropy, token_log_probs
 from lingshu_jax.rl.rewards import combine_rewards
 from lingshu_jax.rl.rollout import Rollout, encode_prompt, filter_overlong, sample_responses
-from lingshu_jax.train import loop
+from lingshu_jax.train import accumulate, loop
 from lingshu_jax.train.checkpoint import Checkpointer
 from lingshu_jax.train.metrics import plot_curves, truncate_after
 from lingshu_jax.train.program import build_train_program
@@ -79,7 +81,7 @@ CURVE_KEYS = (
     "rollout_tokens_per_s",
 )
 _TOKEN_METRICS = ("kl", "clip_fraction", "ratio_mean", "ppo_kl", "entropy")
-_SUM_KEYS = ("weight", "tokens", "loss", "pg_loss", *_TOKEN_METRICS)
+_SUM_KEYS = ("tokens", "pg_loss", *_TOKEN_METRICS)  # besides the accumulator's "loss" and "weight"
 _UPDATE_ONLY = ("old_logp", "ref_logp", "advantages")  # batch arrays the log-prob passes do not read
 
 
@@ -200,7 +202,8 @@ def response_log_probs(module: Qwen25VL, temperature: float, params, batch: dict
 
 
 def _loss_sums(module: Qwen25VL, s: GRPOSettings, params, mb: dict):
-    """(loss x weight, metric sums) of one micro-batch; weight = its tokens (token-mean) or sequences."""
+    """(loss x weight, metric sums) of one micro-batch, an `accumulate.add` loss function; weight = its
+    tokens (token-mean) or sequences."""
     logits = (
         module.apply({"params": params}, mb, method=_response_forward).astype(jnp.float32) / s.temperature
     )
@@ -221,47 +224,24 @@ def _loss_sums(module: Qwen25VL, s: GRPOSettings, params, mb: dict):
     tokens = jnp.sum(mask).astype(jnp.float32)
     weight = tokens if s.loss_agg == "token-mean" else jnp.sum(jnp.sum(mask, -1) > 0).astype(jnp.float32)
     m["entropy"] = masked_mean(token_entropy(jax.lax.stop_gradient(logits)), mask)
-    sums = {"weight": weight, "tokens": tokens, "loss": loss * weight, "pg_loss": m["pg_loss"] * weight}
+    sums = {accumulate.WEIGHT: weight, "tokens": tokens, "pg_loss": m["pg_loss"] * weight}
     sums.update({k: m[k] * tokens for k in _TOKEN_METRICS})
     return loss * weight, jax.lax.stop_gradient(sums)
 
 
-def zero_accumulator(params) -> dict:
-    """{"grads": float32 zeros like params, "sums": {metric: 0}}: what `accumulate_step` adds into."""
-    return {
-        "grads": jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), params),
-        "sums": {k: jnp.zeros((), jnp.float32) for k in _SUM_KEYS},
-    }
-
-
-def accumulate_step(module: Qwen25VL, s: GRPOSettings, params, acc: dict, mb: dict) -> dict:
-    """acc + the gradient of one micro-batch's loss sum and its metric sums.
-
-    mb leaves [micro, ...]: the model inputs plus response_tokens / response_mask / old_logp / ref_logp
-    [micro, T] and advantages [micro]. Micro-batches go through this one at a time from the host, so the
-    device never holds more than one micro-batch of a mini-batch (a Lingshu mini-batch is 2048 rows).
-    """
-    (_, sums), grads = jax.value_and_grad(functools.partial(_loss_sums, module, s), has_aux=True)(params, mb)
-    return {
-        "grads": jax.tree.map(lambda a, g: a + g.astype(jnp.float32), acc["grads"], grads),
-        "sums": {k: acc["sums"][k] + sums[k] for k in _SUM_KEYS},
-    }
-
-
-def update_step(tx, state: dict, acc: dict) -> tuple[dict, dict, dict]:
-    """One optimizer update from a mini-batch's accumulated sums. The gradient is divided once by the
-    mini-batch's token (or sequence) count, so the loss is aggregated over the whole mini-batch exactly as
-    without micro-batches. An update with a non-finite loss or gradient is skipped.
+def update_step(tx, trainable, state: dict, acc: accumulate.Accumulator) -> tuple[dict, Any, dict]:
+    """One optimizer update from a mini-batch's accumulator (`accumulate.finish`): the gradient is divided
+    once by the mini-batch's token (or sequence) count, so the loss is aggregated over the whole mini-batch
+    exactly as without micro-batches. An update with a non-finite loss or gradient is skipped.
 
     state {params, opt_state, bad_steps} -> (state, a zeroed accumulator for the next mini-batch, metrics).
     """
-    sums = acc["sums"]
-    weight, tokens = jnp.maximum(sums["weight"], 1.0), jnp.maximum(sums["tokens"], 1.0)
-    grads = jax.tree.map(lambda g, p: (g / weight).astype(p.dtype), acc["grads"], state["params"])
+    loss, grads, sums = accumulate.finish(acc, state["params"], trainable)
+    weight, tokens = jnp.maximum(sums[accumulate.WEIGHT], 1.0), jnp.maximum(sums["tokens"], 1.0)
+    grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state["params"])
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    loss = sums["loss"] / weight
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
     new_state = {
@@ -301,28 +281,36 @@ def _optim_key(config) -> str:
     return json.dumps(optim, sort_keys=True, default=repr)
 
 
-def _programs(model_cfg, tx, s: GRPOSettings, train_shard: dict, mesh, optim_key: str) -> _Programs:
-    """Jitted steps with explicit shardings; `tx` must be the optimizer `optim_key` (its config) describes."""
+def _programs(model_cfg, opt_info, tx, s: GRPOSettings, train_shard: dict, mesh, optim_key: str) -> _Programs:
+    """Jitted steps with explicit shardings; `tx` and `opt_info` must be the optimizer `optim_key` (its
+    config) describes."""
     leaves, treedef = jax.tree.flatten(train_shard)
     key = (model_cfg, s, optim_key, treedef, tuple(leaves))
     if key not in _PROGRAMS:
         if len(_PROGRAMS) >= 8:
             _PROGRAMS.clear()
         module = Qwen25VL(model_cfg)
+        trainable = opt_info.trainable_mask
         replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        acc_shard = {"grads": train_shard["params"], "sums": {k: replicated for k in _SUM_KEYS}}
         p_shard = train_shard["params"]
+        acc_shard = accumulate.sharding_like(p_shard, replicated, _SUM_KEYS, trainable)
         _PROGRAMS[key] = _Programs(
             logprob=jax.jit(functools.partial(response_log_probs, module, s.temperature)),
-            zeros=jax.jit(zero_accumulator, in_shardings=(p_shard,), out_shardings=acc_shard),
+            zeros=jax.jit(
+                functools.partial(accumulate.zeros, names=_SUM_KEYS, trainable=trainable),
+                in_shardings=(p_shard,),
+                out_shardings=acc_shard,
+            ),
             accumulate=jax.jit(
-                functools.partial(accumulate_step, module, s),
+                functools.partial(
+                    accumulate.add, functools.partial(_loss_sums, module, s), trainable=trainable
+                ),
                 in_shardings=(p_shard, acc_shard, None),
                 out_shardings=acc_shard,
                 donate_argnums=(1,),
             ),
             update=jax.jit(
-                functools.partial(update_step, tx),
+                functools.partial(update_step, tx, trainable),
                 in_shardings=(train_shard, acc_shard),
                 out_shardings=(train_shard, acc_shard, None),
                 donate_argnums=(0, 1),
@@ -743,7 +731,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     start, key = int(full["step"]), jax.random.wrap_key_data(full["rng"])
     train_shard = {k: shard[k] for k in _TRAIN_KEYS}
     run.programs = _programs(
-        program.model_config, program.tx, s, train_shard, program.mesh, _optim_key(config)
+        program.model_config, program.opt_info, program.tx, s, train_shard, program.mesh, _optim_key(config)
     )
     if jax.process_index() == 0:
         truncate_after(os.path.join(workdir, "samples.jsonl"), start)

@@ -29,7 +29,7 @@ import optax
 from lingshu_jax import sharding
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.vlm import Qwen25VL, abstract_params
-from lingshu_jax.train.accumulate import accumulate_gradients
+from lingshu_jax.train.accumulate import WEIGHT, accumulate_gradients
 from lingshu_jax.train.optimizer import OptimizerInfo, make_optimizer, state_shardings
 from lingshu_jax.train.step import loss_sums
 
@@ -40,8 +40,8 @@ def train_step(model, tx, state: dict, batch: dict, trainable=None) -> tuple[dic
     Token-weighted gradient accumulation over the micro-batch axis, optimizer update, and a NaN/inf guard
     that keeps the old state when the loss or a gradient is not finite.
     `trainable`: bool tree like params; frozen leaves get no gradient computation at all."""
-    loss, grads, n_tokens = accumulate_gradients(
-        lambda p, b: loss_sums(model, p, b), state["params"], batch, trainable=trainable
+    loss, grads, sums = accumulate_gradients(
+        functools.partial(_token_weighted_sums, model), state["params"], batch, trainable=trainable
     )
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -54,7 +54,13 @@ def train_step(model, tx, state: dict, batch: dict, trainable=None) -> tuple[dic
         "opt_state": keep(opt_state, state["opt_state"]),
         "bad_steps": jnp.where(ok, 0, state["bad_steps"] + 1),
     }
-    return new_state, {"loss": loss, "grad_norm": grad_norm, "tokens": n_tokens, "finite": ok}
+    return new_state, {"loss": loss, "grad_norm": grad_norm, "tokens": sums[WEIGHT], "finite": ok}
+
+
+def _token_weighted_sums(model, params, micro_batch) -> tuple[jax.Array, dict]:
+    """`loss_sums` in the accumulator's terms: (NLL sum [], {"weight": loss-token count []})."""
+    total, tokens = loss_sums(model, params, micro_batch)
+    return total, {WEIGHT: tokens}
 
 
 @dataclasses.dataclass(frozen=True)

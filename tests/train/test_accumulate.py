@@ -1,9 +1,14 @@
-"""Token-weighted gradient accumulation: K micro-batches of 1 row equal one batch of K rows."""
+"""Token-weighted gradient accumulation: K micro-batches of 1 row equal one batch of K rows, with either
+driver over the one accumulator (SFT's scan, GRPO's host loop of jitted `add`)."""
+
+import operator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from lingshu_jax.train import accumulate
 from lingshu_jax.train.accumulate import accumulate_gradients
 
 V, E, K, S = 11, 6, 4, 7
@@ -23,7 +28,7 @@ def _loss_sum(params, batch):
     logp = jax.nn.log_softmax(logits)
     nll = -jnp.take_along_axis(logp, batch["targets"][..., None], axis=-1)[..., 0]
     w = batch["weights"]
-    return jnp.sum(nll * w), jnp.sum(w)
+    return jnp.sum(nll * w), {"weight": jnp.sum(w)}
 
 
 def _batch():
@@ -43,8 +48,8 @@ def _reference(params, batch):
     """Loss and gradient of the token mean over one undivided batch."""
 
     def mean_loss(p):
-        s, n = _loss_sum(p, batch)
-        return s / n
+        s, sums = _loss_sum(p, batch)
+        return s / sums["weight"]
 
     return jax.value_and_grad(mean_loss)(params)
 
@@ -52,8 +57,8 @@ def _reference(params, batch):
 @jax.jit
 def _buggy_mean_of_means(params, micro):
     def mean_loss(p, mb):
-        s, n = _loss_sum(p, mb)
-        return s / n
+        s, sums = _loss_sum(p, mb)
+        return s / sums["weight"]
 
     vals, grads = jax.vmap(jax.value_and_grad(mean_loss), in_axes=(None, 0))(params, micro)
     return vals.mean(), jax.tree.map(lambda g: g.mean(0), grads)
@@ -62,9 +67,9 @@ def _buggy_mean_of_means(params, micro):
 def test_four_micro_batches_of_one_equal_one_batch_of_four():
     params, batch = _params(), _batch()
     micro = jax.tree.map(lambda x: x[:, None], batch)  # [K=4, 1, S]
-    loss, grads, n = jax.jit(accumulate_gradients, static_argnums=0)(_loss_sum, params, micro)
+    loss, grads, sums = jax.jit(accumulate_gradients, static_argnums=0)(_loss_sum, params, micro)
     want_loss, want_grads = _reference(params, batch)
-    assert float(n) == 15.0
+    assert float(sums["weight"]) == 15.0
     np.testing.assert_allclose(loss, want_loss, rtol=1e-6, atol=1e-6)
     for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
@@ -84,15 +89,15 @@ def test_two_micro_batches_of_two_and_zero_token_micro_batch():
     batch = dict(batch, weights=batch["weights"].at[2].set(0.0))  # one row without loss tokens
     micro = jax.tree.map(lambda x: x.reshape((2, 2) + x.shape[1:]), batch)
     acc = jax.jit(accumulate_gradients, static_argnums=0)
-    loss, grads, n = acc(_loss_sum, params, micro)
+    loss, grads, sums = acc(_loss_sum, params, micro)
     want_loss, want_grads = _reference(params, batch)
-    assert float(n) == 13.0
+    assert float(sums["weight"]) == 13.0
     np.testing.assert_allclose(loss, want_loss, rtol=1e-6, atol=1e-6)
     for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
     empty = jax.tree.map(lambda x: jnp.zeros_like(x[:1]), micro)  # no tokens at all: zeros, not NaN
-    loss0, grads0, n0 = acc(_loss_sum, params, empty)
-    assert float(n0) == 0.0 and float(loss0) == 0.0
+    loss0, grads0, sums0 = acc(_loss_sum, params, empty)
+    assert float(sums0["weight"]) == 0.0 and float(loss0) == 0.0
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads0))
 
 
@@ -114,3 +119,40 @@ def test_trainable_mask_skips_frozen_gradients():
     full, frozen = ops(None), ops(mask)
     assert (full.count("scatter-add"), full.count("dot_general")) == (2, 6)  # 2 forward + 4 backward dots
     assert (frozen.count("scatter-add"), frozen.count("dot_general")) == (1, 5)
+
+
+def test_host_loop_of_add_then_finish_equals_the_scan_driver_with_a_frozen_leaf():
+    """GRPO's driver (jitted `add` per micro-batch, accumulator donated, `finish` in another program) and
+    SFT's (`lax.scan` over [K, ...]) compute the same loss, gradients and metric sums."""
+    params, batch = _params(), _batch()
+    micro = jax.tree.map(lambda x: x[:, None], batch)
+    mask = {"embed": True, "mlp": {"kernel": False}, "head": {"kernel": True}}
+
+    def with_hits(p, mb):  # a metric sum besides the weight
+        total, sums = _loss_sum(p, mb)
+        return total, {**sums, "rows": jnp.float32(mb["inputs"].shape[0])}
+
+    scan = jax.jit(lambda p, b: accumulate_gradients(with_hits, p, b, trainable=mask, names=("rows",)))
+    want_loss, want_grads, want_sums = scan(params, micro)
+    zeros = jax.jit(lambda p: accumulate.zeros(p, ("rows",), mask))
+    add = jax.jit(lambda p, a, mb: accumulate.add(with_hits, p, a, mb, mask), donate_argnums=1)
+    acc = zeros(params)
+    assert len(acc.grads) == 2  # no accumulator for the frozen leaf
+    for k in range(K):
+        acc = add(params, acc, jax.tree.map(operator.itemgetter(k), micro))
+    loss, grads, sums = jax.jit(lambda a, p: accumulate.finish(a, p, mask))(acc, params)
+    assert float(sums["rows"]) == float(want_sums["rows"]) == K
+    assert float(sums["weight"]) == float(want_sums["weight"]) == 15.0
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-6, atol=1e-7)
+    for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+    assert float(jnp.abs(grads["mlp"]["kernel"]).max()) == 0.0
+    assert float(jnp.abs(grads["head"]["kernel"]).max()) > 0.0
+
+
+def test_a_loss_function_whose_sums_differ_from_the_accumulators_is_named():
+    params, batch = _params(), _batch()
+    one = jax.tree.map(lambda x: x[0], batch)
+    acc = accumulate.zeros(params, ("rows",))
+    with pytest.raises(ValueError, match=r"returned sums \['weight'\]; the accumulator has .*'rows'"):
+        accumulate.add(_loss_sum, params, acc, one)
