@@ -60,7 +60,13 @@ from lingshu_jax.model.vlm import Qwen25VL
 from lingshu_jax.rl.data import PromptSchedule, load_prompts, prepare_easy_vqa_prompts
 from lingshu_jax.rl.loss import LOSS_AGG_MODES, grpo_loss, masked_mean, token_entropy, token_log_probs
 from lingshu_jax.rl.rewards import combine_rewards
-from lingshu_jax.rl.rollout import Rollout, encode_prompt, filter_overlong, sample_responses
+from lingshu_jax.rl.rollout import (
+    Rollout,
+    check_vision_spans,
+    encode_prompt,
+    filter_overlong,
+    sample_responses,
+)
 from lingshu_jax.train import loop
 from lingshu_jax.train.checkpoint import Checkpointer
 from lingshu_jax.train.metrics import plot_curves, truncate_after
@@ -453,6 +459,7 @@ def _collect(run: _Run, params, prompts, key, prompt_ids) -> Rollout:
     current policy; lengths that shape the update's batches are agreed across hosts."""
     s = run.settings
     encoded = [encode_prompt(run.processor, p, s.max_prompt_tokens) for p in prompts]
+    check_vision_spans(run.model_cfg, prompts, encoded)
     tokens, lengths, behaviour = sample_responses(
         run.model_cfg,
         params,
