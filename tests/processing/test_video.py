@@ -91,3 +91,26 @@ def test_a_video_cut_short_raises_naming_the_file_and_the_missing_frames(tmp_pat
     (tmp_path / "cut.avi").write_bytes(whole[: len(whole) // 2])  # the AVI header still says 12 frames
     with pytest.raises(ValueError, match=r"cut\.avi: the video ends after 1 of its 4 sampled frames"):
         read_video(str(tmp_path / "cut.avi"), 2.0, 64)
+
+
+def test_the_processor_reads_a_video_file_as_the_frames_it_samples(tmp_path, small_tok_dir):
+    from lingshu_jax.processing import Processor
+    from lingshu_jax.processing.image import VideoProcessor
+    from lingshu_jax.processing.tokenizer import Tokenizer
+
+    processor = Processor(
+        Tokenizer.from_pretrained(small_tok_dir), video_processor=VideoProcessor(max_pixels=56 * 84)
+    )
+    path = write_video(tmp_path / "clip.mp4", n=12, rate=6)
+    conv = [
+        {"role": "user", "content": [{"type": "video", "video": path}, {"type": "text", "text": "What?"}]}
+    ]
+    got = processor(conv, video_fps=3.0)
+    frames, rate = read_video(path, 3.0, 768)
+    conv[0]["content"][0]["video"] = frames
+    want = processor(conv, video_fps=rate)
+    assert got.keys() == want.keys()
+    for k in got:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    np.testing.assert_allclose(got["second_per_grid_ts"], [2 / 3])
+    assert got["video_grid_thw"][0, 0] == 3  # 6 of 12 frames, 2 per temporal patch
