@@ -331,6 +331,20 @@ def _programs(model_cfg, tx, s: GRPOSettings, train_shard: dict, mesh, optim_key
     return _PROGRAMS[key]
 
 
+def grpo_programs(program, s: GRPOSettings) -> _Programs:
+    """The jitted GRPO steps of a training program (`train/program.py`): what `train` runs and what the AOT
+    tool (`aot/rl.py`) compiles for a TPU slice. State shardings are the program's: the parameters, their
+    optimizer moments, a replicated bad-step counter."""
+    train_shard = {
+        "params": program.param_shardings,
+        "opt_state": program.opt_shardings,
+        "bad_steps": program.replicated,
+    }
+    return _programs(
+        program.model_config, program.tx, s, train_shard, program.mesh, _optim_key(program.config)
+    )
+
+
 # ------------------------------------------------------------------------------------------- the run
 _COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
@@ -741,10 +755,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt = loop.make_checkpointer(config, workdir)
     full, shard = _initial_state(config, ref_params, program, ckpt)
     start, key = int(full["step"]), jax.random.wrap_key_data(full["rng"])
-    train_shard = {k: shard[k] for k in _TRAIN_KEYS}
-    run.programs = _programs(
-        program.model_config, program.tx, s, train_shard, program.mesh, _optim_key(config)
-    )
+    run.programs = grpo_programs(program, s)
     if jax.process_index() == 0:
         truncate_after(os.path.join(workdir, "samples.jsonl"), start)
     grpo = GRPOSteps(run, ref_params, prompts, schedule, key, shard, ckpt, program.opt_info)
