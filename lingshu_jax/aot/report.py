@@ -40,16 +40,8 @@ IMAGE_GRID = (1, 64, 64)  # assumed image for analytic FLOPs: 896 x 896 px, 4096
 def fit_report(config, target: Target, *, top: int = 12, hlo_out: str | None = None) -> dict[str, Any]:
     """Compiles `config`'s training step for `target`; returns the report as a JSON-able dict.
     `hlo_out`: also write the optimized HLO text there."""
-    prepare_environment(target)
-
-    from lingshu_jax import sharding
-    from lingshu_jax.train.program import build_train_program
-
-    config = with_slices(config, target)
-    devs = devices(target)
-    mesh = sharding.make_mesh(config.mesh, devs)
     t0 = time.perf_counter()
-    program = build_train_program(config, mesh)
+    config, devs, mesh, program = build_for_target(config, target)
     lowered = program.lower()
     t1 = time.perf_counter()
     report: dict[str, Any] = {
@@ -69,24 +61,8 @@ def fit_report(config, target: Target, *, top: int = 12, hlo_out: str | None = N
         report["knobs"] = knobs(config, program, report)
         return report
     report["compile_s"] = round(time.perf_counter() - t1, 2)
-    mem = compiled.memory_analysis()
-    used = (
-        mem.argument_size_in_bytes
-        + mem.output_size_in_bytes
-        - mem.alias_size_in_bytes
-        + mem.temp_size_in_bytes
-        + mem.generated_code_size_in_bytes
-    )
-    report["memory"].update(
-        {
-            "arguments": mem.argument_size_in_bytes,
-            "outputs": mem.output_size_in_bytes,
-            "aliased": mem.alias_size_in_bytes,
-            "temporaries": mem.temp_size_in_bytes,
-            "code": mem.generated_code_size_in_bytes,
-            "total": used,
-        }
-    )
+    report["memory"].update(compiled_memory(compiled))
+    used = report["memory"]["total"]
     report["fits"] = hbm is None or used <= hbm
     if hbm:
         report["memory"]["free_fraction"] = 1 - used / hbm
@@ -106,6 +82,37 @@ def fit_report(config, target: Target, *, top: int = 12, hlo_out: str | None = N
     if not report["fits"]:
         report["knobs"] = knobs(config, program, report)
     return report
+
+
+def build_for_target(config, target: Target):
+    """(config with its slices, the target's devices, the mesh, the trainer's program on it)."""
+    prepare_environment(target)
+
+    from lingshu_jax import sharding
+    from lingshu_jax.train.program import build_train_program
+
+    config = with_slices(config, target)
+    devs = devices(target)
+    mesh = sharding.make_mesh(config.mesh, devs)
+    return config, devs, mesh, build_train_program(config, mesh)
+
+
+def compiled_memory(compiled) -> dict:
+    """Per-device bytes of a compiled program (`memory_analysis`): arguments, outputs (aliased: donated
+    arguments reused), temporaries, code, and their total."""
+    mem = compiled.memory_analysis()
+    return {
+        "arguments": mem.argument_size_in_bytes,
+        "outputs": mem.output_size_in_bytes,
+        "aliased": mem.alias_size_in_bytes,
+        "temporaries": mem.temp_size_in_bytes,
+        "code": mem.generated_code_size_in_bytes,
+        "total": mem.argument_size_in_bytes
+        + mem.output_size_in_bytes
+        - mem.alias_size_in_bytes
+        + mem.temp_size_in_bytes
+        + mem.generated_code_size_in_bytes,
+    }
 
 
 def _cost(compiled) -> dict:

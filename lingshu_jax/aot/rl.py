@@ -30,16 +30,17 @@ from typing import Any
 
 from lingshu_jax.aot import hlo as hlo_lib
 from lingshu_jax.aot.report import (
+    build_for_target,
     collective_seconds,
+    compiled_memory,
     cost_model_assumptions,
     hlo_cost,
     largest_buffers,
     resource_exhausted,
     shard_bytes,
     slowest_ops,
-    with_slices,
 )
-from lingshu_jax.aot.targets import GIB, Target, devices, hbm_per_device, prepare_environment
+from lingshu_jax.aot.targets import GIB, Target, hbm_per_device
 
 PROMPT_IMAGE_GRID = (1, 64, 64)  # assumed image per prompt: 896 x 896 px, 4096 patches, 1024 tokens
 
@@ -155,19 +156,14 @@ def _acc_shardings(program, acc) -> Any:
 def rl_fit_report(config, target: Target, *, top: int = 8, image_grid=PROMPT_IMAGE_GRID) -> dict[str, Any]:
     """Compiles the GRPO programs of `config` for `target`; returns the report as a JSON-able dict.
     `image_grid`: the (t, h, w) patch grid of the one image assumed in every prompt."""
-    prepare_environment(target)
+    t0 = time.perf_counter()
+    config, devs, mesh, program = build_for_target(config, target)
 
     from lingshu_jax import sharding
     from lingshu_jax.infer.generate import ProgramKey, batch_shards, compiled_program, generation_rules
     from lingshu_jax.infer.sampling import SamplingConfig
     from lingshu_jax.rl.trainer import GRPOSettings, grpo_programs
-    from lingshu_jax.train.program import build_train_program
 
-    config = with_slices(config, target)
-    devs = devices(target)
-    mesh = sharding.make_mesh(config.mesh, devs)
-    t0 = time.perf_counter()
-    program = build_train_program(config, mesh)
     s = GRPOSettings.from_config(config.rl)
     gen_rules = generation_rules(program.rules)
     shapes = rollout_shapes(s, program.model_config, batch_shards(mesh, gen_rules), image_grid)
@@ -255,23 +251,9 @@ def _compile_one(lowered, target, devs, mesh_devs, extra_bytes, extra_names, cal
         out.update(compile_s=round(time.perf_counter() - t0, 2), fits=False, error=resource_exhausted(str(e)))
         return out
     out["compile_s"] = round(time.perf_counter() - t0, 2)
-    mem = compiled.memory_analysis()
-    total = (
-        mem.argument_size_in_bytes
-        + mem.output_size_in_bytes
-        - mem.alias_size_in_bytes
-        + mem.temp_size_in_bytes
-        + mem.generated_code_size_in_bytes
-    )
-    out.update(
-        arguments=mem.argument_size_in_bytes,
-        outputs=mem.output_size_in_bytes,
-        aliased=mem.alias_size_in_bytes,
-        temporaries=mem.temp_size_in_bytes,
-        program_total=total,
-        resident_bytes=extra_bytes,
-        peak=total + extra_bytes,
-    )
+    mem = compiled_memory(compiled)
+    out.update(mem, program_total=mem["total"], resident_bytes=extra_bytes, peak=mem["total"] + extra_bytes)
+    del out["total"]
     out["fits"] = hbm is None or out["peak"] <= hbm
     module = hlo_lib.parse(compiled.as_text(), unknown_trip_count=unknown_count)
     out["largest_buffers"] = largest_buffers(module, top)
