@@ -62,7 +62,13 @@ from lingshu_jax.model.vlm import Qwen25VL
 from lingshu_jax.rl.data import PromptSchedule, load_prompts, prepare_easy_vqa_prompts
 from lingshu_jax.rl.loss import LOSS_AGG_MODES, grpo_loss, masked_mean, token_entropy, token_log_probs
 from lingshu_jax.rl.rewards import combine_rewards
-from lingshu_jax.rl.rollout import Rollout, encode_prompt, filter_overlong, sample_responses
+from lingshu_jax.rl.rollout import (
+    Rollout,
+    check_vision_spans,
+    encode_prompt,
+    filter_overlong,
+    sample_responses,
+)
 from lingshu_jax.train import accumulate, loop
 from lingshu_jax.train.checkpoint import Checkpointer
 from lingshu_jax.train.metrics import plot_curves, truncate_after
@@ -269,6 +275,7 @@ class _Programs:
     zeros: Any  # (params,) -> accumulator
     accumulate: Any  # (params, acc, micro-batch) -> acc       (acc donated)
     update: Any  # (state, acc) -> (state, acc, metrics)       (state and acc donated)
+    acc_shardings: Any  # the accumulator's (`accumulate.sharding_like`)
 
 
 # Compiled steps are cached per static key, like `infer.generate.compiled_program`, so that several runs
@@ -315,8 +322,29 @@ def _programs(model_cfg, opt_info, tx, s: GRPOSettings, train_shard: dict, mesh,
                 out_shardings=(train_shard, acc_shard, None),
                 donate_argnums=(0, 1),
             ),
+            acc_shardings=acc_shard,
         )
     return _PROGRAMS[key]
+
+
+def grpo_programs(program, s: GRPOSettings) -> _Programs:
+    """The jitted GRPO steps of a training program (`train/program.py`): what `train` runs and what the AOT
+    tool (`aot/rl.py`) compiles for a TPU slice. State shardings are the program's: the parameters, their
+    optimizer moments, a replicated bad-step counter."""
+    train_shard = {
+        "params": program.param_shardings,
+        "opt_state": program.opt_shardings,
+        "bad_steps": program.replicated,
+    }
+    return _programs(
+        program.model_config,
+        program.opt_info,
+        program.tx,
+        s,
+        train_shard,
+        program.mesh,
+        _optim_key(program.config),
+    )
 
 
 # ------------------------------------------------------------------------------------------- the run
@@ -427,6 +455,7 @@ def _collect(run: _Run, params, prompts, key, prompt_ids) -> Rollout:
     current policy; lengths that shape the update's batches are agreed across hosts."""
     s = run.settings
     encoded = [encode_prompt(run.processor, p, s.max_prompt_tokens) for p in prompts]
+    check_vision_spans(run.model_cfg, prompts, encoded)
     tokens, lengths, behaviour = sample_responses(
         run.model_cfg,
         params,
@@ -729,10 +758,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt = loop.make_checkpointer(config, workdir)
     full, shard = _initial_state(config, ref_params, program, ckpt)
     start, key = int(full["step"]), jax.random.wrap_key_data(full["rng"])
-    train_shard = {k: shard[k] for k in _TRAIN_KEYS}
-    run.programs = _programs(
-        program.model_config, program.opt_info, program.tx, s, train_shard, program.mesh, _optim_key(config)
-    )
+    run.programs = grpo_programs(program, s)
     if jax.process_index() == 0:
         truncate_after(os.path.join(workdir, "samples.jsonl"), start)
     grpo = GRPOSteps(run, ref_params, prompts, schedule, key, shard, ckpt, program.opt_info)
