@@ -20,12 +20,23 @@ from lingshu_jax.demo import easy_vqa_root
 from lingshu_jax.model.config import preset_config_dict
 from lingshu_jax.train.optimizer import lingshu_groups
 
-STEPS = {1: 60, 2: 120, 3: 300}
+STEPS = {1: 400, 2: 120, 3: 300}
 
 
 def get_config(arg=None):
     a = parse_arg(
-        arg, stage=3, root="runs/demo", steps=0, lr=2e-3, w_vqa=50.0, w_dicom=1.0, w_reason=50.0, model="demo"
+        arg,
+        stage=3,
+        root="runs/demo",
+        steps=0,
+        lr=2e-3,
+        w_vqa=50.0,
+        w_dicom=1.0,
+        w_reason=50.0,
+        model="demo",
+        lr_vit=1e-4,
+        lr_proj=1e-4,
+        stage1_llm=True,
     )
     c = base_config()
     data_dir = os.path.join(a.root, "data")
@@ -81,7 +92,7 @@ def get_config(arg=None):
             "worker_count": 0,
         }
     )
-    lrs = dict(lr_llm=a.lr, lr_vit=a.lr / 2, lr_proj=a.lr)
+    lrs = dict(lr_llm=a.lr, lr_vit=a.lr_vit, lr_proj=a.lr_proj)
     c.optim = {
         "name": "adamw",
         "b1": 0.9,
@@ -89,7 +100,12 @@ def get_config(arg=None):
         "eps": 1e-8,
         "weight_decay": 0.01,
         "clip_norm": 1.0,
-        "groups": lingshu_groups(a.stage, **lrs, warmup_steps=min(20, steps // 5), total_steps=steps),
+        "groups": lingshu_groups(
+            2 if a.stage == 1 and a.stage1_llm else a.stage,
+            **lrs,
+            warmup_steps=min(20, steps // 5),
+            total_steps=steps,
+        ),
     }
     c.eval = {
         "every": 100 if a.stage == 3 else 0,

@@ -24,8 +24,9 @@ from lingshu_jax.rl.rewards import LINGSHU_REWARDS
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, root="runs/demo", steps=30, lr=1e-4, warmup=0)
+    a = parse_arg(arg, root="runs/demo", steps=30, lr=3e-4, warmup=0, seed=0)
     c = base_config()
+    c.seed = a.seed  # prompt order and sampling keys
     rl_data = os.path.join(a.root, "rl_data")
     c.prepare_demo_data = rl_data  # writes easy_vqa_rl.jsonl there first
     c.model = preset_config_dict("demo")
