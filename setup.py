@@ -30,6 +30,7 @@ INSTALL_REQUIRES = [
     "pycocoevalcap==1.2",
     "array-record",
     "pyarrow==26.0.1",  # data: Parquet, Arrow and datasets.save_to_disk sources (data/columnar.py)
+    "av==18.1.0",  # data: video files (mp4, webm, avi, mov, mkv...) read with PyAV (processing/video.py)
 ]
 
 EXTRAS = {

@@ -7,6 +7,7 @@ The measurement and its data live in `lingshu_jax.bench.data_measure` / `lingshu
   python scripts/bench_data.py --workers 2 --pixel_dtype float32   # pixels normalised on the host
   python scripts/bench_data.py --mixed 600       # packing efficiency on caption + VQA + text-only data
   python scripts/bench_data.py --format parquet  # ours reads all samples from Parquet (default: mix, half each)
+  python scripts/bench_data.py --format mix_video  # the mix with every 4th record a video (mp4 / frame folder)
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ def parse_args(argv=None) -> DataBenchOptions:
     ap.add_argument(
         "--format",
         default="mix",
-        choices=("jsonl", "parquet", "mix"),
-        help="what ours reads: JSONL + JPEGs, Parquet (images embedded), mix (first half JSONL, rest Parquet)",
+        choices=("jsonl", "parquet", "mix", "mix_video"),
+        help="what ours reads: JSONL + JPEGs, Parquet (images embedded), mix (first half JSONL, rest Parquet), "
+        "mix_video (mix with every 4th record a video: mp4 files and frame folders)",
     )
+    ap.add_argument("--video_fps", type=float, default=2.0, help="data.video_fps (both sides)")
     a = ap.parse_args(argv)
     counts = tuple(int(w) for w in a.workers.split(","))
     fields = {k: v for k, v in vars(a).items() if k not in ("workers", "json")}

@@ -5,7 +5,7 @@ compiler's own loops). Here every computation gets a *multiplier*: how many time
 the product of the trip counts of the while loops around it. A loop's trip count is read from its condition
 computation (`compare(counter, constant(N)), direction=LT`, the counter starting at 0, as `lax.scan` and
 `fori_loop` lower) or from `known_trip_count` in its backend config; a loop whose count cannot be read
-counts once and is listed in `Module.unknown_trip_counts`. Both branches of a `conditional` count fully
+counts once (or `parse(..., unknown_trip_count=N)` times) and is listed in `Module.unknown_trip_counts`. Both branches of a `conditional` count fully
 (an upper bound).
 """
 
@@ -79,7 +79,9 @@ def dims_of(type_text: str) -> list[int]:
     return [int(d) for d in m.group(2).split(",") if d]
 
 
-def parse(text: str) -> Module:
+def parse(text: str, unknown_trip_count: int = 1) -> Module:
+    """Optimized HLO text -> Module. `unknown_trip_count`: the count assumed for a while loop whose count
+    cannot be read (a data-dependent loop, e.g. a decode loop that stops early: its maximum)."""
     comps: dict[str, list[Instr]] = {}
     entry, current = "", None
     for line in text.splitlines():
@@ -99,7 +101,7 @@ def parse(text: str) -> Module:
             comps[current].append(_instr(m.group(2), m.group(3)))
     if not entry:
         raise ValueError("HLO text has no ENTRY computation")
-    return _with_multipliers(comps, entry)
+    return _with_multipliers(comps, entry, unknown_trip_count)
 
 
 def _instr(name: str, rest: str) -> Instr:
@@ -185,7 +187,7 @@ def _trip_count(ins: Instr, comps: dict[str, list[Instr]]) -> int | None:
     return None
 
 
-def _with_multipliers(comps: dict[str, list[Instr]], entry: str) -> Module:
+def _with_multipliers(comps: dict[str, list[Instr]], entry: str, unknown_count: int = 1) -> Module:
     mult: dict[str, float] = defaultdict(float)
     fused: set[str] = set()
     trips: dict[str, int] = {}
@@ -200,7 +202,7 @@ def _with_multipliers(comps: dict[str, list[Instr]], entry: str) -> Module:
                 n = _trip_count(ins, comps)
                 if n is None:
                     unknown.append(ins.name)
-                    n = 1
+                    n = unknown_count
                 trips[ins.name] = n
                 for c in _called(ins, "body"):
                     visit(c, m * n, depth + 1)

@@ -4,7 +4,8 @@
         [--num_slices=2] [--json=report.json]
     python scripts/aot.py --recipes [--recipes_out=docs/tpu.md]     every recipe config on its slice
 
-Takes exactly the config and overrides `scripts/train.py` takes. Without --topology, the config's own
+Takes exactly the config and overrides `scripts/train.py` (or, for a GRPO config, `scripts/train_rl.py`)
+takes. Without --topology, the config's own
 `slice` (recipe configs name theirs) is used.
 """
 
@@ -48,15 +49,24 @@ def main() -> None:
 
 
 def report_one(config, topology: str | None, num_slices: int, json_path: str | None, hlo_out=None) -> dict:
+    """The fit report of an SFT config (its train step) or of a GRPO config (one with `config.rl`: the
+    programs of a rollout step, `aot/rl.py`)."""
     from lingshu_jax.aot.report import fit_report, format_report
+    from lingshu_jax.aot.rl import format_rl_report, rl_fit_report
     from lingshu_jax.aot.targets import parse_target
 
     spec = topology or config.get("slice")
     if not spec:
         raise ValueError("--topology: needed (the config names no `slice`)")
     target = parse_target(spec, num_slices)
-    report = fit_report(config, target, hlo_out=hlo_out)
-    print(format_report(report), flush=True)
+    if "rl" in config:
+        if hlo_out:
+            raise ValueError("--hlo_out: not supported for GRPO configs (several programs)")
+        report = rl_fit_report(config, target)
+        print(format_rl_report(report), flush=True)
+    else:
+        report = fit_report(config, target, hlo_out=hlo_out)
+        print(format_report(report), flush=True)
     if json_path:
         os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
         with open(json_path, "w") as fh:

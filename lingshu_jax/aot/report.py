@@ -40,16 +40,8 @@ IMAGE_GRID = (1, 64, 64)  # assumed image for analytic FLOPs: 896 x 896 px, 4096
 def fit_report(config, target: Target, *, top: int = 12, hlo_out: str | None = None) -> dict[str, Any]:
     """Compiles `config`'s training step for `target`; returns the report as a JSON-able dict.
     `hlo_out`: also write the optimized HLO text there."""
-    prepare_environment(target)
-
-    from lingshu_jax import sharding
-    from lingshu_jax.train.program import build_train_program
-
-    config = _with_slices(config, target)
-    devs = devices(target)
-    mesh = sharding.make_mesh(config.mesh, devs)
     t0 = time.perf_counter()
-    program = build_train_program(config, mesh)
+    config, devs, mesh, program = build_for_target(config, target)
     lowered = program.lower()
     t1 = time.perf_counter()
     report: dict[str, Any] = {
@@ -65,28 +57,12 @@ def fit_report(config, target: Target, *, top: int = 12, hlo_out: str | None = N
     except Exception as e:  # noqa: BLE001  (the compiler's own report is the result here)
         report["compile_s"] = round(time.perf_counter() - t1, 2)
         report["fits"] = False
-        report["error"] = _resource_exhausted(str(e))
+        report["error"] = resource_exhausted(str(e))
         report["knobs"] = knobs(config, program, report)
         return report
     report["compile_s"] = round(time.perf_counter() - t1, 2)
-    mem = compiled.memory_analysis()
-    used = (
-        mem.argument_size_in_bytes
-        + mem.output_size_in_bytes
-        - mem.alias_size_in_bytes
-        + mem.temp_size_in_bytes
-        + mem.generated_code_size_in_bytes
-    )
-    report["memory"].update(
-        {
-            "arguments": mem.argument_size_in_bytes,
-            "outputs": mem.output_size_in_bytes,
-            "aliased": mem.alias_size_in_bytes,
-            "temporaries": mem.temp_size_in_bytes,
-            "code": mem.generated_code_size_in_bytes,
-            "total": used,
-        }
-    )
+    report["memory"].update(compiled_memory(compiled))
+    used = report["memory"]["total"]
     report["fits"] = hbm is None or used <= hbm
     if hbm:
         report["memory"]["free_fraction"] = 1 - used / hbm
@@ -108,12 +84,43 @@ def fit_report(config, target: Target, *, top: int = 12, hlo_out: str | None = N
     return report
 
 
+def build_for_target(config, target: Target):
+    """(config with its slices, the target's devices, the mesh, the trainer's program on it)."""
+    prepare_environment(target)
+
+    from lingshu_jax import sharding
+    from lingshu_jax.train.program import build_train_program
+
+    config = with_slices(config, target)
+    devs = devices(target)
+    mesh = sharding.make_mesh(config.mesh, devs)
+    return config, devs, mesh, build_train_program(config, mesh)
+
+
+def compiled_memory(compiled) -> dict:
+    """Per-device bytes of a compiled program (`memory_analysis`): arguments, outputs (aliased: donated
+    arguments reused), temporaries, code, and their total."""
+    mem = compiled.memory_analysis()
+    return {
+        "arguments": mem.argument_size_in_bytes,
+        "outputs": mem.output_size_in_bytes,
+        "aliased": mem.alias_size_in_bytes,
+        "temporaries": mem.temp_size_in_bytes,
+        "code": mem.generated_code_size_in_bytes,
+        "total": mem.argument_size_in_bytes
+        + mem.output_size_in_bytes
+        - mem.alias_size_in_bytes
+        + mem.temp_size_in_bytes
+        + mem.generated_code_size_in_bytes,
+    }
+
+
 def _cost(compiled) -> dict:
     c = compiled.cost_analysis()
     return (c[0] if isinstance(c, list) else c) or {}
 
 
-def _with_slices(config, target: Target):
+def with_slices(config, target: Target):
     """num_slices > 1 with no config.mesh.dcn: the slices are data-parallel (mesh.dcn.data = num_slices)."""
     if target.num_slices == 1:
         return config
@@ -153,7 +160,7 @@ def _trainable(program):
     return trainable_parts(program.opt_info)
 
 
-def _shard_bytes(tree) -> float:
+def shard_bytes(tree) -> float:
     import jax
 
     total = 0.0
@@ -166,9 +173,9 @@ def _shard_bytes(tree) -> float:
 def _state_bytes(program) -> dict:
     state, batch = program.abstract_state(), program.abstract_batch()
     return {
-        "params": _shard_bytes(state["params"]),
-        "optimizer_state": _shard_bytes(state["opt_state"]),
-        "batch": _shard_bytes(batch),
+        "params": shard_bytes(state["params"]),
+        "optimizer_state": shard_bytes(state["opt_state"]),
+        "batch": shard_bytes(batch),
     }
 
 
@@ -195,7 +202,7 @@ def largest_buffers(module: hlo_lib.Module, top: int) -> list[dict]:
     return rows[:top]
 
 
-def _resource_exhausted(msg: str) -> dict:
+def resource_exhausted(msg: str) -> dict:
     """The compiler's RESOURCE_EXHAUSTED report: needed vs available and its largest allocations."""
     out: dict[str, Any] = {"message": msg.splitlines()[0][:500]}
     m = re.search(r"Used ([\d.]+)([GMK])? of ([\d.]+)([GMK])? hbm", msg) or re.search(
@@ -251,8 +258,10 @@ def knobs(config, program, report) -> list[str]:
 
 
 # --------------------------------------------------------------------------------- collectives, time
-def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: int, devs) -> dict:
-    """Collectives per step, FLOPs (HLO weighted by trip counts, compiler, analytic) and a step time."""
+def hlo_cost(module: hlo_lib.Module, target: Target, n_devices: int, devs) -> dict:
+    """What one run of a compiled program costs per device, from its HLO: collectives (buffer and wire
+    bytes, ICI vs DCN), matmul FLOPs (weighted by loop trip counts, and once), custom calls, and the
+    cost model's compute time with the time per op source (see the module docstring)."""
     chip = target.chip
     slice_of = {p: getattr(d, "slice_index", 0) or 0 for p, d in enumerate(devs)}  # partition id -> slice
     coll: dict[str, dict] = {k: {"count": 0, "bytes": 0.0, "wire_bytes": 0.0} for k in hlo_lib.COLLECTIVES}
@@ -313,16 +322,57 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
                 _add_op_time(
                     op_times, ins, op_s, bound="flops" if f / peak >= moved / chip.hbm_bytes_per_s else "hbm"
                 )
-    out: dict[str, Any] = {
+    return {
         "collectives": {k: v for k, v in coll.items() if v["count"]},
         "custom_calls": custom_calls,
+        "hlo_flops": hlo_flops,
+        "hlo_flops_once": hlo_flops_once,
+        "compute_s": compute_s,
+        "ici_wire": ici_wire,
+        "dcn_wire": dcn_wire,
+        "op_times": op_times,
     }
+
+
+def collective_seconds(cost: dict, chip) -> float:
+    """Ring wire bytes over ICI, cross-slice bytes over DCN (a host's NIC serves 4 chips)."""
+    return cost["ici_wire"] / chip.ici_bytes_per_s + cost["dcn_wire"] / (DCN_BYTES_PER_S / 4)
+
+
+def cost_model_assumptions(chip, module: hlo_lib.Module, unknown_count: int = 1) -> list[str]:
+    """The step-time model's assumptions, printed with every estimate (`unknown_count`: what loops of
+    unknown trip count were counted as, `hlo.parse`)."""
+    return [
+        (f"peak {chip.peak_flops / 1e12:.0f} TFLOP/s bf16, HBM {chip.hbm_bytes_per_s / 1e9:.0f} GB/s, "
+        f"ICI {chip.ici_bytes_per_s / 1e9:.0f} GB/s per chip (Cloud TPU docs); DCN "
+        f"{DCN_BYTES_PER_S / 1e9:.0f} GB/s per host of 4 chips"),
+        ("each top-level op: max(matmul FLOPs / peak, (operand + result bytes) / HBM bandwidth); ops inside a "
+        "fusion move no HBM bytes of their own; an in-place dynamic-update-slice (e.g. a scan saving a layer's "
+        "residuals) moves its update only, a (dynamic) slice and a fusion reading through one their slice only, "
+        "async copies their operand twice, `-done` halves nothing; elementwise FLOPs ignored"),
+        "loop bodies weighted by trip counts read from the HLO (counter from 0 to the LT constant)"
+        + (f"; {len(module.unknown_trip_counts)} loops with unknown counts counted {unknown_count} times"
+           if module.unknown_trip_counts else ""),
+        ("collectives: ring wire bytes (all-gather / reduce-scatter (n-1)/n, all-reduce 2(n-1)/n of the "
+        "full buffer) / ICI bandwidth, megascale (cross-slice) sends / DCN bandwidth; estimate = max(compute, collectives) (perfect overlap), upper bound "
+        "= their sum"),
+    ]  # fmt: skip
+
+
+def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: int, devs) -> dict:
+    """Collectives per step, FLOPs (HLO weighted by trip counts, compiler, analytic) and a step time."""
+    chip = target.chip
+    cost = hlo_cost(module, target, n_devices, devs)
+    custom_calls, hlo_flops, compute_s = cost["custom_calls"], cost["hlo_flops"], cost["compute_s"]
+    ici_wire, dcn_wire = cost["ici_wire"], cost["dcn_wire"]
+    peak = chip.peak_flops if chip else None
+    out: dict[str, Any] = {"collectives": cost["collectives"], "custom_calls": custom_calls}
     analytic = analytic_flops(program)
     out["flops"] = {
         "analytic": analytic["total"],
         "analytic_breakdown": analytic,
         "hlo_weighted_per_device": hlo_flops,
-        "hlo_once_per_device": hlo_flops_once,
+        "hlo_once_per_device": cost["hlo_flops_once"],
     }
     if not chip:
         return out
@@ -332,11 +382,11 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
         executed = splash_flops(program)
         kernel_s = executed / n_devices / peak
         out["flops"]["kernels_executed_per_device"] = executed / n_devices
-    coll_s = ici_wire / chip.ici_bytes_per_s + dcn_wire / (DCN_BYTES_PER_S / 4)  # a host's NIC: 4 chips
+    coll_s = collective_seconds(cost, chip)
     compute_s += kernel_s
     step = max(compute_s, coll_s)
     mfu = analytic["total"] / (step * n_devices * peak) if step else None
-    out["slowest_ops"] = slowest_ops(op_times, compute_s)
+    out["slowest_ops"] = slowest_ops(cost["op_times"], compute_s)
     out["step"] = {
         "compute_s": compute_s,
         "collective_s": coll_s,
@@ -349,19 +399,7 @@ def step_estimate(module: hlo_lib.Module, program, target: Target, n_devices: in
         "hardware_flops_utilisation": hlo_flops / (step * peak) if step else None,
     }
     out["assumptions"] = [
-        (f"peak {peak / 1e12:.0f} TFLOP/s bf16, HBM {chip.hbm_bytes_per_s / 1e9:.0f} GB/s, "
-        f"ICI {chip.ici_bytes_per_s / 1e9:.0f} GB/s per chip (Cloud TPU docs); DCN "
-        f"{DCN_BYTES_PER_S / 1e9:.0f} GB/s per host of 4 chips"),
-        ("each top-level op: max(matmul FLOPs / peak, (operand + result bytes) / HBM bandwidth); ops inside a "
-        "fusion move no HBM bytes of their own; an in-place dynamic-update-slice (e.g. a scan saving a layer's "
-        "residuals) moves its update only, a (dynamic) slice and a fusion reading through one their slice only, "
-        "async copies their operand twice, `-done` halves nothing; elementwise FLOPs ignored"),
-        "loop bodies weighted by trip counts read from the HLO (counter from 0 to the LT constant)"
-        + (f"; {len(module.unknown_trip_counts)} loops with unknown counts counted once"
-           if module.unknown_trip_counts else ""),
-        ("collectives: ring wire bytes (all-gather / reduce-scatter (n-1)/n, all-reduce 2(n-1)/n of the "
-        "full buffer) / ICI bandwidth, megascale (cross-slice) sends / DCN bandwidth; estimate = max(compute, collectives) (perfect overlap), upper bound "
-        "= their sum"),
+        *cost_model_assumptions(chip, module),
         (f"analytic model FLOPs (train/flops.py): rows full of text ({program.config.data.seq_len} tokens), "
         f"the patch budget filled with {IMAGE_GRID[1]}x{IMAGE_GRID[2]}-patch images; MFU = analytic FLOPs / "
         "(estimate x devices x peak)"),

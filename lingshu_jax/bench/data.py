@@ -1,7 +1,8 @@
 """Input-pipeline throughput, ours (grain, `lingshu_jax.data`) vs transformers' Qwen2_5_VLProcessor.
 
 Ours reads the samples as a mix of formats (the first half from JSONL + JPEG files, the rest from Parquet
-with the images embedded, `data_samples.in_formats`); transformers reads the JSONL and the JPEG files.
+with the images embedded, `data_samples.in_formats`), every 4th record a video (an mp4 file or a frame
+folder, `data_samples.add_videos`); transformers reads the JSONL, the JPEG files and the videos.
 
 The measurement itself is `data_measure`'s (`bench_ours`, `bench_hf`, `hf_processor`) on `data_samples`'
 records; this module only runs it inside the benchmark's workers, so the two sides are interleaved and their
@@ -15,12 +16,12 @@ from typing import Any
 
 from lingshu_jax.bench import data_measure
 from lingshu_jax.bench.data_measure import MAX_PIXELS, MIN_PIXELS
-from lingshu_jax.bench.data_samples import in_formats, make_data
+from lingshu_jax.bench.data_samples import add_videos, in_formats, make_data
 
 
 class DataFiles:
-    """Writes the shared samples (JPEGs + JSONL via `data_samples.make_data`, plus our side's JSONL / Parquet
-    mix) and the Qwen tokenizer once."""
+    """Writes the shared samples (JPEGs, videos + JSONL via `data_samples.make_data` / `add_videos`, plus our
+    side's JSONL / Parquet mix) and the Qwen tokenizer once."""
 
     def __init__(self, root: str, samples: int, image_side: int, tokens: int):
         from lingshu_jax.testing.tokenizer import build_qwen_tokenizer
@@ -28,7 +29,8 @@ class DataFiles:
         self.root = root
         self.tok_dir = build_qwen_tokenizer(os.path.join(root, "tok"))
         self.path = make_data(root, samples, image_side, tokens)
-        self.ours_paths = in_formats(self.path, root, "mix")
+        add_videos(self.path, root)
+        self.ours_paths = in_formats(self.path, root, "mix_video")
 
     def paths(self) -> dict[str, Any]:
         return {"root": self.root, "tok_dir": self.tok_dir, "path": self.path, "ours_paths": self.ours_paths}

@@ -32,7 +32,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from lingshu_jax.bench.data_samples import in_formats, make_data, make_mixed
+from lingshu_jax.bench.data_samples import add_videos, in_formats, make_data, make_mixed
 
 MIN_PIXELS, MAX_PIXELS = 3136, 12845056  # Qwen2.5-VL hub preprocessor_config
 
@@ -56,6 +56,8 @@ class DataBenchOptions:
     stages: int = 120
     workers: int = 2  # the worker count of one `bench_ours` / `efficiency` run
     format: str = "mix"  # ours reads the samples as jsonl (+ JPEG files), parquet (images embedded) or mix
+    # (mix_video: mix with every 4th record a video, an mp4 file or a frame folder; data_samples.add_videos)
+    video_fps: float = 2.0  # data.video_fps, on both sides
 
     def __post_init__(self):
         if self.warmup is None:
@@ -89,20 +91,34 @@ def efficiency(path: str, processor, model_config, args) -> None:
 
 
 def hf_processor(tok_dir: str, min_pixels: int, max_pixels: int):
-    """transformers' Qwen2_5_VLProcessor with its PIL image processor (its video processor needs
-    torchvision, so a stub stands in; the class check is bypassed only while constructing)."""
+    """transformers' Qwen2_5_VLProcessor with its PIL image processor. Its video processor needs torchvision
+    (not installed), so ours (`processing.image.VideoProcessor`, numpy) stands in for the pixels of
+    videos, returning the `video_metadata` transformers reads `second_per_grid_ts` from; the class check
+    is bypassed only while constructing."""
     import transformers.processing_utils as pu
     from transformers import AutoTokenizer, Qwen2_5_VLProcessor
+    from transformers.image_processing_base import BatchFeature
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
     from transformers.video_processing_utils import VideoProcessorMixin
 
     from lingshu_jax.processing.chat import QWEN25_VL_CHAT_TEMPLATE
+    from lingshu_jax.processing.image import VideoProcessor
 
-    class NoVideo(VideoProcessorMixin):
+    class StandInVideo(VideoProcessorMixin):
         merge_size, temporal_patch_size = 2, 2
 
-        def __call__(self, *a, **k):
-            raise NotImplementedError("no videos in this benchmark")
+        def __init__(self):
+            self.pixels = VideoProcessor()
+
+        def __call__(self, videos, video_metadata=None, **kwargs):
+            out = self.pixels(videos)
+            return BatchFeature(
+                {
+                    "pixel_values_videos": out["pixel_values_videos"],
+                    "video_grid_thw": out["video_grid_thw"],
+                    "video_metadata": video_metadata,
+                }
+            )
 
     saved = pu.ProcessorMixin.__dict__["get_possibly_dynamic_module"]
     original = pu.ProcessorMixin.get_possibly_dynamic_module
@@ -113,7 +129,7 @@ def hf_processor(tok_dir: str, min_pixels: int, max_pixels: int):
         return Qwen2_5_VLProcessor(
             image_processor=Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels),
             tokenizer=AutoTokenizer.from_pretrained(tok_dir),
-            video_processor=NoVideo(),
+            video_processor=StandInVideo(),
             chat_template=QWEN25_VL_CHAT_TEMPLATE,
         )
     finally:
@@ -153,21 +169,38 @@ def steady_rate(times: list[float], counts: list[int]) -> float:
 
 
 def _hf_messages(record: dict) -> list[dict]:
-    return [
-        {
-            "role": m["role"],
-            "content": (
-                [{"type": "image"}, {"type": "text", "text": m["content"][7:]}]
-                if m["content"].startswith("<image>")
-                else [{"type": "text", "text": m["content"]}]
-            ),
-        }
-        for m in record["messages"]
-    ]
+    def content(text: str) -> list[dict]:
+        for tag in ("image", "video"):
+            if text.startswith(f"<{tag}>"):
+                return [{"type": tag}, {"type": "text", "text": text[len(tag) + 2 :]}]
+        return [{"type": "text", "text": text}]
+
+    return [{"role": m["role"], "content": content(m["content"])} for m in record["messages"]]
 
 
-def bench_hf(processor, path: str, root: str, warmup: int = 0) -> dict:
-    """transformers over every record of `path` (image decode, chat template, processor call), one process.
+def hf_video(path: str, fps: float, max_frames: int = 64):
+    """A video as a transformers user reads it -> (frames, VideoMetadata): a file through transformers'
+    `read_video_pyav` sampled at `fps` (the Qwen2-VL rule, `processing.video.sample_indices`), a frame folder
+    as its PIL frames taken as sampled at `fps` (what our pipeline does with folders)."""
+    from transformers.video_utils import VideoMetadata, read_video_pyav
+
+    from lingshu_jax.processing.video import sample_indices
+
+    if not os.path.isdir(path):
+        return read_video_pyav(
+            path,
+            lambda metadata, **_: sample_indices(metadata.total_num_frames, metadata.fps, fps, max_frames),
+        )
+    names = sorted(os.listdir(path), key=lambda n: int(os.path.splitext(n)[0]))
+    keep = np.round(np.linspace(0, len(names) - 1, min(len(names), max_frames))).astype(int)
+    frames = [Image.open(os.path.join(path, names[i])).convert("RGB") for i in keep]
+    meta = VideoMetadata(total_num_frames=len(names), fps=fps * len(keep) / len(names), frames_indices=keep)
+    return frames, meta
+
+
+def bench_hf(processor, path: str, root: str, warmup: int = 0, video_fps: float = 2.0) -> dict:
+    """transformers over every record of `path` (image / video decode, chat template, processor call), one
+    process.
 
     The steady rate and CPU are over the records after the first `warmup`."""
     with open(path) as f:
@@ -179,9 +212,11 @@ def bench_hf(processor, path: str, root: str, warmup: int = 0) -> dict:
         if i == warmup:
             start, cpu = time.perf_counter(), _cpu()
             times.append(start), counts.append(0)
-        images = [Image.open(os.path.join(root, p)).convert("RGB") for p in r["images"]]
+        images = [Image.open(os.path.join(root, p)).convert("RGB") for p in r.get("images", [])]
+        videos = [hf_video(os.path.join(root, p), video_fps) for p in r.get("videos", [])]
         text = processor.apply_chat_template(_hf_messages(r), tokenize=False)
-        out = processor(text=[text], images=images, return_tensors="np")
+        kw = {"videos": [v for v, _ in videos], "video_metadata": [m for _, m in videos]} if videos else {}
+        out = processor(text=[text], images=images or None, return_tensors="np", **kw)
         tokens += out["input_ids"].shape[1]
         if i >= warmup:
             times.append(time.perf_counter()), counts.append(i + 1 - warmup)
@@ -215,6 +250,7 @@ def bench_ours(path: str | list[str], processor, model_config, args) -> dict:
         "worker_count": args.workers,
         "prefetch": 2,
         "pixel_dtype": getattr(args, "pixel_dtype", "uint8"),
+        "video_fps": getattr(args, "video_fps", 2.0),
     }
     warmup = getattr(args, "warmup", 0)
     start, cpu = time.perf_counter(), _cpu()
@@ -292,6 +328,7 @@ def stage_costs(path: str, root: str, processor, model_config, args) -> dict[str
         load_image=timer.wrap("decode", ops.load_image),
         encode=timer.wrap("tokenize", ops.encode),
         rope_index=timer.wrap("rope ids", ops.rope_index),
+        load_video=timer.wrap("video file decode", ops.load_video),
     )
     transform = transforms.SampleTransform(
         ops=ops,
@@ -300,6 +337,7 @@ def stage_costs(path: str, root: str, processor, model_config, args) -> dict[str
         patch_budget=args.patch_budget,
         roots=[root],
         names=["bench"],
+        video_fps=args.video_fps,
     )
     stages = {
         "to_rgb_array": "to RGB array",
@@ -340,7 +378,7 @@ def stage_costs(path: str, root: str, processor, model_config, args) -> dict[str
     t = time.thread_time()
     builder.build()
     pack_ms += 1e3 * (time.thread_time() - t)
-    names = ["decode", *stages.values(), "tokenize", "rope ids", "rest of the transform"]
+    names = ["decode", "video file decode", *stages.values(), "tokenize", "rope ids", "rest of the transform"]
     med = {k: float(np.median([r.get(k, 0.0) for r in timer.records])) for k in names}
     med["pack (main process, mean)"] = pack_ms / len(lines)
     return med
@@ -358,7 +396,11 @@ def run_rounds(
     `ours_path` (the same samples in another format) when given."""
     rounds = []
     for r in range(args.rounds):
-        row = {"load_before": os.getloadavg(), "hf": bench_hf(hf, path, root, args.warmup), "ours": {}}
+        row = {
+            "load_before": os.getloadavg(),
+            "hf": bench_hf(hf, path, root, args.warmup, args.video_fps),
+            "ours": {},
+        }
         hf_rate = row["hf"]["samples_per_s_steady"]
         hf_cpu = row["hf"]["steady_cpu_ms_per_sample"]
         print(
@@ -433,6 +475,9 @@ def run_report(args: DataBenchOptions) -> dict:
         efficiency(make_mixed(root, args.mixed), ours_proc, preset("qwen2.5-vl-7b"), args)
         return {}
     path = make_data(root, args.samples, args.image, args.tokens)
+    if args.format == "mix_video":
+        n = add_videos(path, root)
+        print(f"{n} of the records are videos (mp4 files and frame folders, alternately; 16 frames at 8 fps)")
     ours_path = in_formats(path, root, args.format)
     hf = hf_processor(tok_dir, min_pixels, max_pixels)
     print(

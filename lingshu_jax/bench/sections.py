@@ -428,7 +428,8 @@ class Context:
             "image_side": s["data_image"],
             "tokens_per_sample": s["data_tokens"],
             "source": "lingshu_jax.bench.data_measure",
-            "ours_reads": "first half JSONL + JPEG files, rest Parquet (images embedded)",
+            "ours_reads": "first half JSONL + JPEG files, rest Parquet (images embedded); every 4th record a "
+            "video (mp4 file or frame folder)",
         }
         for n in workers:
             rates = [r["samples_per_s"] for r in runs[n]]

@@ -12,8 +12,10 @@ Only the columns that make up a record (`RECORD_COLUMNS`) are read; other column
 - `ParquetSource`: the row counts of every row group come from the file footers at construction (no data is
   read); reading a record decodes its row group (its record columns) into a per-process LRU
   cache bounded in bytes (a row group larger than the cache is a configuration error), so neighbouring
-  records cost nothing more. Files are read lazily and reopened in each grain worker. A shuffled order over large row groups decodes one row group per record: write shuffled
-  image data with small row groups (Hugging Face `datasets` writes 100-row groups for image datasets).
+  records cost nothing more. Files are read lazily and reopened in each grain worker. A global shuffle
+  decodes one row group per record; `data.parquet_shuffle_window=k` shuffles row groups instead and rows
+  within k row groups at a time (data/shuffle.py), or write shuffled image data with small row groups
+  (Hugging Face `datasets` writes 100-row groups for image datasets).
 - `ArrowSource`: Arrow IPC files (stream or file format), memory-mapped: construction reads the record
   batch headers only; a record is a zero-copy slice of the mapped file, so nothing is loaded into memory
   beyond the pages the OS maps in for the rows read.
@@ -119,6 +121,7 @@ class ParquetSource:
         self._paths = list(paths)
         self._columns = []
         block_rows = []
+        self.max_block_bytes = 0  # uncompressed bytes of the largest row group (its record columns)
         for path in self._paths:
             try:
                 meta = pq.ParquetFile(path).metadata
@@ -133,6 +136,7 @@ class ParquetSource:
                     for i in range(group.num_columns)
                     if group.column(i).path_in_schema.split(".")[0] in columns
                 )
+                self.max_block_bytes = max(self.max_block_bytes, size)
                 if size > cache_bytes:
                     raise ValueError(
                         f"{path}: row group {g} holds {size / 2**20:.0f} MiB uncompressed, more "
@@ -142,6 +146,7 @@ class ParquetSource:
                     )
             block_rows.append([group.num_rows for group in groups])
         self._locator = _Locator(block_rows)
+        self.block_rows = [n for rows in block_rows for n in rows]  # rows of each row group, in record order
         self._cache_bytes = cache_bytes
         self._open()
 

@@ -119,7 +119,10 @@ class DataConfig:
     epochs * total records) is the length of the mixture. `pixel_dtype`: dtype of the batch's
     pixel_values; "uint8" ships the resized images' values (a quarter of the float32 bytes, between
     processes and to the device) with the processor's pixel_scale/pixel_offset, and the model normalises.
-    `parquet_cache_mb`: decoded Parquet row groups kept per process. `video_fps` / `video_max_frames`: the
+    `parquet_cache_mb`: decoded Parquet row groups kept per process. `parquet_shuffle_window` k >= 1: with
+    `shuffle`, Parquet sources are shuffled block-locally (row groups in a shuffled order, rows shuffled
+    within each k consecutive row groups; data/shuffle.py), so reads stay within a few decoded row groups;
+    0: one global per-record shuffle. `video_fps` / `video_max_frames`: the
     rate of a video's frames and how many are kept (transforms.py).
     """
 
@@ -143,6 +146,7 @@ class DataConfig:
     read_buffer: int = 2  # groups each process prepares ahead (bounds memory: images are large)
     group: int = 8  # consecutive records transformed and shipped from a worker together (transport.py)
     parquet_cache_mb: int = 256  # decoded Parquet row groups kept per process (columnar.py)
+    parquet_shuffle_window: int = 0  # k >= 1: shuffle row groups, rows within k of them (0: global shuffle)
     video_fps: float = 2.0  # frames per second of a video's frame folder / frame list (M-RoPE time ids)
     video_max_frames: int = 64  # frames kept per video (evenly spaced; the rate scales to match)
     pixel_dtype: str = "uint8"  # uint8 (normalised by the model, on the device) | float32 (on the host)
@@ -177,6 +181,7 @@ class DataConfig:
             "prefetch": self.prefetch >= 0,
             "pack_pool": self.pack_pool >= 1,
             "parquet_cache_mb": self.parquet_cache_mb >= 1,
+            "parquet_shuffle_window": self.parquet_shuffle_window >= 0,
             "video_fps": self.video_fps > 0,
             "video_max_frames": self.video_max_frames >= 1,
             "vision_chunks": self.vision_chunks >= 1,

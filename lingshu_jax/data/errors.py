@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 # Data-error classes (the counter is "skipped/<class>").
 MISSING_IMAGE = "missing_image"  # image file (video frame folder) not found
-CORRUPT_IMAGE = "corrupt_image"  # unreadable / undecodable / degenerate image
+CORRUPT_IMAGE = "corrupt_image"  # unreadable / undecodable / degenerate image or video file
 DECOMPRESSION_BOMB = "decompression_bomb"  # pixel count over the limit, refused before decoding
 PATH_ESCAPE = "path_escape"  # image path resolves outside the dataset root
 MALFORMED_JSON = "malformed_json"  # a record that is not valid JSON

@@ -31,6 +31,8 @@ class Ops:
       second_per_grid_ts [m] | None = None) -> position_ids [3, 1, L] int32.
     process_videos(list of frame lists, fps=[m]) -> {"pixel_values_videos": [M, 1176], "video_grid_thw"
       [m, 3], "second_per_grid_ts" [m]} (rows of the same dtype as the images'); None: no video support.
+    load_video(path, fps, max_frames) -> (frames [H, W, 3] uint8, their rate per second): a video file's
+      frames sampled from its own rate (processing/video.py, PyAV); None: video files are not read.
     """
 
     load_image: Callable[[Any], Any]
@@ -46,6 +48,7 @@ class Ops:
     window_merge_units: int = 4
     pixel_normalization: PixelNormalization | None = None  # set when process_images returns uint8 rows
     process_videos: Callable[..., dict] | None = None
+    load_video: Callable[[str, float, int], tuple[list, float]] | None = None
 
     @property
     def pixel_dtype(self) -> str:
@@ -59,6 +62,7 @@ class Ops:
         processor's `normalization`; "float32": the processor's normalised float rows.
         """
         from lingshu_jax.processing.dicom import load_image
+        from lingshu_jax.processing.video import read_video
 
         if pixel_dtype not in ("float32", "uint8"):
             raise ValueError(f"pixel_dtype={pixel_dtype!r}: expected 'float32' or 'uint8'")
@@ -90,6 +94,9 @@ class Ops:
             load_image=load_image,
             process_images=images,
             process_videos=videos,
+            load_video=None
+            if videos is None
+            else functools.partial(read_video, temporal_patch_size=videos.temporal_patch_size),
             pixel_normalization=normalization,
             encode=functools.partial(_encode_with_processor, processor),
             rope_index=functools.partial(

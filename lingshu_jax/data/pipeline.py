@@ -153,7 +153,7 @@ def resume_keys(cfg: DataConfig, seed: int, shard_index: int, shard_count: int) 
     out = {"sources": repr(sources)}
     out.update({k: repr(getattr(cfg, k)) for k in keys})
     # Later options count only when set away from their defaults: states saved before they existed resume.
-    for k in ("video_fps", "video_max_frames"):
+    for k in ("video_fps", "video_max_frames", "parquet_shuffle_window"):
         if getattr(cfg, k) != DataConfig.__dataclass_fields__[k].default:
             out[k] = repr(getattr(cfg, k))
     out.update(prefetch_thread=repr(cfg.prefetch > 0), seed=repr(seed))

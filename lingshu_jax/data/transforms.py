@@ -15,7 +15,9 @@ Sample (all numpy; L <= seq_len, P patch rows, n images)::
 Videos: a frame folder (image files in natural order), a list of frame files, or frames given inline; the
 frames count as sampled at `video_fps` per second and at most `video_max_frames` are kept (evenly spaced,
 the rate scaled to match), so `second_per_grid_ts` = temporal_patch_size / rate sets their M-RoPE time
-positions as transformers does. Video files need a decoder, which is not installed: a data error says so.
+positions as transformers does. A video file (mp4, webm, avi, mov, mkv...) is decoded with PyAV and sampled
+from its own frame rate at `video_fps`, at most `video_max_frames` frames, as transformers' Qwen2-VL video
+processor samples it (processing/video.py); an unreadable file is a corrupt_image error naming it.
 
 `labels[0] = -100` keeps a packed row exact: the last token of one segment never learns to predict the
 first token of the next. Unpacked, position 0 is never a target anyway, so nothing changes.
@@ -146,11 +148,7 @@ class SampleTransform:
             if not os.path.exists(path):
                 raise DataError(errors.MISSING_IMAGE, f"video {ref!r} not found (under {root})", where)
             if not os.path.isdir(path):
-                raise DataError(
-                    errors.BAD_RECORD,
-                    f"video {ref!r} is a file: no video decoder is installed; give a folder of frames",
-                    where,
-                )
+                return self._decoded(path, ref, where)
             names = sorted((n for n in os.listdir(path) if n.lower().endswith(FRAME_SUFFIXES)), key=_natural)
             if not names:
                 raise DataError(errors.MISSING_IMAGE, f"video folder {ref!r} holds no frame images", where)
@@ -164,6 +162,19 @@ class SampleTransform:
             keep = np.round(np.linspace(0, len(ref) - 1, self.video_max_frames)).astype(int)
         frames = [load_one(self.ops, ref[i], root, where) for i in keep]
         return frames, self.video_fps * len(keep) / len(ref)
+
+    def _decoded(self, path: str, ref, where: str) -> tuple[list, float]:
+        """A video file -> (its frames sampled at video_fps, at most video_max_frames; their rate)."""
+        if self.ops.load_video is None:
+            raise DataError(
+                errors.BAD_RECORD, f"video file {ref!r}: this pipeline has no video reader", where
+            )
+        try:
+            return self.ops.load_video(path, self.video_fps, self.video_max_frames)
+        except Exception as e:  # noqa: BLE001 -- FFmpeg / container errors are data errors of this record
+            raise DataError(
+                errors.CORRUPT_IMAGE, f"video file {ref!r}: {type(e).__name__}: {e}", where
+            ) from None
 
     def _encode(self, messages: list, vision: dict, where: str) -> dict:
         try:

@@ -19,7 +19,7 @@ from lingshu_jax.model.layers import compute_dtypes, dense
 from lingshu_jax.model.splash import axes_size, mesh_axes_of
 from lingshu_jax.model.text import TextModel
 from lingshu_jax.model.vision import VisionTower
-from lingshu_jax.model.vision_inputs import build_vision_stream, vision_token_index
+from lingshu_jax.model.vision_inputs import build_vision_stream, stream_rows, vision_token_index
 from lingshu_jax.processing.image import PIXEL_AFFINE_KEYS
 from lingshu_jax.sharding import shard
 
@@ -162,6 +162,7 @@ def prepare_inputs(
         if n_vis:
             raise ValueError(f"input_ids hold {n_vis} image/video pad tokens but no pixel values were given")
         return batch
+    check_attention_span(config, np.concatenate(grids))
     pixels = _stream_pixels(pix, pixel_normalization)
     stream = build_vision_stream(
         pixels,
@@ -184,6 +185,26 @@ def prepare_inputs(
         num_image_units=n_image_units,
     )
     return batch
+
+
+def check_attention_span(config: ModelConfig, grid_thw: np.ndarray) -> None:
+    """ValueError when an image (video frame) takes more stream rows than the full-attention vision layers
+    reach (`config.vision_attention_span`, xla attention): they would give NaN for it, not its attention."""
+    span, v = config.vision_attention_span, config.vision
+    if not span or config.attention_impl == "splash" or not len(grid_thw):
+        return
+    frames = np.asarray(grid_thw, np.int64).reshape(-1, 3).copy()
+    frames[:, 0] = 1
+    rows = [stream_rows(g, spatial_merge_size=v.spatial_merge_size, window_merge_units=v.window_merge_units)
+            for g in frames]  # fmt: skip
+    worst = int(np.argmax(rows))
+    if rows[worst] > span:
+        t, h, w = (int(x) for x in grid_thw.reshape(-1, 3)[worst])
+        raise ValueError(
+            f"image/video {worst} of the batch (grid {t}x{h}x{w} patches) takes {rows[worst]} vision-stream rows, "
+            f"more than model.vision_attention_span={span}: its full-attention layers would not see all of it. "
+            f"Raise the span (>= {rows[worst]}) or lower the processor's max_pixels."
+        )
 
 
 def _stream_pixels(parts: list[np.ndarray], pixel_normalization) -> np.ndarray:

@@ -27,6 +27,9 @@ from lingshu_jax.processing.chat import ChatTemplate, find_chat_template, token_
 from lingshu_jax.processing.dicom import load_image
 from lingshu_jax.processing.image import ImageProcessor, VideoProcessor, check_grid
 from lingshu_jax.processing.tokenizer import Tokenizer
+from lingshu_jax.processing.video import read_video
+
+VIDEO_FILE_MAX_FRAMES = 768  # transformers' Qwen2VLVideoProcessor.max_frames
 
 IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"
@@ -70,12 +73,14 @@ def _load_visual(x):
     return x
 
 
-def _load_video(v):
+def _load_video(v, fps):
+    """A video -> (frames, their rate per second or None: `fps` as given). A file is decoded with PyAV and
+    sampled at `fps` (transformers' Qwen2-VL default 2 when None), at most 768 frames (its default)."""
     if isinstance(v, (str, os.PathLike)):
-        raise ValueError(f"{v}: video files are not decoded here; pass the sampled frames")  # noqa: TRY004
+        return read_video(os.fspath(v), 2.0 if fps is None else float(fps), VIDEO_FILE_MAX_FRAMES)
     if isinstance(v, np.ndarray):
-        return v
-    return [_load_visual(f) for f in v]
+        return v, fps
+    return [_load_visual(f) for f in v], fps
 
 
 def check_placeholders(texts: list[str], image_tokens: list[int], video_tokens: list[int]) -> None:
@@ -213,7 +218,10 @@ class Processor:
             if "second_per_grid_ts" in video_inputs:
                 out["second_per_grid_ts"] = np.asarray(video_inputs["second_per_grid_ts"], dtype=np.float64)
         elif videos:
-            out.update(self.video_processor([_load_video(v) for v in videos], fps=video_fps))
+            given = [video_fps] * len(videos) if np.ndim(video_fps) == 0 else list(video_fps)
+            loaded = [_load_video(v, f) for v, f in zip(videos, given)]
+            fps = [self.video_processor.default_fps if f is None else f for _, f in loaded]
+            out.update(self.video_processor([frames for frames, _ in loaded], fps=fps))
         ip, vp = self.image_processor, self.video_processor
         if "pixel_values" in out:
             check_grid(
@@ -326,7 +334,9 @@ class Processor:
         """Conversation (or batch of conversations) -> model inputs.
 
         images / videos: flat lists over the batch in order of appearance; when None they are taken from
-        the content parts ({"type": "image", "image": PIL | path | array}, {"type": "video", "video": frames}).
+        the content parts ({"type": "image", "image": PIL | path | array}, {"type": "video", "video": frames
+        | video file}). video_fps: the rate of given frames (default 24, as transformers without metadata), or
+        the rate a video file is sampled at (default 2; processing/video.py), per video or for all.
         image_inputs / video_inputs: precomputed processor outputs (validated against the grids).
         """
         convs = [messages] if is_conversation(messages) else list(messages)

@@ -33,7 +33,7 @@ from lingshu_jax.infer import batching
 from lingshu_jax.infer.generate import DEFAULT_BUCKETS, Buckets, generate_ids
 from lingshu_jax.infer.sampling import SamplingConfig
 from lingshu_jax.model.config import ModelConfig
-from lingshu_jax.model.vlm import prepare_inputs
+from lingshu_jax.model.vlm import check_attention_span, prepare_inputs
 from lingshu_jax.rl.data import Prompt
 from lingshu_jax.rl.loss import group_advantages, token_log_probs
 
@@ -53,6 +53,29 @@ def encode_prompt(processor, prompt: Prompt, max_prompt_tokens: int = 0) -> dict
             f"{max_prompt_tokens}; set config.data.filter_overlong=True to drop such prompts"
         )
     return enc
+
+
+def rl_processor(assets_dir: str, max_pixels: int | None = None):
+    """The checkpoint's processor; `max_pixels` (config.data.max_pixels) caps its images' resolution, so a
+    prompt's image fits `max_prompt_tokens` and the vision attention span."""
+    from lingshu_jax.processing import Processor
+
+    processor = Processor.from_pretrained(assets_dir)
+    if max_pixels:
+        processor.image_processor = dataclasses.replace(processor.image_processor, max_pixels=int(max_pixels))
+    return processor
+
+
+def check_vision_spans(config: ModelConfig, prompts: Sequence[Prompt], encoded: Sequence[dict]) -> None:
+    """ValueError naming the prompt's record ("file:line") when one of its images takes more vision-stream
+    rows than the model's full-attention vision layers reach (`vlm.check_attention_span`)."""
+    for prompt, enc in zip(prompts, encoded):
+        grids = [np.asarray(enc[k]).reshape(-1, 3) for k in ("image_grid_thw", "video_grid_thw") if k in enc]
+        if grids:
+            try:
+                check_attention_span(config, np.concatenate(grids))
+            except ValueError as e:
+                raise ValueError(f"{prompt.where}: {e}") from None
 
 
 def filter_overlong(processor, prompts: Sequence[Prompt], max_prompt_tokens: int) -> list[Prompt]:

@@ -60,7 +60,14 @@ from lingshu_jax.model.vlm import Qwen25VL
 from lingshu_jax.rl.data import PromptSchedule, load_prompts, prepare_easy_vqa_prompts
 from lingshu_jax.rl.loss import LOSS_AGG_MODES, grpo_loss, masked_mean, token_entropy, token_log_probs
 from lingshu_jax.rl.rewards import combine_rewards
-from lingshu_jax.rl.rollout import Rollout, encode_prompt, filter_overlong, sample_responses
+from lingshu_jax.rl.rollout import (
+    Rollout,
+    check_vision_spans,
+    encode_prompt,
+    filter_overlong,
+    rl_processor,
+    sample_responses,
+)
 from lingshu_jax.train import loop
 from lingshu_jax.train.checkpoint import Checkpointer
 from lingshu_jax.train.metrics import plot_curves, truncate_after
@@ -331,6 +338,20 @@ def _programs(model_cfg, tx, s: GRPOSettings, train_shard: dict, mesh, optim_key
     return _PROGRAMS[key]
 
 
+def grpo_programs(program, s: GRPOSettings) -> _Programs:
+    """The jitted GRPO steps of a training program (`train/program.py`): what `train` runs and what the AOT
+    tool (`aot/rl.py`) compiles for a TPU slice. State shardings are the program's: the parameters, their
+    optimizer moments, a replicated bad-step counter."""
+    train_shard = {
+        "params": program.param_shardings,
+        "opt_state": program.opt_shardings,
+        "bad_steps": program.replicated,
+    }
+    return _programs(
+        program.model_config, program.tx, s, train_shard, program.mesh, _optim_key(program.config)
+    )
+
+
 # ------------------------------------------------------------------------------------------- the run
 _COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
@@ -439,6 +460,7 @@ def _collect(run: _Run, params, prompts, key, prompt_ids) -> Rollout:
     current policy; lengths that shape the update's batches are agreed across hosts."""
     s = run.settings
     encoded = [encode_prompt(run.processor, p, s.max_prompt_tokens) for p in prompts]
+    check_vision_spans(run.model_cfg, prompts, encoded)
     tokens, lengths, behaviour = sample_responses(
         run.model_cfg,
         params,
@@ -727,10 +749,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ref_params = loop.initial_params(program, config.seed)  # init_from: the stage-3 model
 
     # ---- prompts, processor ----------------------------------------------------------------------------
-    from lingshu_jax.processing import Processor
-
     assets = loop.assets_dir(config, program.init_path)
-    processor = Processor.from_pretrained(assets)
+    processor = rl_processor(assets, config.data.get("max_pixels"))
     run = _Run(config, s, program.model_config, program.mesh, program.rules, processor, reward_fn, workdir)
     prompts = _prompts(config, run.processor, s)
     schedule = PromptSchedule(
@@ -741,10 +761,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt = loop.make_checkpointer(config, workdir)
     full, shard = _initial_state(config, ref_params, program, ckpt)
     start, key = int(full["step"]), jax.random.wrap_key_data(full["rng"])
-    train_shard = {k: shard[k] for k in _TRAIN_KEYS}
-    run.programs = _programs(
-        program.model_config, program.tx, s, train_shard, program.mesh, _optim_key(config)
-    )
+    run.programs = grpo_programs(program, s)
     if jax.process_index() == 0:
         truncate_after(os.path.join(workdir, "samples.jsonl"), start)
     grpo = GRPOSteps(run, ref_params, prompts, schedule, key, shard, ckpt, program.opt_info)

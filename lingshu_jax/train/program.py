@@ -247,29 +247,46 @@ def batch_spec(data_cfg, model_cfg: ModelConfig, grad_accum: int) -> dict[str, j
     hosts' shares concatenated): rows [K, B, S]; with patch_budget N > 0 the vision stream [K, N, ...];
     with uint8 pixels the per-column normalisation [K, patch_dim]."""
     g = lambda k, default: data_cfg.get(k, default) if hasattr(data_cfg, "get") else default
-    k, b, s = int(grad_accum), int(g("batch_size", 1)), int(g("seq_len", 8192))
-    n, pixel_dtype = int(g("patch_budget", 16384)), np.dtype(g("pixel_dtype", "uint8"))
-    i32 = np.int32
+    rows = model_batch_spec(
+        model_cfg,
+        int(g("batch_size", 1)),
+        int(g("seq_len", 8192)),
+        int(g("patch_budget", 16384)),
+        np.dtype(g("pixel_dtype", "uint8")),
+        labels=True,
+    )
+    k = int(grad_accum)
+    return {name: jax.ShapeDtypeStruct((k, *x.shape), x.dtype) for name, x in rows.items()}
+
+
+def model_batch_spec(
+    model_cfg: ModelConfig, rows: int, seq: int, patches: int, pixel_dtype=np.uint8, labels: bool = False
+) -> dict[str, jax.ShapeDtypeStruct]:
+    """Global shapes/dtypes of one model batch (`vlm.prepare_inputs`' keys): input_ids / segment_ids
+    [rows, seq], position_ids [3, rows, seq] (+ labels / loss_mask); with `patches` > 0 the vision stream
+    [patches, ...] and vision_token_index [rows, seq] (+ pixel_scale / pixel_offset [patch_dim] for uint8
+    pixels)."""
+    b, s, n, i32 = int(rows), int(seq), int(patches), np.int32
     spec = {
-        "input_ids": ((k, b, s), i32),
-        "segment_ids": ((k, b, s), i32),
-        "position_ids": ((k, 3, b, s), i32),
-        "labels": ((k, b, s), i32),
-        "loss_mask": ((k, b, s), np.float32),
+        "input_ids": ((b, s), i32),
+        "segment_ids": ((b, s), i32),
+        "position_ids": ((3, b, s), i32),
     }
+    if labels:
+        spec.update({"labels": ((b, s), i32), "loss_mask": ((b, s), np.float32)})
     if n:
         dim = model_cfg.vision.patch_dim
         spec.update(
             {
-                "pixel_values": ((k, n, dim), pixel_dtype),
-                "vision_pos": ((k, n, 2), i32),
-                "window_segments": ((k, n), i32),
-                "frame_segments": ((k, n), i32),
-                "vision_token_index": ((k, b, s), i32),
+                "pixel_values": ((n, dim), np.dtype(pixel_dtype)),
+                "vision_pos": ((n, 2), i32),
+                "window_segments": ((n,), i32),
+                "frame_segments": ((n,), i32),
+                "vision_token_index": ((b, s), i32),
             }
         )
-        if pixel_dtype == np.uint8:
-            spec.update({"pixel_scale": ((k, dim), np.float32), "pixel_offset": ((k, dim), np.float32)})
+        if np.dtype(pixel_dtype) == np.uint8:
+            spec.update({"pixel_scale": ((dim,), np.float32), "pixel_offset": ((dim,), np.float32)})
     return {name: jax.ShapeDtypeStruct(shape, dtype) for name, (shape, dtype) in spec.items()}
 
 

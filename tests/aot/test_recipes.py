@@ -29,6 +29,8 @@ def test_unknown_slice_names_the_recipe_slices():
 
 def test_stage3_is_the_program_of_stage2_and_stage1_is_not():
     specs = recipe_specs()
-    assert len(specs) == 12
+    assert len(specs) == 16  # 4 slices x (SFT stages 1-3 + GRPO)
     s1, s2, s3 = (program_key(s) for s in specs[:3])
     assert s2 == s3 and s1 != s2
+    rl_specs = [s for s in specs if "/rl.py:" in s]
+    assert len(rl_specs) == 4 and program_key(rl_specs[0]) not in {s1, s2}

@@ -93,7 +93,12 @@ def test_block_local_vision_attention_matches_transformers(models):
     blocked = lingshu_jax.LingshuModel(ours.config.replace(vision_attention_span=span), ours.params)
     assert _compare(hf, blocked, inputs, "block_local_vision") <= TOL
     too_small = lingshu_jax.LingshuModel(ours.config.replace(vision_attention_span=span - 64), ours.params)
-    assert np.isnan(np.asarray(too_small(**inputs).logits)).all()  # never silently wrong
+    with pytest.raises(
+        ValueError, match=f"takes {span} vision-stream rows, more than model.vision_attention_span"
+    ):
+        too_small(**inputs)  # refused on the host, naming the image and the span
+    batch = blocked.prepare(**{k: np.asarray(v) for k, v in inputs.items()})
+    assert np.isnan(np.asarray(too_small.logits(batch))).all()  # on the device: NaN, never silently wrong
 
 
 def test_video_logits_match_transformers(models):

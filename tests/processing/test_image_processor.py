@@ -1,7 +1,5 @@
 """Image/video preprocessing vs transformers' Qwen2VLImageProcessorPil (bit-level) and its video code."""
 
-import ast
-import inspect
 import json
 import math
 
@@ -18,7 +16,7 @@ from lingshu_jax.processing.image import (
     smart_resize,
 )
 
-from .helpers import rgb
+from .helpers import rgb, transformers_video_code
 
 hf_image = pytest.importorskip("transformers.models.qwen2_vl.image_processing_pil_qwen2_vl")
 
@@ -167,34 +165,8 @@ def test_zero_pixel_array_raises():
         ImageProcessor()(np.zeros((0, 10, 3), np.uint8))
 
 
-def _transformers_video_code():
-    """Qwen2VLVideoProcessor.patchify and its class defaults, taken from transformers' source by AST
-    (the module imports torchvision, which must not be installed here)."""
-    import transformers.models.qwen2_vl as pkg
-
-    path = inspect.getfile(pkg).replace("__init__.py", "video_processing_qwen2_vl.py")
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Qwen2VLVideoProcessor")
-    fn = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "patchify")
-    fn.returns = None
-    for a in fn.args.args:
-        a.annotation = None
-    namespace = {"torch": pytest.importorskip("torch")}
-    code = compile(ast.Module(body=[fn], type_ignores=[]), path, "exec")
-    exec(code, namespace)  # noqa: S102 -- transformers' own source, parsed above
-    defaults = {
-        t.targets[0].id: eval(compile(ast.Expression(t.value), path, "eval"))
-        for t in cls.body
-        if isinstance(t, ast.Assign)
-        and isinstance(t.targets[0], ast.Name)
-        and t.targets[0].id in ("size", "patch_size", "temporal_patch_size", "merge_size")
-    }
-    return namespace["patchify"], defaults
-
-
 def test_video_defaults_equal_transformers_video_processor():
-    _, defaults = _transformers_video_code()
+    _, defaults = transformers_video_code()
     vp = VideoProcessor()
     assert (vp.min_pixels, vp.max_pixels) == (
         defaults["size"]["shortest_edge"],
@@ -210,7 +182,7 @@ def test_video_defaults_equal_transformers_video_processor():
 @pytest.mark.parametrize("num_frames", [1, 3, 4])
 def test_video_rows_equal_transformers_patchify_with_last_frame_padding(num_frames):
     torch = pytest.importorskip("torch")
-    hf_patchify, _ = _transformers_video_code()
+    hf_patchify, _ = transformers_video_code()
     frames = [rgb(60, 80, seed=i) for i in range(num_frames)]
     vp = VideoProcessor(min_pixels=56 * 56, max_pixels=8 * 28 * 28)
     out = vp([frames])

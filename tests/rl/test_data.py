@@ -96,3 +96,33 @@ def test_schedule_is_a_function_of_the_step_and_covers_each_epoch_once():
     assert np.array_equal(s.indices(3), PromptSchedule(10, 4, seed=1).indices(3))  # no iterator state
     assert s.position(4) == 12 and len(s.indices(3)) == 4  # step 3 crosses into epoch 1
     assert list(PromptSchedule(5, 2, shuffle=False).indices(3)) == [4, 0]
+
+
+def test_a_prompt_image_beyond_the_vision_span_is_refused_naming_its_record(tmp_path):
+    """xla vision attention bands its full layers over `vision_attention_span` rows: an image larger than
+    that is refused before sampling, naming the record and the knobs, instead of attending to part of it."""
+    from PIL import Image
+
+    from lingshu_jax.demo import write_demo_assets
+    from lingshu_jax.model.config import preset
+    from lingshu_jax.processing import Processor
+    from lingshu_jax.rl.rollout import check_vision_spans, encode_prompt, rl_processor
+
+    Image.new("RGB", (224, 224), (200, 10, 10)).save(tmp_path / "big.png")  # 16 x 16 patches: 256 rows
+    record = {
+        "messages": [{"role": "user", "content": "<image>Colour?"}],
+        "images": ["big.png"],
+        "answer": "red",
+    }
+    prompt = parse_record(record, "rl.jsonl:3", str(tmp_path), "")
+    proc = Processor.from_pretrained(write_demo_assets(str(tmp_path / "assets")))
+    enc = [encode_prompt(proc, prompt)]
+    cfg = preset("tiny").replace(attention_impl="xla", vision_attention_span=256)
+    check_vision_spans(cfg, [prompt], enc)  # fits exactly
+    with pytest.raises(ValueError, match=r"rl.jsonl:3: .*takes 256 vision-stream rows.*span=192.*max_pixels"):
+        check_vision_spans(cfg.replace(vision_attention_span=192), [prompt], enc)
+    # config.data.max_pixels caps the processor's resolution: the same image then fits a 64-row span
+    capped = rl_processor(str(tmp_path / "assets"), max_pixels=112 * 112)
+    enc = [encode_prompt(capped, prompt)]
+    assert np.asarray(enc[0]["image_grid_thw"]).tolist() == [[1, 8, 8]]
+    check_vision_spans(cfg.replace(vision_attention_span=64), [prompt], enc)
