@@ -3,8 +3,8 @@
   python scripts/train.py --config=configs/demo.py:stage=3 --workdir=runs/demo/stage3   (after stages 1, 2)
   python scripts/train_rl.py --config=configs/rl_demo.py --workdir=runs/demo/rl
 
-Arguments: root (the SFT demo's root), steps, lr, warmup. Prompts are easy-VQA's training questions in the
-SFT demo's own conversation form plus `REASONING_PROMPT`, the <think>/<answer> format stage 3 of the SFT
+Arguments: root (the SFT demo's root), steps, lr, warmup, seed (prompt order and sampling keys). Prompts are
+easy-VQA's training questions in the SFT demo's own conversation form plus `REASONING_PROMPT`, the <think>/<answer> format stage 3 of the SFT
 demo teaches (as Lingshu's SFT does before its RL stage); 74% of them are yes/no before Lingshu's
 downsampling to ~5%. Rewards: Lingshu's strict format x0.5 + accuracy x1.0.
 Measured (docs/rl_cpu.md section 6), from the SFT demo's stage 3 that reads the image's colour (held-out
