@@ -21,6 +21,10 @@ import shutil
 
 SHAPES = ("circle", "rectangle", "triangle")
 SYSTEM = "You are a helpful medical assistant."
+# easy-VQA's 64x64 images are upscaled to 112x112 (8x8 patches, 16 merged tokens). At the processor's
+# default 56x56 (4 merged tokens, each mostly background) the demo model never learned to read the image
+# (docs/rl_cpu.md section 6).
+DEMO_IMAGE_PIXELS = 112 * 112
 REASONING_PROMPT = "Think in <think> </think>, then answer in <answer> </answer>."
 
 
@@ -142,5 +146,7 @@ def write_demo_assets(assets_dir: str) -> str:
     os.makedirs(assets_dir, exist_ok=True)
     build_qwen_tokenizer(assets_dir, vocab_size=TINY_TOKENIZER_RANKS)
     with open(os.path.join(assets_dir, "preprocessor_config.json"), "w") as f:
-        json.dump({**PREPROCESSOR_CONFIG, "max_pixels": 28 * 28 * 64}, f, indent=2)
+        json.dump(
+            {**PREPROCESSOR_CONFIG, "min_pixels": DEMO_IMAGE_PIXELS, "max_pixels": 28 * 28 * 64}, f, indent=2
+        )
     return assets_dir

@@ -31,3 +31,28 @@ def test_stage3_reasoning_targets_name_the_image_and_get_full_format_and_accurac
     assert prompts == [c["messages"][1]["content"][1]["text"] for c in convs]  # the RL prompt = the SFT one
     total, per = combine_rewards(LINGSHU_REWARDS)(targets, references)
     assert list(per["format"]) == [1.0] * 4 and list(per["accuracy"]) == [1.0] * 4
+
+
+def test_demo_images_are_upscaled_to_16_merged_tokens_and_stage1_trains_the_random_llm(tmp_path):
+    """docs/rl_cpu.md section 6: at 56x56 (4 merged tokens) or with a frozen random LLM in stage 1, the demo
+    model never read the image; the demo's assets and stage-1 groups must keep both fixes."""
+    import numpy as np
+    from PIL import Image
+
+    from configs import demo
+    from lingshu_jax.demo import write_demo_assets
+    from lingshu_jax.processing import Processor
+
+    processor = Processor.from_pretrained(write_demo_assets(str(tmp_path / "assets")))
+    image = Image.fromarray(np.zeros((64, 64, 3), np.uint8))  # easy-VQA's image size
+    messages = [
+        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "?"}]}
+    ]
+    enc = processor([messages])
+    assert np.asarray(enc["image_grid_thw"]).tolist() == [[1, 8, 8]]  # 112x112 px: 64 patches, 16 tokens
+    groups = {name: sched for _, sched, name in demo.get_config("stage=1,root=/r").optim.groups}
+    assert groups["llm"] is not None and groups["llm"]["peak"] > 0
+    frozen = {
+        name: sched for _, sched, name in demo.get_config("stage=1,root=/r,stage1_llm=false").optim.groups
+    }
+    assert frozen["llm"] is None

@@ -20,12 +20,14 @@ import os
 import ml_collections
 
 from configs.common import adamw, base_config, parse_arg
-from configs.lingshu.recipe import PATCHES_PER_ROW, lingshu_model, slice_plan
+from configs.lingshu.recipe import lingshu_model, slice_plan
+from lingshu_jax.model.vision_inputs import max_frame_rows
 from lingshu_jax.rl.data import DEFAULT_FORMAT_PROMPT
 from lingshu_jax.rl.rewards import LINGSHU_REWARDS
 from lingshu_jax.rl.trainer import GRPOSettings
 
 ROLLOUT_PROMPTS = GRPOSettings.rollout_prompts  # 512
+MAX_PIXELS = 1_003_520  # images of RL prompts: at most 1280 tokens
 
 
 def grpo_config(**overrides) -> ml_collections.ConfigDict:
@@ -58,9 +60,11 @@ def get_config(arg=None):
     c.slice = plan["topology"]
     c.mesh.update({"data": 1, "fsdp": 1, "tensor": 1, "sequence": 1, **plan["mesh"]})
     # GRPO's rollout batches do not lay the vision stream out per device (data.vision_chunks), so RL keeps
-    # the xla attention, its full-attention vision layers banded over one row's patch budget.
+    # the xla attention, its full-attention vision layers banded over the largest image `data.max_pixels`
+    # allows (1,003,520 px = 1280 tokens, transformers' class default, inside a 2048-token prompt; a larger
+    # image is refused naming its record).
     c.model.attention_impl = "xla"
-    c.model.vision_attention_span = PATCHES_PER_ROW
+    c.model.vision_attention_span = max_frame_rows(MAX_PIXELS)  # 8192 stream rows
     c.init_from = a.init_from  # the stage-3 workdir (its final/ checkpoint) or an HF Lingshu directory
     c.train.total_steps = a.steps or math.ceil(a.prompts / ROLLOUT_PROMPTS)  # one epoch over the prompts
     c.train.log_every = 1
@@ -74,6 +78,7 @@ def get_config(arg=None):
         "format_prompt": DEFAULT_FORMAT_PROMPT,
         "shuffle": True,
         "filter_overlong": True,
+        "max_pixels": MAX_PIXELS,
     }
     # GRPOSettings' defaults are Lingshu's recipe (16 samples at temperature 1, k3 KL 1e-3, clip 0.2, ...).
     # One prompt group (16 rows) per generation call: the xla vision attention of a call's prefill grows with

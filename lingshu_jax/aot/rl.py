@@ -16,7 +16,8 @@ reference parameters and, while a mini-batch accumulates, the gradient accumulat
 program's total plus those; the step fits when every phase does.
 
 Shapes are the largest a step can see: prompts of `max_prompt_tokens` (bucketed as the trainer buckets
-them), each with one image of `PROMPT_IMAGE_GRID` (printed: an assumption, since prompts' images differ),
+them), each with one image, the largest `data.max_pixels` allows (printed: an assumption, since prompts'
+images differ),
 responses of `max_new_tokens`, and the decode loop running to `max_new_tokens` (it stops early when
 every row has).
 """
@@ -42,7 +43,18 @@ from lingshu_jax.aot.report import (
 )
 from lingshu_jax.aot.targets import GIB, Target, hbm_per_device
 
-PROMPT_IMAGE_GRID = (1, 64, 64)  # assumed image per prompt: 896 x 896 px, 4096 patches, 1024 tokens
+PROMPT_IMAGE_GRID = (
+    1,
+    64,
+    64,
+)  # assumed image per prompt without data.max_pixels: 896 x 896 px, 4096 patches
+
+
+def largest_image_grid(max_pixels: int, patch: int = 14, merge: int = 2) -> tuple[int, int, int]:
+    """(1, h, w) patches of the largest near-square image the processor's `max_pixels` allows."""
+    units = max_pixels // (patch * merge) ** 2
+    h = math.isqrt(units)
+    return (1, merge * h, merge * (units // h))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,9 +153,13 @@ def abstract_inputs(program, s, shapes: RolloutShapes) -> dict[str, tuple]:
     }
 
 
-def rl_fit_report(config, target: Target, *, top: int = 8, image_grid=PROMPT_IMAGE_GRID) -> dict[str, Any]:
+def rl_fit_report(config, target: Target, *, top: int = 8, image_grid=None) -> dict[str, Any]:
     """Compiles the GRPO programs of `config` for `target`; returns the report as a JSON-able dict.
-    `image_grid`: the (t, h, w) patch grid of the one image assumed in every prompt."""
+    `image_grid`: the (t, h, w) patch grid of the one image assumed in every prompt (default: the largest
+    `config.data.max_pixels` allows, else `PROMPT_IMAGE_GRID`)."""
+    if image_grid is None:
+        max_pixels = config.data.get("max_pixels")
+        image_grid = largest_image_grid(int(max_pixels)) if max_pixels else PROMPT_IMAGE_GRID
     t0 = time.perf_counter()
     config, devs, mesh, program = build_for_target(config, target)
 

@@ -306,7 +306,7 @@ def prepare_easy_vqa_prompts(out_dir: str, split: str = "train") -> str:
                 "question_type": "yes_no" if a in ("yes", "no") else "closed",
             }
         )
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # concurrent runs preparing the same directory
     with open(tmp, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     os.replace(tmp, path)

@@ -19,7 +19,7 @@ import numpy as np
 
 from lingshu_jax.infer.sampling import SamplingConfig
 from lingshu_jax.rl.data import Prompt, load_prompts, prepare_easy_vqa_prompts
-from lingshu_jax.rl.rollout import encode_prompt, sample_responses
+from lingshu_jax.rl.rollout import encode_prompt, rl_processor, sample_responses
 
 _PROMPT_KEYS = ("paths", "root", "yes_no_keep", "format_prompt")
 
@@ -33,14 +33,15 @@ def heldout_prompts(config) -> list[Prompt]:
     return prompts[: int(h.num_prompts)]
 
 
-def greedy_scores(model_path: str, prompts: Sequence[Prompt], reward_fn, max_new_tokens: int) -> dict:
+def greedy_scores(
+    model_path: str, prompts: Sequence[Prompt], reward_fn, max_new_tokens: int, max_pixels: int | None = None
+) -> dict:
     """{reward name: mean over the prompts, "reward": mean weighted total, "n"} of greedy answers of the
     model at `model_path` (a lingshu-jax checkpoint / workdir or an HF directory)."""
     from lingshu_jax.convert.load import load_any
-    from lingshu_jax.processing import Processor
 
     model_cfg, params, assets = load_any(model_path)
-    processor = Processor.from_pretrained(assets)
+    processor = rl_processor(assets, max_pixels)
     pad = int(processor.tokenizer.pad_token_id)
     encoded = [encode_prompt(processor, p) for p in prompts]
     tokens, lengths, _ = sample_responses(
@@ -79,8 +80,8 @@ def train_and_report(config, workdir: str) -> dict:
         reward_fn, _ = make_reward_fn(config)
         n = int(config.heldout.max_new_tokens)
         heldout = {
-            "before": greedy_scores(config.init_from, prompts, reward_fn, n),
-            "after": greedy_scores(final, prompts, reward_fn, n),
+            "before": greedy_scores(config.init_from, prompts, reward_fn, n, config.data.get("max_pixels")),
+            "after": greedy_scores(final, prompts, reward_fn, n, config.data.get("max_pixels")),
         }
         with open(os.path.join(workdir, "heldout.json"), "w") as f:
             json.dump(heldout, f, indent=1)

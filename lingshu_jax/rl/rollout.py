@@ -55,6 +55,17 @@ def encode_prompt(processor, prompt: Prompt, max_prompt_tokens: int = 0) -> dict
     return enc
 
 
+def rl_processor(assets_dir: str, max_pixels: int | None = None):
+    """The checkpoint's processor; `max_pixels` (config.data.max_pixels) caps its images' resolution, so a
+    prompt's image fits `max_prompt_tokens` and the vision attention span."""
+    from lingshu_jax.processing import Processor
+
+    processor = Processor.from_pretrained(assets_dir)
+    if max_pixels:
+        processor.image_processor = dataclasses.replace(processor.image_processor, max_pixels=int(max_pixels))
+    return processor
+
+
 def check_vision_spans(config: ModelConfig, prompts: Sequence[Prompt], encoded: Sequence[dict]) -> None:
     """ValueError naming the prompt's record ("file:line") when one of its images takes more vision-stream
     rows than the model's full-attention vision layers reach (`vlm.check_attention_span`)."""

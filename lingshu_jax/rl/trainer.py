@@ -67,6 +67,7 @@ from lingshu_jax.rl.rollout import (
     check_vision_spans,
     encode_prompt,
     filter_overlong,
+    rl_processor,
     sample_responses,
 )
 from lingshu_jax.train import accumulate, loop
@@ -744,10 +745,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ref_params = loop.initial_params(program, config.seed)  # init_from: the stage-3 model
 
     # ---- prompts, processor ----------------------------------------------------------------------------
-    from lingshu_jax.processing import Processor
-
     assets = loop.assets_dir(config, program.init_path)
-    processor = Processor.from_pretrained(assets)
+    processor = rl_processor(assets, config.data.get("max_pixels"))
     run = _Run(config, s, program.model_config, program.mesh, program.rules, processor, reward_fn, workdir)
     prompts = _prompts(config, run.processor, s)
     schedule = PromptSchedule(

@@ -106,7 +106,7 @@ def test_a_prompt_image_beyond_the_vision_span_is_refused_naming_its_record(tmp_
     from lingshu_jax.demo import write_demo_assets
     from lingshu_jax.model.config import preset
     from lingshu_jax.processing import Processor
-    from lingshu_jax.rl.rollout import check_vision_spans, encode_prompt
+    from lingshu_jax.rl.rollout import check_vision_spans, encode_prompt, rl_processor
 
     Image.new("RGB", (224, 224), (200, 10, 10)).save(tmp_path / "big.png")  # 16 x 16 patches: 256 rows
     record = {
@@ -121,3 +121,8 @@ def test_a_prompt_image_beyond_the_vision_span_is_refused_naming_its_record(tmp_
     check_vision_spans(cfg, [prompt], enc)  # fits exactly
     with pytest.raises(ValueError, match=r"rl.jsonl:3: .*takes 256 vision-stream rows.*span=192.*max_pixels"):
         check_vision_spans(cfg.replace(vision_attention_span=192), [prompt], enc)
+    # config.data.max_pixels caps the processor's resolution: the same image then fits a 64-row span
+    capped = rl_processor(str(tmp_path / "assets"), max_pixels=112 * 112)
+    enc = [encode_prompt(capped, prompt)]
+    assert np.asarray(enc[0]["image_grid_thw"]).tolist() == [[1, 8, 8]]
+    check_vision_spans(cfg.replace(vision_attention_span=64), [prompt], enc)

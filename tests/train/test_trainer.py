@@ -22,8 +22,8 @@ from lingshu_jax.train.trainer import train
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _cfg(root, stage, steps, **train_kw):
-    c = demo.get_config(f"stage={stage},root={root},steps={steps}")
+def _cfg(root, stage, steps, arg="", **train_kw):
+    c = demo.get_config(f"stage={stage},root={root},steps={steps}{arg}")
     c.train.progress = False
     c.train.log_every = 1
     c.eval.every = 0
@@ -44,9 +44,10 @@ def demo_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chained(demo_root):
-    """Stage 1 -> 2 -> 3 with a few steps each; stage 3 exports to HF."""
+    """Stage 1 (Lingshu's: LLM frozen; the demo's default trains it) -> 2 -> 3 with a few steps each; stage 3
+    exports to HF."""
     for stage, steps in ((1, 3), (2, 2), (3, 2)):
-        c = _cfg(demo_root, stage, steps, checkpoint_initial=True)
+        c = _cfg(demo_root, stage, steps, ",stage1_llm=false" if stage == 1 else "", checkpoint_initial=True)
         if stage == 3:
             c.export_hf = os.path.join(demo_root, "hf_export")
         train(c, os.path.join(demo_root, f"stage{stage}"))
