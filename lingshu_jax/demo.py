@@ -132,13 +132,14 @@ def prepare_demo_data(out_dir: str, eval_questions: int = 300, seed: int = 0) ->
             _conv(name, "What imaging modality is this?", modality),
         ]
     _write_jsonl(paths["dicom"], dicom_rows)
-    write_demo_assets(paths["assets"])
+    write_demo_assets(paths["assets"], min_pixels=DEMO_IMAGE_PIXELS)
     open(done, "w").close()
     return paths
 
 
-def write_demo_assets(assets_dir: str) -> str:
-    """Tokenizer (Qwen BPE, first 1,000 ranks) + processor config for the demo's small images."""
+def write_demo_assets(assets_dir: str, min_pixels: int | None = None) -> str:
+    """Tokenizer (Qwen BPE, first 1,000 ranks) + processor config for small images (the demo data passes
+    `min_pixels=DEMO_IMAGE_PIXELS`; tests keep the processor's 56x56 minimum)."""
     from lingshu_jax.model.config import TINY_TOKENIZER_RANKS
     from lingshu_jax.testing.hf_models import PREPROCESSOR_CONFIG
     from lingshu_jax.testing.tokenizer import build_qwen_tokenizer
@@ -146,7 +147,6 @@ def write_demo_assets(assets_dir: str) -> str:
     os.makedirs(assets_dir, exist_ok=True)
     build_qwen_tokenizer(assets_dir, vocab_size=TINY_TOKENIZER_RANKS)
     with open(os.path.join(assets_dir, "preprocessor_config.json"), "w") as f:
-        json.dump(
-            {**PREPROCESSOR_CONFIG, "min_pixels": DEMO_IMAGE_PIXELS, "max_pixels": 28 * 28 * 64}, f, indent=2
-        )
+        sizes = {"max_pixels": 28 * 28 * 64, **({"min_pixels": min_pixels} if min_pixels else {})}
+        json.dump({**PREPROCESSOR_CONFIG, **sizes}, f, indent=2)
     return assets_dir

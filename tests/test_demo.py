@@ -40,10 +40,12 @@ def test_demo_images_are_upscaled_to_16_merged_tokens_and_stage1_trains_the_rand
     from PIL import Image
 
     from configs import demo
-    from lingshu_jax.demo import write_demo_assets
+    from lingshu_jax.demo import prepare_demo_data
     from lingshu_jax.processing import Processor
 
-    processor = Processor.from_pretrained(write_demo_assets(str(tmp_path / "assets")))
+    processor = Processor.from_pretrained(
+        prepare_demo_data(str(tmp_path / "demo"), eval_questions=4)["assets"]
+    )
     image = Image.fromarray(np.zeros((64, 64, 3), np.uint8))  # easy-VQA's image size
     messages = [
         {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "?"}]}
