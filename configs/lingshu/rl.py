@@ -82,8 +82,8 @@ def get_config(arg=None):
     }
     # GRPOSettings' defaults are Lingshu's recipe (16 samples at temperature 1, k3 KL 1e-3, clip 0.2, ...).
     # One prompt group (16 rows) per generation call: the xla vision attention of a call's prefill grows with
-    # the call's patch stream (banded over PATCHES_PER_ROW), and 16 rows is what fits beside the optimizer
-    # state and the reference model (fit report: docs/tpu.md, `python scripts/aot.py --config=<this file>`).
+    # the call's patch stream. Whether the 7B rollout fits v5p-16 is not shown yet: its compile does not
+    # finish on a 24 GiB host (docs/tpu.md, "GRPO"; `python scripts/aot.py --config=<this file>`).
     c.rl = grpo_config(rows_per_generate=16, prompt_bucket=128, response_bucket=128, patch_bucket=1024)
     c.rewards = LINGSHU_REWARDS  # ((name, weight), ...): strict format x0.5 + accuracy x1.0
     c.reward_modules = ()  # modules imported first, so that their register_reward() plugins exist

@@ -73,7 +73,15 @@ def write_recipes_doc(out_path: str, only: str | None = None) -> None:
                 )
                 continue
             print(f"== {spec}", flush=True)
-            text = run_subprocess(spec, "", os.path.join(tmp, f"{key}.json"))
+            try:
+                text = run_subprocess(spec, "", os.path.join(tmp, f"{key}.json"))
+            except (RuntimeError, subprocess.TimeoutExpired) as e:  # e.g. the compiler killed for host memory
+                print(e, flush=True)
+                sections.append(
+                    (spec, f"No report: the compile did not finish ({str(e).splitlines()[0][-300:]})")
+                )
+                _write(out_path, only, sections, kept)
+                continue
             done[key] = spec
             reports[spec] = text
             sections.append((spec, "```\n" + _strip_logs(text) + "\n```"))
