@@ -100,15 +100,8 @@ def test_packed_video_batch_logits_match_transformers(tmp_path, tiny):
     ]
     ref_inputs = processor.encode_for_training(messages, video_fps=8 / 3)
     np.testing.assert_allclose(ref_inputs["second_per_grid_ts"], [0.75])
+    assert _diff_to_transformers(ours, hf, batch, 2, ref_inputs) <= 1e-4
     sample = unpack_batch(batch)[1]
-    np.testing.assert_array_equal(sample["input_ids"], ref_inputs["input_ids"][0])
-    keys = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values_videos", "video_grid_thw")
-    keys += ("second_per_grid_ts",)
-    with torch.no_grad():
-        ref = hf(**{k: torch.from_numpy(np.asarray(ref_inputs[k])) for k in keys}).logits.numpy()[0]
-    got = _logits_of_segment(ours, batch, 2)
-    assert got.shape == ref.shape
-    assert float(np.abs(got - ref).max()) <= 1e-4
     # The time positions follow the sampled rate (a 1 s patch would place the second frame pair elsewhere).
     grid = np.asarray(ref_inputs["video_grid_thw"])
     kw = dict(
@@ -129,6 +122,20 @@ def _logits_of_segment(ours, batch, segment):
         {"params": ours.params}, {k: v for k, v in batch.items() if k not in ("labels", "loss_mask")}
     )[0]
     return np.asarray(logits)[0][np.asarray(batch["segment_ids"][0]) == segment]
+
+
+def _diff_to_transformers(ours, hf, batch, segment, ref_inputs) -> float:
+    """Max |our logits of packed segment `segment` - transformers' on `ref_inputs`|, after checking that the
+    segment holds exactly transformers' tokens."""
+    sample = unpack_batch(batch)[segment - 1]
+    np.testing.assert_array_equal(sample["input_ids"], ref_inputs["input_ids"][0])
+    keys = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values_videos", "video_grid_thw")
+    keys += ("second_per_grid_ts",)
+    with torch.no_grad():
+        ref = hf(**{k: torch.from_numpy(np.asarray(ref_inputs[k])) for k in keys}).logits.numpy()[0]
+    got = _logits_of_segment(ours, batch, segment)
+    assert got.shape == ref.shape
+    return float(np.abs(got - ref).max())
 
 
 def test_video_file_batch_logits_match_transformers_on_read_video_pyav_frames(tmp_path, tiny):
@@ -156,15 +163,7 @@ def test_video_file_batch_logits_match_transformers_on_read_video_pyav_frames(tm
     ref_inputs = processor.encode_for_training(messages, video_fps=meta.sampled_fps)
     np.testing.assert_allclose(ref_inputs["second_per_grid_ts"], [2 / 3])
     assert np.asarray(ref_inputs["video_grid_thw"])[0, 0] == 3  # 6 frames -> 3 temporal patches
-    sample = unpack_batch(batch)[0]
-    np.testing.assert_array_equal(sample["input_ids"], ref_inputs["input_ids"][0])
-    keys = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values_videos", "video_grid_thw")
-    keys += ("second_per_grid_ts",)
-    with torch.no_grad():
-        ref = hf(**{k: torch.from_numpy(np.asarray(ref_inputs[k])) for k in keys}).logits.numpy()[0]
-    got = _logits_of_segment(ours, batch, 1)
-    assert got.shape == ref.shape
-    diff = float(np.abs(got - ref).max())
+    diff = _diff_to_transformers(ours, hf, batch, 1, ref_inputs)
     print(f"video file logits max abs diff vs transformers: {diff:.3g}")
     assert diff <= 1e-4
     # Capped at 4 frames: 0, 3, 6, 9 at 2 fps -> one second per temporal patch, 2 patches.
