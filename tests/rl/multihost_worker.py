@@ -1,14 +1,16 @@
 """One process of a GRPO run over jax.distributed processes on 127.0.0.1 (driven by tests/rl/test_multihost.py):
 
-python -m tests.rl.multihost_worker PORT PROCESS_ID NUM_PROCESSES LOCAL_DEVICES DATA_DIR WORKDIR
+python -m tests.rl.multihost_worker PORT PROCESS_ID NUM_PROCESSES LOCAL_DEVICES DATA_DIR WORKDIR [RESUMED_WORKDIR]
 
 A random tiny model, prompts with one, two or no images, a graded reward plugin (so the untrained policy's
-groups have non-zero advantages), 2 steps with a metrics row each. Every process of a run passes the same
-workdir (shared, as on a pod); process 0 writes the metrics.
+groups have non-zero advantages), 2 steps with a metrics row and a checkpoint each. Every process of a run
+passes the same workdir (shared, as on a pod); process 0 writes the metrics. With RESUMED_WORKDIR the same
+processes then run again there from WORKDIR's step-1 checkpoint: the resumed run's step 2.
 """
 
 import json
 import os
+import shutil
 import sys
 
 STEPS = 2
@@ -48,6 +50,7 @@ def config(paths: dict, distributed: dict | None):
     c.assets_dir = paths["assets"]
     c.mesh = {"fsdp": -1}
     c.train.log_every = 1
+    c.train.checkpoint_every = 1  # step 1's checkpoint is what the resumed run starts from
     c.train.log_samples = 2
     c.data.shuffle = False
     c.rewards = (("test_text_length", 1.0), ("format", 0.5))
@@ -61,6 +64,21 @@ def config(paths: dict, distributed: dict | None):
     return c
 
 
+def resume_from_step_1(paths: dict, workdir: str, resumed: str):
+    """`workdir`'s step-1 checkpoint (state, prompt position) copied into `resumed` by process 0, then the
+    same command there: every process restores step 1 and runs step 2. The processes stay joined
+    (jax.distributed is initialised once per process), so the config has no `distributed` this time."""
+    import jax
+    from jax.experimental import multihost_utils
+
+    from lingshu_jax.rl.trainer import train
+
+    if jax.process_index() == 0:
+        shutil.copytree(os.path.join(workdir, "checkpoints", "1"), os.path.join(resumed, "checkpoints", "1"))
+    multihost_utils.sync_global_devices("step-1 checkpoint copied")
+    train(config(paths, None), resumed)
+
+
 def main():
     port, pid, nproc, data, workdir = (
         sys.argv[1],
@@ -69,6 +87,7 @@ def main():
         sys.argv[5],
         sys.argv[6],
     )
+    resumed = sys.argv[7] if len(sys.argv) > 7 else None
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={sys.argv[4]}"  # before jax starts
     import jax
 
@@ -80,6 +99,8 @@ def main():
     if nproc > 1:
         dist = {"coordinator_address": f"127.0.0.1:{port}", "num_processes": nproc, "process_id": pid}
     train(config(paths, dist), workdir)
+    if resumed:
+        resume_from_step_1(paths, workdir, resumed)
     print(
         json.dumps(
             {"process": jax.process_index(), "processes": jax.process_count(), "devices": jax.device_count()}
