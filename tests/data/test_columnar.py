@@ -1,6 +1,7 @@
 """Parquet / Arrow / `datasets.save_to_disk` sources: the same conversations as JSONL give the same batches,
 reads go one row group at a time, hosts split the rows, videos held as bytes decode like video files, bad rows
-follow the bad-record policy, and files that are not Parquet / Arrow or hold no conversation are configuration errors naming the file."""
+follow the bad-record policy, and files that are not Parquet / Arrow or hold no conversation are
+configuration errors naming the file."""
 
 import json
 import os
