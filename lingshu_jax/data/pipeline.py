@@ -73,7 +73,7 @@ def make_dataset(
         video_fps=cfg.video_fps,
         video_max_frames=cfg.video_max_frames,
     )
-    ds = mixture.shard(mixture.build_mixture(raw, cfg, seed), shard_index, shard_count)
+    ds = mixture.build_mixture(raw, cfg, seed, shard_index, shard_count)  # this host's share
     # Groups of consecutive records (by index: the order does not depend on the worker count).
     group_transform = transport.GroupTransform(transform, shared_memory=cfg.worker_count > 0)
     groups = ds.batch(cfg.group, batch_fn=list).map(group_transform)
