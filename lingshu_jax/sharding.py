@@ -192,6 +192,14 @@ def logical_sharding(mesh: Mesh, rules, names: tuple[str | None, ...], shape=Non
     return NamedSharding(mesh, _spec_for(shape, names, mesh, rules, "/".join(map(str, names))))
 
 
+def logical_shards(mesh: Mesh, rules, name: str) -> int:
+    """How many ways the mesh splits logical axis `name` under `rules` (1: not at all)."""
+    spec = logical_sharding(mesh, rules, (name,)).spec
+    axes = spec[0] if len(spec) else None
+    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+    return int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+
+
 # Logical names of every model input (docs/DESIGN.md "Model inputs").
 BATCH_AXES = {
     "input_ids": ("batch", "seq"),

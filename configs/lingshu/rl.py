@@ -21,7 +21,6 @@ import ml_collections
 
 from configs.common import adamw, base_config, parse_arg
 from configs.lingshu.recipe import lingshu_model, slice_plan
-from lingshu_jax.model.vision_inputs import max_frame_rows
 from lingshu_jax.rl.data import DEFAULT_FORMAT_PROMPT
 from lingshu_jax.rl.rewards import LINGSHU_REWARDS
 from lingshu_jax.rl.trainer import GRPOSettings
@@ -59,12 +58,12 @@ def get_config(arg=None):
     plan = slice_plan(a.size, a.slice)  # the SFT recipe's slices: 7b v5p-16 / v6e-16, 32b v5p-128 / v6e-64
     c.slice = plan["topology"]
     c.mesh.update({"data": 1, "fsdp": 1, "tensor": 1, "sequence": 1, **plan["mesh"]})
-    # GRPO's rollout batches do not lay the vision stream out per device (data.vision_chunks), so RL keeps
-    # the xla attention, its full-attention vision layers banded over the largest image `data.max_pixels`
-    # allows (1,003,520 px = 1280 tokens, transformers' class default, inside a 2048-token prompt; a larger
-    # image is refused naming its record).
-    c.model.attention_impl = "xla"
-    c.model.vision_attention_span = max_frame_rows(MAX_PIXELS)  # 8192 stream rows
+    # Splash attention, as in SFT: generation and the update lay each batch's vision stream out one chunk
+    # per device (a device's rows' images in its own chunk), so no vision buffer grows with the whole
+    # stream and no span is needed. Images are capped at `data.max_pixels` (1,003,520 px = 1280 tokens,
+    # transformers' class default) so that a prompt with its image fits `rl.max_prompt_tokens`.
+    c.model.attention_impl = "splash"
+    c.model.vision_attention_span = None
     c.init_from = a.init_from  # the stage-3 workdir (its final/ checkpoint) or an HF Lingshu directory
     c.train.total_steps = a.steps or math.ceil(a.prompts / ROLLOUT_PROMPTS)  # one epoch over the prompts
     c.train.log_every = 1
@@ -81,9 +80,8 @@ def get_config(arg=None):
         "max_pixels": MAX_PIXELS,
     }
     # GRPOSettings' defaults are Lingshu's recipe (16 samples at temperature 1, k3 KL 1e-3, clip 0.2, ...).
-    # One prompt group (16 rows) per generation call: the xla vision attention of a call's prefill grows with
-    # the call's patch stream. Whether the 7B rollout fits v5p-16 is not shown yet: its compile does not
-    # finish on a 24 GiB host (docs/tpu.md, "GRPO"; `python scripts/aot.py --config=<this file>`).
+    # One prompt group (16 rows) per generation call. Fit report: `python scripts/aot.py --config=<this
+    # file>` (docs/tpu.md, "GRPO").
     c.rl = grpo_config(rows_per_generate=16, prompt_bucket=128, response_bucket=128, patch_bucket=1024)
     c.rewards = LINGSHU_REWARDS  # ((name, weight), ...): strict format x0.5 + accuracy x1.0
     c.reward_modules = ()  # modules imported first, so that their register_reward() plugins exist

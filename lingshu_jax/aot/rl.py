@@ -72,30 +72,38 @@ class RolloutShapes:
     calls: dict  # program -> calls per rollout step
 
 
-def rollout_shapes(s, model_cfg, batch_shards: int, image_grid=PROMPT_IMAGE_GRID) -> RolloutShapes:
+def rollout_shapes(
+    s, model_cfg, batch_shards: int, image_grid=PROMPT_IMAGE_GRID, vision_chunks: int = 1
+) -> RolloutShapes:
     """What `rl.trainer` would build for prompts of `s.max_prompt_tokens` tokens with one `image_grid`
-    image each and responses of `s.max_new_tokens` (buckets as `infer.generate` and `rl.rollout` apply)."""
+    image each and responses of `s.max_new_tokens` (buckets as `infer.generate` and `rl.rollout` apply;
+    the vision stream in `vision_chunks` chunks, each bucketed for its share of the rows)."""
     from lingshu_jax.infer.batching import bucket_size, round_up
     from lingshu_jax.infer.generate import DEFAULT_BUCKETS
+    from lingshu_jax.model.vision_inputs import stream_rows
 
     v = model_cfg.vision
     image_tokens = math.prod(image_grid) // v.merge_unit
     prompt = max(s.max_prompt_tokens, image_tokens + 64) if s.max_prompt_tokens else image_tokens + 512
-    patches = math.prod(image_grid) if v.depth else 0
+    per_row = stream_rows(
+        image_grid, spatial_merge_size=v.spatial_merge_size, window_merge_units=v.window_merge_units
+    )
+    per_row = per_row if v.depth else 0
     per_call = max(1, s.rows_per_generate // s.group_size)  # whole prompt groups per call
-    gen_rows = round_up(per_call * s.group_size, batch_shards)
+    gen_rows = round_up(per_call * s.group_size, math.lcm(batch_shards, vision_chunks))
     gen_prompt = bucket_size(prompt, DEFAULT_BUCKETS.prompt)
     rows = s.rollout_prompts * s.group_size
     micro = s.micro_batch_rows
+    stream = lambda n, step: bucket_size(n // vision_chunks * per_row, step) * vision_chunks if per_row else 0  # noqa: E731
     return RolloutShapes(
         gen_rows=gen_rows,
         prompt_len=gen_prompt,
-        gen_patches=bucket_size(gen_rows * patches, DEFAULT_BUCKETS.patches) if patches else 0,
+        gen_patches=stream(gen_rows, DEFAULT_BUCKETS.patches),
         cache_len=round_up(gen_prompt + s.max_new_tokens, DEFAULT_BUCKETS.cache),
         micro_rows=micro,
         update_prompt_len=bucket_size(prompt, s.prompt_bucket),
         resp_len=min(bucket_size(s.max_new_tokens, s.response_bucket), s.max_new_tokens),
-        micro_patches=bucket_size(micro * patches, s.patch_bucket) if patches else 0,
+        micro_patches=stream(micro, s.patch_bucket),
         calls={
             "generate": -(-s.rollout_prompts // per_call),
             "logprob": (2 if s.kl_coef else 1) * rows // micro,
@@ -164,13 +172,20 @@ def rl_fit_report(config, target: Target, *, top: int = 8, image_grid=None) -> d
     config, devs, mesh, program = build_for_target(config, target)
 
     from lingshu_jax import sharding
-    from lingshu_jax.infer.generate import ProgramKey, batch_shards, compiled_program, generation_rules
+    from lingshu_jax.infer.generate import (
+        ProgramKey,
+        batch_shards,
+        compiled_program,
+        generation_rules,
+        stream_chunks,
+    )
     from lingshu_jax.infer.sampling import SamplingConfig
     from lingshu_jax.rl.trainer import GRPOSettings, grpo_programs
 
     s = GRPOSettings.from_config(config.rl)
     gen_rules = generation_rules(program.rules)
-    shapes = rollout_shapes(s, program.model_config, batch_shards(mesh, gen_rules), image_grid)
+    chunks = stream_chunks(program.model_config, mesh, gen_rules)
+    shapes = rollout_shapes(s, program.model_config, batch_shards(mesh, gen_rules), image_grid, chunks)
     inputs = abstract_inputs(program, s, shapes)
     progs = grpo_programs(program, s)
     eos = program.model_config.eos_token_ids
@@ -208,7 +223,7 @@ def rl_fit_report(config, target: Target, *, top: int = 8, image_grid=None) -> d
     hbm = hbm_per_device(target, devs)
     report: dict[str, Any] = {
         "kind": "grpo",
-        "config": _summary(program, s, shapes, image_grid),
+        "config": {**_summary(program, s, shapes, image_grid), "vision_chunks": chunks},
         "target": {"name": target.name, "devices": len(devs), "platform": target.platform},
         "mesh": dict(mesh.shape),
         "memory": {"hbm_per_device": hbm, "resident": resident},

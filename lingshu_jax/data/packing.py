@@ -35,6 +35,7 @@ import numpy as np
 from lingshu_jax.data.errors import add_stats, is_skip
 from lingshu_jax.data.guard import DataInterrupted, SourceGuard, StopRequest
 from lingshu_jax.model import vision_inputs
+from lingshu_jax.model.vlm import concat_vision_chunks
 from lingshu_jax.processing.image import PIXEL_AFFINE_KEYS, PixelNormalization
 
 IGNORE = -100
@@ -154,21 +155,12 @@ class BatchBuilder:
     def _vision_chunks(self, input_ids: np.ndarray, pixels: list, grids: list) -> dict:
         """The stream as `chunks` streams of chunk_budget rows concatenated: segment ids and merged-token
         indices offset so that they stay unique across chunks."""
-        parts, r, unit = [], self.rows_per_chunk, self.merge_size**2
-        for c in range(self.chunks):
-            part = self._vision(input_ids[c * r : (c + 1) * r], pixels[c], grids[c], self.chunk_budget)
-            if c:
-                prev = parts[-1]
-                for key in ("window_segments", "frame_segments"):
-                    part[key] = part[key] + prev[key].max() + 1
-                index = part["vision_token_index"]
-                part["vision_token_index"] = np.where(index >= 0, index + c * self.chunk_budget // unit, -1)
-            parts.append(part)
-        if self.chunks == 1:
-            return parts[0]
-        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k not in PIXEL_AFFINE_KEYS}
-        out.update({k: parts[0][k] for k in PIXEL_AFFINE_KEYS if k in parts[0]})
-        return out
+        r = self.rows_per_chunk
+        parts = [
+            self._vision(input_ids[c * r : (c + 1) * r], pixels[c], grids[c], self.chunk_budget)
+            for c in range(self.chunks)
+        ]
+        return concat_vision_chunks(parts, self.chunk_budget, self.merge_size**2)
 
     def _vision(self, input_ids: np.ndarray, pixels: list, grids: list, budget: int) -> dict:
         """The batch's vision stream. `vision_inputs` computes the layout (window order, rotary ids, segments,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import jax
@@ -30,7 +31,7 @@ from lingshu_jax.infer import batching
 from lingshu_jax.infer.sampling import GREEDY, SamplingConfig, fold_in, sample
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.text import init_cache
-from lingshu_jax.model.vlm import Qwen25VL, abstract_params, prepare_inputs
+from lingshu_jax.model.vlm import Qwen25VL, abstract_params, chunk_stream_rows, prepare_inputs
 
 TRACES: collections.Counter = collections.Counter()  # static key -> times the program was traced (compiled)
 CACHE_AXES = ("layers", "batch", None, "kv_heads", None)  # k, v: [L, B, max_len, KVH, Dh]
@@ -60,13 +61,25 @@ def generation_rules(rules) -> tuple:
 
 def batch_shards(mesh, rules) -> int:
     """How many ways the mesh splits the `batch` logical axis (1 without a mesh)."""
-    if mesh is None:
-        return 1
-    from flax import linen as nn
+    return 1 if mesh is None else sharding.logical_shards(mesh, rules, "batch")
 
-    axes = nn.logical_to_mesh_axes(("batch",), rules)[0]
-    axes = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
-    return int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+
+def stream_chunks(config: ModelConfig, mesh, rules) -> int:
+    """Chunks of the vision stream a batch must lay out (all hosts): with attention_impl="splash" one per
+    device shard of the stream, since the vision tower attends within each device's chunk; else 1.
+    ValueError when the stream and the rows are not sharded alike (each device's rows must find their
+    images in its own chunk)."""
+    if config.attention_impl != "splash" or mesh is None:
+        return 1
+    stream = sharding.logical_shards(mesh, rules, "vis_tokens")
+    rows = sharding.logical_shards(mesh, rules, "batch")
+    if stream != rows:
+        raise ValueError(
+            f"attention_impl='splash': the vision stream is split {stream} ways and the batch rows {rows} "
+            "ways by the logical rules; they must be split alike (each device's rows take their images "
+            "from its own stream chunk)"
+        )
+    return stream
 
 
 # ------------------------------------------------------------------------------------------ device side
@@ -189,16 +202,22 @@ def prepare_generation_batch(
     buckets: Buckets = DEFAULT_BUCKETS,
     batch_multiple: int = 1,
     across_hosts: bool = False,
+    vision_chunks: int = 1,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Processor outputs -> (the model's batch dict, left-padded and bucketed; number of real rows).
 
     across_hosts: the inputs are this process's share of one global batch; every process must pass the
     same number of rows, and the padded length and patch budget are the largest of any process's (so the
-    shares have equal shapes, as `sharding.global_batch` needs)."""
+    shares have equal shapes, as `sharding.global_batch` needs).
+    vision_chunks: lay the stream out as that many equal chunks, each holding its group of rows' images
+    (`prepare_inputs`); the padded rows are a multiple of it."""
     inputs = batching.left_align(batching.to_numpy(inputs))
     rows, length = inputs["input_ids"].shape
     v = config.vision
     n = batching.num_patches(inputs, v.spatial_merge_size, v.window_merge_units)
+    padded_rows = batching.round_up(max(rows, 1), math.lcm(batch_multiple, vision_chunks))
+    if n and vision_chunks > 1:  # n: the fullest chunk's stream rows
+        n = max(chunk_stream_rows(config, inputs, padded_rows // vision_chunks))
     if across_hosts:
         most_rows, fewest_rows, length, n = (int(x) for x in sharding.process_max([rows, -rows, length, n]))
         fewest_rows = -fewest_rows
@@ -212,7 +231,7 @@ def prepare_generation_batch(
     inputs = batching.pad_inputs(
         inputs,
         length=batching.bucket_size(length, buckets.prompt),
-        rows=batching.round_up(max(rows, 1), batch_multiple),
+        rows=padded_rows,
         pad_id=pad_token_id,
     )
     batch = prepare_inputs(
@@ -224,7 +243,8 @@ def prepare_generation_batch(
         inputs.get("pixel_values_videos"),
         inputs.get("video_grid_thw"),
         inputs.get("second_per_grid_ts"),
-        patch_budget=batching.bucket_size(n, buckets.patches) if n else None,
+        patch_budget=batching.bucket_size(n, buckets.patches) * vision_chunks if n else None,
+        vision_chunks=vision_chunks,
     )
     return batch, rows
 
@@ -279,7 +299,8 @@ def generate_ids(
             f"generation across {hosts} processes: the mesh splits the batch {shards} ways, not a multiple "
             "of the process count"
         )
-    batch, rows = prepare_generation_batch(config, inputs, pad, buckets, shards // hosts, hosts > 1)
+    chunks = stream_chunks(config, mesh, rules) // hosts
+    batch, rows = prepare_generation_batch(config, inputs, pad, buckets, shards // hosts, hosts > 1, chunks)
     key = ProgramKey(
         config=config,
         cache_len=batching.round_up(batch["input_ids"].shape[1] + int(max_new_tokens), buckets.cache),

@@ -123,17 +123,27 @@ def prepare_inputs(
     second_per_grid_ts=None,
     patch_budget: int | None = None,
     pixel_normalization=None,
+    vision_chunks: int = 1,
 ) -> dict[str, np.ndarray]:
     """Host-side: transformers-processor outputs -> the model's static-shape batch dict (numpy).
 
     Pixel rows are only permuted and padded, so uint8 rows (`ImageProcessor(output="uint8")`) stay uint8;
     they need `pixel_normalization` (the processor's `PixelNormalization`), whose pixel_scale/pixel_offset
     arrays join the batch and normalise them on the device. Other pixel rows become float32.
+
+    vision_chunks > 1: the rows split into that many equal groups and the stream into as many equal chunks
+    of patch_budget / vision_chunks rows, group g's images and videos in chunk g only: with one chunk per
+    device (attention_impl="splash" attends per device chunk) no image crosses a device.
     """
     input_ids = np.asarray(input_ids).astype(np.int32)
     if input_ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {input_ids.shape}")
     mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask).astype(np.int32)
+    media = (pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw, second_per_grid_ts)
+    if vision_chunks > 1 and (pixel_values is not None or pixel_values_videos is not None):
+        return _prepare_chunked(
+            config, input_ids, mask, media, patch_budget, pixel_normalization, vision_chunks
+        )
     v = config.vision
     position_ids, _ = rope.get_rope_index(
         input_ids,
@@ -185,6 +195,115 @@ def prepare_inputs(
         num_image_units=n_image_units,
     )
     return batch
+
+
+def media_per_row(input_ids, attention_mask, grid_thw, token_id: int, merge_unit: int) -> np.ndarray:
+    """[B + 1] offsets: the images (videos) of row r are grid_thw[off[r]:off[r + 1]] (processor order:
+    row by row, each image's `prod(grid) / merge_unit` pad tokens in a run). ValueError on a mismatch."""
+    grid = np.asarray(grid_thw, np.int64).reshape(-1, 3)
+    tokens = (grid.prod(axis=1) // merge_unit).tolist()
+    per_row = ((np.asarray(input_ids) == token_id) & (np.asarray(attention_mask) > 0)).sum(axis=1)
+    off, i = [0], 0
+    for r, n in enumerate(per_row.tolist()):
+        while n > 0 and i < len(tokens):
+            n -= tokens[i]
+            i += 1
+        if n:
+            raise ValueError(
+                f"row {r}: its pad tokens (id {token_id}) do not match whole images/videos of grid_thw"
+            )
+        off.append(i)
+    if i != len(tokens):
+        raise ValueError(f"{len(tokens) - i} images/videos of grid_thw have no pad tokens in input_ids")
+    return np.asarray(off)
+
+
+def _media_slice(pixels, grid, extra, off: np.ndarray, r0: int, r1: int):
+    """(pixels, grid, extra) of the media of rows [r0, r1) (0-row arrays when they have none)."""
+    grid = np.asarray(grid, np.int64).reshape(-1, 3)
+    starts = np.concatenate([[0], np.cumsum(grid.prod(axis=1))])
+    i0, i1 = off[r0], off[r1]
+    pix = np.asarray(pixels)[starts[i0] : starts[i1]]
+    return pix, grid[i0:i1], (None if extra is None else np.asarray(extra)[i0:i1])
+
+
+def _prepare_chunked(config, input_ids, mask, media, patch_budget, pixel_normalization, chunks) -> dict:
+    """`prepare_inputs` of each group of rows with its own stream chunk, concatenated."""
+    b = input_ids.shape[0]
+    if b % chunks or not patch_budget or patch_budget % chunks:
+        raise ValueError(
+            f"vision_chunks={chunks} must divide the batch's {b} rows and its patch_budget={patch_budget}"
+        )
+    pix, img_grid, vid_pix, vid_grid, seconds = media
+    unit, rows = config.vision.merge_unit, b // chunks
+    img = None if pix is None else media_per_row(input_ids, mask, img_grid, config.image_token_id, unit)
+    vid = None if vid_pix is None else media_per_row(input_ids, mask, vid_grid, config.video_token_id, unit)
+    parts = []
+    for c in range(chunks):
+        r0, r1 = c * rows, (c + 1) * rows
+        i_pix, i_grid, _ = (
+            (None, None, None) if img is None else _media_slice(pix, img_grid, None, img, r0, r1)
+        )
+        v_pix, v_grid, v_sec = (
+            (None, None, None) if vid is None else _media_slice(vid_pix, vid_grid, seconds, vid, r0, r1)
+        )
+        part = prepare_inputs(
+            config,
+            input_ids[r0:r1],
+            mask[r0:r1],
+            i_pix,
+            i_grid,
+            v_pix,
+            v_grid,
+            v_sec,
+            patch_budget=patch_budget // chunks,
+            pixel_normalization=pixel_normalization,
+        )
+        parts.append(part)
+    return concat_vision_chunks(parts, patch_budget // chunks, unit)
+
+
+def concat_vision_chunks(parts: list[dict], chunk_budget: int, merge_unit: int) -> dict:
+    """Batch dicts whose streams are `chunk_budget` rows each -> one batch: rows and streams concatenated
+    (position_ids [3, B, S] on axis 1), window/frame segment ids and `vision_token_index` offset so that
+    they stay unique and point into their own chunk; the per-column pixel normalisation taken once."""
+    if len(parts) == 1:
+        return parts[0]
+    parts = [dict(p) for p in parts]
+    for c in range(1, len(parts)):
+        prev, part = parts[c - 1], parts[c]
+        for key in ("window_segments", "frame_segments"):
+            part[key] = part[key] + prev[key].max() + 1
+        index = part["vision_token_index"]
+        part["vision_token_index"] = np.where(index >= 0, index + c * chunk_budget // merge_unit, -1)
+    out = {
+        k: np.concatenate([p[k] for p in parts], axis=1 if k == "position_ids" else 0)
+        for k in parts[0]
+        if k not in PIXEL_AFFINE_KEYS
+    }
+    out.update({k: parts[0][k] for k in PIXEL_AFFINE_KEYS if k in parts[0]})
+    return out
+
+
+def chunk_stream_rows(config: ModelConfig, inputs: dict, rows_per_chunk: int) -> list[int]:
+    """Vision stream rows (windows padded whole) that each group of `rows_per_chunk` rows of processor
+    outputs `inputs` takes: what one stream chunk must hold."""
+    v = config.vision
+    ids, mask = np.asarray(inputs["input_ids"]), np.asarray(inputs["attention_mask"])
+    totals = np.zeros(-(-ids.shape[0] // rows_per_chunk), np.int64)
+    for key, token in (("image_grid_thw", config.image_token_id), ("video_grid_thw", config.video_token_id)):
+        if inputs.get(key) is None:
+            continue
+        grid = np.asarray(inputs[key], np.int64).reshape(-1, 3)
+        off = media_per_row(ids, mask, grid, token, v.merge_unit)
+        for c in range(len(totals)):
+            r0, r1 = c * rows_per_chunk, min((c + 1) * rows_per_chunk, ids.shape[0])
+            totals[c] += stream_rows(
+                grid[off[r0] : off[r1]],
+                spatial_merge_size=v.spatial_merge_size,
+                window_merge_units=v.window_merge_units,
+            )
+    return totals.tolist()
 
 
 def check_attention_span(config: ModelConfig, grid_thw: np.ndarray) -> None:

@@ -245,19 +245,26 @@ class Rollout:
             group_advantages(self.rewards, self.group_size, scale_by_std=scale_by_std)
         )
 
-    def patch_budget(self, rows_per_batch: int) -> int:
+    def patch_budget(self, rows_per_batch: int, vision_chunks: int = 1) -> int:
         """A vision patch budget that fits any `rows_per_batch` rows of this rollout (the sum over the rows
-        with the most patches, bucketed), so every micro-batch shares one shape; 0 = no images."""
+        with the most patches, bucketed), so every micro-batch shares one shape; 0 = no images. With
+        `vision_chunks`, that many chunks, each fitting any rows_per_batch / vision_chunks rows."""
         per_row = np.sort([batching.num_patches(self.encoded[p]) for p in self.prompt_of_row])[::-1]
-        most = int(per_row[:rows_per_batch].sum())
-        return batching.bucket_size(most, self.patch_bucket) if most else 0
+        most = int(per_row[: rows_per_batch // vision_chunks].sum())
+        return batching.bucket_size(most, self.patch_bucket) * vision_chunks if most else 0
 
     def model_batch(
-        self, config: ModelConfig, rows: Sequence[int], pad_id: int, patch_budget: int = 0
+        self,
+        config: ModelConfig,
+        rows: Sequence[int],
+        pad_id: int,
+        patch_budget: int = 0,
+        vision_chunks: int = 1,
     ) -> dict:
         """Model inputs (DESIGN.md) for `rows` (-1 = an all-padding row) plus the GRPO arrays:
         response_tokens / response_mask [b, resp_len], and old_logp / ref_logp [b, resp_len], advantages [b]
-        when known. numpy, host side."""
+        when known. numpy, host side. `vision_chunks`: the stream laid out per group of rows
+        (`prepare_inputs`), as attention_impl="splash" needs."""
         rows = np.asarray(rows, np.int64)
         b, p_len, t_len = len(rows), self.prompt_len, self.resp_len
         ids = np.full((b, p_len + t_len), pad_id, np.int32)
@@ -290,6 +297,7 @@ class Rollout:
             mask,
             *(cat[k] for k in batching.VISION_KEYS),
             patch_budget=patch_budget or None,
+            vision_chunks=vision_chunks if patch_budget else 1,
         )
         batch["input_ids"] = ids
         live = rows >= 0

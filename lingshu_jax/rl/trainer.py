@@ -56,7 +56,7 @@ import numpy as np
 import optax
 
 from lingshu_jax import sharding
-from lingshu_jax.infer.generate import batch_shards, generation_rules
+from lingshu_jax.infer.generate import batch_shards, generation_rules, stream_chunks
 from lingshu_jax.infer.sampling import SamplingConfig
 from lingshu_jax.model.vlm import Qwen25VL
 from lingshu_jax.rl.data import PromptSchedule, load_prompts, prepare_easy_vqa_prompts
@@ -420,9 +420,15 @@ class _Run:
         """This host's rows of a micro-batch."""
         return self.settings.micro_batch_rows // self.hosts
 
+    @property
+    def vision_chunks(self) -> int:
+        """This host's chunks of a batch's vision stream (attention_impl="splash": one per device)."""
+        return stream_chunks(self.model_cfg, self.mesh, self.rules) // self.hosts
 
-def _check_batch_shards(s: GRPOSettings, mesh, rules, hosts: int = 1):
+
+def _check_batch_shards(s: GRPOSettings, model_cfg, mesh, rules, hosts: int = 1):
     n = batch_shards(mesh, generation_rules(rules))
+    stream_chunks(model_cfg, mesh, generation_rules(rules))  # splash: the stream split like the rows
     if s.micro_batch_rows % n:
         raise ValueError(
             f"config.rl.micro_batch_rows={s.micro_batch_rows} must be a multiple of the mesh's batch "
@@ -496,7 +502,7 @@ def _log_probs(run: _Run, params, ro: Rollout, budget: int) -> np.ndarray:
     for start in range(0, ro.num_rows, m):
         rows = np.arange(start, start + m)
         rows = np.where(rows < ro.num_rows, rows, -1)
-        batch = ro.model_batch(run.model_cfg, rows, run.pad_id, budget)
+        batch = ro.model_batch(run.model_cfg, rows, run.pad_id, budget, run.vision_chunks)
         batch = {k: v for k, v in batch.items() if k not in _UPDATE_ONLY}  # one program for both passes
         logp = run.programs.logprob(params, run.global_batch(batch))
         out.append(sharding.host_rows(logp)[:, : ro.resp_len])
@@ -527,7 +533,7 @@ def _update(run: _Run, state: dict, ro: Rollout, budget: int, step: int) -> tupl
         order = np.random.default_rng([run.config.seed, step, epoch]).permutation(global_rows)
         for start in range(0, global_rows, s.mini_batch_rows):
             for micro in _minibatch_micro_rows(run, order[start : start + s.mini_batch_rows], ro.num_rows):
-                mb = ro.model_batch(run.model_cfg, micro, run.pad_id, budget)
+                mb = ro.model_batch(run.model_cfg, micro, run.pad_id, budget, run.vision_chunks)
                 acc = prog.accumulate(state["params"], acc, run.global_batch(mb))
             state, acc, m = prog.update(state, acc)
             m = jax.device_get(m)
@@ -553,7 +559,7 @@ def _step(run: _Run, state: dict, ref_params, prompts, prompt_ids, key, step: in
     compile_rollout = clock.lap()
     ro.score(run.processor, run.reward_fn, s.scale_adv_by_std)
     t2 = time.perf_counter()
-    budget = int(sharding.process_max([ro.patch_budget(run.micro_rows)])[0])
+    budget = int(sharding.process_max([ro.patch_budget(run.micro_rows, run.vision_chunks)])[0])
     ro.old_logp = _log_probs(run, state["params"], ro, budget)
     ro.ref_logp = _log_probs(run, ref_params, ro, budget) if s.kl_coef else ro.old_logp
     t3 = time.perf_counter()
@@ -741,7 +747,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # ---- the program (model, optimizer, shardings: train/program.py), policy + frozen reference -----------
     program = build_train_program(config, sharding.make_mesh(config.mesh))
-    _check_batch_shards(s, program.mesh, program.rules, jax.process_count())
+    _check_batch_shards(s, program.model_config, program.mesh, program.rules, jax.process_count())
     ref_params = loop.initial_params(program, config.seed)  # init_from: the stage-3 model
 
     # ---- prompts, processor ----------------------------------------------------------------------------

@@ -236,10 +236,7 @@ def check_vision_chunks(data_cfg, model_cfg: ModelConfig, mesh, rules) -> None:
     budget = int(data_cfg.get("patch_budget", 0))
     if model_cfg.attention_impl != "splash" or not budget:
         return
-    spec = sharding.logical_sharding(mesh, rules, ("vis_tokens",)).spec
-    axes = spec[0] if len(spec) else None
-    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
-    shards = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+    shards = sharding.logical_shards(mesh, rules, "vis_tokens")
     chunks = int(data_cfg.get("vision_chunks", 1))
     if chunks != shards:
         raise ValueError(

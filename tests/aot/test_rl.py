@@ -50,10 +50,12 @@ def _tiny_rl(fsdp: int = 4):
 def test_grpo_programs_compile_for_a_v5p_slice_with_each_phase_peak_and_calls_per_step():
     """Needs libtpu (setup.py extra [tpu]); without it this fails with the install command, it never skips."""
     c = _tiny_rl()
+    c.model.attention_impl = "splash"  # as the recipe: the stream in one chunk per device
     r = rl_fit_report(c, parse_target("v5p:2x2x1"), image_grid=GRID)
     json.dumps(r)
     progs = r["programs"]
     assert list(progs) == ["generate", "logprob", "accumulate", "update"] and r["fits"]
+    assert r["config"]["vision_chunks"] == 4 and r["config"]["shapes"]["micro_patches"] % 4 == 0
     # 4 prompts x 4 samples = 16 rows: 2 prompts per generation call, micro-batches of 4 rows, old + ref
     # log-probs, one epoch of 2 mini-batches
     calls = {k: p["calls_per_step"] for k, p in progs.items()}

@@ -8,12 +8,14 @@ from (1e-5), the PPO ratio of the first mini-batch (rows reshuffled into other m
 old-log-prob pass used) must be 1, and the k3 KL must be 0 when the reference is the policy.
 """
 
+import dataclasses
 import functools
 
 import jax
 import numpy as np
 import pytest
 
+from lingshu_jax import sharding
 from lingshu_jax.demo import write_demo_assets
 from lingshu_jax.infer.sampling import SamplingConfig
 from lingshu_jax.model.config import preset
@@ -129,3 +131,41 @@ def test_first_minibatch_ratio_is_one_and_kl_is_zero_when_reference_is_policy(ro
     assert float(m["ratio_mean"]) == 1.0 and float(m["kl"]) == 0.0 and float(m["clip_fraction"]) == 0.0
     no_kl, _ = grpo_loss(logp, in_order, in_order, adv, mask, kl_coef=0.0)
     assert float(loss) == float(no_kl)  # the KL term adds exactly 0
+
+
+def test_splash_on_a_mesh_samples_and_scores_what_xla_does_with_each_devices_images_in_its_chunk(rollout):
+    """attention_impl="splash" over fsdp=2: generation and the training forward lay the vision stream out
+    one chunk per device (rows 0-1's images in chunk 0, rows 2-3's in chunk 1); the sampled tokens and the
+    log-probs equal the single-device xla rollout's (1e-5)."""
+    cfg, params, pad, _, ro = rollout
+    splash = dataclasses.replace(cfg, attention_impl="splash")
+    mesh = sharding.make_mesh({"fsdp": 2}, jax.devices()[:2])
+    rules = sharding.DEFAULT_RULES
+    stops = tuple(cfg.eos_token_ids) + tuple(range(300, 300 + cfg.text.vocab_size // 6))
+    prompts = [ro.encoded[0], ro.encoded[3]]  # 2 + 3 images: each chunk holds a group of rows
+    tokens, lengths, behaviour = sample_responses(
+        splash, params, prompts, 2, NEW_TOKENS, SamplingConfig(temperature=0.9), jax.random.key(1), stops,
+        pad, mesh=mesh, rules=rules, behaviour_logp=True,
+    )  # fmt: skip
+    want, want_lengths, want_logp = sample_responses(
+        cfg, params, prompts, 2, NEW_TOKENS, SamplingConfig(temperature=0.9), jax.random.key(1), stops,
+        pad, behaviour_logp=True,
+    )  # fmt: skip
+    np.testing.assert_array_equal(tokens, want)
+    np.testing.assert_array_equal(lengths, want_lengths)
+    sampled = Rollout([ro.prompts[0], ro.prompts[3]], prompts, 2, tokens, lengths, 16, 4, 32, NEW_TOKENS)
+    mask = sampled.response_mask()
+    np.testing.assert_allclose(
+        behaviour[:, : sampled.resp_len][mask], want_logp[:, : sampled.resp_len][mask], atol=1e-5
+    )
+    budget = sampled.patch_budget(4, vision_chunks=2)
+    batch = sampled.model_batch(splash, np.arange(4), pad, budget, vision_chunks=2)
+    units = budget // 2 // cfg.vision.merge_unit
+    index = batch["vision_token_index"]
+    assert (index[:2][index[:2] >= 0] < units).all() and (index[2:][index[2:] >= 0] >= units).all()
+    forward = jax.jit(functools.partial(response_log_probs, Qwen25VL(splash), 0.9))
+    with sharding.mesh_context(mesh, rules):
+        logp = sharding.host_rows(forward(params, sharding.global_batch(batch, mesh, rules)))
+    np.testing.assert_allclose(
+        logp[:, : sampled.resp_len][mask], want_logp[:, : sampled.resp_len][mask], atol=1e-5
+    )
