@@ -152,12 +152,19 @@ def _warn_once(msg, *args):
 
 
 def _spec_for(shape, names, mesh: Mesh, rules, path: str) -> P:
+    """The PartitionSpec of an array with logical `names`. A dim that does not divide its mesh axes falls
+    back to the next rule for its name (rules may list a name twice, e.g. `generation_rules`), else is
+    replicated."""
+    rules = tuple(rules)
     spec = nn.logical_to_mesh_axes(names, rules)
     out = []
     for dim, axes, name in zip(shape, spec, names):
         axes_t = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
         size = math.prod(mesh.shape[a] for a in axes_t)
         if size > 1 and dim % size:
+            rule = (name, axes)
+            if sum(r[0] == name for r in rules) > 1 and rule in rules:  # the name's next rule
+                return _spec_for(shape, names, mesh, tuple(r for r in rules if r != rule), path)
             _warn_once(
                 "sharding: %s dim %s=%d does not divide mesh axes %s (size %d); replicating it",
                 path,

@@ -119,7 +119,7 @@ def abstract_inputs(program, s, shapes: RolloutShapes) -> dict[str, tuple]:
     import numpy as np
 
     from lingshu_jax import sharding
-    from lingshu_jax.infer.generate import generation_rules
+    from lingshu_jax.infer.generate import generation_param_shardings, generation_rules
     from lingshu_jax.rl.trainer import grpo_programs
     from lingshu_jax.train.program import model_batch_spec
 
@@ -153,8 +153,13 @@ def abstract_inputs(program, s, shapes: RolloutShapes) -> dict[str, tuple]:
     acc = jax.tree.map(
         lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), acc, progs.acc_shardings
     )
+    gen_params = jax.tree.map(  # `generate_ids` lays the policy out for generation (`place_params`)
+        lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh),
+        params,
+        generation_param_shardings(cfg, mesh, gen_rules),
+    )
     return {
-        "generate": (params, placed(gen, gen_rules), placed(row_keys, gen_rules)["row_keys"]),
+        "generate": (gen_params, placed(gen, gen_rules), placed(row_keys, gen_rules)["row_keys"]),
         "logprob": (params, logprob_batch),
         "accumulate": (params, acc, placed(mb, program.rules)),
         "update": (train_state, acc),
@@ -214,8 +219,8 @@ def rl_fit_report(config, target: Target, *, top: int = 8, image_grid=None) -> d
         "accumulator": shard_bytes(inputs["update"][1]),
     }
     # buffers alive during each program that are not its arguments (rl/trainer.py: `_step`, `_update`)
-    extra = {
-        "generate": ("optimizer_state", "reference_params"),
+    extra = {  # generate: its argument is the policy's generation-layout copy; the training layout stays
+        "generate": ("params", "optimizer_state", "reference_params"),
         "logprob": ("optimizer_state", "reference_params"),  # the reference pass: the policy instead
         "accumulate": ("optimizer_state", "reference_params"),
         "update": ("reference_params",),

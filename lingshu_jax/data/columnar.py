@@ -31,6 +31,7 @@ columns hold no conversation, is a configuration error naming the file.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import json
 import os
 import threading
@@ -81,11 +82,13 @@ class _Locator:
 
 
 class _BlockCache:
-    """Thread-safe LRU of decoded blocks (pyarrow Tables / RecordBatches) bounded by their bytes."""
+    """Thread-safe LRU of decoded blocks (pyarrow Tables / RecordBatches) bounded by their bytes. Threads
+    asking for a block that another thread is decoding wait for that decode instead of repeating it."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self._items: collections.OrderedDict = collections.OrderedDict()
+        self._pending: dict = {}  # key -> Future of the block being decoded
         self._bytes = 0
         self._lock = threading.Lock()
         self.loads = 0  # blocks decoded (a test and a benchmark read it)
@@ -100,15 +103,30 @@ class _BlockCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        block = load()  # outside the lock: threads decode different blocks at once
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = concurrent.futures.Future()
+                owner = True
+            else:
+                owner = False
+        if not owner:
+            return pending.result()  # re-raises the decoding thread's exception
+        try:
+            block = load()  # outside the lock: threads decode different blocks at once
+        except BaseException as e:
+            with self._lock:
+                del self._pending[key]
+            pending.set_exception(e)
+            raise
         with self._lock:
+            del self._pending[key]
             self.loads += 1
-            if key not in self._items:
-                self._items[key] = block
-                self._bytes += block.nbytes
-                while self._bytes > self.max_bytes and len(self._items) > 1:
-                    _, old = self._items.popitem(last=False)
-                    self._bytes -= old.nbytes
+            self._items[key] = block
+            self._bytes += block.nbytes
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+        pending.set_result(block)
         return block
 
 

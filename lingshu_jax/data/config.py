@@ -121,8 +121,8 @@ class DataConfig:
     processes and to the device) with the processor's pixel_scale/pixel_offset, and the model normalises.
     `parquet_cache_mb`: decoded Parquet row groups kept per process. `parquet_shuffle_window` k >= 1: with
     `shuffle`, Parquet sources are shuffled block-locally (row groups in a shuffled order, rows shuffled
-    within each k consecutive row groups; data/shuffle.py), so reads stay within a few decoded row groups;
-    0: one global per-record shuffle. `video_fps` / `video_max_frames`: the
+    within each k consecutive row groups; data/shuffle.py), so reads stay within a few decoded row groups,
+    each host reading only its own span of row groups; 0: one global per-record shuffle. `video_fps` / `video_max_frames`: the
     rate of a video's frames and how many are kept (transforms.py).
     """
 

@@ -137,8 +137,12 @@ def _listed(record: dict, key: str, single: str, where: str) -> list:
     items = record.get(key, record.get(single))
     if items is None:
         return []
-    if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)) and hasattr(items, "shape"):
-        return [items]
+    if (
+        isinstance(items, (str, bytes, dict))
+        or not isinstance(items, (list, tuple))
+        and hasattr(items, "shape")
+    ):
+        return [items]  # one path / bytes / {bytes, path} struct (a `datasets` Image() or Video()) / array
     if not isinstance(items, (list, tuple)):
         raise DataError(BAD_RECORD, f"{key!r} must be a list, got {type(items).__name__}", where)
     return list(items)

@@ -3,7 +3,7 @@
 Graph (grain)::
 
   sources -> mixture (shuffle/mix/epochs) -> host shard -> batch(group)          MapDataset, lazy
-    -> map(GroupTransform(SampleTransform)) -> to_iter_dataset -> mp_prefetch    per-sample work in workers
+    -> map(GroupTransform(SampleTransform)) + end markers -> to_iter_dataset -> mp_prefetch   (workers)
     -> Ungroup -> PackIterDataset (batches) -> [ThreadPrefetch] -> PipelineIterator   main process
 
 Per-sample work (image decode, resize, patch flattening, tokenize, rope ids) is a MapDataset map, so grain
@@ -73,10 +73,13 @@ def make_dataset(
         video_fps=cfg.video_fps,
         video_max_frames=cfg.video_max_frames,
     )
-    ds = mixture.shard(mixture.build_mixture(raw, cfg, seed), shard_index, shard_count)
+    ds = mixture.build_mixture(raw, cfg, seed, shard_index, shard_count)  # this host's share
     # Groups of consecutive records (by index: the order does not depend on the worker count).
     group_transform = transport.GroupTransform(transform, shared_memory=cfg.worker_count > 0)
     groups = ds.batch(cfg.group, batch_fn=list).map(group_transform)
+    # End markers: the workers never run dry, so the end of the data costs no join of them (transport.py).
+    ahead = cfg.worker_buffer_size + cfg.read_buffer + cfg.read_threads + 2
+    groups = transport.end_marked(groups, max(1, cfg.worker_count) * ahead)
     it_ds = groups.to_iter_dataset(
         grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.read_buffer)
     )

@@ -17,7 +17,9 @@ frames count as sampled at `video_fps` per second and at most `video_max_frames`
 the rate scaled to match), so `second_per_grid_ts` = temporal_patch_size / rate sets their M-RoPE time
 positions as transformers does. A video file (mp4, webm, avi, mov, mkv...) is decoded with PyAV and sampled
 from its own frame rate at `video_fps`, at most `video_max_frames` frames, as transformers' Qwen2-VL video
-processor samples it (processing/video.py); an unreadable file is a corrupt_image error naming it.
+processor samples it (processing/video.py); so is a video file held as bytes (a Parquet / Arrow column:
+raw bytes or Hugging Face `datasets`' {bytes, path} struct), decoded from memory; an unreadable file is a
+corrupt_image error naming it (bytes: by record, e.g. file[row r]).
 
 `labels[0] = -100` keeps a packed row exact: the last token of one segment never learns to predict the
 first token of the next. Unpacked, position 0 is never a target anyway, so nothing changes.
@@ -143,6 +145,10 @@ class SampleTransform:
 
     def _frames(self, ref, root: str, where: str) -> tuple[list, float]:
         """A video reference -> (frames (at most video_max_frames, evenly spaced), their rate per second)."""
+        if isinstance(ref, dict):  # Hugging Face `datasets` Video() / Image()-like struct {bytes, path}
+            ref = ref.get("bytes") or ref.get("path")
+        if isinstance(ref, (bytes, bytearray)):  # a video file embedded in a Parquet / Arrow column
+            return self._decoded(bytes(ref), f"<{len(ref)} bytes>", where)
         if isinstance(ref, (str, os.PathLike)):
             path = errors.resolve_under_root(os.fspath(ref), root, where)
             if not os.path.exists(path):
@@ -163,8 +169,9 @@ class SampleTransform:
         frames = [load_one(self.ops, ref[i], root, where) for i in keep]
         return frames, self.video_fps * len(keep) / len(ref)
 
-    def _decoded(self, path: str, ref, where: str) -> tuple[list, float]:
-        """A video file -> (its frames sampled at video_fps, at most video_max_frames; their rate)."""
+    def _decoded(self, path: str | bytes, ref, where: str) -> tuple[list, float]:
+        """A video file (its path or its bytes) -> (its frames sampled at video_fps, at most
+        video_max_frames; their rate); `ref` names it in errors."""
         if self.ops.load_video is None:
             raise DataError(
                 errors.BAD_RECORD, f"video file {ref!r}: this pipeline has no video reader", where

@@ -23,6 +23,7 @@ import itertools
 import mmap
 import os
 import secrets
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -224,8 +225,45 @@ def _shm_attach_and_unlink(name: str) -> mmap.mmap:
     return mm
 
 
+END_OF_DATA = {"end_of_data": True}  # a group that says the data ended (EndMarkedMapDataset)
+
+
+class EndMarkedMapDataset(grain.MapDataset):
+    """`parent` (finite) followed by `markers` END_OF_DATA groups, so that grain's worker processes never
+    run out of data before the main process has taken the last real group.
+
+    A grain worker whose shard ends makes the main process stop and join it on the spot (grain's
+    `ProcessPrefetchDatasetIterator`: the worker polls its stop flag every 0.5 s, then the interpreter
+    exits), one worker after another: about a second in which no batch arrives and no CPU works, at the
+    end of every finite pipeline. With markers the main process ends at the first one
+    (`UngroupIterator`), while the workers wait on their full queues until `close()`. `markers` must cover
+    what the workers read ahead: worker_count * (their queue + read-ahead + threads)."""
+
+    def __init__(self, parent: grain.MapDataset, markers: int):
+        super().__init__(parent)
+        self._length, self._markers = len(parent), markers
+
+    def __len__(self) -> int:
+        return self._length + self._markers
+
+    def __str__(self) -> str:
+        return f"EndMarkedMapDataset(markers={self._markers})"
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        return self._parent[index] if index < self._length else END_OF_DATA
+
+
+def end_marked(groups: grain.MapDataset, markers: int) -> grain.MapDataset:
+    """`groups` followed by `markers` end-of-data groups (unchanged when `groups` repeats forever: grain's
+    length sys.maxsize, no room for markers)."""
+    return groups if len(groups) > sys.maxsize - markers else EndMarkedMapDataset(groups, markers)
+
+
 class UngroupIterDataset(grain.IterDataset):
-    """Groups -> samples, in order (main process)."""
+    """Groups -> samples, in order (main process); the data ends at the end of the parent or at its first
+    END_OF_DATA group."""
 
     def __iter__(self) -> "UngroupIterator":
         return UngroupIterator(self._parent.__iter__())
@@ -240,11 +278,18 @@ class UngroupIterator(grain.DatasetIterator):
         self._samples: list[dict] = []
         self._next = 0
         self._group_state = parent.get_state()
+        self._ended = False
 
     def __next__(self) -> dict:
         while self._next >= len(self._samples):
+            if self._ended:
+                raise StopIteration
             self._group_state = self._parent.get_state()
-            self._samples, self._next = split_group(next(self._parent), self._reader), 0
+            group = next(self._parent)
+            if group is END_OF_DATA or group.get("end_of_data"):
+                self._ended = True
+                raise StopIteration
+            self._samples, self._next = split_group(group, self._reader), 0
         self._next += 1
         return self._samples[self._next - 1]
 
@@ -255,7 +300,7 @@ class UngroupIterator(grain.DatasetIterator):
 
     def set_state(self, state: dict) -> None:
         self._parent.set_state(state["parent"])
-        self._samples, self._next = [], 0
+        self._samples, self._next, self._ended = [], 0, False
         self._group_state = state["parent"]
         if state["next"]:
             self._samples, self._next = (

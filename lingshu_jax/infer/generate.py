@@ -25,11 +25,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from lingshu_jax import sharding
 from lingshu_jax.infer import batching
 from lingshu_jax.infer.sampling import GREEDY, SamplingConfig, fold_in, sample
 from lingshu_jax.model.config import ModelConfig
+from lingshu_jax.model.splash import axes_size, mesh_axes_of
 from lingshu_jax.model.text import init_cache
 from lingshu_jax.model.vlm import Qwen25VL, abstract_params, chunk_stream_rows, prepare_inputs
 
@@ -52,11 +54,30 @@ class ProgramKey:
     rules: tuple | None = None
 
 
+TENSOR_PARALLEL_DIMS = ("mlp", "q_heads", "kv_heads", "vocab", "vis_mlp", "vis_qkv", "vis_merge_mlp")
+
+
+def _axes(axes) -> tuple:
+    return () if axes is None else tuple(axes) if isinstance(axes, (tuple, list)) else (axes,)
+
+
 def generation_rules(rules) -> tuple:
-    """Logical rules for generation: the activations' `seq` axis stays unsharded (decode steps have
-    one token, which no sequence axis can split)."""
+    """Logical rules for generation. The activations' `seq` axis stays unsharded (decode steps have one
+    token, which no sequence axis can split). The weights' tensor-parallel dims (heads, mlp, vocab) take
+    the FSDP mesh axes (those of `embed`) as well, in rules placed first, so that the embed dims no longer
+    get them: each device still holds 1/N of every weight, but the decode loop stops all-gathering whole
+    weights at every step (under the training layout the 7B GRPO recipe's generation call moved 23.6 TB per
+    chip, docs/tpu.md "GRPO"); activations, a few KB per token, move instead. A dim that does not divide
+    falls back to the training rules (`sharding.param_shardings`). Idempotent."""
     rules = sharding.DEFAULT_RULES if rules is None else sharding.rules_from_config(rules)
-    return tuple((name, None if name == "seq" else axes) for name, axes in rules)
+    fsdp = _axes(dict(rules).get("embed"))
+    done = {name for name, axes in rules if fsdp and set(fsdp) <= set(_axes(axes))}
+    first = []
+    for name, axes in rules:
+        if name in TENSOR_PARALLEL_DIMS and fsdp and name not in done:
+            first.append((name, tuple(dict.fromkeys(_axes(axes) + fsdp))))
+            done.add(name)
+    return tuple(first) + tuple((name, None if name == "seq" else axes) for name, axes in rules)
 
 
 def batch_shards(mesh, rules) -> int:
@@ -64,11 +85,11 @@ def batch_shards(mesh, rules) -> int:
     return 1 if mesh is None else sharding.logical_shards(mesh, rules, "batch")
 
 
-def stream_chunks(config: ModelConfig, mesh, rules) -> int:
-    """Chunks of the vision stream a batch must lay out (all hosts): with attention_impl="splash" one per
-    device shard of the stream, since the vision tower attends within each device's chunk; else 1.
-    ValueError when the stream and the rows are not sharded alike (each device's rows must find their
-    images in its own chunk)."""
+def stream_chunks(config: ModelConfig, mesh, rules, hosts: int = 1) -> int:
+    """Chunks of the vision stream each of `hosts` processes lays out in its share of a batch: with
+    attention_impl="splash" one per device shard of the stream (the vision tower attends within each
+    device's chunk); else 1. ValueError when the stream and the rows are not sharded alike (each device's
+    rows must find their images in its own chunk)."""
     if config.attention_impl != "splash" or mesh is None:
         return 1
     stream = sharding.logical_shards(mesh, rules, "vis_tokens")
@@ -79,14 +100,52 @@ def stream_chunks(config: ModelConfig, mesh, rules) -> int:
             "ways by the logical rules; they must be split alike (each device's rows take their images "
             "from its own stream chunk)"
         )
-    return stream
+    if stream % hosts:
+        raise ValueError(f"the vision stream's {stream} device shards do not divide over {hosts} processes")
+    return stream // hosts
 
 
 # ------------------------------------------------------------------------------------------ device side
 def _forward_last(module: Qwen25VL, batch, cache):
     """Forward with a cache; logits of the last position only: ([B, V] float32, new cache)."""
     hidden, cache = module(batch, cache=cache, return_hidden=True)
-    return module.logits(hidden[:, -1:])[:, 0].astype(jnp.float32), cache
+    return vocab_parallel_logits(module, hidden[:, -1]).astype(jnp.float32), cache
+
+
+def vocab_parallel_logits(module: Qwen25VL, hidden):
+    """hidden [B, D] -> logits [B, V] (compute dtype), equal to `module.logits`. When the rows and the vocab
+    head's vocab dim share mesh axes (`generation_rules` gives the head's FSDP axes to its vocab dim), the
+    rows are all-gathered over them, each device multiplies by its own vocab shard and an all-to-all
+    returns each device its rows: activations move, not the [D, V] head (1 GiB for 7B, at every decode
+    step if XLA is left to choose)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return module.logits(hidden[:, None])[:, 0]
+    kernel, opts = module.vocab_head()
+    rows, vocab = mesh_axes_of("batch"), mesh_axes_of("vocab")
+    shared = tuple(a for a in rows if a in vocab)
+    vocab_dim = 0 if opts["kernel_vd"] else 1
+    if (
+        not shared
+        or hidden.shape[0] % axes_size(mesh, rows)
+        or kernel.shape[vocab_dim] % axes_size(mesh, vocab)
+    ):
+        return module.logits(hidden[:, None])[:, 0]
+    dtype, contract = opts["dtype"], 1 if opts["kernel_vd"] else 0
+
+    def local(h, w):  # h [B / rows, D], w: this device's vocab shard
+        h = jax.lax.all_gather(h, shared, axis=0, tiled=True)  # [B / (rows - shared), D]
+        dims = (((1,), (contract,)), ((), ()))
+        logits = jax.lax.dot_general(
+            h.astype(dtype), w.astype(dtype), dims
+        )  # [B / (rows - shared), V / vocab]
+        return jax.lax.all_to_all(logits, shared, split_axis=0, concat_axis=1, tiled=True)
+
+    w_spec = P(vocab, None) if opts["kernel_vd"] else P(None, vocab)
+    rest = tuple(a for a in vocab if a not in shared) or None
+    return jax.shard_map(
+        local, mesh=mesh, in_specs=(P(rows, None), w_spec), out_specs=P(rows, rest), check_vma=False
+    )(hidden, kernel)
 
 
 def _constrain_cache(cache, key: ProgramKey):
@@ -138,6 +197,10 @@ def _run(key: ProgramKey, params, batch, rng):
     TRACES[key] += 1
     if not jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):  # per-row keys as raw key data [B, 2]
         rng = jax.random.wrap_key_data(rng)
+    if key.mesh is not None:  # the generation layout (`generation_rules`), whatever layout params came in
+        params = jax.lax.with_sharding_constraint(
+            params, generation_param_shardings(key.config, key.mesh, key.rules)
+        )
     module = Qwen25VL(key.config)
     apply = functools.partial(module.apply, {"params": params}, method=_forward_last)
     b = batch["input_ids"].shape[0]
@@ -171,14 +234,15 @@ def compiled_program(key: ProgramKey):
 
 
 @functools.lru_cache(maxsize=16)
-def _param_shardings(config: ModelConfig, mesh, rules):
+def generation_param_shardings(config: ModelConfig, mesh, rules):
+    """NamedSharding per parameter under `rules` (`generation_rules(...)`): the generation layout."""
     return sharding.param_shardings(abstract_params(config, boxed=True), mesh, rules)
 
 
 def place_params(config: ModelConfig, params, mesh, rules=None):
     """Parameters laid out on `mesh` by the logical rules (a no-op for arrays already placed so)."""
     rules = generation_rules(rules)
-    return jax.device_put(params, _param_shardings(config, mesh, rules))
+    return jax.device_put(params, generation_param_shardings(config, mesh, rules))
 
 
 # -------------------------------------------------------------------------------------------- host side
@@ -299,7 +363,7 @@ def generate_ids(
             f"generation across {hosts} processes: the mesh splits the batch {shards} ways, not a multiple "
             "of the process count"
         )
-    chunks = stream_chunks(config, mesh, rules) // hosts
+    chunks = stream_chunks(config, mesh, rules, hosts)
     batch, rows = prepare_generation_batch(config, inputs, pad, buckets, shards // hosts, hosts > 1, chunks)
     key = ProgramKey(
         config=config,

@@ -171,6 +171,28 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int, resample: int = Image.B
     return np.array(Image.fromarray(rgb).resize((width, height), resample=resample))
 
 
+def is_plain_rgb(image) -> bool:
+    """A PIL RGB image with pixels and no transparency: to_rgb_array would only copy it."""
+    return (
+        isinstance(image, Image.Image)
+        and image.mode == "RGB"
+        and image.width > 0
+        and image.height > 0
+        and image.info.get("transparency") is None
+    )
+
+
+def rgb_resized(image, height: int, width: int, resample: int = Image.BICUBIC) -> np.ndarray:
+    """to_rgb_array(image) at [height, width] (resized with PIL when it differs): the same values, but a
+    plain RGB PIL image is resized as it is, without the round trip through an array (two copies)."""
+    if is_plain_rgb(image):
+        if image.size != (width, height):
+            image = image.resize((width, height), resample=resample)
+        return np.asarray(image)
+    rgb = to_rgb_array(image)
+    return rgb if rgb.shape[:2] == (height, width) else resize_rgb(rgb, height, width, resample)
+
+
 def normalize_rows(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     """uint8 patch rows [N, C * k] (channel-major columns) -> float32 [N, C * k] through table [C, 256]."""
     out = np.empty(rows.shape, np.float32)
@@ -353,10 +375,13 @@ class ImageProcessor:
 
     def process_one(self, image) -> tuple[np.ndarray, tuple[int, int, int]]:
         """One image -> (rows [h*w, 1176] float32 (uint8 if output="uint8"), (1, h, w))."""
-        rgb = to_rgb_array(image)
-        height, width = self.target_size(*rgb.shape[:2])
-        if (height, width) != rgb.shape[:2]:
-            rgb = resize_rgb(rgb, height, width, self.resample)
+        if is_plain_rgb(image):  # resized as it is (rgb_resized)
+            rgb = rgb_resized(image, *self.target_size(image.height, image.width), self.resample)
+        else:
+            rgb = to_rgb_array(image)
+            height, width = self.target_size(*rgb.shape[:2])
+            if (height, width) != rgb.shape[:2]:
+                rgb = resize_rgb(rgb, height, width, self.resample)
         rows, grid = patchify_image(rgb, self.patch_size, self.merge_size, self.temporal_patch_size)
         return self._finish(rows), grid
 
@@ -392,18 +417,16 @@ class VideoProcessor(ImageProcessor):
 
     def process_one(self, video) -> tuple[np.ndarray, tuple[int, int, int]]:
         """One video -> (rows [t*h*w, 1176] float32 (uint8 if output="uint8"), (t, h, w))."""
-        frames = [to_rgb_array(f) for f in (list(video) if not isinstance(video, np.ndarray) else video)]
-        if not frames:
+        frames = list(video) if not isinstance(video, np.ndarray) else video
+        if not len(frames):
             raise ValueError("video has no frames")
-        if any(f.shape != frames[0].shape for f in frames):
-            raise ValueError(f"video frames differ in size: {sorted({f.shape for f in frames})}")
-        height, width = self.target_size(*frames[0].shape[:2])
-        frames = np.stack(
-            [
-                resize_rgb(f, height, width, self.resample) if f.shape[:2] != (height, width) else f
-                for f in frames
-            ]
-        )  # [T, H, W, 3] uint8
+        if not all(is_plain_rgb(f) for f in frames):  # PIL RGB frames are resized as they are
+            frames = [to_rgb_array(f) for f in frames]
+        shapes = [(f.height, f.width, 3) if isinstance(f, Image.Image) else f.shape for f in frames]
+        if any(shape != shapes[0] for shape in shapes):
+            raise ValueError(f"video frames differ in size: {sorted(set(shapes))}")
+        height, width = self.target_size(*shapes[0][:2])
+        frames = np.stack([rgb_resized(f, height, width, self.resample) for f in frames])  # [T, H, W, 3] u8
         if self.output == "uint8":
             x = np.moveaxis(frames, -1, 1)
         elif self.do_normalize:

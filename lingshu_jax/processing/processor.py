@@ -75,9 +75,11 @@ def _load_visual(x):
 
 def _load_video(v, fps):
     """A video -> (frames, their rate per second or None: `fps` as given). A file is decoded with PyAV and
-    sampled at `fps` (transformers' Qwen2-VL default 2 when None), at most 768 frames (its default)."""
-    if isinstance(v, (str, os.PathLike)):
-        return read_video(os.fspath(v), 2.0 if fps is None else float(fps), VIDEO_FILE_MAX_FRAMES)
+    sampled at `fps` (transformers' Qwen2-VL default 2 when None), at most 768 frames (its default); so is
+    a video file's bytes."""
+    if isinstance(v, (str, os.PathLike, bytes, bytearray)):
+        source = v if isinstance(v, (bytes, bytearray)) else os.fspath(v)
+        return read_video(source, 2.0 if fps is None else float(fps), VIDEO_FILE_MAX_FRAMES)
     if isinstance(v, np.ndarray):
         return v, fps
     return [_load_visual(f) for f in v], fps

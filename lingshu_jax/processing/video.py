@@ -13,7 +13,9 @@ Only the kept frames are converted to RGB; decoding stops after the last kept fr
 
 from __future__ import annotations
 
+import io
 import math
+from typing import BinaryIO
 
 import numpy as np
 
@@ -37,15 +39,22 @@ def sample_indices(
     return np.arange(0, total, total / n).astype(np.int64)[:n]
 
 
-def read_video(path: str, fps: float, max_frames: int, temporal_patch_size: int = 2) -> tuple[list, float]:
-    """A video file -> (kept frames, each [H, W, 3] uint8, their rate per second).
+def read_video(
+    source: str | bytes | BinaryIO, fps: float, max_frames: int, temporal_patch_size: int = 2
+) -> tuple[list, float]:
+    """A video file (a path, the file's bytes, or a seekable binary file object) -> (kept frames, each
+    [H, W, 3] uint8, their rate per second). Bytes (a Parquet / Arrow video column) decode from memory.
 
     Raises ValueError naming the file for a file without a video stream, without a frame rate, or that
     ends before its last kept frame (truncated); FFmpeg's own errors (av.error.*) pass through.
     """
     import av  # a dependency; imported here so that image-only pipelines never load FFmpeg
 
-    with av.open(path) as container:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        path, source = f"<video of {len(source)} bytes>", io.BytesIO(source)
+    else:
+        path = source if isinstance(source, str) else getattr(source, "name", "<video file object>")
+    with av.open(source) as container:
         if not container.streams.video:
             raise ValueError(f"{path}: no video stream (streams: {[s.type for s in container.streams]})")
         stream = container.streams.video[0]

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 from lingshu_jax.infer import batching
-from lingshu_jax.infer.generate import DEFAULT_BUCKETS, Buckets, generate_ids
+from lingshu_jax.infer.generate import DEFAULT_BUCKETS, Buckets, generate_ids, place_params
 from lingshu_jax.infer.sampling import SamplingConfig
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.vlm import check_attention_span, prepare_inputs
@@ -132,6 +132,8 @@ def sample_responses(
     if len(prompt_ids) != len(encoded):
         raise ValueError(f"sample_responses: {len(prompt_ids)} prompt ids for {len(encoded)} prompts")
     row_keys = _row_keys(rng, prompt_ids, group_size)  # [P*G]
+    if mesh is not None:  # the generation layout once, not once per call
+        params = place_params(config, params, mesh, rules)
     tokens, lengths, logps = [], [], []
     for start in range(0, len(encoded), per_call):
         rows = [enc for enc in encoded[start : start + per_call] for _ in range(group_size)]

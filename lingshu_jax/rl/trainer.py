@@ -423,12 +423,12 @@ class _Run:
     @property
     def vision_chunks(self) -> int:
         """This host's chunks of a batch's vision stream (attention_impl="splash": one per device)."""
-        return stream_chunks(self.model_cfg, self.mesh, self.rules) // self.hosts
+        return stream_chunks(self.model_cfg, self.mesh, generation_rules(self.rules), self.hosts)
 
 
 def _check_batch_shards(s: GRPOSettings, model_cfg, mesh, rules, hosts: int = 1):
     n = batch_shards(mesh, generation_rules(rules))
-    stream_chunks(model_cfg, mesh, generation_rules(rules))  # splash: the stream split like the rows
+    stream_chunks(model_cfg, mesh, generation_rules(rules), hosts)  # splash: the stream split like the rows
     if s.micro_batch_rows % n:
         raise ValueError(
             f"config.rl.micro_batch_rows={s.micro_batch_rows} must be a multiple of the mesh's batch "

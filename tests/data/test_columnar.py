@@ -1,6 +1,7 @@
 """Parquet / Arrow / `datasets.save_to_disk` sources: the same conversations as JSONL give the same batches,
-reads go one row group at a time, hosts split the rows, bad rows follow the bad-record policy, and files
-that are not Parquet / Arrow or hold no conversation are configuration errors naming the file."""
+reads go one row group at a time, hosts split the rows, videos held as bytes decode like video files, bad rows
+follow the bad-record policy, and files that are not Parquet / Arrow or hold no conversation are
+configuration errors naming the file."""
 
 import json
 import os
@@ -345,3 +346,82 @@ def test_columns_outside_the_record_are_never_decoded(tmp_path):
     with pa.OSFile(arrow, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     assert ArrowSource([arrow])[5]["data"] == text_only("q5")
+
+
+HF_VIDEO = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets' Video() as stored
+
+
+@pytest.fixture(scope="module")
+def video_processor(processor):
+    """The tiny tokenizer with small-frame image and video processors (56x56 .. 112x112 pixels)."""
+    from lingshu_jax.processing.image import VideoProcessor
+    from lingshu_jax.processing.processor import Processor
+
+    small = dict(min_pixels=56 * 56, max_pixels=112 * 112)
+    return Processor(processor.tokenizer, processor.image_processor, video_processor=VideoProcessor(**small))
+
+
+def _video_rows(video):
+    conv = [{"from": "human", "value": "<video>What moves?"}, {"from": "gpt", "value": "The left lung base."}]
+    return {"conversations": conv, "videos": [video]}
+
+
+def _video_cfg(sources, **kw):
+    return _cfg(sources, seq_len=256, video_fps=3.0, video_max_frames=4, **kw)
+
+
+def test_parquet_videos_as_bytes_give_the_same_batch_as_the_video_file(
+    tmp_path, video_processor, model_config
+):
+    from tests.processing.helpers import write_video
+
+    data = open(write_video(tmp_path / "clip.mp4", n=12, rate=6, size=(56, 84)), "rb").read()
+    want, _ = _batches(
+        _video_cfg([{"name": "j", "path": write_jsonl(tmp_path / "d.jsonl", [_video_rows("clip.mp4")])}]),
+        video_processor,
+        model_config,
+    )
+    struct = pa.Table.from_pylist(
+        [_video_rows({"bytes": data, "path": None})],
+        schema=pa.schema(
+            [
+                ("conversations", pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))),
+                ("videos", pa.list_(HF_VIDEO)),
+            ]
+        ),
+    )
+    pq.write_table(struct, str(tmp_path / "struct.parquet"))
+    pq.write_table(pa.Table.from_pylist([_video_rows(data)]), str(tmp_path / "raw.parquet"))
+    for name in ("struct", "raw"):
+        got, counters = _batches(
+            _video_cfg([{"name": "p", "path": str(tmp_path / f"{name}.parquet")}]),
+            video_processor,
+            model_config,
+        )
+        _same(got, want)
+        assert counters["samples"] == 1
+    assert (want[0]["input_ids"] == model_config.video_token_id).sum() == 12  # 2 temporal x 2x3 merged
+    assert (want[0]["pixel_values"].any(axis=1)).sum() == 48  # 2 x 4 x 6 patch rows: 4 frames of 56x84
+
+
+def test_a_corrupt_video_in_a_parquet_column_is_counted_and_named_by_row(
+    tmp_path, video_processor, model_config
+):
+    from tests.processing.helpers import write_video
+
+    data = open(write_video(tmp_path / "clip.mp4", n=12, rate=6, size=(56, 84)), "rb").read()
+    rows = [
+        _video_rows(data),
+        _video_rows(b"\x00" * 64),
+        _video_rows(data[: len(data) // 2]),
+        _video_rows(data),
+    ]
+    path = str(tmp_path / "v.parquet")
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    _, counters = _batches(_video_cfg([{"name": "p", "path": path}]), video_processor, model_config)
+    assert counters["samples"] == 2 and counters["skipped/corrupt_image"] == 2
+    with pytest.raises(ValueError, match=r"v\.parquet\[row 1\]: video file '<64 bytes>': InvalidDataError"):
+        _batches(_video_cfg([{"name": "p", "path": path}], on_error="error"), video_processor, model_config)
+    pq.write_table(pa.Table.from_pylist([rows[0], rows[2]]), path)
+    with pytest.raises(ValueError, match=r"v\.parquet\[row 1\]: video file '<12\d+ bytes>': InvalidData"):
+        _batches(_video_cfg([{"name": "p", "path": path}], on_error="error"), video_processor, model_config)

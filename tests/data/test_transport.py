@@ -1,5 +1,6 @@
 """Transport between processes: groups split back into samples in order, with exact resume inside a
-group (uint8 pixel rows keep their dtype); reusable shared-memory slabs for the pixel rows."""
+group (uint8 pixel rows keep their dtype); reusable shared-memory slabs for the pixel rows; the data ends
+at an end marker, so a finite pipeline's last batch does not wait for grain to join its workers."""
 
 import gc
 import os
@@ -111,3 +112,44 @@ def test_no_shared_memory_means_grains_path(monkeypatch):
 
     monkeypatch.setattr(transport, "_shm_create", unavailable)
     assert transport.SlabPool().put([_rows(2, 1)]) is None
+
+
+def test_ungroup_ends_at_the_first_end_marker_and_stays_ended_after_resume():
+    groups = transport.end_marked(grain.MapDataset.range(7).map(_group), markers=3)
+    assert (
+        len(groups) == 10 and transport.end_marked(grain.MapDataset.range(7).repeat(), 3).__len__() > 10**15
+    )
+    ds = transport.UngroupIterDataset(groups.to_iter_dataset())
+    it = iter(ds)
+    ids = [int(s["input_ids"][0]) if "input_ids" in s else -1 for s in it]
+    assert ids == [10, 20, 21, -1, 40, 50, 51]  # as without markers
+    state = it.get_state()
+    assert list(it) == []
+    again = iter(ds)
+    again.set_state(state)
+    assert list(again) == []
+
+
+def test_a_finite_pipeline_with_workers_ends_without_joining_them(tmp_path, processor, model_config):
+    """grain joins a worker whose shard runs out (about a second, no batch arriving); with end markers the
+    last batch comes while the workers still wait, and `close()` stops them. Batches are unchanged."""
+    import psutil
+
+    from lingshu_jax.data import make_pipeline
+
+    from .helpers import data_config, mixed_dataset
+
+    cfg = data_config(mixed_dataset(str(tmp_path), n=12), shuffle=False)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    it = make_pipeline(cfg.replace(worker_count=2), None, processor, model_config)
+    batches = list(it)
+    workers = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert len([p for p in workers if p.status() != psutil.STATUS_ZOMBIE]) >= 2  # not joined at the end
+    it.close()
+    plain = make_pipeline(cfg, None, processor, model_config)
+    want = list(plain)
+    plain.close()
+    assert len(batches) == len(want) > 0 and it.counters == plain.counters
+    for x, y in zip(batches, want):
+        np.testing.assert_array_equal(x["input_ids"], y["input_ids"])
+        np.testing.assert_array_equal(x["pixel_values"], y["pixel_values"])
