@@ -80,9 +80,16 @@ def get_config(arg=None):
         "max_pixels": MAX_PIXELS,
     }
     # GRPOSettings' defaults are Lingshu's recipe (16 samples at temperature 1, k3 KL 1e-3, clip 0.2, ...).
-    # One prompt group (16 rows) per generation call. Fit report: `python scripts/aot.py --config=<this
+    # Per chip, on every slice: one row of each log-prob / update micro-batch (as SFT) and two rows of each
+    # generation call (v5p-16: one prompt group of 16). Fit report: `python scripts/aot.py --config=<this
     # file>` (docs/tpu.md, "GRPO").
-    c.rl = grpo_config(rows_per_generate=16, prompt_bucket=128, response_bucket=128, patch_bucket=1024)
+    c.rl = grpo_config(
+        micro_batch_rows=plan["chips"],
+        rows_per_generate=2 * plan["chips"],
+        prompt_bucket=128,
+        response_bucket=128,
+        patch_bucket=1024,
+    )
     c.rewards = LINGSHU_REWARDS  # ((name, weight), ...): strict format x0.5 + accuracy x1.0
     c.reward_modules = ()  # modules imported first, so that their register_reward() plugins exist
     c.optim = adamw(((".*", {"type": "constant", "peak": a.lr}, "policy"),), weight_decay=1e-2)

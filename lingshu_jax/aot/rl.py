@@ -185,9 +185,10 @@ def rl_fit_report(config, target: Target, *, top: int = 8, image_grid=None) -> d
         stream_chunks,
     )
     from lingshu_jax.infer.sampling import SamplingConfig
-    from lingshu_jax.rl.trainer import GRPOSettings, grpo_programs
+    from lingshu_jax.rl.trainer import GRPOSettings, check_batch_shards, grpo_programs
 
     s = GRPOSettings.from_config(config.rl)
+    check_batch_shards(s, program.model_config, mesh, program.rules)  # what the trainer refuses, refused
     gen_rules = generation_rules(program.rules)
     chunks = stream_chunks(program.model_config, mesh, gen_rules)
     shapes = rollout_shapes(s, program.model_config, batch_shards(mesh, gen_rules), image_grid, chunks)

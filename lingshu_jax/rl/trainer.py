@@ -426,7 +426,8 @@ class _Run:
         return stream_chunks(self.model_cfg, self.mesh, generation_rules(self.rules), self.hosts)
 
 
-def _check_batch_shards(s: GRPOSettings, model_cfg, mesh, rules, hosts: int = 1):
+def check_batch_shards(s: GRPOSettings, model_cfg, mesh, rules, hosts: int = 1):
+    """ValueError unless the micro-batches, generation calls and prompts divide over the mesh and hosts."""
     n = batch_shards(mesh, generation_rules(rules))
     stream_chunks(model_cfg, mesh, generation_rules(rules), hosts)  # splash: the stream split like the rows
     if s.micro_batch_rows % n:
@@ -747,7 +748,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # ---- the program (model, optimizer, shardings: train/program.py), policy + frozen reference -----------
     program = build_train_program(config, sharding.make_mesh(config.mesh))
-    _check_batch_shards(s, program.model_config, program.mesh, program.rules, jax.process_count())
+    check_batch_shards(s, program.model_config, program.mesh, program.rules, jax.process_count())
     ref_params = loop.initial_params(program, config.seed)  # init_from: the stage-3 model
 
     # ---- prompts, processor ----------------------------------------------------------------------------

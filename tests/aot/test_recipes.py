@@ -19,7 +19,8 @@ def test_recipe_on_its_slice_uses_every_chip_and_trains_64_rows_per_step(size, s
         assert math.prod(c.mesh[a] for a in ("data", "fsdp", "tensor", "sequence")) == chips
         assert c.data.batch_size * c.train.grad_accum == recipe.GLOBAL_BATCH_ROWS
         assert c.data.patch_budget == c.data.batch_size * recipe.PATCHES_PER_ROW
-    assert rl.get_config(f"size={size},slice={slice_name}").slice == c.slice
+    g = rl.get_config(f"size={size},slice={slice_name}")
+    assert g.slice == c.slice and g.rl.micro_batch_rows == chips and g.rl.rows_per_generate == 2 * chips
 
 
 def test_unknown_slice_names_the_recipe_slices():

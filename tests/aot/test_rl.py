@@ -80,6 +80,13 @@ def test_grpo_programs_compile_for_a_v5p_slice_with_each_phase_peak_and_calls_pe
     assert "FITS" in text and "generate" in text and "assumptions" in text
 
 
+def test_a_grpo_config_the_trainer_would_refuse_is_refused_before_compiling():
+    c = _tiny_rl(fsdp=4)
+    c.rl.micro_batch_rows = 2  # 2 rows of a micro-batch cannot split over 4 chips
+    with pytest.raises(ValueError, match="micro_batch_rows=2 must be a multiple of the mesh's batch shards"):
+        rl_fit_report(c, parse_target("v5p:2x2x1"), image_grid=GRID)
+
+
 def _rollout(root: str, cfg):
     """A rollout of 2 prompts x 4 samples with images (one text-only prompt), tokens made up: no sampling."""
     images = toy.write_images(root, per_colour=1)
