@@ -112,9 +112,9 @@ def test_a_window_larger_than_the_cache_is_refused_naming_both_options(tmp_path)
         build_mixture([ParquetSource([path], cache_bytes=1 << 20)], cfg, seed=0)
 
 
-def test_a_resumed_pipeline_continues_the_block_shuffled_order(tmp_path, processor, model_config):
-    path = _parquet(tmp_path)
-    cfg = dict(
+def _block_shuffled(path: str) -> dict:
+    """A pipeline config over one Parquet source, shuffled in windows of 2 row groups, for 2 epochs."""
+    return dict(
         sources=[{"name": "pq", "path": path}],
         seq_len=64,
         batch_size=2,
@@ -123,6 +123,11 @@ def test_a_resumed_pipeline_continues_the_block_shuffled_order(tmp_path, process
         epochs=2,
         prefetch=0,
     )
+
+
+def test_a_resumed_pipeline_continues_the_block_shuffled_order(tmp_path, processor, model_config):
+    path = _parquet(tmp_path)
+    cfg = _block_shuffled(path)
     it = make_pipeline(cfg, None, processor, model_config, seed=5)
     head = [next(it) for _ in range(7)]  # mid-epoch
     state = it.get_state()
@@ -215,15 +220,7 @@ def test_two_hosts_block_shuffled_batches_resume_exactly_and_do_not_depend_on_wo
     tmp_path, processor, model_config
 ):
     path = _parquet(tmp_path)
-    cfg = dict(
-        sources=[{"name": "pq", "path": path}],
-        seq_len=64,
-        batch_size=2,
-        patch_budget=0,
-        parquet_shuffle_window=2,
-        epochs=2,
-        prefetch=0,
-    )
+    cfg = _block_shuffled(path)
     host = dict(shard_index=1, shard_count=2, seed=5)
     runs = []
     for workers in (0, 1):
