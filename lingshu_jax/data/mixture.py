@@ -25,7 +25,7 @@ import grain
 import numpy as np
 
 from lingshu_jax.data.config import DataConfig
-from lingshu_jax.data.shuffle import BlockShuffleMapDataset
+from lingshu_jax.data.shuffle import BlockShuffleMapDataset, check_shard
 
 
 def _tag(raw: dict, source: int) -> dict:
@@ -37,8 +37,7 @@ def build_mixture(
 ) -> grain.MapDataset:
     """sources[i]: random-access raw-record source of cfg.sources[i] -> host `shard_index`'s share of the
     mixed MapDataset (ValueError on bad shard arguments)."""
-    if shard_count < 1 or not 0 <= shard_index < shard_count:
-        raise ValueError(f"shard_index={shard_index} / shard_count={shard_count}: need 0 <= index < count")
+    check_shard(shard_index, shard_count)
     datasets = [
         grain.MapDataset.source(src).map(functools.partial(_tag, source=i)) for i, src in enumerate(sources)
     ]
@@ -99,8 +98,7 @@ def _block_shuffled(
 
 def shard(ds: grain.MapDataset, shard_index: int, shard_count: int) -> grain.MapDataset:
     """Records shard_index, shard_index + shard_count, ... of `ds` (ValueError on bad arguments)."""
-    if shard_count < 1 or not 0 <= shard_index < shard_count:
-        raise ValueError(f"shard_index={shard_index} / shard_count={shard_count}: need 0 <= index < count")
+    check_shard(shard_index, shard_count)
     return ds[shard_index::shard_count] if shard_count > 1 else ds
 
 

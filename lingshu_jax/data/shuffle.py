@@ -27,6 +27,12 @@ import grain
 import numpy as np
 
 
+def check_shard(shard_index: int, shard_count: int) -> None:
+    """ValueError unless 0 <= shard_index < shard_count (a host's share of the data)."""
+    if shard_count < 1 or not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index={shard_index} / shard_count={shard_count}: need 0 <= index < count")
+
+
 class BlockShuffleMapDataset(grain.MapDataset):
     """This host's share of `parent` (whose records fall into consecutive blocks of `block_rows` records)
     in the block-local shuffled order of each epoch; index `e * len + i` is position i of epoch e (as
@@ -48,10 +54,7 @@ class BlockShuffleMapDataset(grain.MapDataset):
             raise ValueError(f"block sizes sum to {self._rows.sum()}, the dataset has {n} records")
         if window < 1:
             raise ValueError(f"window={window}: need >= 1 block")
-        if shard_count < 1 or not 0 <= shard_index < shard_count:
-            raise ValueError(
-                f"shard_index={shard_index} / shard_count={shard_count}: need 0 <= index < count"
-            )
+        check_shard(shard_index, shard_count)
         self._starts = np.concatenate([[0], np.cumsum(self._rows)[:-1]])
         self._window, self._seed = int(window), int(seed)
         self._host = (int(shard_index), int(shard_count))

@@ -136,9 +136,8 @@ def vocab_parallel_logits(module: Qwen25VL, hidden):
     def local(h, w):  # h [B / rows, D], w: this device's vocab shard
         h = jax.lax.all_gather(h, shared, axis=0, tiled=True)  # [B / (rows - shared), D]
         dims = (((1,), (contract,)), ((), ()))
-        logits = jax.lax.dot_general(
-            h.astype(dtype), w.astype(dtype), dims
-        )  # [B / (rows - shared), V / vocab]
+        # [B / (rows - shared), V / vocab]
+        logits = jax.lax.dot_general(h.astype(dtype), w.astype(dtype), dims)
         return jax.lax.all_to_all(logits, shared, split_axis=0, concat_axis=1, tiled=True)
 
     w_spec = P(vocab, None) if opts["kernel_vd"] else P(None, vocab)

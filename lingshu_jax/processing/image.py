@@ -182,14 +182,17 @@ def is_plain_rgb(image) -> bool:
     )
 
 
-def rgb_resized(image, height: int, width: int, resample: int = Image.BICUBIC) -> np.ndarray:
-    """to_rgb_array(image) at [height, width] (resized with PIL when it differs): the same values, but a
-    plain RGB PIL image is resized as it is, without the round trip through an array (two copies)."""
+def rgb_resized(image, size, resample: int = Image.BICUBIC) -> np.ndarray:
+    """to_rgb_array(image) at [height, width] = size(its height, its width) (resized with PIL when it
+    differs): the same values, but a plain RGB PIL image is resized as it is, without the round trip
+    through an array (two copies)."""
     if is_plain_rgb(image):
+        height, width = size(image.height, image.width)
         if image.size != (width, height):
             image = image.resize((width, height), resample=resample)
         return np.asarray(image)
     rgb = to_rgb_array(image)
+    height, width = size(*rgb.shape[:2])
     return rgb if rgb.shape[:2] == (height, width) else resize_rgb(rgb, height, width, resample)
 
 
@@ -375,13 +378,7 @@ class ImageProcessor:
 
     def process_one(self, image) -> tuple[np.ndarray, tuple[int, int, int]]:
         """One image -> (rows [h*w, 1176] float32 (uint8 if output="uint8"), (1, h, w))."""
-        if is_plain_rgb(image):  # resized as it is (rgb_resized)
-            rgb = rgb_resized(image, *self.target_size(image.height, image.width), self.resample)
-        else:
-            rgb = to_rgb_array(image)
-            height, width = self.target_size(*rgb.shape[:2])
-            if (height, width) != rgb.shape[:2]:
-                rgb = resize_rgb(rgb, height, width, self.resample)
+        rgb = rgb_resized(image, self.target_size, self.resample)
         rows, grid = patchify_image(rgb, self.patch_size, self.merge_size, self.temporal_patch_size)
         return self._finish(rows), grid
 
@@ -426,7 +423,8 @@ class VideoProcessor(ImageProcessor):
         if any(shape != shapes[0] for shape in shapes):
             raise ValueError(f"video frames differ in size: {sorted(set(shapes))}")
         height, width = self.target_size(*shapes[0][:2])
-        frames = np.stack([rgb_resized(f, height, width, self.resample) for f in frames])  # [T, H, W, 3] u8
+        target = lambda h, w: (height, width)  # noqa: E731  (every frame to the first frame's target)
+        frames = np.stack([rgb_resized(f, target, self.resample) for f in frames])  # [T, H, W, 3] uint8
         if self.output == "uint8":
             x = np.moveaxis(frames, -1, 1)
         elif self.do_normalize:
