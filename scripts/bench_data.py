@@ -24,7 +24,13 @@ def parse_args(argv=None) -> DataBenchOptions:
         "--workers", default="2", help="comma list of worker counts to time (0 = in-process threads)"
     )
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the ratio is their median)")
-    ap.add_argument("--warmup", type=int, default=None, help="samples left out of the rate (default 10%%)")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="samples left out of the rate (default: at least what the pipeline can hold ahead of delivery, "
+        "data_measure.default_warmup)",
+    )
     ap.add_argument("--image", type=int, default=448)
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--seq_len", type=int, default=8192)
