@@ -22,6 +22,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.assets_dir = ""  # tokenizer + preprocessor files (default: those of init_from)
     c.export_hf = ""  # write a Hugging Face directory here at the end
     c.prepare_demo_data = ""  # build the embedded demo data into this directory first
+    # glibc malloc: "auto" keeps freed memory for reuse on a CPU-only host (lingshu_jax/host_memory.py),
+    # "keep" always, "default" never
+    c.host_malloc = "auto"
     c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1, "sequence": 1})
     # Multi-slice: mesh axis -> number of slices along it, joined by DCN (e.g. --config.mesh.dcn.data=2);
     # the axes above then describe one slice.

@@ -19,8 +19,9 @@ def define_config_flag(required: bool = True) -> None:
 
 
 def run_config_and_workdir(target: str) -> None:
-    """Defines --config (ml-collections, `--config.a.b=v` overrides) and --workdir, sets up logging and runs
-    `target` ("module:function"), called as function(config, workdir)."""
+    """Defines --config (ml-collections, `--config.a.b=v` overrides) and --workdir, sets up malloc
+    (`config.host_malloc`, see host_memory.py) and logging and runs `target` ("module:function"), called as
+    function(config, workdir)."""
     from absl import app, flags
 
     define_config_flag()
@@ -31,8 +32,9 @@ def run_config_and_workdir(target: str) -> None:
 
     def main(argv):
         del argv
-        from lingshu_jax import logs
+        from lingshu_jax import host_memory, logs
 
+        host_memory.configure(flags.FLAGS.config.get("host_malloc", "auto"))  # before JAX starts its threads
         logs.setup()
         _resolve(target)(flags.FLAGS.config, flags.FLAGS.workdir)
 

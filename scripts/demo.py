@@ -21,8 +21,9 @@ flags.DEFINE_integer("steps", 0, "Steps per stage (0 = the demo defaults: 60, 12
 def main(argv):
     del argv
     from configs import demo
-    from lingshu_jax import logs
+    from lingshu_jax import host_memory, logs
 
+    host_memory.configure("auto")  # keeps freed memory on a CPU host, before JAX starts its threads
     logs.setup()
     from lingshu_jax.train.trainer import train
 

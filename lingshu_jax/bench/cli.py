@@ -53,6 +53,19 @@ def parse_args(argv=None) -> tuple[suite.Options, str]:
     ap.add_argument("--hf-attn", default="sdpa", choices=("sdpa", "eager"), help="transformers' attention")
     ap.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: torch's own)")
     ap.add_argument(
+        "--unroll-layers",
+        action="store_true",
+        help="ours: decoder layers and vision blocks as straight-line code instead of a scan (ModelConfig."
+        "unroll_layers)",
+    )
+    ap.add_argument(
+        "--malloc",
+        default="keep",
+        choices=("keep", "default"),
+        help="both frameworks' processes: glibc malloc keeps freed memory for reuse, as our training scripts "
+        "do on a CPU host (lingshu_jax/host_memory.py), or glibc's defaults",
+    )
+    ap.add_argument(
         "--breakdown",
         default="auto",
         choices=("auto", "always", "never"),

@@ -30,6 +30,7 @@ def load_ours(spec: dict[str, Any]):
         vision_attention_span=spec.get("vision_attention_span"),
         remat_policy=spec.get("remat_policy", "none"),
         vision_remat_policy=spec.get("vision_remat_policy", spec.get("remat_policy", "none")),
+        unroll_layers=spec.get("unroll_layers", False),
     )
 
 

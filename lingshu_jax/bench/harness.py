@@ -8,6 +8,7 @@ only orchestrates: it asks the workers for one repetition at a time, alternating
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import multiprocessing
@@ -168,14 +169,33 @@ def _load(target: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def _serve(conn, factory: str, args: tuple, env: dict[str, str | None]) -> None:
-    """Worker process body: set the environment, import and build the session, then answer
-    (method, kwargs) messages until 'close'."""
-    for key, value in env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+_SPAWN_LOCK = threading.Lock()  # os.environ is process-wide: one spawn at a time changes it
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str | None]):
+    """os.environ with `env` applied (None values unset), restored on exit. A spawned process is exec'd with
+    the environment of the moment, so variables read at process start (GLIBC_TUNABLES, LD_PRELOAD, XLA_FLAGS
+    before JAX's first import) reach it."""
+    saved = {key: os.environ.get(key) for key in env}
+    try:
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _serve(conn, factory: str, args: tuple) -> None:
+    """Worker process body (its environment set when it was spawned): import and build the session, then
+    answer (method, kwargs) messages until 'close'."""
     sampler = RssSampler().start()
     try:
         session = _load(factory)(*args)
@@ -215,15 +235,15 @@ class Worker:
     def start(
         cls, name: str, factory: str, *args, env: dict[str, str | None] | None = None, wait: bool = True
     ) -> "Worker":
-        """Spawns the process; `factory` names the session class ('module:Class'), imported in the
-        worker after `env` is applied (None values unset a variable). With `wait=False` the session is
-        still being built on return: call `ready()` before anything else (lets two workers load at once)."""
+        """Spawns the process with this process's environment plus `env` (None values unset a variable, from
+        the new process's first instruction on); `factory` names the session class ('module:Class'). With
+        `wait=False` the session is still being built on return: call `ready()` before anything else (lets
+        two workers load at once)."""
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(
-            target=_serve, args=(child, factory, args, dict(env or {})), name=f"bench-{name}", daemon=False
-        )
-        proc.start()
+        proc = ctx.Process(target=_serve, args=(child, factory, args), name=f"bench-{name}", daemon=False)
+        with _SPAWN_LOCK, _environment(dict(env or {})):
+            proc.start()
         child.close()
         worker = cls(name, proc, parent)
         if wait:

@@ -230,7 +230,8 @@ def header(results: dict[str, Any]) -> str:
             f"torch {torch_env.get('torch')} ({torch_env.get('cuda_device') or 'cpu'}; attention "
             f"{meta['options'].get('hf_attn')}) "
             f"(default {torch_env.get('torch_threads')} threads), "
-            f"transformers {torch_env.get('transformers')}",
+            f"transformers {torch_env.get('transformers')}; malloc {meta['options'].get('malloc', 'default')} "
+            f"(both processes)",
             f"transformers' torch threads, calibrated per workload (1 vs all cores, the faster kept): "
             f"train {_threads(results, 'train')}, prefill {_threads(results, 'prefill')}, "
             f"decode {_threads(results, 'decode')}",

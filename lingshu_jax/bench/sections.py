@@ -74,6 +74,7 @@ class Context:
             "attention_impl": self.attention_impl,
             "remat_policy": self.opts.remat,
             "vision_remat_policy": self.opts.vision_remat or self.opts.remat,
+            "unroll_layers": self.opts.unroll_layers,
             "hf_attn": self.opts.hf_attn,
             "device": "cuda" if self.on_gpu else "cpu",
             "torch_threads": self.opts.torch_threads,

@@ -20,6 +20,7 @@ import time
 import traceback
 from typing import Any
 
+from lingshu_jax import host_memory
 from lingshu_jax.bench import sections
 from lingshu_jax.bench.harness import Deadline, summarize
 
@@ -47,6 +48,8 @@ class Options:
     allow_cpu: bool = False  # run the gpu suite's code path on CPU (tests)
     budget_s: float | None = None
     breakdown: str = "auto"  # "auto" (when a target is missed) | "always" | "never"
+    unroll_layers: bool = False  # ours: decoder layers / vision blocks unrolled instead of scanned
+    malloc: str = "keep"  # both frameworks' processes: "keep" freed memory (host_memory.py) | "default" glibc
 
 
 # Sizes per (suite, quick). rounds: interleaved repetitions per side (the median is reported).
@@ -148,9 +151,14 @@ def resolve_sizes(opts: Options) -> dict[str, Any]:
     return sizes
 
 
-def worker_env(suite: str) -> dict[str, str | None]:
+# "keep": glibc keeps freed memory for reuse, as our training scripts do on a CPU host (host_memory.py).
+MALLOC_ENV = {"default": {}, "keep": {"GLIBC_TUNABLES": host_memory.KEEP_TUNABLES}}
+
+
+def worker_env(suite: str, malloc: str = "keep") -> dict[str, str | None]:
     """Workers see one CPU device (a test run's simulated 8 would split nothing but confuse the report);
-    on GPU, JAX allocates on demand so the torch worker beside it finds memory."""
+    on GPU, JAX allocates on demand so the torch worker beside it finds memory. Both frameworks' workers get
+    the same allocator settings (`MALLOC_ENV[malloc]`), set when each process starts."""
     flags = " ".join(
         f
         for f in os.environ.get("XLA_FLAGS", "").split()
@@ -162,6 +170,7 @@ def worker_env(suite: str) -> dict[str, str | None]:
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
+    env.update(MALLOC_ENV[malloc])
     if suite == "gpu":
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     else:
@@ -210,7 +219,7 @@ def run_suite(opts: Options, log=print) -> dict[str, Any]:
             "environment": environment(),
         }
     }
-    env = worker_env(opts.suite)
+    env = worker_env(opts.suite, opts.malloc)
     with tempfile.TemporaryDirectory(prefix="lingshu_bench_") as tmp:
         ctx = sections.Context(opts, sizes, env, tmp, deadline, log)
         try:

@@ -112,6 +112,10 @@ class ModelConfig:
     # Training/eval loss: the vocabulary head + cross entropy run over chunks of about this many sequence
     # positions (train/head_loss.py), so [tokens, vocab] float32 logits never exist at once. 0: one chunk.
     loss_chunk_len: int = 1024
+    # Decoder layers and vision blocks run as loops over stacked parameters (False: one compiled layer,
+    # the TPU/GPU default) or unrolled (True: straight-line code; on CPU it spares the loops' stacked
+    # residual buffers, their zero-fill and copies; compile time grows with depth).
+    unroll_layers: bool = False
 
     def __post_init__(self):
         check_policy(self.remat_policy, "ModelConfig.remat_policy")

@@ -131,6 +131,7 @@ class TextModel(nn.Module):
             split_rngs={"params": True},
             in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
             length=t.num_hidden_layers,
+            unroll=t.num_hidden_layers if self.config.unroll_layers else 1,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )(self.config)
         self.norm = RMSNorm(t.rms_norm_eps, dtype, pdtype, "norm")

@@ -195,7 +195,7 @@ class VisionTower(nn.Module):
                 self.config.vision_remat_policy,
             )
             run = jax.tree_util.tree_map(lambda a, start=start, stop=stop: a[start:stop], params)
-            x, _ = jax.lax.scan(step, x, run)
+            x, _ = jax.lax.scan(step, x, run, unroll=self.config.unroll_layers)
         return x
 
 

@@ -177,6 +177,7 @@ def model_config_of(config) -> tuple[ModelConfig, str | None]:
             "remat_policy",
             "vision_remat_policy",
             "loss_chunk_len",
+            "unroll_layers",
         )
         if k in config.model
     }

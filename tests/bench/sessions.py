@@ -15,6 +15,12 @@ class Echo:
     def env(self, key):
         return os.environ.get(key)
 
+    def start_env(self, key):
+        """`key` as the process was exec'd with (what glibc and the dynamic loader read at start)."""
+        entries = open("/proc/self/environ", "rb").read().split(b"\0")
+        found = [e.split(b"=", 1)[1].decode() for e in entries if e.startswith(key.encode() + b"=")]
+        return found[0] if found else None
+
     def fail(self):
         raise ValueError("boom from the worker")
 

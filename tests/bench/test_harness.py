@@ -44,7 +44,7 @@ def test_rss_sampler_sees_this_process():
     assert harness.self_peak_rss_mb() > 0
 
 
-def test_workers_run_in_their_own_process_with_their_environment():
+def test_workers_run_in_their_own_process_with_their_environment_from_the_start():
     os.environ["LINGSHU_BENCH_UNSET_ME"] = "parent"
     try:
         a = Worker.start(
@@ -65,6 +65,11 @@ def test_workers_run_in_their_own_process_with_their_environment():
         assert runs["a"][0]["pid"] not in (os.getpid(), runs["b"][0]["pid"])
         assert a.call("env", key="LINGSHU_BENCH_X") == "1"
         assert a.call("env", key="LINGSHU_BENCH_UNSET_ME") is None
+        # set before the process starts (GLIBC_TUNABLES is read there), and only for this worker
+        assert a.call("start_env", key="LINGSHU_BENCH_X") == "1"
+        assert a.call("start_env", key="LINGSHU_BENCH_UNSET_ME") is None
+        assert b.call("start_env", key="LINGSHU_BENCH_X") is None
+        assert os.environ.get("LINGSHU_BENCH_X") is None
         mem = a.call("memory")
         assert mem["peak_rss_mb"] > 0 and mem["max_rss_self_mb"] > 0
         with pytest.raises(WorkerError, match="boom from the worker"):
