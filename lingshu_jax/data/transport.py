@@ -48,7 +48,7 @@ class GroupTransform:
     def __call__(self, raws: Sequence[dict]) -> dict:
         samples, pixels = [], []
         for raw in raws:
-            workers.note(raw.get("where", "?"))  # (in a worker: what its liveness report names)
+            workers.note(raw)  # (in a worker: the record its liveness report names)
             sample = self.transform(raw)
             if not is_skip(sample):
                 sample = dict(sample)

@@ -39,9 +39,11 @@ class WorkerDied(RuntimeError):
     """A grain worker process exited (nonzero code or a signal) while the pipeline expected data from it."""
 
 
-def note(where: str) -> None:
-    """In a worker: `where` (file:line) is the record being read now (no-op in the main process)."""
+def note(raw) -> None:
+    """In a worker: `raw` (a source record, its "where" file:line) is the record being read now (no-op in
+    the main process)."""
     if _STATUS is not None:
+        where = str(raw.get("where", "?")) if isinstance(raw, dict) else "?"
         data = where.encode("utf-8", "replace")[: _WHERE_BYTES - 1]
         _STATUS[: len(data) + 1] = data + b"\0"
 
