@@ -58,3 +58,34 @@ def test_demo_images_are_upscaled_to_16_merged_tokens_and_stage1_trains_the_rand
         name: sched for _, sched, name in demo.get_config("stage=1,root=/r,stage1_llm=false").optim.groups
     }
     assert frozen["llm"] is None
+
+
+def test_rl_demo_freezes_the_vision_tower_and_trains_the_llm_unless_given_vision_rates():
+    """docs/rl_cpu.md section 8: GRPO on the demo updates the LLM only (the ViT and merger, whose features
+    the SFT demo had to protect with slow rates, stay as stage 3 left them); lr_vit / lr_proj train them."""
+    import jax
+    import ml_collections
+    import numpy as np
+    import optax
+
+    from configs import rl_demo
+    from lingshu_jax.model.config import preset
+    from lingshu_jax.model.vlm import abstract_params
+    from lingshu_jax.train.optimizer import make_optimizer, param_paths
+
+    params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract_params(preset("tiny")))
+    grads = jax.tree.map(np.ones_like, params)
+
+    def moved(arg):
+        optim = ml_collections.ConfigDict(rl_demo.get_config(arg).optim)
+        tx, _ = make_optimizer(optim, params)
+        step = jax.jit(lambda p: optax.apply_updates(p, tx.update(grads, tx.init(p), p)[0]))
+        leaves = jax.tree.leaves(step(params))
+        return {p: bool(np.any(np.asarray(v) != 0)) for p, v in zip(param_paths(params), leaves)}
+
+    default = moved("root=/r,warmup=0")
+    visual = [p for p in default if p.startswith("visual/")]
+    assert visual and any(p.startswith("visual/merger/") for p in visual)
+    assert not any(default[p] for p in visual)
+    assert all(v for p, v in default.items() if p not in visual)
+    assert all(moved("root=/r,warmup=0,lr_vit=1e-4,lr_proj=1e-4").values())

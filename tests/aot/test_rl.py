@@ -26,7 +26,7 @@ GRID = (1, 8, 8)  # one 112 x 112 image per prompt: 64 patches
 
 
 def _tiny_rl(fsdp: int = 4):
-    c = rl_demo.get_config("root=/nonexistent")
+    c = rl_demo.get_config("root=/nonexistent,lr_vit=3e-4,lr_proj=3e-4")  # every parameter trains
     c.init_from = ""
     c.model = preset_config_dict("tiny")
     c.mesh.fsdp = fsdp
