@@ -17,7 +17,6 @@ that never come (the main process holds the pipe's write end too, so no end-of-f
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import gc
 import mmap
@@ -137,7 +136,7 @@ class WorkerWatch:
         """Ends the watch. After a worker died, also ends the others and empties their queue pipes: their
         data is of no use, and grain's close would wait (up to 25 s) on a worker's partial element."""
         self._stop.set()
-        self._filled.set()
+        self._wait_for_fill()
         if self.error is not None:
             self._register(self.report.started())
             for proc in self._procs.values():
@@ -152,13 +151,17 @@ class WorkerWatch:
             raise self._died()
 
     def _died(self) -> WorkerDied:
-        """The error, once no read waits on the dead worker's queue (the caller's was the only reader):
-        stops filling it and empties it, so that grain's close (which drains it) does not wait either."""
-        self._filled.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
+        """The error, once no read waits on the dead worker's queue: after the fill (which ends when the
+        pipe is full, i.e. no reader takes more), what is left in the pipe is read out, so that grain's
+        close (which drains it) does not wait either."""
+        self._wait_for_fill()
         _drain_queue_pipe(self._dead)
         return WorkerDied(self.error)
+
+    def _wait_for_fill(self, timeout: float = 10.0) -> None:
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=timeout)
+        self._filled.set()
 
     def failure(self, exc: BaseException) -> WorkerDied:
         """The error to raise for `exc` from grain's prefetch: the dead worker's message (waiting up to a
@@ -246,7 +249,8 @@ def _drain_queue_pipe(proc) -> None:
 
 def _fill_queue_pipe(proc, stop: threading.Event) -> None:
     """Zero bytes into the dead worker's element queue, so that a read waiting on a partial element
-    returns (grain then fails to unpickle it); nonblocking, until `stop`."""
+    returns (grain then fails to unpickle it); nonblocking, until the pipe is full (nobody reads more) or
+    `stop`."""
     fd = _queue_fd(proc, "_writer")
     if fd is None:
         return
@@ -254,8 +258,5 @@ def _fill_queue_pipe(proc, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             os.write(fd, zeros)
-        except OSError as e:
-            if e.errno != errno.EAGAIN:
-                return
-            if stop.wait(POLL_S):  # the pipe is full: nobody is reading it (or not yet)
-                return
+        except OSError:  # EAGAIN: the pipe is full, no read waits on it (any other error: give up)
+            return
