@@ -176,7 +176,7 @@ class WorkerWatch:
             f"a data worker process ended before it started reading ({exc}); workers that started: "
             f"{started or 'none'} of {self.report.worker_count}. Under the spawn start method every worker "
             "re-imports the main script: keep the code that builds and iterates the pipeline under "
-            "`if __name__ == '__main__':`. " + ADVICE
+            "`if __name__ == '__main__':`; otherwise the worker's own error is in the log above."
         )
 
     def _run(self) -> None:
