@@ -89,3 +89,23 @@ def test_rl_demo_freezes_the_vision_tower_and_trains_the_llm_unless_given_vision
     assert not any(default[p] for p in visual)
     assert all(v for p, v in default.items() if p not in visual)
     assert all(moved("root=/r,warmup=0,lr_vit=1e-4,lr_proj=1e-4").values())
+
+
+def test_rl_demo_docstring_states_the_defaults_its_measured_figures_were_taken_with():
+    """configs/rl_demo.py quotes the three-seed figures of docs/rl_cpu.md section 9 "with the defaults (N
+    steps, LLM lr X after a W-update warmup, k3 KL K)": those must be what get_config() gives."""
+    import re
+
+    from configs import rl_demo
+
+    m = re.search(
+        r"with the defaults \((\d+) steps, LLM lr (\S+) after a (\d+)-update warmup, k3\s+KL (\S+)\)",
+        rl_demo.__doc__,
+    )
+    assert m, "configs/rl_demo.py docstring no longer states its defaults"
+    steps, lr, warmup, kl = int(m[1]), float(m[2]), int(m[3]), float(m[4])
+    c = rl_demo.get_config("root=/r")
+    assert c.train.total_steps == steps
+    assert c.rl.kl_coef == kl
+    llm = [g for g in c.optim.groups if g[2] == "llm"][0][1]
+    assert (llm["peak"], llm["warmup_steps"]) == (lr, warmup)
