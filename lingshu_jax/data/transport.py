@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 import grain
 import numpy as np
 
+from lingshu_jax.data import workers
 from lingshu_jax.data.errors import is_skip
 
 
@@ -47,6 +48,7 @@ class GroupTransform:
     def __call__(self, raws: Sequence[dict]) -> dict:
         samples, pixels = [], []
         for raw in raws:
+            workers.note(raw)  # (in a worker: the record its liveness report names)
             sample = self.transform(raw)
             if not is_skip(sample):
                 sample = dict(sample)
@@ -263,17 +265,24 @@ def end_marked(groups: grain.MapDataset, markers: int) -> grain.MapDataset:
 
 class UngroupIterDataset(grain.IterDataset):
     """Groups -> samples, in order (main process); the data ends at the end of the parent or at its first
-    END_OF_DATA group."""
+    END_OF_DATA group. `report`: the parent's grain workers' `WorkerReport` (their death is a `WorkerDied`
+    naming the worker, not a hang); `sources`: the source names for that message."""
+
+    def __init__(self, parent, report: workers.WorkerReport | None = None, sources: Sequence[str] = ()):
+        super().__init__(parent)
+        self._report, self._sources = report, list(sources)
 
     def __iter__(self) -> "UngroupIterator":
-        return UngroupIterator(self._parent.__iter__())
+        watch = workers.WorkerWatch(self._report, self._sources) if self._report else None
+        return UngroupIterator(self._parent.__iter__(), watch)
 
 
 class UngroupIterator(grain.DatasetIterator):
     """State: {"parent": state before the current group, "next": samples of it already returned}."""
 
-    def __init__(self, parent: grain.DatasetIterator):
+    def __init__(self, parent: grain.DatasetIterator, watch: workers.WorkerWatch | None = None):
         super().__init__(parent)
+        self._watch = watch
         self._reader = SlabReader()
         self._samples: list[dict] = []
         self._next = 0
@@ -285,13 +294,32 @@ class UngroupIterator(grain.DatasetIterator):
             if self._ended:
                 raise StopIteration
             self._group_state = self._parent.get_state()
-            group = next(self._parent)
+            group = self._next_group()
             if group is END_OF_DATA or group.get("end_of_data"):
                 self._ended = True
                 raise StopIteration
             self._samples, self._next = split_group(group, self._reader), 0
         self._next += 1
         return self._samples[self._next - 1]
+
+    def _next_group(self) -> dict:
+        if self._watch is None:
+            return next(self._parent)
+        self._watch.check()  # (never read again from a pipeline with a dead worker)
+        self._watch.start()
+        try:
+            return next(self._parent)
+        except StopIteration:
+            raise
+        except Exception as e:  # grain's error for a dead worker, or a read cut short by the watch
+            if self._watch.error is None and "terminated unexpectedly" not in str(e):
+                raise
+            raise self._watch.failure(e) from e
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+        super().close()
 
     def get_state(self) -> dict:
         if self._next >= len(self._samples):
