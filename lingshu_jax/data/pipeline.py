@@ -100,8 +100,8 @@ def make_dataset(
         )
     else:
         report = None
-    samples = transport.UngroupIterDataset(it_ds, report, transform.names)
     stop = guard.StopRequest()
+    samples = transport.UngroupIterDataset(it_ds, report, transform.names, stop)
     per_host = [-(-len(r) // shard_count) for r in raw]  # records of each source this host sees per pass
     policy = f"data.on_error={cfg.on_error!r}"
     if cfg.on_error_overrides:

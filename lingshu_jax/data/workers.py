@@ -1,32 +1,36 @@
-"""Liveness of the grain worker processes: a worker that dies ends the run with one clear error, never a hang.
+"""Liveness of the grain worker processes, and a wait on them that a dead worker or a signal ends.
 
-grain's `mp_prefetch` polls each worker's queue once a second and raises a bare "Worker process was terminated
-unexpectedly with exit code N" when the worker is gone. It cannot when the worker died in the middle of
-writing an element into its queue's pipe (SIGKILL from the OOM killer while its feeder thread wrote a
-large group): the main process has read the element's length and waits, in a blocking `read`, for bytes
-that never come (the main process holds the pipe's write end too, so no end-of-file comes either).
+grain's `mp_prefetch` reads each worker's elements from a multiprocessing queue in a prefetch thread, and
+raises a bare "Worker process was terminated unexpectedly with exit code N" when its worker is gone. It
+cannot when the worker died in the middle of writing an element larger than a pipe takes at once (SIGKILL
+from the OOM killer while its feeder thread wrote a large group): grain's reader has taken the element's
+length and waits, in a blocking `read`, for bytes that never come (the main process holds the pipe's
+write end too, so no end-of-file comes either); whoever waits on that reader waits forever, and so does
+grain's `close()`, which joins it. transport.py sends groups as small slab references that a pipe takes
+in one atomic write, so this happens only to a group that did not fit a slab; and the wait is ours:
 
 - `WorkerReport` (grain's `worker_init_fn`): each worker writes its pid to `<dir>/<index>.<pid>` and keeps
   an mmap'ed `<dir>/<index>.where` holding the file:line of the record it is transforming (`note`).
-- `WorkerWatch` (main process): a daemon thread that every `POLL_S` seconds matches those pids to the live
-  child processes, and when one has exited with a nonzero code or a signal, records the message (worker
-  index and pid, exit code or signal, the record it was reading, what to do) and fills the dead worker's
-  queue pipe with zero bytes, so that a read stuck on a partial element returns (grain then fails to
-  unpickle it and raises, and the caller raises `WorkerDied` instead).
+- `WorkerWatch` (main process): matches those pids to this process's children; the first that exited with
+  a nonzero code or a signal is a `WorkerDied` naming the worker, its pid, the exit code or signal, the
+  record it was reading and what to do.
+- `Fetcher`: the main process takes the next group in a daemon thread and waits for it in `POLL_S` steps,
+  checking between them the stop request (SIGTERM/SIGINT: `guard.DataInterrupted`) and the watch, so
+  neither a dead worker nor a slow one holds a signal back. A reader stuck on a dead worker's pipe stays
+  stuck in threads nobody waits on; `close_within` bounds the close of such a pipeline.
 """
 
 from __future__ import annotations
 
-import fcntl
-import gc
 import mmap
 import multiprocessing
-import multiprocessing.queues
 import os
+import queue
 import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import Callable
 
 POLL_S = 0.25
 _WHERE_BYTES = 1024
@@ -115,148 +119,110 @@ ADVICE = (
 
 
 class WorkerWatch:
-    """Main process: watches the workers of one `WorkerReport`; `check()` raises `WorkerDied` once one has
-    died. `sources`: the source names, for the message."""
+    """Main process: the live state of the workers of one `WorkerReport`. `poll()` (call it often: it only
+    lists this process's children) keeps each started worker's `multiprocessing.Process` and records the
+    message of the first one that exited with a nonzero code or a signal; `check()` raises it as a
+    `WorkerDied`. `sources`: the source names, for the message."""
 
     def __init__(self, report: WorkerReport, sources: list[str]):
         self.report, self.sources = report, sources
         self.error: str | None = None
-        self._procs: dict[int, multiprocessing.process.BaseProcess] = {}
-        self._stop = threading.Event()  # close(): the watch ends
-        self._filled = threading.Event()  # the error was raised: stop filling the dead worker's pipe
-        self._dead = None  # the dead worker's process
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, daemon=True, name="lsj-worker-watch")
-            self._thread.start()
+        self._earlier = set(report.started())  # pids of workers of an earlier iterator of the same dataset
+        self._procs: dict[int, tuple[int, multiprocessing.process.BaseProcess]] = {}  # pid -> (index, proc)
 
     def close(self) -> None:
-        """Ends the watch. After a worker died, also ends the others and empties their queue pipes: their
-        data is of no use, and grain's close would wait (up to 25 s) on a worker's partial element."""
-        self._stop.set()
-        self._wait_for_fill()
-        if self.error is not None:
-            self._register(self.report.started())
-            for proc in self._procs.values():
-                if proc.exitcode is None:
-                    proc.kill()
-                    proc.join(timeout=5.0)
-                _drain_queue_pipe(proc)
         shutil.rmtree(self.report.directory, ignore_errors=True)
 
     def check(self) -> None:
+        self.poll()
         if self.error is not None:
-            raise self._died()
+            raise WorkerDied(self.error)
 
-    def _died(self) -> WorkerDied:
-        """The error, once no read waits on the dead worker's queue: after the fill (which ends when the
-        pipe is full, i.e. no reader takes more), what is left in the pipe is read out, so that grain's
-        close (which drains it) does not wait either."""
-        self._wait_for_fill()
-        _drain_queue_pipe(self._dead)
-        return WorkerDied(self.error)
-
-    def _wait_for_fill(self, timeout: float = 10.0) -> None:
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=timeout)
-        self._filled.set()
+    def poll(self) -> None:
+        if self.error is not None:
+            return
+        if len(self._procs) < self.report.worker_count:  # (a dead child is listed no more: find them alive)
+            started = {p: i for p, i in self.report.started().items() if p not in self._earlier}
+            for proc in multiprocessing.active_children():
+                if proc.pid in started:
+                    self._procs.setdefault(proc.pid, (started[proc.pid], proc))
+        for pid, (index, proc) in self._procs.items():
+            code = proc.exitcode
+            if code:  # (None: alive; 0: a clean exit after close)
+                self.error = (
+                    f"data worker {index} of {self.report.worker_count} (pid {pid}) {describe_exit(code)}, "
+                    f"while the pipeline still expected data from it; it was reading "
+                    f"{self.report.where(index)} (sources {', '.join(self.sources)}; worker {index} reads "
+                    f"groups {index}, {index} + {self.report.worker_count}, ... of data.group records). "
+                    + ADVICE
+                )
+                return
 
     def failure(self, exc: BaseException) -> WorkerDied:
-        """The error to raise for `exc` from grain's prefetch: the dead worker's message (waiting up to a
-        poll or two for the watch to see it), or one for a worker that died before it started."""
-        self._stop.wait(3 * POLL_S)
-        if self.error is None:
-            self._poll()
+        """The error for grain's own "Worker process was terminated unexpectedly" `exc`: the dead worker's
+        message, or grain's with what is known."""
+        self.poll()
         if self.error is not None:
-            return self._died()
-        started = sorted(self.report.started().values())
+            return WorkerDied(self.error)
+        started = sorted(i for p, i in self.report.started().items() if p not in self._earlier)
+        if started:
+            return WorkerDied(
+                f"a data worker process ended while the pipeline expected data ({exc}). " + ADVICE
+            )
         return WorkerDied(
-            f"a data worker process ended before it started reading ({exc}); workers that started: "
-            f"{started or 'none'} of {self.report.worker_count}. Under the spawn start method every worker "
-            "re-imports the main script: keep the code that builds and iterates the pipeline under "
+            f"a data worker process ended before it started reading ({exc}); no worker of "
+            f"{self.report.worker_count} started. Under the spawn start method every worker re-imports the "
+            "main script: keep the code that builds and iterates the pipeline under "
             "`if __name__ == '__main__':`; otherwise the worker's own error is in the log above."
         )
 
+
+class Fetcher:
+    """`next(iterator)` in a daemon thread, one call at a time, so that the caller waits with a timeout.
+
+    `next(check)` asks for the iterator's next element (unless an earlier request is still out) and waits
+    for it, calling `check()` every `POLL_S` seconds; an exception from `check` (a stop request, a dead
+    worker) leaves the request out, and the next call waits for its answer. While `pending` the
+    iterator belongs to the thread: nothing else may call it."""
+
+    def __init__(self, iterator):
+        self._iterator = iterator
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue = queue.SimpleQueue()
+        self.pending = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name="lsj-data-fetch")
+        self._thread.start()
+
+    def next(self, check: Callable[[], None]):
+        if not self.pending:
+            self._requests.put(True)
+            self.pending = True
+        while True:
+            try:
+                ok, value = self._answers.get(timeout=POLL_S)
+            except queue.Empty:
+                check()
+                continue
+            self.pending = False
+            if ok:
+                return value
+            raise value
+
+    def close(self) -> None:
+        self._requests.put(False)  # (the thread ends after its current request, if any)
+
     def _run(self) -> None:
-        while not self._stop.wait(POLL_S):
-            self._poll()
-            if self.error is not None:
-                return
-
-    def _register(self, started: dict[int, int]) -> None:
-        for proc in multiprocessing.active_children():
-            if proc.pid in started:
-                self._procs.setdefault(proc.pid, proc)
-
-    def _poll(self) -> None:
-        started = self.report.started()
-        self._register(started)
-        for pid, proc in self._procs.items():
-            code = proc.exitcode
-            if code:  # (None: alive; 0: a clean exit after close)
-                index = started.get(pid, "?")
-                where = self.report.where(index) if index != "?" else "?"
-                self.error = (
-                    f"data worker {index} of {self.report.worker_count} (pid {pid}) {describe_exit(code)}, "
-                    f"while the pipeline still expected data from it; it was reading {where} (sources "
-                    f"{', '.join(self.sources)}; worker {index} reads groups {index}, {index} + "
-                    f"{self.report.worker_count}, ... of data.group records). " + ADVICE
-                )
-                self._dead = proc
-                _fill_queue_pipe(proc, self._filled)
-                return
+        while self._requests.get():
+            try:
+                self._answers.put((True, next(self._iterator)))
+            except BaseException as e:  # StopIteration included: the caller re-raises it
+                self._answers.put((False, e))
 
 
-def _element_queue(proc):
-    """The multiprocessing queue that grain worker `proc` puts its elements in: the `_buffer` of the grain
-    iterator whose `_prefetch_process` it is (grain 0.2.18's ProcessPrefetchDatasetIterator; None when
-    grain changes that, and then only the fill and drain are lost, not the error)."""
-    for ref in gc.get_referrers(proc):
-        attrs = ref if isinstance(ref, dict) else getattr(ref, "__dict__", {})
-        if attrs.get("_prefetch_process") is proc:
-            queue = attrs.get("_buffer")
-            if isinstance(queue, multiprocessing.queues.Queue):
-                return queue
-    return None
-
-
-def _queue_fd(proc, end: str) -> int | None:
-    """Nonblocking fd of `end` ("_writer" / "_reader": the main process holds both) of `proc`'s element
-    queue; None when it is not found."""
-    conn = getattr(_element_queue(proc), end, None)
-    if conn is None:
-        return None
-    try:
-        fd = conn.fileno()
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
-    except (OSError, ValueError):
-        return None
-    return fd
-
-
-def _drain_queue_pipe(proc) -> None:
-    """Reads whatever is left in the dead worker's queue pipe (a partial element, filler zeros)."""
-    fd = _queue_fd(proc, "_reader") if proc is not None else None
-    while fd is not None:
-        try:
-            if not os.read(fd, 1 << 16):
-                return
-        except OSError:
-            return
-
-
-def _fill_queue_pipe(proc, stop: threading.Event) -> None:
-    """Zero bytes into the dead worker's element queue, so that a read waiting on a partial element
-    returns (grain then fails to unpickle it); nonblocking, until the pipe is full (nobody reads more) or
-    `stop`."""
-    fd = _queue_fd(proc, "_writer")
-    if fd is None:
-        return
-    zeros = bytes(1 << 16)
-    while not stop.is_set():
-        try:
-            os.write(fd, zeros)
-        except OSError:  # EAGAIN: the pipe is full, no read waits on it (any other error: give up)
-            return
+def close_within(close: Callable[[], None], seconds: float) -> bool:
+    """Runs `close()` in a daemon thread and waits at most `seconds`; False when it did not return (it
+    goes on in the background: grain's close waits on a reader stuck on a dead worker's pipe)."""
+    thread = threading.Thread(target=close, daemon=True, name="lsj-data-close")
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive()

@@ -1,55 +1,73 @@
-"""A grain worker process that dies mid-run (SIGKILL, as from the OOM killer) ends the iteration within
-seconds with one error naming the worker, its pid, the signal, the record it was reading and what to do;
-never a hang. The test enforces its own time limit (SIGALRM), so a hang fails it."""
+"""Endings of a pipeline with grain worker processes: a worker killed mid-run (SIGKILL, as from the OOM
+killer) ends the iteration within seconds with one error naming the worker, its pid, the signal, the
+record it was reading and what to do; SIGTERM during a wait on workers that deliver nothing ends the wait
+within a second, with the state from before the step. Each scenario runs in a process of its own
+(worker_scenarios.py) that the test kills at its time limit, so no hang, not even one in a blocking read
+or at interpreter exit, can pass or stall the suite."""
 
-import multiprocessing
+import json
 import os
+import pickle
 import signal
+import subprocess
+import sys
 import time
 
-import pytest
+from lingshu_jax.data.workers import describe_exit
 
-from lingshu_jax.data import make_pipeline
-from lingshu_jax.data.workers import WorkerDied, describe_exit
+from .helpers import text_only, write_jsonl
 
-from .helpers import data_config, text_only, time_limit, write_jsonl
-
-LIMIT_S = 30  # the whole test (about 10 s on 2 busy cores); a hang is forever
-ANSWER_S = 10  # from the kill to the error (the watch polls every 0.25 s)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LIMIT_S = 90  # the whole scenario process (about 10 s on 2 busy cores); a hang is forever
+ANSWER_S = 10  # from the kill or the signal to the error
 
 
-def _grain_workers():
-    return [p for p in multiprocessing.active_children() if p.name.startswith("grain-process-prefetch")]
+def _run_scenario(mode, tmp_path, ops) -> dict:
+    records = [text_only(q=f"{i} " + "lesion " * 300, a="ok") for i in range(64)]
+    path = write_jsonl(str(tmp_path / "long.jsonl"), records)
+    ops_path = tmp_path / "ops.pkl"
+    ops_path.write_bytes(pickle.dumps(ops))
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    cmd = [sys.executable, "-m", "tests.data.worker_scenarios", mode, str(ops_path), path]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=LIMIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # (its grain workers too)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"the {mode} scenario did not end within {LIMIT_S} s:\n{out}\n{err[-4000:]}"
+        ) from None
+    assert proc.returncode == 0, err[-4000:]
+    report = json.loads(out.strip().splitlines()[-1])
+    report["exit_s"] = time.time() - report.pop("printed_at")
+    print(report)
+    return report
 
 
 def test_a_worker_killed_mid_run_is_an_error_naming_worker_signal_and_record_within_seconds(tmp_path, ops):
-    # Groups of 8 ~900-token samples pickle to ~150 KB, more than a pipe holds: while the main process
-    # waits, each worker's queue feeder is blocked in the middle of writing one, so the SIGKILL leaves a
-    # partial element in that worker's queue, which the main process would wait on forever (the hang).
-    records = [text_only(q=f"{i} " + "lesion " * 300, a="ok") for i in range(64)]
-    path = write_jsonl(str(tmp_path / "long.jsonl"), records)
-    cfg = data_config(
-        path, seq_len=1024, batch_size=1, packing=False, group=8, shuffle=False, epochs=None,
-        worker_count=2, worker_buffer_size=1, prefetch=2,
-    )  # fmt: skip
-    it = make_pipeline(cfg, ops=ops)
-    with time_limit(LIMIT_S):
-        next(it)
-        time.sleep(1.0)  # the workers fill their queues and block mid-write
-        victim = _grain_workers()[0]
-        os.kill(victim.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        with pytest.raises(WorkerDied) as e:
-            for _ in range(1000):  # what was delivered whole comes first, then the error
-                next(it)
-        answered = time.monotonic() - killed
-    it.close()
-    msg = str(e.value)
-    print(f"{answered:.1f} s after the kill: {msg}")
-    assert answered < ANSWER_S
-    assert f"(pid {victim.pid}) killed by SIGKILL (-9): out of memory?" in msg
-    assert f"it was reading {path}:" in msg and "sources mixed" in msg
+    report = _run_scenario("kill", tmp_path, ops)
+    msg = report["error"]
+    assert f"(pid {report['pid']}) killed by SIGKILL (-9): out of memory?" in msg
+    assert f"it was reading {tmp_path / 'long.jsonl'}:" in msg and "sources mixed" in msg
     assert "Lower data.worker_count or data.worker_buffer_size" in msg
+    assert report["answer_s"] < ANSWER_S and report["close_s"] < ANSWER_S + 5
+
+
+def test_sigterm_while_waiting_on_workers_that_deliver_nothing_interrupts_within_a_second(tmp_path, ops):
+    report = _run_scenario("stop", tmp_path, ops)
+    assert report["error"].startswith("DataInterrupted: stop requested while waiting for data")
+    assert report["answer_s"] < 1.0  # the wait checks the stop request every 0.25 s
+    assert report["same_state"]  # a checkpoint taken now resumes at the step's first batch
+    assert report["close_s"] < ANSWER_S + 5
 
 
 def test_exit_descriptions_name_the_signal_or_the_code():
