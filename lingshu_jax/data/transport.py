@@ -322,6 +322,7 @@ class UngroupIterator(grain.DatasetIterator):
         super().__init__(parent)
         self._watch, self._stop = watch, stop
         self._fetcher = workers.Fetcher(parent) if watch is not None else None
+        self._closing = False
         self._reader = SlabReader()
         self._samples: list[dict] = []
         self._next = 0
@@ -362,6 +363,9 @@ class UngroupIterator(grain.DatasetIterator):
     def close(self) -> None:
         if self._fetcher is None:
             return super().close()
+        if self._closing or sys.is_finalizing():  # (grain's __del__ at interpreter exit: no threads start)
+            return
+        self._closing = True
         self._fetcher.close()
         self._watch.close()
         if self._watch.error is None and not self._fetcher.pending:

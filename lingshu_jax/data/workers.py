@@ -28,8 +28,10 @@ import os
 import queue
 import shutil
 import signal
+import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable
 
 POLL_S = 0.25
@@ -183,19 +185,21 @@ class Fetcher:
     `next(check)` asks for the iterator's next element (unless an earlier request is still out) and waits
     for it, calling `check()` every `POLL_S` seconds; an exception from `check` (a stop request, a dead
     worker) leaves the request out, and the next call waits for its answer. While `pending` the
-    iterator belongs to the thread: nothing else may call it."""
+    iterator belongs to the thread: nothing else may call it. Between requests the thread holds no
+    reference to the iterator (an unclosed pipeline can still be collected, and grain then closes it)."""
 
     def __init__(self, iterator):
         self._iterator = iterator
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._answers: queue.SimpleQueue = queue.SimpleQueue()
         self.pending = False
-        self._thread = threading.Thread(target=self._run, daemon=True, name="lsj-data-fetch")
-        self._thread.start()
+        args = (self._requests, self._answers)
+        threading.Thread(target=_fetch, args=args, daemon=True, name="lsj-data-fetch").start()
+        weakref.finalize(self, self._requests.put, None)  # (collected without close: the thread ends)
 
     def next(self, check: Callable[[], None]):
         if not self.pending:
-            self._requests.put(True)
+            self._requests.put(self._iterator)
             self.pending = True
         while True:
             try:
@@ -209,19 +213,23 @@ class Fetcher:
             raise value
 
     def close(self) -> None:
-        self._requests.put(False)  # (the thread ends after its current request, if any)
+        self._requests.put(None)  # (the thread ends after its current request, if any)
 
-    def _run(self) -> None:
-        while self._requests.get():
-            try:
-                self._answers.put((True, next(self._iterator)))
-            except BaseException as e:  # StopIteration included: the caller re-raises it
-                self._answers.put((False, e))
+
+def _fetch(requests: queue.SimpleQueue, answers: queue.SimpleQueue) -> None:
+    while (iterator := requests.get()) is not None:
+        try:
+            answers.put((True, next(iterator)))
+        except BaseException as e:  # StopIteration included: the caller re-raises it
+            answers.put((False, e))
+        del iterator
 
 
 def close_within(close: Callable[[], None], seconds: float) -> bool:
     """Runs `close()` in a daemon thread and waits at most `seconds`; False when it did not return (it
     goes on in the background: grain's close waits on a reader stuck on a dead worker's pipe)."""
+    if sys.is_finalizing():  # (no thread starts then)
+        return False
     thread = threading.Thread(target=close, daemon=True, name="lsj-data-close")
     thread.start()
     thread.join(seconds)

@@ -3,8 +3,8 @@ that a hang, even one in a blocking C read or at interpreter exit, fails the tes
 stalling the suite: `python -m tests.data.worker_scenarios <kill|stop> <ops.pkl> <data.jsonl>`. The last
 stdout line is a JSON report with the seconds each phase took.
 
-- kill: SIGKILL one worker while both are blocked in the middle of writing a group larger than a pipe
-  holds (the OOM killer's way): the iteration must end with `WorkerDied`.
+- kill: SIGKILL one worker (the OOM killer's way) while the main process waits on the workers: the
+  iteration must end with `WorkerDied`, which then ends the process uncaught (its exit must not hang).
 - stop: SIGSTOP both workers (alive, but delivering nothing: a slow worker) and send this process SIGTERM:
   the wait must end with `DataInterrupted`, the state must be the one from before the step; then the
   workers go on (SIGCONT) and the pipeline closes.
@@ -41,17 +41,19 @@ def _pipeline(ops, path):
 
 def kill(it) -> dict:
     it.next_batches(1)
-    time.sleep(1.0)  # the workers fill their queues and block mid-write
+    time.sleep(
+        1.0
+    )  # the workers fill their queues (and, before groups travelled in slabs, blocked mid-write)
     victim = _grain_workers()[0]
     os.kill(victim.pid, signal.SIGKILL)
     killed = time.monotonic()
     try:
         for _ in range(1000):  # what was delivered whole comes first, then the error
             it.next_batches(1)
-        error = "no error"
+        error = None
     except WorkerDied as e:
-        error = str(e)
-    return {"answer_s": time.monotonic() - killed, "error": error, "pid": victim.pid}
+        error = e
+    return {"answer_s": time.monotonic() - killed, "error": str(error), "pid": victim.pid, "raise": error}
 
 
 def stop(it) -> dict:
@@ -88,11 +90,14 @@ def main(mode: str, ops_path: str, path: str) -> None:
         ops = pickle.load(f)
     it = _pipeline(ops, path)
     report = {"kill": kill, "stop": stop}[mode](it)
+    error = report.pop("raise", None)
     t = time.monotonic()
     it.close()
     report["close_s"] = time.monotonic() - t
     report["printed_at"] = time.time()  # (the test measures the interpreter's exit from here)
     print(json.dumps(report), flush=True)
+    if error is not None:  # uncaught, as in a training script: the exit runs with the pipeline still alive
+        raise error
 
 
 if __name__ == "__main__":
