@@ -59,6 +59,14 @@ def parse_args(argv=None) -> tuple[suite.Options, str]:
         "unroll_layers)",
     )
     ap.add_argument(
+        "--vision-chunks",
+        default="row",
+        choices=("row", "off"),
+        help="ours: the full-attention vision layers attend within each row's chunk of the stream (row: "
+        "ModelConfig.vision_attention_chunks = batch, every row's image alone, as transformers' per-image "
+        "attention) or over the band that one image's span reaches (off)",
+    )
+    ap.add_argument(
         "--malloc",
         default="keep",
         choices=("keep", "default"),

@@ -28,6 +28,7 @@ def load_ours(spec: dict[str, Any]):
         param_dtype=spec.get("param_dtype") or spec["dtype"],
         attention_impl=spec.get("attention_impl", "xla"),
         vision_attention_span=spec.get("vision_attention_span"),
+        vision_attention_chunks=spec.get("vision_attention_chunks", 1),
         remat_policy=spec.get("remat_policy", "none"),
         vision_remat_policy=spec.get("vision_remat_policy", spec.get("remat_policy", "none")),
         unroll_layers=spec.get("unroll_layers", False),

@@ -88,6 +88,8 @@ class Context:
                 spatial_merge_size=2,
                 window_merge_units=4,
             ),  # one image
+            # one image per row: each row's chunk of the stream holds exactly its image
+            "vision_attention_chunks": s["batch"] if self.opts.vision_chunks == "row" else 1,
             "decode_prompt": s["decode_prompt"],
             "peak_n": s["peak_n"],
             "peak_dtype": dtype,

@@ -49,6 +49,7 @@ class Options:
     budget_s: float | None = None
     breakdown: str = "auto"  # "auto" (when a target is missed) | "always" | "never"
     unroll_layers: bool = False  # ours: decoder layers / vision blocks unrolled instead of scanned
+    vision_chunks: str = "row"  # ours: full vision layers per row's stream chunk ("row") or the band ("off")
     malloc: str = "keep"  # both frameworks' processes: "keep" freed memory (host_memory.py) | "default" glibc
 
 

@@ -186,19 +186,15 @@ class OursTrain(OursPeak):
 
     def attention_probe(self, reps: int = 1) -> dict[str, Any]:
         """Forward + backward of the vision attention at this batch's shapes, as the model computes it
-        (`window_block_attention`: window layers inside 64-patch blocks; `banded_block_attention`: full
-        layers over the key blocks a frame of `vision_attention_span` rows reaches) and per window / per
-        image (the same
-        result from independent dense blocks, the least work), summed over the tower's window and full blocks."""
+        (`window_block_attention`: window layers inside 64-patch blocks; `frame_attention`: full layers
+        within each of `vision_attention_chunks` chunks or over the key blocks a frame of
+        `vision_attention_span` rows reaches) and per window / per image (the same result from independent
+        dense blocks, the least work), summed over the tower's window and full blocks."""
         import jax
         import jax.numpy as jnp
         import numpy as np
 
-        from lingshu_jax.model.attention import (
-            banded_block_attention,
-            dot_product_attention,
-            window_block_attention,
-        )
+        from lingshu_jax.model.attention import dot_product_attention, frame_attention, window_block_attention
 
         v = self.config.vision
         segs = {
@@ -208,6 +204,7 @@ class OursTrain(OursPeak):
         n = segs["window"].shape[0]
         window = v.window_merge_units**2 * v.merge_unit  # as VisionAttention
         spans = {"window": window, "full": self.config.vision_attention_span or n}
+        chunks = self.config.vision_attention_chunks
         dtype = jnp.dtype(self.config.vision_dtype or self.config.dtype)
         q = jax.random.normal(jax.random.key(0), (3, n, v.num_heads, v.head_dim), dtype)
 
@@ -224,6 +221,7 @@ class OursTrain(OursPeak):
             "head_dim": v.head_dim,
             "blocks": counts,
             "spans": spans,
+            "chunks": chunks,
         }
         model_total, blocked_total = 0.0, 0.0
         for kind, seg in segs.items():
@@ -232,9 +230,8 @@ class OursTrain(OursPeak):
             if kind == "window":
                 attend = lambda a, b, c, sg: window_block_attention(a, b, c, sg, block=window)
             else:
-                reach = -(-spans[kind] // window) - 1
-                attend = lambda a, b, c, sg, reach=reach: banded_block_attention(
-                    a, b, c, sg, block=window, reach=reach
+                attend = lambda a, b, c, sg: frame_attention(
+                    a, b, c, sg, block=window, span=spans["full"], chunks=chunks
                 )
             model = cost(attend, jnp.asarray(seg))
             size = _equal_block_size(seg)

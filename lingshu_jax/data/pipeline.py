@@ -24,7 +24,7 @@ from typing import Any
 
 import grain
 
-from lingshu_jax.data import guard, mixture, packing, sources, transport
+from lingshu_jax.data import guard, mixture, packing, sources, transport, workers
 from lingshu_jax.data.config import DataConfig
 from lingshu_jax.data.errors import add_stats
 from lingshu_jax.data.ops import Ops
@@ -90,14 +90,18 @@ def make_dataset(
         it_ds = grain.experimental.WithOptionsIterDataset(
             it_ds, grain.experimental.DatasetOptions(min_shm_size=_MIN_SHM_BYTES)
         )
+        report = workers.WorkerReport.create(cfg.worker_count)  # a dead worker is an error naming it
         it_ds = it_ds.mp_prefetch(
             grain.MultiprocessingOptions(
                 num_workers=cfg.worker_count,
                 per_worker_buffer_size=cfg.worker_buffer_size,
-            )
+            ),
+            worker_init_fn=report,
         )
-    samples = transport.UngroupIterDataset(it_ds)
+    else:
+        report = None
     stop = guard.StopRequest()
+    samples = transport.UngroupIterDataset(it_ds, report, transform.names, stop)
     per_host = [-(-len(r) // shard_count) for r in raw]  # records of each source this host sees per pass
     policy = f"data.on_error={cfg.on_error!r}"
     if cfg.on_error_overrides:

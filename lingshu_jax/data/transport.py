@@ -8,20 +8,25 @@ array (one shared-memory segment); `UngroupIterDataset` splits groups back into 
 process, with exact resume state. uint8 pixel rows (`DataConfig.pixel_dtype`, the default) cut the bytes
 to a quarter of float32.
 
-With worker processes a group's pixel rows travel in a reusable shared-memory slab (`SlabPool` in the
-worker, `SlabReader` in the main process) instead of a fresh segment per group: a fresh tmpfs page costs a
-page fault and a zeroing (about 1 ms per MB-sized sample, the largest single cost of the transport); a
-reused slab costs one memcpy. The main process views the rows in place (no copy) and hands the slab back
-when the last view of the group is garbage-collected (a flag byte in the slab's header). When every slab
-is busy or the pool is at its size limit, the group falls back to grain's own fresh segment.
+With worker processes a group travels in a reusable shared-memory slab (`SlabPool` in the worker,
+`SlabReader` in the main process): its pixel rows, then its other arrays and fields pickled. A fresh
+segment per group would cost a tmpfs page fault and a zeroing (about 1 ms per MB-sized sample, the largest
+single cost of the transport); a reused slab costs one memcpy. The main process views the rows in place
+(no copy) and hands the slab back when the last view of the group is garbage-collected (a flag byte in the
+slab's header). What crosses grain's queue is then a `SlabRef` of a few hundred bytes, which a pipe takes
+in one atomic write: a worker killed at any moment (the OOM killer) leaves no partial element in its
+queue, on which grain's reader would wait forever (workers.py). When every slab is busy or the pool is at
+its size limit, the group travels whole through the queue (its pixels in grain's own fresh segment).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import mmap
 import os
+import pickle
 import secrets
 import sys
 import threading
@@ -31,14 +36,17 @@ from collections.abc import Callable, Sequence
 import grain
 import numpy as np
 
+from lingshu_jax.data import workers
 from lingshu_jax.data.errors import is_skip
+from lingshu_jax.data.guard import DataInterrupted
 
 
 @dataclasses.dataclass(frozen=True)
 class GroupTransform:
-    """list of raw records -> {"samples": [samples without pixels], "pixels": [sum P, D] array | SlabRef}.
+    """list of raw records -> {"samples": [samples without pixels], "pixels": [sum P, D] array}, or
+    {"pixels": SlabRef} (the samples pickled in the slab after the rows).
 
-    `shared_memory`: put the pixel rows in this process's `SlabPool` (set when it runs in grain workers).
+    `shared_memory`: put the group in this process's `SlabPool` (set when it runs in grain workers).
     """
 
     transform: Callable[[dict], dict]
@@ -47,6 +55,7 @@ class GroupTransform:
     def __call__(self, raws: Sequence[dict]) -> dict:
         samples, pixels = [], []
         for raw in raws:
+            workers.note(raw)  # (in a worker: the record its liveness report names)
             sample = self.transform(raw)
             if not is_skip(sample):
                 sample = dict(sample)
@@ -55,27 +64,30 @@ class GroupTransform:
                 if len(pix):  # (empty arrays may have another dtype: keep them out of the concatenation)
                     pixels.append(pix)
             samples.append(sample)
-        ref = worker_pool().put(pixels) if self.shared_memory and pixels else None
-        if ref is not None:
-            return {"samples": samples, "pixels": ref}
-        joined = np.concatenate(pixels) if pixels else np.zeros((0, 1176), np.float32)
+        if self.shared_memory:  # the whole group in a slab: what crosses the queue is a few hundred bytes
+            payload = pickle.dumps(samples, protocol=pickle.HIGHEST_PROTOCOL)
+            ref = worker_pool().put(pixels or [_NO_PIXELS], payload)
+            if ref is not None:
+                return {"pixels": ref}
+        joined = np.concatenate(pixels) if pixels else _NO_PIXELS
         return {"samples": samples, "pixels": joined}
+
+
+_NO_PIXELS = np.zeros((0, 1176), np.float32)  # a group without images
 
 
 def split_group(group: dict, reader: SlabReader | None = None) -> list[dict]:
     """Inverse of GroupTransform: samples with `pixel_values` as views into the group's pixel array.
 
-    `reader`: the main process's SlabReader (one per iterator: it maps each slab once), for groups whose
-    pixels are in a slab."""
-    pixels = group["pixels"]
+    `reader`: the main process's SlabReader (one per iterator: it maps each slab once), for groups in a
+    slab."""
+    pixels, samples = group["pixels"], group.get("samples")
     if isinstance(pixels, SlabRef):
         if reader is None:
-            raise ValueError(
-                f"group pixels in shared-memory slab {pixels.name}: split_group needs the SlabReader"
-            )
-        pixels = reader.view(pixels)
+            raise ValueError(f"group in shared-memory slab {pixels.name}: split_group needs the SlabReader")
+        pixels, samples = reader.view(pixels), reader.payload(pixels)  # (the view holds the slab)
     out, start = [], 0
-    for sample in group["samples"]:
+    for sample in samples:
         if not is_skip(sample):
             sample = dict(sample)
             n = sample.pop("pixel_rows")
@@ -92,11 +104,17 @@ _MiB = 1 << 20
 
 @dataclasses.dataclass(frozen=True)
 class SlabRef:
-    """A group's pixel rows [rows, dim] at offset _HEADER of the shared-memory segment `name`."""
+    """A group's pixel rows [rows, dim] at offset _HEADER of the shared-memory segment `name`, followed by
+    `payload_bytes` bytes (the group's pickled samples)."""
 
     name: str
     shape: tuple[int, int]
     dtype: str
+    payload_bytes: int = 0
+
+    @property
+    def payload_at(self) -> int:
+        return _HEADER + self.shape[0] * self.shape[1] * np.dtype(self.dtype).itemsize
 
 
 @dataclasses.dataclass
@@ -123,16 +141,18 @@ class SlabPool:
         self._lock = threading.Lock()
         self._names = (f"lsj_{os.getpid()}_{secrets.token_hex(3)}_{i}" for i in itertools.count())
 
-    def put(self, arrays: Sequence[np.ndarray]) -> SlabRef | None:
-        """Copies the row arrays [P_i, D] (one dtype) one after another into a free slab."""
+    def put(self, arrays: Sequence[np.ndarray], payload: bytes = b"") -> SlabRef | None:
+        """Copies the row arrays [P_i, D] (one dtype) one after another into a free slab, then `payload`."""
         rows = sum(len(a) for a in arrays)
         dim, dtype = arrays[0].shape[1], arrays[0].dtype
-        slab = self._acquire(rows * dim * dtype.itemsize)
+        slab = self._acquire(rows * dim * dtype.itemsize + len(payload))
         if slab is None:
             return None
         out = np.ndarray((rows, dim), dtype, buffer=slab.mm, offset=_HEADER)
         np.concatenate(arrays, out=out)
-        return SlabRef(slab.name, (rows, dim), dtype.str)
+        ref = SlabRef(slab.name, (rows, dim), dtype.str, len(payload))
+        slab.mm[ref.payload_at : ref.payload_at + len(payload)] = payload
+        return ref
 
     def _acquire(self, nbytes: int) -> _Slab | None:
         with self._lock:
@@ -186,6 +206,12 @@ class SlabReader:
         rows.flags.writeable = False
         weakref.finalize(rows, _release, flag)
         return rows
+
+    def payload(self, ref: SlabRef) -> list[dict]:
+        """The samples pickled after the rows of `ref` (call while a view of it is held)."""
+        mm, _ = self._maps[ref.name]
+        with memoryview(mm) as data:
+            return pickle.loads(data[ref.payload_at : ref.payload_at + ref.payload_bytes])
 
 
 def _release(flag: np.ndarray) -> None:
@@ -263,17 +289,40 @@ def end_marked(groups: grain.MapDataset, markers: int) -> grain.MapDataset:
 
 class UngroupIterDataset(grain.IterDataset):
     """Groups -> samples, in order (main process); the data ends at the end of the parent or at its first
-    END_OF_DATA group."""
+    END_OF_DATA group. `report`: the parent's grain workers' `WorkerReport` (then the wait for a group ends
+    on their death, a `WorkerDied` naming the worker, and on `stop`, a `DataInterrupted`: workers.py);
+    `sources`: the source names for that message."""
+
+    def __init__(
+        self,
+        parent,
+        report: workers.WorkerReport | None = None,
+        sources: Sequence[str] = (),
+        stop: Callable[[], bool] | None = None,
+    ):
+        super().__init__(parent)
+        self._report, self._sources, self._stop = report, list(sources), stop
 
     def __iter__(self) -> "UngroupIterator":
-        return UngroupIterator(self._parent.__iter__())
+        watch = workers.WorkerWatch(self._report, self._sources) if self._report else None
+        return UngroupIterator(self._parent.__iter__(), watch, self._stop)
 
 
 class UngroupIterator(grain.DatasetIterator):
     """State: {"parent": state before the current group, "next": samples of it already returned}."""
 
-    def __init__(self, parent: grain.DatasetIterator):
+    CLOSE_S = 10.0  # the most close() waits for grain's close after a dead worker or an interrupted wait
+
+    def __init__(
+        self,
+        parent: grain.DatasetIterator,
+        watch: workers.WorkerWatch | None = None,
+        stop: Callable[[], bool] | None = None,
+    ):
         super().__init__(parent)
+        self._watch, self._stop = watch, stop
+        self._fetcher = workers.Fetcher(parent) if watch is not None else None
+        self._closing = False
         self._reader = SlabReader()
         self._samples: list[dict] = []
         self._next = 0
@@ -284,8 +333,9 @@ class UngroupIterator(grain.DatasetIterator):
         while self._next >= len(self._samples):
             if self._ended:
                 raise StopIteration
-            self._group_state = self._parent.get_state()
-            group = next(self._parent)
+            if self._fetcher is None or not self._fetcher.pending:  # (else: the state from before it)
+                self._group_state = self._parent.get_state()
+            group = self._next_group()
             if group is END_OF_DATA or group.get("end_of_data"):
                 self._ended = True
                 raise StopIteration
@@ -293,17 +343,48 @@ class UngroupIterator(grain.DatasetIterator):
         self._next += 1
         return self._samples[self._next - 1]
 
+    def _next_group(self) -> dict:
+        if self._fetcher is None:  # (no workers: the work happens in this thread, which checks the stop)
+            return next(self._parent)
+        self._watch.check()  # (never read again from a pipeline with a dead worker)
+        try:
+            return self._fetcher.next(self._check)
+        except RuntimeError as e:  # grain's own error for a dead worker
+            if isinstance(e, workers.WorkerDied) or "terminated unexpectedly" not in str(e):
+                raise
+            raise self._watch.failure(e) from e
+
+    def _check(self) -> None:
+        """Between waits for a group: a stop request or a dead worker ends the wait."""
+        if self._stop is not None and self._stop():
+            raise DataInterrupted("stop requested while waiting for data from the data workers")
+        self._watch.check()
+
+    def close(self) -> None:
+        if self._fetcher is None:
+            return super().close()
+        if self._closing or sys.is_finalizing():  # (grain's __del__ at interpreter exit: no threads start)
+            return
+        self._closing = True
+        self._fetcher.close()
+        self._watch.close()
+        if self._watch.error is None and not self._fetcher.pending:
+            return super().close()
+        # A request is still out (a stop request or a dead worker ended the wait): grain's close waits for
+        # it, forever when it waits on a dead worker's pipe; wait a bounded time.
+        workers.close_within(super().close, self.CLOSE_S)
+
     def get_state(self) -> dict:
         if self._next >= len(self._samples):
             return {"parent": self._parent.get_state(), "next": 0}
         return {"parent": self._group_state, "next": self._next}
 
     def set_state(self, state: dict) -> None:
+        if self._fetcher is not None and self._fetcher.pending:  # (its group is not wanted now)
+            with contextlib.suppress(StopIteration):
+                self._fetcher.next(self._watch.check)
         self._parent.set_state(state["parent"])
         self._samples, self._next, self._ended = [], 0, False
         self._group_state = state["parent"]
         if state["next"]:
-            self._samples, self._next = (
-                split_group(next(self._parent), self._reader),
-                state["next"],
-            )
+            self._samples, self._next = split_group(self._next_group(), self._reader), state["next"]

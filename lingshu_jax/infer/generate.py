@@ -88,10 +88,14 @@ def batch_shards(mesh, rules) -> int:
 def stream_chunks(config: ModelConfig, mesh, rules, hosts: int = 1) -> int:
     """Chunks of the vision stream each of `hosts` processes lays out in its share of a batch: with
     attention_impl="splash" one per device shard of the stream (the vision tower attends within each
-    device's chunk); else 1. ValueError when the stream and the rows are not sharded alike (each device's
-    rows must find their images in its own chunk)."""
+    device's chunk), and a multiple of the model's `vision_attention_chunks` (its share of them); else 1.
+    ValueError when the stream and the rows are not sharded alike (each device's rows must find their
+    images in its own chunk)."""
+    model = config.vision_attention_chunks
+    if model % hosts:
+        raise ValueError(f"model.vision_attention_chunks={model} does not divide over {hosts} processes")
     if config.attention_impl != "splash" or mesh is None:
-        return 1
+        return model // hosts
     stream = sharding.logical_shards(mesh, rules, "vis_tokens")
     rows = sharding.logical_shards(mesh, rules, "batch")
     if stream != rows:
@@ -102,7 +106,7 @@ def stream_chunks(config: ModelConfig, mesh, rules, hosts: int = 1) -> int:
         )
     if stream % hosts:
         raise ValueError(f"the vision stream's {stream} device shards do not divide over {hosts} processes")
-    return stream // hosts
+    return math.lcm(stream // hosts, model // hosts)
 
 
 # ------------------------------------------------------------------------------------------ device side
@@ -273,7 +277,7 @@ def prepare_generation_batch(
     same number of rows, and the padded length and patch budget are the largest of any process's (so the
     shares have equal shapes, as `sharding.global_batch` needs).
     vision_chunks: lay the stream out as that many equal chunks, each holding its group of rows' images
-    (`prepare_inputs`); the padded rows are a multiple of it."""
+    (`prepare_inputs`; `stream_chunks` says how many); the padded rows are a multiple of it."""
     inputs = batching.left_align(batching.to_numpy(inputs))
     rows, length = inputs["input_ids"].shape
     v = config.vision

@@ -4,8 +4,8 @@
 `cudnn` (GPU): `jax.nn.dot_product_attention(implementation="cudnn")`, cuDNN's fused flash attention.
 `splash` (TPU): Pallas splash attention (`model/splash.py`) for training, which takes segment ids instead
 of a mask; masked calls (the KV-cache decode) run `xla`.
-The vision tower's block-local forms (`window_block_attention`, `banded_block_attention`) call it on
-static block layouts: reshapes and static slices, never a gather of keys.
+The vision tower's block-local forms (`window_block_attention`, `chunk_attention`, `banded_block_attention`)
+call it on static block layouts: reshapes and static slices, never a gather of keys.
 """
 
 from __future__ import annotations
@@ -69,6 +69,22 @@ def window_block_attention(q, k, v, segments, *, block: int, impl: str = "xla"):
     return dot_product_attention(blocks(q), blocks(k), blocks(v), mask, impl=impl).reshape(n, h, d)
 
 
+def chunk_attention(q, k, v, segments, *, chunks: int, impl: str = "xla"):
+    """Attention among rows of equal segment id inside each of `chunks` equal chunks of the stream: a
+    reshape to [chunks, N / chunks] (under sharding, local when the shards hold whole chunks).
+
+    q, k, v [N, H, Dh] with N % chunks == 0; segments [N] int, -1 only on padding -> [N, H, Dh]. Exact when
+    no segment crosses a chunk boundary (the host lays whole frames into chunks: `prepare_inputs`,
+    `data.vision_chunks`); otherwise the result is NaN, never silently wrong."""
+    n = q.shape[0]
+    size = n // chunks
+    out = window_block_attention(q, k, v, segments, block=size, impl=impl)
+    if chunks == 1:
+        return out
+    ends, starts = segments[size - 1 : n - 1 : size], segments[size::size]  # both sides of each boundary
+    return jnp.where(jnp.any((ends == starts) & (starts >= 0)), jnp.nan, out)
+
+
 def banded_block_attention(q, k, v, segments, *, block: int, reach: int, impl: str = "xla"):
     """Attention among rows of equal segment id, each block of `block` queries seeing only the key blocks at
     the static offsets -reach..reach: [nb, block] queries x [nb, (2 reach + 1) block] keys, built by static
@@ -96,3 +112,15 @@ def banded_block_attention(q, k, v, segments, *, block: int, reach: int, impl: s
     reach_rows = (reach + 1) * block
     too_long = jnp.any((segments[:-reach_rows] == segments[reach_rows:]) & (segments[reach_rows:] >= 0))
     return jnp.where(too_long, jnp.nan, out)
+
+
+def frame_attention(q, k, v, segments, *, block: int, span: int | None, chunks: int, impl: str = "xla"):
+    """The vision stream's full attention (rows of equal frame segment), the cheaper exact static form:
+    within each of `chunks` equal chunks (`chunk_attention`), when a chunk has no more rows than the band
+    of key blocks that a frame of `span` rows reaches (`banded_block_attention`; span None: the whole
+    stream), else that band. q, k, v [N, H, Dh], segments [N] -> [N, H, Dh]."""
+    n = q.shape[0]
+    reach = -(-(span or n) // block) - 1  # key blocks on each side that a frame of `span` rows can reach
+    if chunks > 1 and n // chunks <= (2 * reach + 1) * block:
+        return chunk_attention(q, k, v, segments, chunks=chunks, impl=impl)
+    return banded_block_attention(q, k, v, segments, block=block, reach=reach, impl=impl)

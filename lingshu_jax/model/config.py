@@ -107,6 +107,11 @@ class ModelConfig:
     # Vision full-attention layers attend within blocks of this many patches: at least the largest image
     # (video frame) in any batch, e.g. max_pixels // 14**2. None: one dense attention over the whole stream.
     vision_attention_span: int | None = None
+    # Full-attention vision layers attend within each of this many equal chunks of the stream, which must
+    # each hold whole images (video frames): `prepare_inputs` / `data.vision_chunks` lay them out so. Each
+    # query sees its chunk's rows (e.g. one image per chunk: exactly its own), where the span's band sees
+    # 2 * span; the cheaper of the two runs. 1: off. (attention_impl="splash" attends per device chunk.)
+    vision_attention_chunks: int = 1
     remat_policy: str = "none"  # a name in model/remat.py REMAT_POLICIES: "none" | "save_dots" | ... | "full"
     vision_remat_policy: str = "none"
     # Training/eval loss: the vocabulary head + cross entropy run over chunks of about this many sequence
@@ -123,6 +128,10 @@ class ModelConfig:
         for key in ("dtype", "param_dtype"):
             if getattr(self, key) not in _DTYPES:
                 raise ValueError(f"ModelConfig.{key}={getattr(self, key)!r}: expected one of {_DTYPES}")
+        if not (isinstance(self.vision_attention_chunks, int) and self.vision_attention_chunks >= 1):
+            raise ValueError(
+                f"ModelConfig.vision_attention_chunks={self.vision_attention_chunks!r}: expected an int >= 1"
+            )
         if self.vision_dtype is not None and self.vision_dtype not in _DTYPES:
             raise ValueError(f"ModelConfig.vision_dtype={self.vision_dtype!r}: expected one of {_DTYPES}")
         t, v = self.text, self.vision

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from lingshu_jax.model import rope
-from lingshu_jax.model.attention import banded_block_attention, window_block_attention
+from lingshu_jax.model.attention import frame_attention, window_block_attention
 from lingshu_jax.model.config import ModelConfig
 from lingshu_jax.model.layers import (
     RMSNorm,
@@ -31,7 +31,8 @@ class VisionAttention(nn.Module):
 
     The stream holds every window as a whole block of 64 rows (`vision_inputs`): window layers attend inside
     each block (a reshape); full layers attend within each frame over the key blocks a frame of
-    `config.vision_attention_span` rows can reach (None: the whole stream, one dense masked attention), or
+    `config.vision_attention_span` rows can reach (None: the whole stream, one dense masked attention) or
+    within each of `config.vision_attention_chunks` equal chunks of the stream, whichever sees fewer keys, or
     with `attention_impl="splash"` the splash kernel over each device's chunk of the stream (frame segment
     ids). Static shapes, no gathers of keys.
     """
@@ -60,9 +61,10 @@ class VisionAttention(nn.Module):
         if self.full and impl == "splash":  # per device chunk of the stream, frames never cross chunks
             out = splash_stream_attention(q, k, val, frame_segments)
         elif self.full:
-            span = self.config.vision_attention_span or n
-            reach = -(-span // window) - 1  # key blocks on each side that a frame of `span` rows can reach
-            out = banded_block_attention(q, k, val, frame_segments, block=window, reach=reach, impl=impl)
+            span, chunks = self.config.vision_attention_span, self.config.vision_attention_chunks
+            out = frame_attention(
+                q, k, val, frame_segments, block=window, span=span, chunks=chunks, impl=impl
+            )
         else:
             out = window_block_attention(q, k, val, window_segments, block=window, impl=impl)
         out = out.reshape(n, v.hidden_size)
@@ -160,7 +162,8 @@ class VisionTower(nn.Module):
         )(pixel_values.astype(dtype))
         cos, sin = rope.vision_cos_sin(vision_pos, v.head_dim, v.rope_theta)
         n, window = x.shape[0], v.window_merge_units**2 * v.merge_unit
-        pad = -n % window  # whole window blocks; padding rows in segment -1, dropped before the merger
+        # whole window blocks (and equal chunks of them); padding rows in segment -1, dropped before the merger
+        pad = -n % (window * self.config.vision_attention_chunks)
         if pad:
             x, cos, sin = (jnp.pad(a, ((0, pad), (0, 0))) for a in (x, cos, sin))
             window_segments, frame_segments = (

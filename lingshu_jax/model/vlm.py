@@ -123,7 +123,7 @@ def prepare_inputs(
     second_per_grid_ts=None,
     patch_budget: int | None = None,
     pixel_normalization=None,
-    vision_chunks: int = 1,
+    vision_chunks: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Host-side: transformers-processor outputs -> the model's static-shape batch dict (numpy).
 
@@ -133,17 +133,18 @@ def prepare_inputs(
 
     vision_chunks > 1: the rows split into that many equal groups and the stream into as many equal chunks
     of patch_budget / vision_chunks rows, group g's images and videos in chunk g only: with one chunk per
-    device (attention_impl="splash" attends per device chunk) no image crosses a device.
+    device (attention_impl="splash" attends per device chunk) no image crosses a device. None: the model's
+    `vision_attention_chunks` (its full-attention layers attend per chunk). Without a patch_budget, chunks
+    are as large as the fullest group's images need.
     """
     input_ids = np.asarray(input_ids).astype(np.int32)
     if input_ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {input_ids.shape}")
     mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask).astype(np.int32)
     media = (pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw, second_per_grid_ts)
-    if vision_chunks > 1 and (pixel_values is not None or pixel_values_videos is not None):
-        return _prepare_chunked(
-            config, input_ids, mask, media, patch_budget, pixel_normalization, vision_chunks
-        )
+    chunks = config.vision_attention_chunks if vision_chunks is None else vision_chunks
+    if chunks > 1 and (pixel_values is not None or pixel_values_videos is not None):
+        return _prepare_chunked(config, input_ids, mask, media, patch_budget, pixel_normalization, chunks)
     v = config.vision
     position_ids, _ = rope.get_rope_index(
         input_ids,
@@ -230,11 +231,16 @@ def _media_slice(pixels, grid, extra, off: np.ndarray, r0: int, r1: int):
 def _prepare_chunked(config, input_ids, mask, media, patch_budget, pixel_normalization, chunks) -> dict:
     """`prepare_inputs` of each group of rows with its own stream chunk, concatenated."""
     b = input_ids.shape[0]
+    pix, img_grid, vid_pix, vid_grid, seconds = media
+    if patch_budget is None and b % chunks == 0:  # chunks as large as the fullest group needs
+        grids = {"input_ids": input_ids, "attention_mask": mask}
+        grids.update(image_grid_thw=img_grid, video_grid_thw=vid_grid)
+        patch_budget = chunks * max(chunk_stream_rows(config, grids, b // chunks))
     if b % chunks or not patch_budget or patch_budget % chunks:
         raise ValueError(
             f"vision_chunks={chunks} must divide the batch's {b} rows and its patch_budget={patch_budget}"
+            + (" (model.vision_attention_chunks)" if chunks == config.vision_attention_chunks else "")
         )
-    pix, img_grid, vid_pix, vid_grid, seconds = media
     unit, rows = config.vision.merge_unit, b // chunks
     img = None if pix is None else media_per_row(input_ids, mask, img_grid, config.image_token_id, unit)
     vid = None if vid_pix is None else media_per_row(input_ids, mask, vid_grid, config.video_token_id, unit)
@@ -258,6 +264,7 @@ def _prepare_chunked(config, input_ids, mask, media, patch_budget, pixel_normali
             v_sec,
             patch_budget=patch_budget // chunks,
             pixel_normalization=pixel_normalization,
+            vision_chunks=1,
         )
         parts.append(part)
     return concat_vision_chunks(parts, patch_budget // chunks, unit)
@@ -345,7 +352,9 @@ def dummy_batch(config: ModelConfig, batch: int = 1, seq: int = 8) -> dict[str, 
     ids = np.zeros((batch, seq), np.int32)
     ids[0, :units] = config.image_token_id
     pix = np.zeros((m * m * units, config.vision.patch_dim), np.float32)
-    return prepare_inputs(config, ids, pixel_values=pix, image_grid_thw=np.array([[1, m, m]]))
+    return prepare_inputs(
+        config, ids, pixel_values=pix, image_grid_thw=np.array([[1, m, m]]), vision_chunks=1
+    )
 
 
 def init_params(config: ModelConfig, rng, boxed: bool = False):

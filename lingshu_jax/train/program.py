@@ -174,6 +174,7 @@ def model_config_of(config) -> tuple[ModelConfig, str | None]:
             "vision_dtype",
             "attention_impl",
             "vision_attention_span",
+            "vision_attention_chunks",
             "remat_policy",
             "vision_remat_policy",
             "loss_chunk_len",
@@ -232,13 +233,21 @@ def host_data_config(data_cfg, process_count: int) -> dict:
 
 
 def check_vision_chunks(data_cfg, model_cfg: ModelConfig, mesh, rules) -> None:
-    """attention_impl="splash" attends within each device's shard of the vision stream: the data must lay
-    out one chunk of whole images per shard (`data.vision_chunks`). ValueError naming the value to set."""
+    """attention_impl="splash" attends within each device's shard of the vision stream, and
+    `model.vision_attention_chunks` within that many chunks of it: the data must lay out whole images in
+    chunks that divide them (`data.vision_chunks`). ValueError naming the value to set."""
     budget = int(data_cfg.get("patch_budget", 0))
+    chunks = int(data_cfg.get("vision_chunks", 1))
+    model = model_cfg.vision_attention_chunks
+    if budget and chunks % model:
+        raise ValueError(
+            f"model.vision_attention_chunks={model}: the full-attention vision layers attend within {model} "
+            f"chunks of the stream; set data.vision_chunks to a multiple of it (got {chunks}) so that no "
+            "image crosses a chunk"
+        )
     if model_cfg.attention_impl != "splash" or not budget:
         return
     shards = sharding.logical_shards(mesh, rules, "vis_tokens")
-    chunks = int(data_cfg.get("vision_chunks", 1))
     if chunks != shards:
         raise ValueError(
             f"attention_impl='splash' attends within each of the vision stream's {shards} device shards: "

@@ -1,12 +1,31 @@
-"""Writers of small PNG / JSONL datasets for the data tests."""
+"""Writers of small PNG / JSONL datasets for the data tests, and a time limit for tests of endings."""
 
+import contextlib
 import json
 import os
+import signal
 
 import numpy as np
 from PIL import Image
 
 from lingshu_jax.data import DataConfig
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """TimeoutError in the main thread after `seconds` (SIGALRM), so that a hang fails the test instead of
+    passing it."""
+
+    def _expired(signum, frame):
+        raise TimeoutError(f"the data pipeline did not answer within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def write_png(path, size=(64, 64), seed=0):

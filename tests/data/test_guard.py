@@ -3,7 +3,6 @@ JSON source, a source whose records are all rejected (forever or for one epoch),
 batch, and a stop request (SIGTERM) while the pipeline waits for data. Each test enforces its own time
 limit (SIGALRM), so a hang fails instead of passing."""
 
-import contextlib
 import json
 import os
 import signal
@@ -14,23 +13,14 @@ import pytest
 from lingshu_jax.data import make_pipeline
 from lingshu_jax.data.guard import DataInterrupted
 
+from . import helpers
 from .helpers import data_config, text_only, vqa, write_jsonl, write_png
 
 LIMIT_S = 120  # far above the seconds these take, far below a hang
 
 
-@contextlib.contextmanager
 def time_limit(seconds=LIMIT_S):
-    def _expired(signum, frame):
-        raise TimeoutError(f"the data pipeline did not answer within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, _expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    return helpers.time_limit(seconds)
 
 
 def _all_bad(root, n):

@@ -1,9 +1,12 @@
 """Transport between processes: groups split back into samples in order, with exact resume inside a
-group (uint8 pixel rows keep their dtype); reusable shared-memory slabs for the pixel rows; the data ends
-at an end marker, so a finite pipeline's last batch does not wait for grain to join its workers."""
+group (uint8 pixel rows keep their dtype); reusable shared-memory slabs for whole groups (what crosses
+grain's queue is one atomic pipe write); the data ends at an end marker, so a finite pipeline's last
+batch does not wait for grain to join its workers."""
 
 import gc
 import os
+import pickle
+import select
 
 import grain
 import numpy as np
@@ -104,6 +107,29 @@ def test_group_transform_in_shared_memory_gives_the_same_samples():
         assert p.keys() == s.keys()
         for k in p:
             np.testing.assert_array_equal(p[k], s[k], err_msg=k)
+
+
+def test_a_group_in_shared_memory_crosses_the_queue_in_one_atomic_pipe_write(monkeypatch):
+    # A worker killed mid-write (the OOM killer) must not leave part of an element in its queue's pipe:
+    # the element is a slab reference smaller than PIPE_BUF, whatever the group holds.
+    def transform(raw):
+        return {
+            "input_ids": np.arange(4096) + raw,
+            "where": f"f:{raw}",
+            "pixel_values": _rows(raw, raw, 1176),
+        }
+
+    monkeypatch.setattr(transport, "_POOL", transport.SlabPool())  # (this process plays the worker)
+    reader = transport.SlabReader()  # (one per worker pool, as in the main process)
+    for raws in ([0, 0, 0], list(range(64))):  # text only; 64 samples with images
+        group = transport.GroupTransform(transform, shared_memory=True)(raws)
+        element = (group, {"next_index": 10**9}, 10**9, None, None)  # what grain's worker puts in its queue
+        assert len(pickle.dumps(element)) < select.PIPE_BUF
+        plain = transport.split_group(transport.GroupTransform(transform)(raws))
+        shared = transport.split_group(group, reader)
+        for p, s in zip(plain, shared, strict=True):
+            np.testing.assert_array_equal(p["input_ids"], s["input_ids"])
+            np.testing.assert_array_equal(p["pixel_values"], s["pixel_values"])
 
 
 def test_no_shared_memory_means_grains_path(monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers
 
-from lingshu_jax.infer.generate import TRACES, generate_ids
+from lingshu_jax.infer.generate import TRACES, generate_ids, prepare_generation_batch, stream_chunks
 from lingshu_jax.infer.sampling import SamplingConfig
 from tests.infer.conftest import PAD, image, user
 
@@ -60,6 +60,26 @@ def test_greedy_tokens_and_step_logits_equal_transformers(hf_model, ours, proces
     tokens, logits = _hf_generate(hf_model, inputs, N, unused, with_logits=True)
     np.testing.assert_array_equal(out["tokens"], tokens)
     assert np.abs(out["logits"] - logits).max() <= 1e-4  # random tiny models repeat tokens: check logits too
+
+
+def test_vision_attention_chunks_lay_each_rows_images_in_its_chunk_and_generate_the_same(
+    hf_model, ours, processor
+):
+    """model.vision_attention_chunks=2 on 3 rows: generation pads the rows to 4 and lays the stream out in 2
+    chunks (each holding its rows' whole images), and the step logits stay transformers'."""
+    import lingshu_jax
+
+    inputs = processor(CASES["left_padded_batch"]())
+    chunked = lingshu_jax.LingshuModel(ours.config.replace(vision_attention_chunks=2), ours.params)
+    assert stream_chunks(chunked.config, mesh=None, rules=None) == 2
+    batch, rows = prepare_generation_batch(chunked.config, inputs, PAD, vision_chunks=2)
+    segments, half = batch["frame_segments"], len(batch["frame_segments"]) // 2
+    assert rows == 3 and batch["input_ids"].shape[0] == 4 and segments[half - 1] != segments[half]
+    out = _ours(chunked, inputs, return_logits=True)
+    unused = next(t for t in (1002, 1021, 1020, 1019) if t not in out["tokens"])
+    tokens, logits = _hf_generate(hf_model, inputs, N, unused, with_logits=True)
+    np.testing.assert_array_equal(out["tokens"], tokens)
+    assert np.abs(out["logits"] - logits).max() <= 1e-4
 
 
 def test_video_prompt_tokens_equal_transformers(hf_model, ours, processor):

@@ -101,6 +101,28 @@ def test_block_local_vision_attention_matches_transformers(models):
     assert np.isnan(np.asarray(too_small.logits(batch))).all()  # on the device: NaN, never silently wrong
 
 
+def test_full_vision_attention_per_stream_chunk_matches_transformers(models):
+    """model.vision_attention_chunks=2: the full layers attend within each half of the stream, which
+    `prepare` fills with each row's images (two odd-sized images in row 0, a larger one in row 1). A stream not laid
+    out in chunks, where an image crosses the middle, gives NaN, never a wrong answer."""
+    hf, ours, processor = models
+    rows = [
+        [_user(_image(101, 67, 30), "and", _image(45, 150, 31), "Compare.")],
+        [_user("Here:", _image(280, 196, 32), "what is it?")],
+    ]
+    inputs = processor(rows, add_generation_prompt=True)
+    chunked = lingshu_jax.LingshuModel(ours.config.replace(vision_attention_chunks=2), ours.params)
+    batch = chunked.prepare(**{k: np.asarray(v) for k, v in inputs.items()})
+    half = len(batch["frame_segments"]) // 2
+    assert batch["frame_segments"][half - 1] != batch["frame_segments"][half]
+    assert _compare(hf, chunked, inputs, "vision_chunks") <= TOL
+    one_stream = chunked.prepare(**{k: np.asarray(v) for k, v in inputs.items()}, vision_chunks=1)
+    segments = one_stream["frame_segments"]
+    middle = (len(segments) + -len(segments) % 128) // 2  # the model pads the stream to 2 chunks of windows
+    assert segments[middle - 1] == segments[middle]  # an image crosses the chunks' boundary
+    assert np.isnan(np.asarray(chunked.logits(one_stream))).all()
+
+
 def test_video_logits_match_transformers(models):
     hf, ours, processor = models
     frames = [_image(56, 84, 10 + i) for i in range(4)]

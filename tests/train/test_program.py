@@ -104,3 +104,19 @@ def test_splash_needs_one_vision_chunk_per_stream_shard():
     c.data.vision_chunks = 4
     program_lib.build_train_program(c, mesh)
     assert program_lib.host_data_config(c.data, 2)["vision_chunks"] == 2
+
+
+def test_chunked_full_vision_attention_needs_data_laid_out_in_as_many_chunks():
+    """model.vision_attention_chunks=2: the full vision layers attend within 2 chunks of the stream, so the
+    trainer refuses data whose stream is not laid out in a multiple of 2 chunks, naming the key to set."""
+    c = demo.get_config("stage=2,root=/nonexistent,steps=1")
+    c.init_from = ""
+    c.model.vision_attention_chunks = 2
+    c.data.batch_size = 2
+    c.data.patch_budget = 2 * 256
+    mesh = sharding.make_mesh(c.mesh, jax.devices()[:1])
+    with pytest.raises(ValueError, match=r"set data.vision_chunks to a multiple of it \(got 1\)"):
+        program_lib.build_train_program(c, mesh)
+    c.data.vision_chunks = 2
+    program = program_lib.build_train_program(c, mesh)
+    assert program.model_config.vision_attention_chunks == 2

@@ -1,0 +1,105 @@
+"""Endings of a pipeline with grain worker processes: a worker killed mid-run (SIGKILL, as from the OOM
+killer) ends the iteration within seconds with one error naming the worker, its pid, the signal, the
+record it was reading and what to do; SIGTERM during a wait on workers that deliver nothing ends the wait
+within the wait's 0.25 s poll, with the state from before the step. Each scenario runs in a process of its own
+(worker_scenarios.py) that the test kills at its time limit, so no hang, not even one in a blocking read
+or at interpreter exit, can pass or stall the suite."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from lingshu_jax.data.guard import DataInterrupted
+from lingshu_jax.data.workers import POLL_S, Fetcher, describe_exit
+
+from .helpers import text_only, write_jsonl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LIMIT_S = 90  # the whole scenario process (about 10 s on 2 busy cores); a hang is forever
+ANSWER_S = 10  # from the kill or the signal to the error
+
+
+def _run_scenario(mode, tmp_path, ops) -> dict:
+    records = [text_only(q=f"{i} " + "lesion " * 300, a="ok") for i in range(64)]
+    path = write_jsonl(str(tmp_path / "long.jsonl"), records)
+    ops_path = tmp_path / "ops.pkl"
+    ops_path.write_bytes(pickle.dumps(ops))
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    cmd = [sys.executable, "-m", "tests.data.worker_scenarios", mode, str(ops_path), path]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=LIMIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # (its grain workers too)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"the {mode} scenario did not end within {LIMIT_S} s:\n{out}\n{err[-4000:]}"
+        ) from None
+    assert proc.returncode == (1 if mode == "kill" else 0), err[-4000:]  # (kill: ends by the WorkerDied)
+    report = json.loads(out.strip().splitlines()[-1])
+    report["exit_s"] = time.time() - report.pop("printed_at")
+    report["stderr_end"] = next((line for line in err.splitlines() if "WorkerDied: " in line), "")
+    print(report)
+    return report
+
+
+def test_a_worker_killed_mid_run_is_an_error_naming_worker_signal_and_record_within_seconds(tmp_path, ops):
+    report = _run_scenario("kill", tmp_path, ops)
+    msg = report["error"]
+    assert report["stderr_end"].startswith(f"lingshu_jax.data.workers.WorkerDied: {msg}")
+    assert f"(pid {report['pid']}) killed by SIGKILL (-9): out of memory?" in msg
+    assert f"it was reading {tmp_path / 'long.jsonl'}:" in msg and "sources mixed" in msg
+    assert "Lower data.worker_count or data.worker_buffer_size" in msg
+    assert report["answer_s"] < ANSWER_S and report["close_s"] < ANSWER_S + 5
+
+
+def test_sigterm_while_waiting_on_workers_that_deliver_nothing_interrupts_at_once(tmp_path, ops):
+    report = _run_scenario("stop", tmp_path, ops)
+    assert report["error"].startswith("DataInterrupted: stop requested while waiting for data")
+    assert report["answer_s"] < 2.0  # the wait checks the stop request every 0.25 s (a busy machine: margin)
+    assert report["same_state"]  # a checkpoint taken now resumes at the step's first batch
+    assert report["close_s"] < ANSWER_S + 5
+
+
+def test_a_wait_ended_by_its_check_leaves_the_request_out_and_the_next_call_gets_the_answer():
+    release = threading.Event()
+
+    class Slow:
+        def __next__(self):
+            release.wait(10)
+            return "group"
+
+    fetcher, checks = Fetcher(Slow()), []
+
+    def check():  # the second look finds a stop request
+        checks.append(time.monotonic())
+        if len(checks) == 2:
+            raise DataInterrupted("stop")
+
+    with pytest.raises(DataInterrupted):
+        fetcher.next(check)
+    assert fetcher.pending and checks[1] - checks[0] < 8 * POLL_S  # (one POLL_S apart; a busy machine)
+    release.set()
+    assert fetcher.next(check) == "group" and not fetcher.pending
+    fetcher.close()
+
+
+def test_exit_descriptions_name_the_signal_or_the_code():
+    assert describe_exit(-9).startswith("killed by SIGKILL (-9): out of memory?")
+    assert describe_exit(-15) == "killed by SIGTERM (-15)"
+    assert describe_exit(1).startswith("exited with code 1")
