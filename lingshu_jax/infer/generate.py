@@ -92,10 +92,11 @@ def stream_chunks(config: ModelConfig, mesh, rules, hosts: int = 1) -> int:
     ValueError when the stream and the rows are not sharded alike (each device's rows must find their
     images in its own chunk)."""
     model = config.vision_attention_chunks
-    if model % hosts:
+    if model > 1 and model % hosts:  # 1 = off: no chunks to share out
         raise ValueError(f"model.vision_attention_chunks={model} does not divide over {hosts} processes")
+    model = max(1, model // hosts)  # this process's share of the chunks
     if config.attention_impl != "splash" or mesh is None:
-        return model // hosts
+        return model
     stream = sharding.logical_shards(mesh, rules, "vis_tokens")
     rows = sharding.logical_shards(mesh, rules, "batch")
     if stream != rows:
@@ -106,7 +107,7 @@ def stream_chunks(config: ModelConfig, mesh, rules, hosts: int = 1) -> int:
         )
     if stream % hosts:
         raise ValueError(f"the vision stream's {stream} device shards do not divide over {hosts} processes")
-    return math.lcm(stream // hosts, model // hosts)
+    return math.lcm(stream // hosts, model)
 
 
 # ------------------------------------------------------------------------------------------ device side

@@ -168,3 +168,16 @@ def test_bfloat16_compute_generates(tiny_hf_dir, processor):
 def test_invalid_max_new_tokens_is_rejected(ours, processor):
     with pytest.raises(ValueError, match="max_new_tokens"):
         _ours(ours, processor(CASES["text_only"]()), n=0)
+
+
+def test_stream_chunks_without_vision_attention_chunks_is_one_chunk_per_process_on_any_host_count(ours):
+    """vision_attention_chunks=1 (off) lays one chunk per process however many processes share the batch
+    (multi-host GRPO with the default model config); 2 chunks split one per process over 2 hosts, and a
+    count that does not divide over the hosts is refused with the value named."""
+    import pytest
+
+    assert [stream_chunks(ours.config, mesh=None, rules=None, hosts=h) for h in (1, 2, 4)] == [1, 1, 1]
+    two = ours.config.replace(vision_attention_chunks=2)
+    assert stream_chunks(two, mesh=None, rules=None, hosts=2) == 1
+    with pytest.raises(ValueError, match="vision_attention_chunks=2 does not divide over 4"):
+        stream_chunks(two, mesh=None, rules=None, hosts=4)
