@@ -13,7 +13,10 @@ in one atomic write, so this happens only to a group that did not fit a slab; an
   an mmap'ed `<dir>/<index>.where` holding the file:line of the record it is transforming (`note`).
 - `WorkerWatch` (main process): matches those pids to this process's children; the first that exited with
   a nonzero code or a signal is a `WorkerDied` naming the worker, its pid, the exit code or signal, the
-  record it was reading and what to do.
+  record it was reading and what to do. A worker that dies while it is being spawned (a script without
+  `if __name__ == "__main__":` re-imported by it, an import error) leaves grain blocked for good in
+  `Process.start()`, writing the pickled pipeline into a pipe nobody reads; the watch finds it among this
+  process's unreaped children (/proc) and names the fix.
 - `Fetcher`: the main process takes the next group in a daemon thread and waits for it in `POLL_S` steps,
   checking between them the stop request (SIGTERM/SIGINT: `guard.DataInterrupted`) and the watch, so
   neither a dead worker nor a slow one holds a signal back. A reader stuck on a dead worker's pipe stays
@@ -22,6 +25,7 @@ in one atomic write, so this happens only to a group that did not fit a slab; an
 
 from __future__ import annotations
 
+import glob
 import mmap
 import multiprocessing
 import os
@@ -131,6 +135,7 @@ class WorkerWatch:
         self.error: str | None = None
         self._earlier = set(report.started())  # pids of workers of an earlier iterator of the same dataset
         self._procs: dict[int, tuple[int, multiprocessing.process.BaseProcess]] = {}  # pid -> (index, proc)
+        self._older_children = set(child_pids())  # (children from before this pipeline: not its workers)
 
     def close(self) -> None:
         shutil.rmtree(self.report.directory, ignore_errors=True)
@@ -148,6 +153,9 @@ class WorkerWatch:
             for proc in multiprocessing.active_children():
                 if proc.pid in started:
                     self._procs.setdefault(proc.pid, (started[proc.pid], proc))
+            self._find_unstarted_dead(started)
+            if self.error is not None:
+                return
         for pid, (index, proc) in self._procs.items():
             code = proc.exitcode
             if code:  # (None: alive; 0: a clean exit after close)
@@ -157,6 +165,23 @@ class WorkerWatch:
                     f"{self.report.where(index)} (sources {', '.join(self.sources)}; worker {index} reads "
                     f"groups {index}, {index} + {self.report.worker_count}, ... of data.group records). "
                     + ADVICE
+                )
+                return
+
+    def _find_unstarted_dead(self, started: dict[int, int]) -> None:
+        """A worker that died while it was being spawned (before its `WorkerReport`) is no multiprocessing
+        child yet: `Process.start()` is still writing the pickled pipeline into the worker's pipe, and when
+        that is more than a pipe holds, the write blocks forever (the spawning process holds the pipe's
+        read end too). Such a worker is an exited child of this process, running this program, that no
+        one has reaped: its exit status is read here without reaping it."""
+        for pid in child_pids():
+            if pid in self._older_children or pid in started or pid in self._procs:
+                continue
+            code = exit_status(pid)
+            if code and same_program(pid):
+                self.error = (
+                    f"a data worker process (pid {pid}) ended before it started reading: {describe_exit(code)}. "
+                    + NOT_STARTED_ADVICE
                 )
                 return
 
@@ -173,10 +198,48 @@ class WorkerWatch:
             )
         return WorkerDied(
             f"a data worker process ended before it started reading ({exc}); no worker of "
-            f"{self.report.worker_count} started. Under the spawn start method every worker re-imports the "
-            "main script: keep the code that builds and iterates the pipeline under "
-            "`if __name__ == '__main__':`; otherwise the worker's own error is in the log above."
+            f"{self.report.worker_count} started. " + NOT_STARTED_ADVICE
         )
+
+
+NOT_STARTED_ADVICE = (
+    "Under the spawn start method every worker re-imports the main script: keep the code that builds and "
+    "iterates the pipeline under `if __name__ == '__main__':`; otherwise the worker's own error is in the "
+    "log above."
+)
+
+
+def child_pids() -> list[int]:
+    """This process's child processes, live or exited and not yet reaped (Linux /proc; [] elsewhere)."""
+    pids = set()
+    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        try:
+            with open(path) as f:
+                pids.update(int(p) for p in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return sorted(pids)
+
+
+def exit_status(pid: int) -> int | None:
+    """A child's exit code (negative: the signal) if it has exited, without reaping it; None while it runs
+    (or when it is no child of ours, or was reaped already)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (ChildProcessError, OSError):
+        return None
+    if info is None or info.si_pid == 0:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
+def same_program(pid: int) -> bool:
+    """The process runs (ran) this process's executable: its /proc comm is ours (a spawned worker's is)."""
+    try:
+        with open(f"/proc/{pid}/comm") as theirs, open(f"/proc/{os.getpid()}/comm") as ours:
+            return theirs.read() == ours.read()
+    except OSError:
+        return False
 
 
 class Fetcher:

@@ -1,7 +1,8 @@
 """Endings of a pipeline with grain worker processes: a worker killed mid-run (SIGKILL, as from the OOM
 killer) ends the iteration within seconds with one error naming the worker, its pid, the signal, the
 record it was reading and what to do; SIGTERM during a wait on workers that deliver nothing ends the wait
-within the wait's 0.25 s poll, with the state from before the step. Each scenario runs in a process of its own
+within the wait's 0.25 s poll, with the state from before the step; a script without a main guard, whose
+spawned worker dies before it starts, ends with an error naming the fix instead of hanging. Each scenario runs in a process of its own
 (worker_scenarios.py) that the test kills at its time limit, so no hang, not even one in a blocking read
 or at interpreter exit, can pass or stall the suite."""
 
@@ -74,6 +75,40 @@ def test_sigterm_while_waiting_on_workers_that_deliver_nothing_interrupts_at_onc
     assert report["answer_s"] < 2.0  # the wait checks the stop request every 0.25 s (a busy machine: margin)
     assert report["same_state"]  # a checkpoint taken now resumes at the step's first batch
     assert report["close_s"] < ANSWER_S + 5
+
+
+def test_a_script_without_a_main_guard_ends_with_an_error_naming_the_fix_not_a_hang(tmp_path, ops):
+    """Its spawned worker dies while the main process is still writing the pickled pipeline into the
+    worker's pipe: a write that never returns. The watch finds the dead child and ends the run."""
+    path = write_jsonl(str(tmp_path / "d.jsonl"), [text_only(q=f"{i}", a="ok") for i in range(8)])
+    ops_path = tmp_path / "ops.pkl"
+    ops_path.write_bytes(pickle.dumps(ops))
+    cmd = [sys.executable, os.path.join(ROOT, "tests", "data", "unguarded_script.py"), str(ops_path), path]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=LIMIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"the unguarded script did not end within {LIMIT_S} s:\n{err[-4000:]}") from None
+    print(f"ended after {time.monotonic() - start:.1f} s")
+    assert proc.returncode == 1 and "first batch" not in out, (out, err[-4000:])
+    last = [line for line in err.splitlines() if "WorkerDied: " in line][-1]
+    assert (
+        "a data worker process (pid " in last
+        and "ended before it started reading: exited with code 1" in last
+    )
+    assert "keep the code that builds and iterates the pipeline under `if __name__ == '__main__':`" in last
+    assert "An attempt has been made to start a new process before the" in err  # the worker's own error
 
 
 def test_a_wait_ended_by_its_check_leaves_the_request_out_and_the_next_call_gets_the_answer():
