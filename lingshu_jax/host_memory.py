@@ -12,6 +12,10 @@ The price: the process's resident memory stays at its peak (it does not shrink a
 share one malloc arena. `configure("auto")` keeps memory only on a CPU-only host (no TPU / GPU device nodes,
 or JAX_PLATFORMS=cpu), where the step's temporaries are host memory; accelerator hosts keep glibc's defaults.
 Call it before JAX starts its backend: threads that already have an arena keep theirs.
+
+One arena fragments now and then under XLA's pattern (a step whose heap grows by gigabytes,
+docs/benchmark_cpu.md); `process_env("jemalloc")` gives a process about to start jemalloc with its freed
+pages kept instead (the benchmark's `--malloc jemalloc`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,47 @@ import os
 # The same settings for a process about to be started (read by glibc at process start).
 KEEP_TUNABLES = "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 MODES = ("auto", "keep", "default")
+
+# jemalloc (a process about to start: LD_PRELOAD) keeping freed pages for reuse, never purged: no page
+# faults for a step's temporaries, as "keep", and jemalloc's size classes do not fragment under XLA's
+# pattern the way one glibc arena does (docs/benchmark_cpu.md).
+JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+JEMALLOC_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib64/libjemalloc.so.2",
+    "/usr/local/lib/libjemalloc.so.2",
+)
+
+
+def jemalloc_library() -> str:
+    """The path of libjemalloc.so.2: $LINGSHU_JEMALLOC, else the first of JEMALLOC_PATHS that exists.
+    Raises FileNotFoundError saying how to get it."""
+    given = os.environ.get("LINGSHU_JEMALLOC")
+    if given:
+        if not os.path.isfile(given):
+            raise FileNotFoundError(f"LINGSHU_JEMALLOC={given}: no such file")
+        return given
+    for path in JEMALLOC_PATHS:
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(
+        "jemalloc: libjemalloc.so.2 not found in " + ", ".join(JEMALLOC_PATHS) + "; install it "
+        "(Debian/Ubuntu: apt install libjemalloc2) or set LINGSHU_JEMALLOC=/path/to/libjemalloc.so.2"
+    )
+
+
+def process_env(mode: str) -> dict[str, str]:
+    """Environment variables that give a process about to start this allocator setting: "default" (glibc
+    as is), "keep" (glibc, `KEEP_TUNABLES`), "jemalloc" (preloaded, `JEMALLOC_CONF`)."""
+    if mode == "default":
+        return {}
+    if mode == "keep":
+        return {"GLIBC_TUNABLES": KEEP_TUNABLES}
+    if mode == "jemalloc":
+        return {"LD_PRELOAD": jemalloc_library(), "MALLOC_CONF": JEMALLOC_CONF}
+    raise ValueError(f"malloc={mode!r}: expected default, keep or jemalloc")
+
 
 # mallopt parameters (glibc malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8

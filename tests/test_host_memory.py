@@ -56,3 +56,26 @@ def test_auto_keeps_memory_on_a_cpu_only_host_and_not_beside_an_accelerator(monk
     assert not host_memory.configure("default")
     with pytest.raises(ValueError, match="host_malloc='always': expected one of"):
         host_memory.configure("always")
+
+
+def test_process_env_names_each_allocator_setting_and_a_missing_jemalloc_says_how_to_get_it(
+    monkeypatch, tmp_path
+):
+    assert host_memory.process_env("default") == {}
+    assert host_memory.process_env("keep") == {"GLIBC_TUNABLES": host_memory.KEEP_TUNABLES}
+    library = tmp_path / "libjemalloc.so.2"
+    library.write_bytes(b"")
+    monkeypatch.setenv("LINGSHU_JEMALLOC", str(library))
+    assert host_memory.process_env("jemalloc") == {
+        "LD_PRELOAD": str(library),
+        "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1",
+    }
+    monkeypatch.setenv("LINGSHU_JEMALLOC", str(tmp_path / "nothing.so"))
+    with pytest.raises(FileNotFoundError, match="LINGSHU_JEMALLOC=.*nothing.so: no such file"):
+        host_memory.process_env("jemalloc")
+    monkeypatch.delenv("LINGSHU_JEMALLOC")
+    monkeypatch.setattr(host_memory, "JEMALLOC_PATHS", (str(tmp_path / "none" / "libjemalloc.so.2"),))
+    with pytest.raises(FileNotFoundError, match="apt install libjemalloc2"):
+        host_memory.process_env("jemalloc")
+    with pytest.raises(ValueError, match="malloc='tcmalloc'"):
+        host_memory.process_env("tcmalloc")

@@ -46,6 +46,11 @@ def parse_args(argv=None) -> tuple[suite.Options, str]:
         help="ours: the vision tower's remat policy (default: --remat); transformers: unchanged",
     )
     ap.add_argument(
+        "--text-remat",
+        choices=REMAT_POLICIES,
+        help="ours: the text decoder's remat policy (default: --remat); transformers: unchanged",
+    )
+    ap.add_argument(
         "--attention",
         choices=IMPLEMENTATIONS,
         help="ours' attention implementation (default: cudnn on GPU, xla on CPU)",
@@ -55,8 +60,12 @@ def parse_args(argv=None) -> tuple[suite.Options, str]:
     ap.add_argument(
         "--unroll-layers",
         action="store_true",
-        help="ours: decoder layers and vision blocks as straight-line code instead of a scan (ModelConfig."
-        "unroll_layers)",
+        help="ours: decoder layers as straight-line code instead of a scan (ModelConfig.unroll_layers)",
+    )
+    ap.add_argument(
+        "--vision-unroll-layers",
+        action="store_true",
+        help="ours: vision blocks as straight-line code instead of scans (ModelConfig.vision_unroll_layers)",
     )
     ap.add_argument(
         "--vision-chunks",
@@ -69,9 +78,10 @@ def parse_args(argv=None) -> tuple[suite.Options, str]:
     ap.add_argument(
         "--malloc",
         default="keep",
-        choices=("keep", "default"),
+        choices=("keep", "jemalloc", "default"),
         help="both frameworks' processes: glibc malloc keeps freed memory for reuse, as our training scripts "
-        "do on a CPU host (lingshu_jax/host_memory.py), or glibc's defaults",
+        "do on a CPU host (lingshu_jax/host_memory.py); jemalloc (libjemalloc.so.2 preloaded, freed pages "
+        "kept; $LINGSHU_JEMALLOC or the system's); or glibc's defaults",
     )
     ap.add_argument(
         "--breakdown",

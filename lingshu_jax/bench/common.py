@@ -32,6 +32,7 @@ def load_ours(spec: dict[str, Any]):
         remat_policy=spec.get("remat_policy", "none"),
         vision_remat_policy=spec.get("vision_remat_policy", spec.get("remat_policy", "none")),
         unroll_layers=spec.get("unroll_layers", False),
+        vision_unroll_layers=spec.get("vision_unroll_layers", False),
     )
 
 

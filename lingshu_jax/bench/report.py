@@ -213,7 +213,12 @@ def table(results: dict[str, Any]) -> str:
 def header(results: dict[str, Any]) -> str:
     meta = results["meta"]
     s, model = meta["sizes"], meta.get("model", {})
-    env = _get(results, "peak", "environment") or {}
+    env = _get(results, "peak", "environment") or {
+        side: _get(results, section, side, "environment")
+        for section in ("train", "prefill", "decode")
+        for side in ("ours", "transformers")
+        if _get(results, section, side, "environment")
+    }
     jax_env, torch_env = env.get("ours", {}), env.get("transformers", {})
     pk = results.get("peak") or {}
     return "\n".join(
@@ -232,6 +237,8 @@ def header(results: dict[str, Any]) -> str:
             f"(default {torch_env.get('torch_threads')} threads), "
             f"transformers {torch_env.get('transformers')}; malloc {meta['options'].get('malloc', 'default')} "
             f"(both processes)",
+            f"execution: ours remat {_policies(meta['options'])}; transformers gradient checkpointing "
+            f"{'on' if meta['options'].get('remat', 'none') != 'none' else 'off'}",
             f"transformers' torch threads, calibrated per workload (1 vs all cores, the faster kept): "
             f"train {_threads(results, 'train')}, prefill {_threads(results, 'prefill')}, "
             f"decode {_threads(results, 'decode')}",
@@ -240,6 +247,20 @@ def header(results: dict[str, Any]) -> str:
             f"medians of interleaved rounds (ABBA order), each framework in its own process; wall time "
             f"{_f(meta.get('wall_s'))} s",
         ]
+    )
+
+
+def _policies(o: dict[str, Any]) -> str:
+    """'text save_dots, vision save_dots; vision blocks unrolled' from the options."""
+    remat = o.get("remat", "none")
+    text, vision = o.get("text_remat") or remat, o.get("vision_remat") or remat
+    unrolled = [
+        n
+        for n, k in (("decoder layers", "unroll_layers"), ("vision blocks", "vision_unroll_layers"))
+        if o.get(k)
+    ]
+    return f"text {text}, vision {vision}; " + (
+        " and ".join(unrolled) + " unrolled" if unrolled else "scanned layers"
     )
 
 

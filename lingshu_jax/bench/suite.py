@@ -42,15 +42,19 @@ class Options:
     sections: tuple[str, ...] = SECTIONS
     remat: str = "none"
     vision_remat: str | None = None  # ours' vision tower only; None: as `remat`
+    text_remat: str | None = None  # ours' text decoder only; None: as `remat`
     hf_attn: str = "sdpa"
     attention: str | None = None  # ours' attention_impl; None: "cudnn" on GPU, "xla" elsewhere
     torch_threads: int | None = None
     allow_cpu: bool = False  # run the gpu suite's code path on CPU (tests)
     budget_s: float | None = None
     breakdown: str = "auto"  # "auto" (when a target is missed) | "always" | "never"
-    unroll_layers: bool = False  # ours: decoder layers / vision blocks unrolled instead of scanned
+    unroll_layers: bool = False  # ours: decoder layers unrolled instead of scanned
+    vision_unroll_layers: bool = False  # ours: vision blocks unrolled instead of scanned
     vision_chunks: str = "row"  # ours: full vision layers per row's stream chunk ("row") or the band ("off")
-    malloc: str = "keep"  # both frameworks' processes: "keep" freed memory (host_memory.py) | "default" glibc
+    malloc: str = (
+        "keep"  # both frameworks' processes: "keep" (glibc) | "jemalloc" | "default" (host_memory.py)
+    )
 
 
 # Sizes per (suite, quick). rounds: interleaved repetitions per side (the median is reported).
@@ -152,14 +156,10 @@ def resolve_sizes(opts: Options) -> dict[str, Any]:
     return sizes
 
 
-# "keep": glibc keeps freed memory for reuse, as our training scripts do on a CPU host (host_memory.py).
-MALLOC_ENV = {"default": {}, "keep": {"GLIBC_TUNABLES": host_memory.KEEP_TUNABLES}}
-
-
 def worker_env(suite: str, malloc: str = "keep") -> dict[str, str | None]:
     """Workers see one CPU device (a test run's simulated 8 would split nothing but confuse the report);
     on GPU, JAX allocates on demand so the torch worker beside it finds memory. Both frameworks' workers get
-    the same allocator settings (`MALLOC_ENV[malloc]`), set when each process starts."""
+    the same allocator settings (`host_memory.process_env(malloc)`), set when each process starts."""
     flags = " ".join(
         f
         for f in os.environ.get("XLA_FLAGS", "").split()
@@ -171,7 +171,7 @@ def worker_env(suite: str, malloc: str = "keep") -> dict[str, str | None]:
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    env.update(MALLOC_ENV[malloc])
+    env.update(host_memory.process_env(malloc))
     if suite == "gpu":
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     else:

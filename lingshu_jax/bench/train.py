@@ -293,7 +293,7 @@ class HFTrain(HFPeak):
         self.spec_threads = spec.get("torch_threads")
         torch = self.torch
         self.model = common.load_hf(spec, train=True)
-        if spec.get("remat_policy", "none") != "none":
+        if spec.get("hf_gradient_checkpointing", spec.get("remat_policy", "none") != "none"):
             self.model.gradient_checkpointing_enable()  # transformers' only remat: recompute each layer
         from lingshu_jax.model.config import ModelConfig
 

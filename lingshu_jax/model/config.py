@@ -117,10 +117,12 @@ class ModelConfig:
     # Training/eval loss: the vocabulary head + cross entropy run over chunks of about this many sequence
     # positions (train/head_loss.py), so [tokens, vocab] float32 logits never exist at once. 0: one chunk.
     loss_chunk_len: int = 1024
-    # Decoder layers and vision blocks run as loops over stacked parameters (False: one compiled layer,
-    # the TPU/GPU default) or unrolled (True: straight-line code; on CPU it spares the loops' stacked
-    # residual buffers, their zero-fill and copies; compile time grows with depth).
+    # Decoder layers (`unroll_layers`) and vision blocks (`vision_unroll_layers`) run as loops over stacked
+    # parameters (False: one compiled layer, the TPU/GPU default) or unrolled (True: straight-line code; on
+    # CPU it spares the loops' stacked residual buffers, their zero-fill and copies, but XLA may then keep
+    # more temporaries alive at once; compile time grows with depth). docs/benchmark_cpu.md measures both.
     unroll_layers: bool = False
+    vision_unroll_layers: bool = False
 
     def __post_init__(self):
         check_policy(self.remat_policy, "ModelConfig.remat_policy")

@@ -82,18 +82,23 @@ class SwiGLU(nn.Module):
         return dense(self.hidden, self.names[::-1], name="down_proj", **kw)(nn.silu(gate) * up)
 
 
-def maybe_remat(module_cls, policy_name: str):
-    """Wraps a layer class in nn.remat with the named policy (`model/remat.py`); 'none' returns it as is."""
+def maybe_remat(module_cls, policy_name: str, unrolled: bool = False):
+    """Wraps a layer class in nn.remat with the named policy (`model/remat.py`); 'none' returns it as is.
+
+    `unrolled`: the layer runs in a fully unrolled scan (`ModelConfig.unroll_layers`). A rolled scan keeps
+    XLA from merging the recomputation with the forward pass; unrolled, only `prevent_cse` does (without it
+    XLA's CSE undoes the remat: the same temporaries as no remat at all)."""
     policy = checkpoint_policy(policy_name)
     if policy is None:
         return module_cls
-    return nn.remat(module_cls, policy=policy, prevent_cse=False)
+    return nn.remat(module_cls, policy=policy, prevent_cse=unrolled)
 
 
-def maybe_checkpoint(fn, policy_name: str):
-    """jax.checkpoint of a pure function according to the named remat policy ('none': fn unchanged)."""
+def maybe_checkpoint(fn, policy_name: str, unrolled: bool = False):
+    """jax.checkpoint of a pure function according to the named remat policy ('none': fn unchanged);
+    `unrolled` as in `maybe_remat`."""
     policy = checkpoint_policy(policy_name)
-    return fn if policy is None else jax.checkpoint(fn, policy=policy, prevent_cse=False)
+    return fn if policy is None else jax.checkpoint(fn, policy=policy, prevent_cse=unrolled)
 
 
 def compute_dtypes(config: ModelConfig):

@@ -124,7 +124,7 @@ class TextModel(nn.Module):
             param_dtype=pdtype,
             embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")),
         )
-        layer = maybe_remat(DecoderLayer, self.config.remat_policy)
+        layer = maybe_remat(DecoderLayer, self.config.remat_policy, self.config.unroll_layers)
         self.layers = nn.scan(
             layer,
             variable_axes={"params": 0},

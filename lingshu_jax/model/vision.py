@@ -196,9 +196,10 @@ class VisionTower(nn.Module):
             step = maybe_checkpoint(
                 lambda h, p, block=block: block.apply({"params": p}, h, *consts),
                 self.config.vision_remat_policy,
+                self.config.vision_unroll_layers,
             )
             run = jax.tree_util.tree_map(lambda a, start=start, stop=stop: a[start:stop], params)
-            x, _ = jax.lax.scan(step, x, run, unroll=self.config.unroll_layers)
+            x, _ = jax.lax.scan(step, x, run, unroll=self.config.vision_unroll_layers)
         return x
 
 

@@ -179,6 +179,7 @@ def model_config_of(config) -> tuple[ModelConfig, str | None]:
             "vision_remat_policy",
             "loss_chunk_len",
             "unroll_layers",
+            "vision_unroll_layers",
         )
         if k in config.model
     }
