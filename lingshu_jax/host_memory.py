@@ -58,6 +58,17 @@ def jemalloc_library() -> str:
     )
 
 
+def resolve_process_mode(mode: str) -> str:
+    """ "auto" -> "jemalloc" where its library is found, else "keep"; other modes as they are."""
+    if mode != "auto":
+        return mode
+    try:
+        jemalloc_library()
+    except FileNotFoundError:
+        return "keep"
+    return "jemalloc"
+
+
 def process_env(mode: str) -> dict[str, str]:
     """Environment variables that give a process about to start this allocator setting: "default" (glibc
     as is), "keep" (glibc, `KEEP_TUNABLES`), "jemalloc" (preloaded, `JEMALLOC_CONF`)."""

@@ -79,3 +79,12 @@ def test_process_env_names_each_allocator_setting_and_a_missing_jemalloc_says_ho
         host_memory.process_env("jemalloc")
     with pytest.raises(ValueError, match="malloc='tcmalloc'"):
         host_memory.process_env("tcmalloc")
+
+
+def test_auto_process_mode_is_jemalloc_where_found_else_keep(monkeypatch, tmp_path):
+    monkeypatch.delenv("LINGSHU_JEMALLOC", raising=False)
+    monkeypatch.setattr(host_memory, "JEMALLOC_PATHS", (str(tmp_path / "libjemalloc.so.2"),))
+    assert host_memory.resolve_process_mode("auto") == "keep"
+    (tmp_path / "libjemalloc.so.2").write_bytes(b"")
+    assert host_memory.resolve_process_mode("auto") == "jemalloc"
+    assert host_memory.resolve_process_mode("default") == "default"

@@ -18,6 +18,8 @@ from lingshu_jax.bench import report, sections, suite
 from lingshu_jax.model.attention import IMPLEMENTATIONS
 from lingshu_jax.model.remat import REMAT_POLICIES
 
+CPU_REMAT = "save_dots"  # ours' text and vision remat on --suite cpu unless given
+
 
 def parse_args(argv=None) -> tuple[suite.Options, str]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -43,12 +45,14 @@ def parse_args(argv=None) -> tuple[suite.Options, str]:
     ap.add_argument(
         "--vision-remat",
         choices=REMAT_POLICIES,
-        help="ours: the vision tower's remat policy (default: --remat); transformers: unchanged",
+        help="ours: the vision tower's remat policy (default: --remat, or save_dots on --suite cpu "
+        "without --remat); transformers: unchanged",
     )
     ap.add_argument(
         "--text-remat",
         choices=REMAT_POLICIES,
-        help="ours: the text decoder's remat policy (default: --remat); transformers: unchanged",
+        help="ours: the text decoder's remat policy (default: --remat, or save_dots on --suite cpu "
+        "without --remat); transformers: unchanged",
     )
     ap.add_argument(
         "--attention",
@@ -77,11 +81,12 @@ def parse_args(argv=None) -> tuple[suite.Options, str]:
     )
     ap.add_argument(
         "--malloc",
-        default="keep",
-        choices=("keep", "jemalloc", "default"),
-        help="both frameworks' processes: glibc malloc keeps freed memory for reuse, as our training scripts "
-        "do on a CPU host (lingshu_jax/host_memory.py); jemalloc (libjemalloc.so.2 preloaded, freed pages "
-        "kept; $LINGSHU_JEMALLOC or the system's); or glibc's defaults",
+        default="auto",
+        choices=("auto", "keep", "jemalloc", "default"),
+        help="both frameworks' processes: jemalloc (libjemalloc.so.2 preloaded, freed pages kept; "
+        "$LINGSHU_JEMALLOC or the system's: apt install libjemalloc2); glibc malloc keeping freed memory "
+        "for reuse, as our training scripts do on a CPU host (lingshu_jax/host_memory.py); glibc's "
+        "defaults; auto (the default): jemalloc where it is found, else keep",
     )
     ap.add_argument(
         "--breakdown",
@@ -95,6 +100,9 @@ def parse_args(argv=None) -> tuple[suite.Options, str]:
     ap.add_argument("--allow-cpu", action="store_true", help="run --suite gpu's code path on CPU (testing)")
     ap.add_argument("--out", default=None, help="output directory (default /tmp/bench_<suite>)")
     a = ap.parse_args(argv)
+    if a.suite == "cpu" and a.remat == "none":  # measured best on CPU (docs/benchmark_cpu.md)
+        a.text_remat = a.text_remat or CPU_REMAT
+        a.vision_remat = a.vision_remat or CPU_REMAT
     opts = suite.Options(**{k: v for k, v in vars(a).items() if k not in ("out", "sections")})
     opts.sections = tuple(s for s in a.sections.split(",") if s)
     return opts, a.out or f"/tmp/bench_{a.suite}{'_quick' if a.quick else ''}"

@@ -289,8 +289,10 @@ def bench_ours(path: str | list[str], processor, model_config, args) -> dict:
         if times or n >= warmup:
             times.append(time.perf_counter()), counts.append(n)
     end = time.perf_counter()
-    it.close()  # joins the workers, so their CPU time is counted
-    cpu_end = _cpu()
+    # The window's CPU ends with the last delivery: the workers, done, are idle until close() (which
+    # joins them and frees the pipeline: shutdown work that is no sample's cost).
+    cpu_end = _cpu() + _live_children_cpu()
+    it.close()
     samples = int(it.counters["segments"])
     rate = steady_rate(times, counts) if len(times) >= 2 else float("nan")
     return {

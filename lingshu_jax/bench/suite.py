@@ -209,6 +209,7 @@ def run_suite(opts: Options, log=print) -> dict[str, Any]:
     unknown = [n for n in opts.sections if n not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown sections {unknown}; known: {SECTIONS}")
+    opts = dataclasses.replace(opts, malloc=host_memory.resolve_process_mode(opts.malloc))
     sizes = resolve_sizes(opts)
     deadline = Deadline(sizes["budget_s"])
     results: dict[str, Any] = {

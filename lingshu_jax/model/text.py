@@ -20,14 +20,16 @@ from lingshu_jax.model.splash import splash_attention
 from lingshu_jax.sharding import shard
 
 # Training attention (no cache, "xla") runs as this many causal query blocks (when they divide the sequence).
-CAUSAL_BLOCKS = 4
+# bench-100m's CPU step (4 x 512 tokens), CPU seconds in one process: 8 blocks -1.6% (remat none) and -3.8%
+# (text and vision save_dots) against 4; 16 no better than 8 (docs/benchmark_cpu.md).
+CAUSAL_BLOCKS = 8
 
 
 def causal_block_attention(q, k, v, mask, *, blocks: int):
     """Causal self-attention as `blocks` query blocks, block i attending only keys [0, (i + 1) S / blocks):
     the keys after a block are masked for all its queries anyway, so the result is `dot_product_attention`'s
-    for every query with a visible key, at (blocks + 1) / (2 blocks) of the logits (62.5% for 4 blocks;
-    bench-100m's text backward -0.4 s of 4.2 s on CPU). Queries with no visible key (padding) still get a
+    for every query with a visible key, at (blocks + 1) / (2 blocks) of the logits (62.5% for 4 blocks,
+    56% for 8; with 4, bench-100m's text backward took 0.4 s less of 4.2 s on CPU than with 1). Queries with no visible key (padding) still get a
     finite average, over their block's keys.
 
     q [B, S, H, Dh], k/v [B, S, KVH, Dh], mask [B, 1, S, S] (causal) -> [B, S, H, Dh]."""
