@@ -27,17 +27,13 @@ LIMIT_S = 90  # the whole scenario process (about 10 s on 2 busy cores); a hang 
 ANSWER_S = 10  # from the kill or the signal to the error
 
 
-def _run_scenario(mode, tmp_path, ops) -> dict:
-    records = [text_only(q=f"{i} " + "lesion " * 300, a="ok") for i in range(64)]
-    path = write_jsonl(str(tmp_path / "long.jsonl"), records)
-    ops_path = tmp_path / "ops.pkl"
-    ops_path.write_bytes(pickle.dumps(ops))
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    cmd = [sys.executable, "-m", "tests.data.worker_scenarios", mode, str(ops_path), path]
+def _run_bounded(cmd: list[str], what: str) -> tuple[int, str, str]:
+    """Runs `cmd` in a session of its own; past LIMIT_S it and its grain workers are killed and the test
+    fails. Returns (returncode, stdout, stderr)."""
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": ROOT},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -48,10 +44,18 @@ def _run_scenario(mode, tmp_path, ops) -> dict:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # (its grain workers too)
         out, err = proc.communicate()
-        raise AssertionError(
-            f"the {mode} scenario did not end within {LIMIT_S} s:\n{out}\n{err[-4000:]}"
-        ) from None
-    assert proc.returncode == (1 if mode == "kill" else 0), err[-4000:]  # (kill: ends by the WorkerDied)
+        raise AssertionError(f"{what} did not end within {LIMIT_S} s:\n{out}\n{err[-4000:]}") from None
+    return proc.returncode, out, err
+
+
+def _run_scenario(mode, tmp_path, ops) -> dict:
+    records = [text_only(q=f"{i} " + "lesion " * 300, a="ok") for i in range(64)]
+    path = write_jsonl(str(tmp_path / "long.jsonl"), records)
+    ops_path = tmp_path / "ops.pkl"
+    ops_path.write_bytes(pickle.dumps(ops))
+    cmd = [sys.executable, "-m", "tests.data.worker_scenarios", mode, str(ops_path), path]
+    returncode, out, err = _run_bounded(cmd, f"the {mode} scenario")
+    assert returncode == (1 if mode == "kill" else 0), err[-4000:]  # (kill: ends by the WorkerDied)
     report = json.loads(out.strip().splitlines()[-1])
     report["exit_s"] = time.time() - report.pop("printed_at")
     report["stderr_end"] = next((line for line in err.splitlines() if "WorkerDied: " in line), "")
@@ -85,23 +89,9 @@ def test_a_script_without_a_main_guard_ends_with_an_error_naming_the_fix_not_a_h
     ops_path.write_bytes(pickle.dumps(ops))
     cmd = [sys.executable, os.path.join(ROOT, "tests", "data", "unguarded_script.py"), str(ops_path), path]
     start = time.monotonic()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": ROOT},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=LIMIT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"the unguarded script did not end within {LIMIT_S} s:\n{err[-4000:]}") from None
+    returncode, out, err = _run_bounded(cmd, "the unguarded script")
     print(f"ended after {time.monotonic() - start:.1f} s")
-    assert proc.returncode == 1 and "first batch" not in out, (out, err[-4000:])
+    assert returncode == 1 and "first batch" not in out, (out, err[-4000:])
     last = [line for line in err.splitlines() if "WorkerDied: " in line][-1]
     assert (
         "a data worker process (pid " in last
