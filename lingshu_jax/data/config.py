@@ -145,6 +145,9 @@ class DataConfig:
     read_threads: int = 2  # threads per process running the per-sample transform (grain ReadOptions)
     read_buffer: int = 2  # groups each process prepares ahead (bounds memory: images are large)
     group: int = 8  # consecutive records transformed and shipped from a worker together (transport.py)
+    # Shared memory each worker process may hold in reusable slabs for its groups (transport.py); a group
+    # that no slab can take travels through grain's queue instead, as every group does with 0.
+    worker_slab_mb: int = 1024
     parquet_cache_mb: int = 256  # decoded Parquet row groups kept per process (columnar.py)
     parquet_shuffle_window: int = 0  # k >= 1: shuffle row groups, rows within k of them (0: global shuffle)
     video_fps: float = 2.0  # frames per second of a video's frame folder / frame list (M-RoPE time ids)
@@ -177,6 +180,7 @@ class DataConfig:
             "read_threads": self.read_threads >= 1,
             "read_buffer": self.read_buffer >= 1,
             "group": self.group >= 1,
+            "worker_slab_mb": self.worker_slab_mb >= 0,
             "pixel_dtype": self.pixel_dtype in ("uint8", "float32"),
             "prefetch": self.prefetch >= 0,
             "pack_pool": self.pack_pool >= 1,

@@ -75,7 +75,9 @@ def make_dataset(
     )
     ds = mixture.build_mixture(raw, cfg, seed, shard_index, shard_count)  # this host's share
     # Groups of consecutive records (by index: the order does not depend on the worker count).
-    group_transform = transport.GroupTransform(transform, shared_memory=cfg.worker_count > 0)
+    group_transform = transport.GroupTransform(
+        transform, shared_memory=cfg.worker_count > 0 and cfg.worker_slab_mb > 0, slab_mb=cfg.worker_slab_mb
+    )
     groups = ds.batch(cfg.group, batch_fn=list).map(group_transform)
     # End markers: the workers never run dry, so the end of the data costs no join of them (transport.py).
     ahead = cfg.worker_buffer_size + cfg.read_buffer + cfg.read_threads + 2

@@ -46,11 +46,13 @@ class GroupTransform:
     """list of raw records -> {"samples": [samples without pixels], "pixels": [sum P, D] array}, or
     {"pixels": SlabRef} (the samples pickled in the slab after the rows).
 
-    `shared_memory`: put the group in this process's `SlabPool` (set when it runs in grain workers).
+    `shared_memory`: put the group in this process's `SlabPool` (set when it runs in grain workers), of at
+    most `slab_mb` MiB of slabs.
     """
 
     transform: Callable[[dict], dict]
     shared_memory: bool = False
+    slab_mb: int = 1024
 
     def __call__(self, raws: Sequence[dict]) -> dict:
         samples, pixels = [], []
@@ -66,7 +68,7 @@ class GroupTransform:
             samples.append(sample)
         if self.shared_memory:  # the whole group in a slab: what crosses the queue is a few hundred bytes
             payload = pickle.dumps(samples, protocol=pickle.HIGHEST_PROTOCOL)
-            ref = worker_pool().put(pixels or [_NO_PIXELS], payload)
+            ref = worker_pool(self.slab_mb).put(pixels or [_NO_PIXELS], payload)
             if ref is not None:
                 return {"pixels": ref}
         joined = np.concatenate(pixels) if pixels else _NO_PIXELS
@@ -181,12 +183,12 @@ _POOL: SlabPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
-def worker_pool() -> SlabPool:
-    """This process's SlabPool (created on first use, in the worker)."""
+def worker_pool(max_mb: int = 1024) -> SlabPool:
+    """This process's SlabPool of at most `max_mb` MiB (created on first use, in the worker)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = SlabPool()
+            _POOL = SlabPool(max_bytes=max_mb * _MiB)
         return _POOL
 
 

@@ -55,7 +55,7 @@ def _run_scenario(mode, tmp_path, ops) -> dict:
     ops_path.write_bytes(pickle.dumps(ops))
     cmd = [sys.executable, "-m", "tests.data.worker_scenarios", mode, str(ops_path), path]
     returncode, out, err = _run_bounded(cmd, f"the {mode} scenario")
-    assert returncode == (1 if mode == "kill" else 0), err[-4000:]  # (kill: ends by the WorkerDied)
+    assert returncode == (1 if mode.startswith("kill") else 0), err[-4000:]  # (kill: ends by the WorkerDied)
     report = json.loads(out.strip().splitlines()[-1])
     report["exit_s"] = time.time() - report.pop("printed_at")
     report["stderr_end"] = next((line for line in err.splitlines() if "WorkerDied: " in line), "")
@@ -63,8 +63,11 @@ def _run_scenario(mode, tmp_path, ops) -> dict:
     return report
 
 
-def test_a_worker_killed_mid_run_is_an_error_naming_worker_signal_and_record_within_seconds(tmp_path, ops):
-    report = _run_scenario("kill", tmp_path, ops)
+@pytest.mark.parametrize("mode", ["kill", "kill_queue"])  # groups in slabs / whole through grain's queue
+def test_a_worker_killed_mid_run_is_an_error_naming_worker_signal_and_record_within_seconds(
+    tmp_path, ops, mode
+):
+    report = _run_scenario(mode, tmp_path, ops)
     msg = report["error"]
     assert report["stderr_end"].startswith(f"lingshu_jax.data.workers.WorkerDied: {msg}")
     assert f"(pid {report['pid']}) killed by SIGKILL (-9): out of memory?" in msg

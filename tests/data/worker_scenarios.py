@@ -1,10 +1,12 @@
 """Endings of a pipeline with grain worker processes, run in a process of their own (test_workers.py) so
 that a hang, even one in a blocking C read or at interpreter exit, fails the test by its timeout instead of
-stalling the suite: `python -m tests.data.worker_scenarios <kill|stop> <ops.pkl> <data.jsonl>`. The last
+stalling the suite: `python -m tests.data.worker_scenarios <kill|kill_queue|stop> <ops.pkl> <data.jsonl>`. The last
 stdout line is a JSON report with the seconds each phase took.
 
 - kill: SIGKILL one worker (the OOM killer's way) while the main process waits on the workers: the
   iteration must end with `WorkerDied`, which then ends the process uncaught (its exit must not hang).
+- kill_queue: the same with no shared-memory slabs (`data.worker_slab_mb=0`): groups cross grain's queue
+  whole, so the kill catches a worker in the middle of writing one into its pipe.
 - stop: SIGSTOP both workers (alive, but delivering nothing: a slow worker) and send this process SIGTERM:
   the wait must end with `DataInterrupted`, the state must be the one from before the step; then the
   workers go on (SIGCONT) and the pipeline closes.
@@ -29,12 +31,13 @@ def _grain_workers():
     return [p for p in multiprocessing.active_children() if p.name.startswith("grain-process-prefetch")]
 
 
-def _pipeline(ops, path):
-    # Groups of 8 ~900-token samples pickle to ~150 KB, more than a pipe holds: while nothing is taken,
-    # each worker's queue feeder is blocked in the middle of writing one.
+def _pipeline(ops, path, worker_slab_mb=1024):
+    # Groups of 8 ~900-token samples pickle to ~150 KB, more than a pipe holds: with worker_slab_mb=0 they
+    # cross grain's queue whole, and while nothing is taken each worker's queue feeder is blocked in the
+    # middle of writing one (a kill then leaves half a group in the pipe).
     cfg = data_config(
         path, seq_len=1024, batch_size=1, packing=False, group=8, shuffle=False, epochs=None,
-        worker_count=2, worker_buffer_size=1, prefetch=2,
+        worker_count=2, worker_buffer_size=1, prefetch=2, worker_slab_mb=worker_slab_mb,
     )  # fmt: skip
     return make_pipeline(cfg, ops=ops)
 
@@ -88,8 +91,8 @@ def stop(it) -> dict:
 def main(mode: str, ops_path: str, path: str) -> None:
     with open(ops_path, "rb") as f:
         ops = pickle.load(f)
-    it = _pipeline(ops, path)
-    report = {"kill": kill, "stop": stop}[mode](it)
+    it = _pipeline(ops, path, worker_slab_mb=0 if mode == "kill_queue" else 1024)
+    report = {"kill": kill, "kill_queue": kill, "stop": stop}[mode](it)
     error = report.pop("raise", None)
     t = time.monotonic()
     it.close()
