@@ -52,9 +52,9 @@ class Options:
     unroll_layers: bool = False  # ours: decoder layers unrolled instead of scanned
     vision_unroll_layers: bool = False  # ours: vision blocks unrolled instead of scanned
     vision_chunks: str = "row"  # ours: full vision layers per row's stream chunk ("row") or the band ("off")
-    malloc: str = (
-        "keep"  # both frameworks' processes: "keep" (glibc) | "jemalloc" | "default" (host_memory.py)
-    )
+    # Both frameworks' processes (host_memory.py): "auto" (jemalloc where found, else "keep") | "keep" (glibc
+    # keeping freed memory) | "jemalloc" | "default" (glibc as is). The same default as the command line.
+    malloc: str = "auto"
 
 
 # Sizes per (suite, quick). rounds: interleaved repetitions per side (the median is reported).
