@@ -116,17 +116,55 @@ def efficiency(path: str, processor, model_config, args) -> None:
 
 
 def hf_processor(tok_dir: str, min_pixels: int, max_pixels: int):
-    """transformers' Qwen2_5_VLProcessor with its PIL image processor. Its video processor needs torchvision
-    (not installed), so ours (`processing.image.VideoProcessor`, numpy) stands in for the pixels of
-    videos, returning the `video_metadata` transformers reads `second_per_grid_ts` from; the class check
-    is bypassed only while constructing."""
-    import transformers.processing_utils as pu
+    """transformers' Qwen2_5_VLProcessor with its PIL image processor and, where torchvision imports, its own
+    video processor (`Qwen2VLVideoProcessor`, torchvision on CPU tensors). Without torchvision, ours
+    (`processing.image.VideoProcessor`, numpy) stands in for the pixels of videos, returning the
+    `video_metadata` transformers reads `second_per_grid_ts` from; the class check is bypassed only while
+    constructing. `hf_video_processor(processor)` says which one it is."""
     from transformers import AutoTokenizer, Qwen2_5_VLProcessor
-    from transformers.image_processing_base import BatchFeature
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-    from transformers.video_processing_utils import VideoProcessorMixin
 
     from lingshu_jax.processing.chat import QWEN25_VL_CHAT_TEMPLATE
+    from lingshu_jax.processing.image import VideoProcessor
+
+    video = _transformers_video_processor(VideoProcessor.min_pixels, VideoProcessor.max_pixels)
+    parts = dict(
+        image_processor=Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels),
+        tokenizer=AutoTokenizer.from_pretrained(tok_dir),
+        chat_template=QWEN25_VL_CHAT_TEMPLATE,
+    )
+    if video is not None:
+        return Qwen2_5_VLProcessor(video_processor=video, **parts)
+    return _with_stand_in_video(Qwen2_5_VLProcessor, parts)
+
+
+def _transformers_video_processor(min_pixels: int, max_pixels: int):
+    """transformers' Qwen2VLVideoProcessor with our video defaults (frames already sampled by `hf_video`), or
+    None where torchvision does not import."""
+    try:
+        from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+    except (ImportError, RuntimeError, OSError):
+        return None
+    return Qwen2VLVideoProcessor(
+        min_pixels=min_pixels, max_pixels=max_pixels, do_sample_frames=False, cap_pixels_per_frame=False
+    )
+
+
+def hf_video_processor(processor) -> str:
+    """What transformers' side processes videos with (printed beside its figures)."""
+    video = processor.video_processor
+    if type(video).__name__ == "StandInVideo":
+        return "ours stands in for its video processor (torchvision does not import here)"
+    import torchvision
+
+    return f"its {type(video).__name__} (torchvision {torchvision.__version__})"
+
+
+def _with_stand_in_video(processor_cls, parts: dict):
+    import transformers.processing_utils as pu
+    from transformers.image_processing_base import BatchFeature
+    from transformers.video_processing_utils import VideoProcessorMixin
+
     from lingshu_jax.processing.image import VideoProcessor
 
     class StandInVideo(VideoProcessorMixin):
@@ -151,12 +189,7 @@ def hf_processor(tok_dir: str, min_pixels: int, max_pixels: int):
         lambda name: VideoProcessorMixin if name == "VideoProcessorMixin" else original(name)
     )
     try:
-        return Qwen2_5_VLProcessor(
-            image_processor=Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels),
-            tokenizer=AutoTokenizer.from_pretrained(tok_dir),
-            video_processor=StandInVideo(),
-            chat_template=QWEN25_VL_CHAT_TEMPLATE,
-        )
+        return processor_cls(video_processor=StandInVideo(), **parts)
     finally:
         pu.ProcessorMixin.get_possibly_dynamic_module = saved
 
@@ -523,7 +556,8 @@ def run_report(args: DataBenchOptions) -> dict:
     out.update(samples=args.samples, image=args.image, warmup=args.warmup, cpus=os.cpu_count())
     out["tokens_per_sample"] = out["rounds"][0]["hf"]["tokens"] / args.samples
     print(
-        f"transformers Qwen2_5_VLProcessor (PIL), 1 process: {out['hf_samples_per_s']:.1f} samples/s, "
+        f"transformers Qwen2_5_VLProcessor (PIL images; videos: {hf_video_processor(hf)}), 1 process: "
+        f"{out['hf_samples_per_s']:.1f} samples/s, "
         f"{out['hf_cpu_ms_per_sample']:.1f} CPU ms/sample ({out['tokens_per_sample']:.0f} tokens/sample); "
         f"medians of {args.rounds} rounds"
     )

@@ -326,7 +326,12 @@ class Context:
         }
         for n in workers:
             times = [r["time_s"] for r in runs[n]]
-            side = {"time_s": summarize(times), "first_s": first[n]["time_s"], "memory": memory[n]}
+            side = {
+                "time_s": summarize(times),
+                "first_s": first[n]["time_s"],
+                "memory": memory[n],
+                "environment": first[n]["environment"],  # the report's versions when `peak` did not run
+            }
             if n == "ours":
                 side["host_s"] = summarize([r["host_s"] for r in runs[n]])
             side.update(self._mfu(flops, median(times)))

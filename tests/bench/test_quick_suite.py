@@ -53,6 +53,7 @@ def test_report_structure(quick):
     env = data["peak"]["environment"]
     assert env["ours"]["jax"] and env["transformers"]["torch"] and env["transformers"]["torch_threads"] >= 1
     assert env["ours"]["device_count"] == 1  # the workers drop the test run's 8 simulated devices
+    assert data["prefill"]["ours"]["environment"]["jax"] == env["ours"]["jax"]
     assert data["peak"]["machine_peak_flops"] == max(
         data["peak"]["ours"]["max"], data["peak"]["transformers"]["max"]
     )

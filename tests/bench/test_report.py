@@ -87,6 +87,17 @@ def test_gpu_table_adds_mfu_against_the_measured_matmul_peak():
     assert "gpu: NVIDIA H200; attention cudnn" in md
 
 
+def test_header_takes_the_versions_from_the_prefill_workers_when_peak_and_train_did_not_run():
+    results = _results()
+    del results["train"]
+    results["prefill"]["ours"]["environment"] = {"jax": "0.10.2", "backend": "cpu", "device_kind": "cpu"}
+    results["prefill"]["transformers"]["environment"] = {"torch": "2.13.0+cpu", "transformers": "5.24.0"}
+    header = report.header(results)
+    assert (
+        "jax 0.10.2 (cpu: cpu" in header and "torch 2.13.0+cpu" in header and "transformers 5.24.0" in header
+    )
+
+
 def test_write_produces_json_and_markdown(tmp_path):
     paths = report.write(_results(), str(tmp_path))
     data = json.load(open(paths["json"]))
