@@ -18,9 +18,7 @@ Orbax: `ocp.args.Composite(data=save_args(it), ...)` / `restore_args(it)`, or `s
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -195,22 +193,6 @@ class PipelineDataset(grain.IterDataset):
         return it
 
 
-# Pipelines not yet collected. At interpreter exit grain's own `__del__` closes the iterators a script
-# still holds (e.g. in its globals) after module teardown has set the modules their close needs to None:
-# "Exception ignored in: DatasetIterator.__del__ ... AttributeError: 'NoneType' object ...". `_close_live`
-# closes them first, while the interpreter is whole (atexit runs before teardown, and this handler, registered
-# after multiprocessing's, before that one ends the worker processes), then lets go of grain's iterators
-# below each, so their `__del__` (whose close is not idempotent) runs now rather than during teardown.
-_LIVE: weakref.WeakSet = weakref.WeakSet()
-
-
-@atexit.register
-def _close_live() -> None:
-    for it in list(_LIVE):
-        it.close()
-        it._parents = ()  # grain.DatasetIterator's parents: closed above, collected here
-
-
 class PipelineIterator(grain.DatasetIterator):
     """Iterator of batch dicts (numpy). `counters`: cumulative stats; `last_stats`: the last batch's.
 
@@ -227,7 +209,6 @@ class PipelineIterator(grain.DatasetIterator):
         self._stop = stop
         self._state_before_interrupt = None
         self.resume_keys: dict[str, str] = {}
-        _LIVE.add(self)
 
     def stop_when(self, predicate) -> None:
         if self._stop is None:

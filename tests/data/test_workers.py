@@ -2,8 +2,7 @@
 killer) ends the iteration within seconds with one error naming the worker, its pid, the signal, the
 record it was reading and what to do; SIGTERM during a wait on workers that deliver nothing ends the wait
 within the wait's 0.25 s poll, with the state from before the step; a script without a main guard, whose
-spawned worker dies before it starts, ends with an error naming the fix instead of hanging; a script that
-exits holding an open pipeline exits silently. Each scenario runs in a process of its own
+spawned worker dies before it starts, ends with an error naming the fix instead of hanging. Each scenario runs in a process of its own
 (worker_scenarios.py) that the test kills at its time limit, so no hang, not even one in a blocking read
 or at interpreter exit, can pass or stall the suite."""
 
@@ -132,18 +131,3 @@ def test_exit_descriptions_name_the_signal_or_the_code():
     assert describe_exit(-9).startswith("killed by SIGKILL (-9): out of memory?")
     assert describe_exit(-15) == "killed by SIGTERM (-15)"
     assert describe_exit(1).startswith("exited with code 1")
-
-
-@pytest.mark.parametrize("worker_count", [0, 1])
-def test_a_script_exiting_with_its_pipeline_still_open_exits_cleanly_without_grain_teardown_errors(
-    tmp_path, ops, worker_count
-):
-    path = write_jsonl(str(tmp_path / "d.jsonl"), [text_only(q=f"{i}", a="ok") for i in range(8)])
-    ops_path = tmp_path / "ops.pkl"
-    ops_path.write_bytes(pickle.dumps(ops))
-    script = os.path.join(ROOT, "tests", "data", "held_pipeline_script.py")
-    returncode, out, err = _run_bounded(
-        [sys.executable, script, str(ops_path), path, str(worker_count)], "the held-pipeline script"
-    )
-    assert returncode == 0 and "batches: 2" in out, err[-4000:]
-    assert "Exception ignored" not in err and "Traceback" not in err, err[-4000:]
