@@ -153,7 +153,7 @@ def _transformers_video_processor(min_pixels: int, max_pixels: int):
 def hf_video_processor(processor) -> str:
     """What transformers' side processes videos with (printed beside its figures)."""
     video = processor.video_processor
-    if type(video).__name__ == "StandInVideo":
+    if getattr(video, "stand_in", False):
         return "ours stands in for its video processor (torchvision does not import here)"
     import torchvision
 
@@ -169,6 +169,7 @@ def _with_stand_in_video(processor_cls, parts: dict):
 
     class StandInVideo(VideoProcessorMixin):
         merge_size, temporal_patch_size = 2, 2
+        stand_in = True  # (hf_video_processor)
 
         def __init__(self):
             self.pixels = VideoProcessor()

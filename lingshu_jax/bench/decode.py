@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from lingshu_jax.bench import common
 from lingshu_jax.bench import inputs as inputs_lib
 from lingshu_jax.bench.harness import timed
 from lingshu_jax.bench.prefill import HFPrefill, OursPrefill
@@ -55,7 +56,7 @@ class OursInference(OursPrefill):
         """Warm-up (compiles both programs); returns the tokens for the agreement check."""
         full_s, tokens = timed(lambda: self._generate(max_new_tokens))
         one_s, _ = timed(lambda: self._generate(1))
-        return {"full_s": full_s, "one_s": one_s, "tokens": tokens}
+        return {"full_s": full_s, "one_s": one_s, "tokens": tokens, "environment": common.jax_environment()}
 
     def decode(self, max_new_tokens: int) -> dict[str, float]:
         full_s, _ = timed(lambda: self._generate(max_new_tokens))
@@ -122,8 +123,6 @@ class HFInference(HFPrefill):
         return out
 
     def _generate(self, n: int) -> np.ndarray:
-        from lingshu_jax.bench import common
-
         self._use_threads("decode")
         if not hasattr(self, "decode_inputs"):
             self.decode_inputs = common.torch_inputs(
@@ -143,7 +142,7 @@ class HFInference(HFPrefill):
     def decode_first(self, max_new_tokens: int) -> dict[str, Any]:
         full_s, tokens = timed(lambda: self._generate(max_new_tokens))
         one_s, _ = timed(lambda: self._generate(1))
-        return {"full_s": full_s, "one_s": one_s, "tokens": tokens}
+        return {"full_s": full_s, "one_s": one_s, "tokens": tokens, "environment": common.torch_environment()}
 
     def decode(self, max_new_tokens: int) -> dict[str, float]:
         full_s, _ = timed(lambda: self._generate(max_new_tokens))

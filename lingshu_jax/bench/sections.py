@@ -386,6 +386,7 @@ class Context:
                 "step_s": summarize(r["step_s"]),
                 "first_call_s": first[n]["full_s"],
                 "memory": memory[n],
+                "environment": first[n]["environment"],
             }
             step = side["step_s"]["median"]
             if self.peak_flops and step:

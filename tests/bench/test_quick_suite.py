@@ -53,7 +53,9 @@ def test_report_structure(quick):
     env = data["peak"]["environment"]
     assert env["ours"]["jax"] and env["transformers"]["torch"] and env["transformers"]["torch_threads"] >= 1
     assert env["ours"]["device_count"] == 1  # the workers drop the test run's 8 simulated devices
-    assert data["prefill"]["ours"]["environment"]["jax"] == env["ours"]["jax"]
+    for section in ("prefill", "decode"):  # the report's versions when peak did not run
+        assert data[section]["ours"]["environment"]["jax"] == env["ours"]["jax"]
+        assert data[section]["transformers"]["environment"]["torch"] == env["transformers"]["torch"]
     assert data["peak"]["machine_peak_flops"] == max(
         data["peak"]["ours"]["max"], data["peak"]["transformers"]["max"]
     )
