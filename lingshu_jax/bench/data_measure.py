@@ -404,6 +404,7 @@ def stage_costs(path: str, root: str, processor, model_config, args) -> dict[str
         "to_rgb_array": "to RGB array",
         "resize_rgb": "resize",
         "patchify_image": "patchify",
+        "patchify_frames": "patchify",
         "normalize_rows": "normalise (float32 path)",
     }
     builder_kwargs = dict(

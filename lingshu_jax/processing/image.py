@@ -167,8 +167,8 @@ def to_rgb_array(image) -> np.ndarray:
 
 
 def resize_rgb(rgb: np.ndarray, height: int, width: int, resample: int = Image.BICUBIC) -> np.ndarray:
-    """uint8 [H, W, 3] -> uint8 [height, width, 3] with PIL (as transformers' PIL backend)."""
-    return np.array(Image.fromarray(rgb).resize((width, height), resample=resample))
+    """uint8 [H, W, 3] -> uint8 [height, width, 3] (read-only) with PIL (as transformers' PIL backend)."""
+    return rgb_view(Image.fromarray(rgb).resize((width, height), resample=resample))
 
 
 def is_plain_rgb(image) -> bool:
@@ -182,15 +182,32 @@ def is_plain_rgb(image) -> bool:
     )
 
 
+def rgb_view(image: Image.Image) -> np.ndarray:
+    """A plain RGB PIL image's pixels as uint8 [H, W, 3], read-only, without copying them where Pillow can
+    export its storage (its Arrow export, Pillow >= 11.2: four bytes a pixel in one block; the array keeps
+    the image's memory alive); otherwise `np.asarray` (one copy). Values are the same either way."""
+    export = getattr(image, "__arrow_c_array__", None)
+    if export is not None and image.mode == "RGB":
+        import pyarrow  # a dependency (Parquet sources); imported on first use
+
+        try:
+            flat = pyarrow.array(image).flatten().to_numpy(zero_copy_only=True)
+        except (ValueError, TypeError, pyarrow.ArrowException):  # rows in several blocks (large images)
+            flat = None
+        if flat is not None and flat.size == image.height * image.width * 4:
+            return flat.reshape(image.height, image.width, 4)[:, :, :3]
+    return np.asarray(image)
+
+
 def rgb_resized(image, size, resample: int = Image.BICUBIC) -> np.ndarray:
     """to_rgb_array(image) at [height, width] = size(its height, its width) (resized with PIL when it
     differs): the same values, but a plain RGB PIL image is resized as it is, without the round trip
-    through an array (two copies)."""
+    through an array, and read without a copy (`rgb_view`)."""
     if is_plain_rgb(image):
         height, width = size(image.height, image.width)
         if image.size != (width, height):
             image = image.resize((width, height), resample=resample)
-        return np.asarray(image)
+        return rgb_view(image)
     rgb = to_rgb_array(image)
     height, width = size(*rgb.shape[:2])
     return rgb if rgb.shape[:2] == (height, width) else resize_rgb(rgb, height, width, resample)
@@ -205,12 +222,13 @@ def normalize_rows(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     return out
 
 
-def normalize_video(frames: np.ndarray, mean, std, rescale_factor: float = 1 / 255) -> np.ndarray:
-    """uint8 [T, H, W, 3] -> float32 [T, 3, H, W]: fused (x - mean/r) / (std/r), as the video processor."""
-    x = np.moveaxis(frames, -1, 1).astype(np.float32)
-    mean = (np.asarray(mean, dtype=np.float32) * np.float32(1.0 / rescale_factor))[:, None, None]
-    std = (np.asarray(std, dtype=np.float32) * np.float32(1.0 / rescale_factor))[:, None, None]
-    return (x - mean) / std
+def normalize_video_rows(rows: np.ndarray, mean, std, rescale_factor: float = 1 / 255) -> np.ndarray:
+    """uint8 patch rows [N, C * k] (channel-major columns) -> float32: the video processor's fused
+    (x - mean/r) / (std/r) in float32, value by value (the same arithmetic as on its [T, C, H, W] frames)."""
+    per_channel = rows.shape[1] // len(mean)
+    mean = np.repeat(np.asarray(mean, dtype=np.float32) * np.float32(1.0 / rescale_factor), per_channel)
+    std = np.repeat(np.asarray(std, dtype=np.float32) * np.float32(1.0 / rescale_factor), per_channel)
+    return (rows.astype(np.float32) - mean) / std
 
 
 def patchify(
@@ -244,6 +262,29 @@ def patchify(
     x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
     rows = x.reshape(gt * gh * gw, c * temporal_patch_size * patch_size * patch_size)
     return np.ascontiguousarray(rows), (gt, gh, gw)
+
+
+def patchify_frames(
+    frames: Sequence[np.ndarray], patch_size: int = 14, merge_size: int = 2, temporal_patch_size: int = 2
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Frames [H, W, C] (any strides, e.g. `rgb_view`s) -> (rows [t*h*w, C*tp*p*p], (t, h, w)): the rows
+    of `patchify` on the stacked channel-first frames, each frame copied once, straight into its place.
+
+    The frame count is padded to a multiple of temporal_patch_size by repeating the last frame.
+    """
+    frames = list(frames)
+    frames += frames[-1:] * (-len(frames) % temporal_patch_size)
+    height, width, c = frames[0].shape
+    gh, gw, m, p, tp = height // patch_size, width // patch_size, merge_size, patch_size, temporal_patch_size
+    if gh % m or gw % m or height % p or width % p:
+        raise ValueError(f"frame size {height}x{width} is not a multiple of patch*merge={p * m}")
+    gt = len(frames) // tp
+    rows = np.empty((gt, gh // m, gw // m, m, m, c, tp, p, p), frames[0].dtype)
+    for i, frame in enumerate(frames):
+        # [H, W, C] -> (gh/m, gw/m, m, m, C, p, p)
+        src = frame.reshape(gh // m, m, p, gw // m, m, p, c).transpose(0, 3, 1, 4, 6, 2, 5)
+        np.copyto(rows[i // tp, :, :, :, :, :, i % tp], src)
+    return rows.reshape(gt * gh * gw, c * tp * p * p), (gt, gh, gw)
 
 
 def patchify_image(
@@ -424,18 +465,14 @@ class VideoProcessor(ImageProcessor):
             raise ValueError(f"video frames differ in size: {sorted(set(shapes))}")
         height, width = self.target_size(*shapes[0][:2])
         target = lambda h, w: (height, width)  # noqa: E731  (every frame to the first frame's target)
-        frames = np.stack([rgb_resized(f, target, self.resample) for f in frames])  # [T, H, W, 3] uint8
+        frames = [rgb_resized(f, target, self.resample) for f in frames]  # each [H, W, 3] uint8
+        rows, grid = patchify_frames(frames, self.patch_size, self.merge_size, self.temporal_patch_size)
+        rescale = self.rescale_factor if self.do_rescale else 1.0
         if self.output == "uint8":
-            x = np.moveaxis(frames, -1, 1)
-        elif self.do_normalize:
-            x = normalize_video(
-                frames, self.image_mean, self.image_std, self.rescale_factor if self.do_rescale else 1.0
-            )
-        else:
-            x = np.moveaxis(frames, -1, 1).astype(np.float32) * (
-                self.rescale_factor if self.do_rescale else 1
-            )
-        return patchify(x, self.patch_size, self.merge_size, self.temporal_patch_size)
+            return rows, grid
+        if self.do_normalize:
+            return normalize_video_rows(rows, self.image_mean, self.image_std, rescale), grid
+        return rows.astype(np.float32) * np.float32(rescale), grid
 
     def __call__(self, videos, fps=None) -> dict:
         """videos: list of videos (or one [T,H,W,C] array); fps: per-video sampled fps (default 24)."""

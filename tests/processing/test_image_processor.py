@@ -13,6 +13,8 @@ from lingshu_jax.processing.image import (
     VideoProcessor,
     normalize_rows,
     patchify,
+    patchify_frames,
+    rgb_view,
     smart_resize,
 )
 
@@ -196,6 +198,34 @@ def test_video_rows_equal_transformers_patchify_with_last_frame_padding(num_fram
     assert out["video_grid_thw"].tolist() == [[gt, gh, gw]] and gt == math.ceil(num_frames / 2)
     np.testing.assert_allclose(out["pixel_values_videos"], ref[0].numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(out["second_per_grid_ts"], [2 / 24])  # transformers' fps without metadata
+
+
+@pytest.mark.parametrize("num_frames", [1, 2, 5])
+def test_patchify_frames_from_strided_channel_last_frames_equals_patchify_of_the_stacked_video(num_frames):
+    rng = np.random.default_rng(num_frames)
+    # Frames as the processor gets them from PIL: [H, W, 3] views with a 4-byte pixel stride.
+    frames = [rng.integers(0, 256, (56, 84, 4), dtype=np.uint8)[:, :, :3] for _ in range(num_frames)]
+    rows, grid = patchify_frames(frames)
+    stacked = np.moveaxis(np.stack(frames), -1, 1)  # [T, C, H, W]
+    want, want_grid = patchify(stacked)
+    assert grid == want_grid == (math.ceil(num_frames / 2), 4, 6)
+    np.testing.assert_array_equal(rows, want)
+    with pytest.raises(ValueError, match="multiple of patch"):
+        patchify_frames([np.zeros((56, 70, 3), np.uint8)])
+
+
+def test_rgb_view_reads_the_pixels_without_a_copy_and_keeps_them_alive():
+    pixels = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    view = rgb_view(image)
+    np.testing.assert_array_equal(view, pixels)
+    assert view.shape == (37, 53, 3) and view.dtype == np.uint8 and not view.flags.writeable
+    assert view.strides[1] == 4  # Pillow's own 4-byte pixels (its Arrow export), not a copy from tobytes()
+    del image
+    np.testing.assert_array_equal(view, pixels)  # the export holds the image's memory
+    # An image stored in several blocks (Pillow splits those above its 16 MB block size) is copied.
+    big = Image.new("RGB", (3000, 2000), (7, 8, 9))
+    assert rgb_view(big).shape == (2000, 3000, 3) and (rgb_view(big)[-1, -1] == (7, 8, 9)).all()
 
 
 def test_two_identical_frames_give_the_image_rows():
