@@ -16,9 +16,8 @@ def _result(proc):
 
 def test_two_hosts_of_4_train_the_same_global_batch_and_loss_as_one_host_of_8():
     port = str(portpicker.pick_unused_port())
-    procs = [_run([port, str(i), "2", "4"]) for i in range(2)]
-    results = [_result(p) for p in procs]
-    single = _result(_run(["0", "0", "1", "8"]))
+    procs = [_run([port, str(i), "2", "4"]) for i in range(2)] + [_run(["0", "0", "1", "8"])]  # all at once
+    *results, single = [_result(p) for p in procs]
     assert all(r["devices"] == 8 for r in results) and single["devices"] == 8
     assert [r["host_rows"] for r in results] == [4, 4] and single["host_rows"] == 8
     for r in results:
