@@ -28,7 +28,7 @@ def parse_args(argv=None) -> DataBenchOptions:
         "--warmup",
         type=int,
         default=None,
-        help="samples left out of the rate (default: at least what the pipeline can hold ahead of delivery, "
+        help="samples left out of the rate (default: twice what the pipeline can hold ahead of delivery, "
         "data_measure.default_warmup)",
     )
     ap.add_argument("--image", type=int, default=448)
