@@ -236,7 +236,7 @@ def _interleave(images: dict | None, videos: dict, kinds: np.ndarray) -> dict:
             ends = np.cumsum(part["image_grid_thw"].prod(axis=1))
             chunks[kind] = list(zip(np.split(part["pixel_values"], ends[:-1]), part["image_grid_thw"]))
     order = [chunks[k].pop(0) for k in kinds]
-    rows = [rows for rows, _ in order]
+    rows = [part_rows for part_rows, _ in order]
     return {
         "pixel_values": rows[0] if len(rows) == 1 else np.concatenate(rows),  # one video: no copy
         "image_grid_thw": np.stack([grid for _, grid in order]).astype(np.int32),

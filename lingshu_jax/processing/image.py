@@ -186,8 +186,7 @@ def rgb_view(image: Image.Image) -> np.ndarray:
     """A plain RGB PIL image's pixels as uint8 [H, W, 3], read-only, without copying them where Pillow can
     export its storage (its Arrow export, Pillow >= 11.2: four bytes a pixel in one block; the array keeps
     the image's memory alive); otherwise `np.asarray` (one copy). Values are the same either way."""
-    export = getattr(image, "__arrow_c_array__", None)
-    if export is not None and image.mode == "RGB":
+    if image.mode == "RGB" and hasattr(image, "__arrow_c_array__"):
         import pyarrow  # a dependency (Parquet sources); imported on first use
 
         try:
