@@ -31,6 +31,7 @@ INSTALL_REQUIRES = [
     "array-record",
     "pyarrow==26.0.1",  # data: Parquet, Arrow and datasets.save_to_disk sources (data/columnar.py)
     "av==18.1.0",  # data: video files (mp4, webm, avi, mov, mkv...) read with PyAV (processing/video.py)
+    "numba==0.68.1",  # processing/resize.py: PIL's bicubic resize, bit for bit, compiled (2x faster)
 ]
 
 EXTRAS = {

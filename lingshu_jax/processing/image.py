@@ -1,9 +1,10 @@
 """Qwen2.5-VL image and video preprocessing in numpy/PIL (no torch), bit-compatible with transformers.
 
 Images follow transformers 5.x `Qwen2VLImageProcessorPil` step by step: convert to RGB (alpha composited
-onto white), `smart_resize` to multiples of patch*merge (28) within [min_pixels, max_pixels], PIL bicubic
-resize of the uint8 image, rescale by 1/255 (float64, then float32), CLIP mean/std normalisation in
-float32, then patch flattening. Each image is one temporal patch whose two frames are the same picture.
+onto white), `smart_resize` to multiples of patch*merge (28) within [min_pixels, max_pixels], PIL's
+bicubic resize of the uint8 image (bit for bit, by the compiled kernel of `processing.resize`), rescale
+by 1/255 (float64, then float32), CLIP mean/std normalisation in float32, then patch flattening. Each
+image is one temporal patch whose two frames are the same picture.
 
 Rescale + normalise act on each uint8 value on its own and patch flattening only moves values, so we
 flatten the uint8 image first and then look every value up in a [3, 256] float32 table holding
@@ -18,7 +19,7 @@ then the 2x2 positions inside a merge unit (row-major); each row is ordered chan
 Videos (lists of frames) follow transformers' `Qwen2VLVideoProcessor` (torchvision-only in transformers,
 so not importable here): frames share one `smart_resize` size, the frame count is padded to a multiple of
 temporal_patch_size by repeating the last frame, and rescale+normalise is fused as
-(x - 255*mean) / (255*std) in float32. Deviation: each frame is resized with PIL bicubic (as the image
+(x - 255*mean) / (255*std) in float32. Deviation: each frame is resized as PIL's bicubic does (as the image
 path and transformers < 4.52's video path did) where transformers 5.x uses torchvision's antialiased
 bicubic; resized pixels differ by at most about one uint8 level (measured against torch's antialiased
 bicubic interpolation).
@@ -35,6 +36,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
+
+from lingshu_jax.processing.resize import resize_bicubic
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -167,7 +170,10 @@ def to_rgb_array(image) -> np.ndarray:
 
 
 def resize_rgb(rgb: np.ndarray, height: int, width: int, resample: int = Image.BICUBIC) -> np.ndarray:
-    """uint8 [H, W, 3] -> uint8 [height, width, 3] (read-only) with PIL (as transformers' PIL backend)."""
+    """uint8 [H, W, 3] -> uint8 [height, width, 3] as PIL resizes it (transformers' PIL backend): bicubic
+    with the compiled kernel that reproduces PIL's (`processing.resize`), other filters with PIL."""
+    if resample == Image.BICUBIC:
+        return resize_bicubic(rgb, height, width)
     return rgb_view(Image.fromarray(rgb).resize((width, height), resample=resample))
 
 
@@ -184,29 +190,40 @@ def is_plain_rgb(image) -> bool:
 
 def rgb_view(image: Image.Image) -> np.ndarray:
     """A plain RGB PIL image's pixels as uint8 [H, W, 3], read-only, without copying them where Pillow can
-    export its storage (its Arrow export, Pillow >= 11.2: four bytes a pixel in one block; the array keeps
-    the image's memory alive); otherwise `np.asarray` (one copy). Values are the same either way."""
-    if image.mode == "RGB" and hasattr(image, "__arrow_c_array__"):
-        import pyarrow  # a dependency (Parquet sources); imported on first use
+    export its storage (`pixels_view`); otherwise `np.asarray` (one copy). Values are the same either way."""
+    pixels = pixels_view(image)
+    return np.asarray(image) if pixels is None else pixels[:, :, :3]
 
-        try:
-            flat = pyarrow.array(image).flatten().to_numpy(zero_copy_only=True)
-        except (ValueError, TypeError, pyarrow.ArrowException):  # rows in several blocks (large images)
-            flat = None
-        if flat is not None and flat.size == image.height * image.width * 4:
-            return flat.reshape(image.height, image.width, 4)[:, :, :3]
-    return np.asarray(image)
+
+def pixels_view(image: Image.Image) -> np.ndarray | None:
+    """An RGB PIL image's storage as uint8 [H, W, 4] (four bytes a pixel, the last one padding), read-only
+    and not copied, through Pillow's Arrow export (Pillow >= 11.2; the array keeps the image's memory
+    alive); None where Pillow cannot export it (rows in several blocks, as for large images)."""
+    if image.mode != "RGB" or not hasattr(image, "__arrow_c_array__"):
+        return None
+    import pyarrow  # a dependency (Parquet sources); imported on first use
+
+    try:
+        flat = pyarrow.array(image).flatten().to_numpy(zero_copy_only=True)
+    except (ValueError, TypeError, pyarrow.ArrowException):
+        return None
+    if flat.size != image.height * image.width * 4:
+        return None
+    return flat.reshape(image.height, image.width, 4)
 
 
 def rgb_resized(image, size, resample: int = Image.BICUBIC) -> np.ndarray:
-    """to_rgb_array(image) at [height, width] = size(its height, its width) (resized with PIL when it
-    differs): the same values, but a plain RGB PIL image is resized as it is, without the round trip
-    through an array, and read without a copy (`rgb_view`)."""
+    """to_rgb_array(image) at [height, width] = size(its height, its width) (resized as PIL resizes it
+    when it differs): the same values, but a plain RGB PIL image is read without a copy, straight from
+    Pillow's storage (`pixels_view`, `rgb_view`)."""
     if is_plain_rgb(image):
         height, width = size(image.height, image.width)
-        if image.size != (width, height):
-            image = image.resize((width, height), resample=resample)
-        return rgb_view(image)
+        if image.size == (width, height):
+            return rgb_view(image)
+        if resample == Image.BICUBIC:  # four-byte pixels straight from Pillow's storage when it exports it
+            pixels = pixels_view(image)
+            return resize_bicubic(np.asarray(image) if pixels is None else pixels, height, width)
+        return rgb_view(image.resize((width, height), resample=resample))
     rgb = to_rgb_array(image)
     height, width = size(*rgb.shape[:2])
     return rgb if rgb.shape[:2] == (height, width) else resize_rgb(rgb, height, width, resample)
