@@ -141,7 +141,10 @@ class ChatTemplate:
             if message["role"] != "assistant":
                 continue
             head = self.render(messages[:i], add_generation_prompt=True, **kwargs)
-            upto = self.render(messages[: i + 1], add_generation_prompt=False, **kwargs)
+            if i == len(messages) - 1 and not add_generation_prompt:
+                upto = text  # the same render
+            else:
+                upto = self.render(messages[: i + 1], add_generation_prompt=False, **kwargs)
             if not (upto.startswith(head) and text.startswith(upto)):
                 raise ValueError(
                     f"chat template does not render message {i} (assistant) as a continuation of the earlier "
