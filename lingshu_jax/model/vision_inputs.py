@@ -15,6 +15,7 @@ Everything can be padded to a fixed patch budget so a training run compiles once
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -37,6 +38,7 @@ class VisionStream:
         }
 
 
+@functools.lru_cache(maxsize=256)  # a data set's images share a few sizes; read-only results
 def _window_slots(t: int, h: int, w: int, ws: int) -> np.ndarray:
     """Merge units of one image/video (merged grid t, h, w) laid out in whole windows of ws * ws slots:
     [t * ceil(h / ws) * ceil(w / ws) * ws * ws] original unit index per slot, -1 for padding. Windows come in
@@ -48,7 +50,12 @@ def _window_slots(t: int, h: int, w: int, ws: int) -> np.ndarray:
     padded[:, :h, :w] = index
     windows = padded.reshape(t, nh, ws, nw, ws).transpose(0, 1, 3, 2, 4).reshape(-1, ws * ws)
     real_first = np.argsort(windows < 0, axis=1, kind="stable")
-    return np.take_along_axis(windows, real_first, 1).reshape(-1)
+    return _read_only(np.take_along_axis(windows, real_first, 1).reshape(-1))
+
+
+def _read_only(x: np.ndarray) -> np.ndarray:
+    x.flags.writeable = False
+    return x
 
 
 def stream_rows(grid_thw, *, spatial_merge_size: int, window_merge_units: int) -> int:
@@ -86,13 +93,14 @@ def _own_segments(segments: np.ndarray) -> np.ndarray:
     return segments
 
 
+@functools.lru_cache(maxsize=256)
 def _rotary_ids(t: int, h: int, w: int, merge: int) -> np.ndarray:
     """(row, col) ids in transformers' patch order (merge blocks row-major), repeated over t: [t*h*w, 2]."""
     hh, ww = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     shape = (h // merge, merge, w // merge, merge)
     hh = hh.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
     ww = ww.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
-    return np.tile(np.stack([hh, ww], -1), (t, 1))
+    return _read_only(np.tile(np.stack([hh, ww], -1), (t, 1)))
 
 
 def build_vision_stream(
