@@ -406,7 +406,7 @@ def stage_costs(path: str, root: str, processor, model_config, args) -> dict[str
     )
     stages = {
         "to_rgb_array": "to RGB array",
-        "resize_bicubic": "resize",
+        "resize_rgb": "resize",
         "patchify_image": "patchify",
         "patchify_frames": "patchify",
         "normalize_rows": "normalise (float32 path)",

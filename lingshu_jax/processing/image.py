@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image
 
-from lingshu_jax.processing.resize import resize_bicubic
+from lingshu_jax.processing.resize import prefer_kernel, resize_bicubic
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -169,12 +169,16 @@ def to_rgb_array(image) -> np.ndarray:
     return arr
 
 
-def resize_rgb(rgb: np.ndarray, height: int, width: int, resample: int = Image.BICUBIC) -> np.ndarray:
-    """uint8 [H, W, 3] -> uint8 [height, width, 3] as PIL resizes it (transformers' PIL backend): bicubic
-    with the compiled kernel that reproduces PIL's (`processing.resize`), other filters with PIL."""
-    if resample == Image.BICUBIC:
-        return resize_bicubic(rgb, height, width)
-    return rgb_view(Image.fromarray(rgb).resize((width, height), resample=resample))
+def resize_rgb(rgb, height: int, width: int, resample: int = Image.BICUBIC) -> np.ndarray:
+    """uint8 [H, W, 3] array or plain RGB PIL image -> uint8 [height, width, 3], as PIL resizes it
+    (transformers' PIL backend). Bicubic resizes use the compiled kernel that gives PIL's pixels
+    (`processing.resize`) once this process has resized enough to earn its start-up back
+    (`resize.prefer_kernel`), Pillow before that and for other filters."""
+    if resample == Image.BICUBIC and prefer_kernel(height * width):
+        pixels = pixels_view(rgb) if isinstance(rgb, Image.Image) else rgb
+        return resize_bicubic(np.asarray(rgb) if pixels is None else pixels, height, width)
+    image = rgb if isinstance(rgb, Image.Image) else Image.fromarray(rgb)
+    return rgb_view(image.resize((width, height), resample=resample))
 
 
 def is_plain_rgb(image) -> bool:
@@ -220,10 +224,7 @@ def rgb_resized(image, size, resample: int = Image.BICUBIC) -> np.ndarray:
         height, width = size(image.height, image.width)
         if image.size == (width, height):
             return rgb_view(image)
-        if resample == Image.BICUBIC:  # four-byte pixels straight from Pillow's storage when it exports it
-            pixels = pixels_view(image)
-            return resize_bicubic(np.asarray(image) if pixels is None else pixels, height, width)
-        return rgb_view(image.resize((width, height), resample=resample))
+        return resize_rgb(image, height, width, resample)
     rgb = to_rgb_array(image)
     height, width = size(*rgb.shape[:2])
     return rgb if rgb.shape[:2] == (height, width) else resize_rgb(rgb, height, width, resample)

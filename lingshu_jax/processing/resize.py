@@ -16,6 +16,12 @@ vectorises it), and the horizontal pass is the same on the transposed image.
 
 `resize_bicubic` is what `processing.image` resizes with. Where the kernel does not reproduce the
 installed Pillow (`pillow_pass_order()` is None) it calls Pillow instead, after one warning.
+
+numba costs a process about 1 s before its first resize (importing it, loading the cached kernels,
+checking them against Pillow; 3-4 s the first time, compiling them). So `processing.image` resizes with
+Pillow until the process has resized `KERNEL_AFTER_PIXELS` output pixels, and with the kernel from then
+on (`prefer_kernel`): a data worker switches within its first few hundred video frames, while a script
+or a server that resizes a few images never loads numba. The pixels are the same either way.
 """
 
 from __future__ import annotations
@@ -31,6 +37,22 @@ HORIZONTAL_FIRST = "horizontal first"
 VERTICAL_FIRST_WHEN_HEIGHT_SHRINKS_MORE = (
     "vertical first when the height shrinks by over twice the width's pixels"
 )
+
+
+# Output pixels a process resizes with Pillow before it moves to the kernel: about 0.3 s of Pillow's time
+# on our CI VM (224 x 224 -> 336 x 336 frames), a third of the kernel's start-up.
+KERNEL_AFTER_PIXELS = 16_000_000
+_pillow_pixels = 0  # output pixels this process has resized with Pillow so far (`prefer_kernel`)
+
+
+def prefer_kernel(out_pixels: int) -> bool:
+    """Whether to resize the next image (`out_pixels` output pixels) with `resize_bicubic`: once this
+    process has resized KERNEL_AFTER_PIXELS with Pillow (which the caller does while this is False)."""
+    global _pillow_pixels
+    if _pillow_pixels >= KERNEL_AFTER_PIXELS:
+        return True
+    _pillow_pixels += out_pixels
+    return False
 
 
 def vertical_first(order: str, height: int, width: int, out_height: int, out_width: int) -> bool:

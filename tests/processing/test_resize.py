@@ -93,3 +93,30 @@ def test_a_kernel_that_does_not_reproduce_pillow_is_not_used(monkeypatch):
         np.testing.assert_array_equal(resize.resize_bicubic(rgb, 45, 17), pillow(rgb, 45, 17))
     finally:
         resize.pillow_pass_order.cache_clear()
+
+
+def test_a_process_moves_to_the_kernel_after_resizing_enough_pixels_with_pillow(monkeypatch):
+    monkeypatch.setattr(resize, "KERNEL_AFTER_PIXELS", 1000)
+    monkeypatch.setattr(resize, "_pillow_pixels", 0)
+    assert [resize.prefer_kernel(400) for _ in range(4)] == [False, False, False, True]
+    assert resize.prefer_kernel(10**9)
+
+
+@pytest.mark.parametrize("kernel", [False, True])
+def test_image_and_video_rows_are_the_same_with_pillow_and_with_the_kernel(monkeypatch, kernel):
+    from lingshu_jax.processing.image import ImageProcessor, VideoProcessor
+
+    rng = np.random.default_rng(4)
+    images = [Image.fromarray(random_rgb(rng, 61, 97)), random_rgb(rng, 300, 140)]  # PIL and array inputs
+    frames = [random_rgb(rng, 50, 70) for _ in range(3)]
+    kw = dict(min_pixels=56 * 56, max_pixels=140 * 140)
+    monkeypatch.setattr(resize, "_pillow_pixels", 0)
+    monkeypatch.setattr(resize, "KERNEL_AFTER_PIXELS", 0 if kernel else 10**12)
+    got = ImageProcessor(**kw)(images), VideoProcessor(**kw)([frames])
+    assert resize.prefer_kernel(0) == kernel  # (which one made `got`)
+    monkeypatch.setattr(resize, "KERNEL_AFTER_PIXELS", 10**12)  # Pillow throughout
+    want = ImageProcessor(**kw)(images), VideoProcessor(**kw)([frames])
+    for a, b in zip(got, want, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
